@@ -1,0 +1,86 @@
+//! Newtype ids so a session id is never confused with an approval id or a bare string.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// A session id. It **is** Claude Code's session UUID (we pass it as `--session-id`), so
+/// resume, attach and transcripts line up.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct SessionId(pub Uuid);
+
+impl SessionId {
+    /// A fresh random (v4) id.
+    pub fn new() -> Self {
+        Self(Uuid::new_v4())
+    }
+
+    /// The first 8 hex characters, enough to name a session in human output.
+    pub fn short(&self) -> String {
+        self.0.simple().to_string()[..8].to_owned()
+    }
+}
+
+impl Default for SessionId {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl fmt::Display for SessionId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.hyphenated().fmt(f)
+    }
+}
+
+impl FromStr for SessionId {
+    type Err = uuid::Error;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Uuid::parse_str(s).map(Self)
+    }
+}
+
+/// A pending approval (permission request or question). It is the `request_id` the CLI chose
+/// for its `can_use_tool` control request, so it is unique and can be matched on the wire.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct ApprovalId(pub String);
+
+impl ApprovalId {
+    /// The first 8 characters, enough to name an approval in human output.
+    pub fn short(&self) -> &str {
+        let end = self.0.char_indices().nth(8).map_or(self.0.len(), |(i, _)| i);
+        &self.0[..end]
+    }
+}
+
+impl fmt::Display for ApprovalId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn session_id_round_trips_and_shortens() {
+        let id = SessionId::new();
+        let text = id.to_string();
+        assert_eq!(text.parse::<SessionId>().ok(), Some(id));
+        assert_eq!(id.short().len(), 8);
+        assert!(text.replace('-', "").starts_with(&id.short()));
+        let json = serde_json::to_string(&id).unwrap_or_default();
+        assert_eq!(json, format!("\"{text}\""));
+    }
+
+    #[test]
+    fn approval_short_handles_short_ids() {
+        assert_eq!(ApprovalId("abc".into()).short(), "abc");
+        assert_eq!(ApprovalId("0123456789".into()).short(), "01234567");
+    }
+}

@@ -1,0 +1,25 @@
+//! Plain data shared by every ccrm program: ids, the event model, the wire protocols and
+//! the JSON-lines framing used on the daemon's Unix socket and the Claude Code child's stdio.
+//!
+//! Layout:
+//! - [`ids`]: newtype ids ([`ids::SessionId`], [`ids::ApprovalId`]).
+//! - [`event`]: normalised session events ([`event::Event`], [`event::EventKind`]) and states.
+//! - [`ipc`]: `ccrm` ⇄ `ccrmd` requests and replies over the Unix socket.
+//! - [`child`]: what the Claude Code CLI prints on stdout, typed as far as we need it.
+//! - [`codec`]: [`codec::JsonLines`], length-capped newline-delimited JSON over any stream.
+
+pub mod child;
+pub mod codec;
+pub mod event;
+pub mod ids;
+pub mod ipc;
+
+/// Version of the `ccrm` ⇄ `ccrmd` socket protocol. Sent in `daemon.status`; the CLI refuses
+/// to talk to a daemon with another version and says how to restart it.
+pub const IPC_PROTOCOL_VERSION: u32 = 1;
+
+/// Crate version, shared by all binaries of the workspace.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// Longest line accepted on the control socket (1 MiB). Longer lines are refused with an error.
+pub const MAX_IPC_LINE: usize = 1024 * 1024;

@@ -1,0 +1,297 @@
+//! ccrmd configuration: defaults, then a TOML file, then `CCRM_*` environment variables,
+//! then command-line flags (the last wins). Loaded and validated once in `main`, then passed
+//! down by value; nothing here is global.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use serde::{Deserialize, Serialize};
+
+/// Tools that only read, allowed without asking unless the config says otherwise.
+pub const DEFAULT_ALLOWED_TOOLS: &[&str] = &[
+    "Read",
+    "Glob",
+    "Grep",
+    "LS",
+    "NotebookRead",
+    "TodoWrite",
+    "BashOutput",
+];
+
+/// Permission modes the Claude Code CLI accepts (claude-protocol.md §6.1).
+pub const PERMISSION_MODES: &[&str] = &[
+    "default",
+    "acceptEdits",
+    "plan",
+    "dontAsk",
+    "auto",
+    "bypassPermissions",
+];
+
+/// The settings of one ccrmd.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Config {
+    /// Holds the control socket and the pidfile (0700).
+    pub runtime_dir: PathBuf,
+    /// Holds session records, the log of a background daemon (0700).
+    pub state_dir: PathBuf,
+    /// The claude binary; found on `PATH` when unset.
+    pub claude_bin: Option<PathBuf>,
+    /// Model for sessions that do not name one.
+    pub default_model: Option<String>,
+    /// Permission mode for sessions that do not name one.
+    pub default_permission_mode: String,
+    /// Tools allowed without asking.
+    pub allowed_tools: Vec<String>,
+    /// Events kept per session in memory.
+    pub event_log_capacity: usize,
+    /// How long a graceful stop waits before it terminates the child.
+    pub stop_grace: Duration,
+    /// Ask the CLI for partial messages (streamed text deltas).
+    pub partial_messages: bool,
+    /// Extra arguments for every claude child.
+    pub extra_args: Vec<String>,
+    /// Extra environment for every claude child.
+    pub child_env: BTreeMap<String, String>,
+}
+
+/// The TOML file: every key optional.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    runtime_dir: Option<PathBuf>,
+    state_dir: Option<PathBuf>,
+    claude_bin: Option<PathBuf>,
+    default_model: Option<String>,
+    default_permission_mode: Option<String>,
+    allowed_tools: Option<Vec<String>>,
+    event_log_capacity: Option<usize>,
+    stop_grace_secs: Option<f64>,
+    partial_messages: Option<bool>,
+    extra_args: Option<Vec<String>>,
+    child_env: Option<BTreeMap<String, String>>,
+}
+
+/// Values given on the command line (they override everything else).
+#[derive(Debug, Default, Clone)]
+pub struct Overrides {
+    /// `--config`.
+    pub config_file: Option<PathBuf>,
+    /// `--runtime-dir`.
+    pub runtime_dir: Option<PathBuf>,
+    /// `--state-dir`.
+    pub state_dir: Option<PathBuf>,
+    /// `--claude-bin`.
+    pub claude_bin: Option<PathBuf>,
+}
+
+impl Config {
+    /// Loads the config: defaults → file (`--config`, `CCRM_CONFIG` or
+    /// `$XDG_CONFIG_HOME/ccrm/ccrmd.toml` if it exists) → `CCRM_*` env → flags.
+    pub fn load(over: &Overrides) -> anyhow::Result<Self> {
+        let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+        let explicit = over
+            .config_file
+            .clone()
+            .or_else(|| env("CCRM_CONFIG").map(PathBuf::from));
+        let file = match explicit {
+            Some(path) => Some(read_file(&path)?),
+            None => {
+                let path = default_config_file();
+                if path.exists() {
+                    Some(read_file(&path)?)
+                } else {
+                    None
+                }
+            }
+        }
+        .unwrap_or_default();
+
+        let mut cfg = Self {
+            runtime_dir: file.runtime_dir.unwrap_or_else(default_runtime_dir),
+            state_dir: file.state_dir.unwrap_or_else(default_state_dir),
+            claude_bin: file.claude_bin,
+            default_model: file.default_model,
+            default_permission_mode: file
+                .default_permission_mode
+                .unwrap_or_else(|| "default".to_owned()),
+            allowed_tools: file.allowed_tools.unwrap_or_else(|| {
+                DEFAULT_ALLOWED_TOOLS.iter().map(|s| (*s).to_owned()).collect()
+            }),
+            event_log_capacity: file.event_log_capacity.unwrap_or(10_000),
+            stop_grace: Duration::from_secs_f64(file.stop_grace_secs.unwrap_or(5.0)),
+            partial_messages: file.partial_messages.unwrap_or(true),
+            extra_args: file.extra_args.unwrap_or_default(),
+            child_env: file.child_env.unwrap_or_default(),
+        };
+
+        if let Some(v) = env("CCRM_RUNTIME_DIR") {
+            cfg.runtime_dir = v.into();
+        }
+        if let Some(v) = env("CCRM_STATE_DIR") {
+            cfg.state_dir = v.into();
+        }
+        if let Some(v) = env("CCRM_CLAUDE_BIN") {
+            cfg.claude_bin = Some(v.into());
+        }
+        if let Some(v) = env("CCRM_DEFAULT_MODEL") {
+            cfg.default_model = Some(v);
+        }
+        if let Some(v) = env("CCRM_PERMISSION_MODE") {
+            cfg.default_permission_mode = v;
+        }
+        if let Some(v) = env("CCRM_ALLOWED_TOOLS") {
+            cfg.allowed_tools = v
+                .split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
+                .collect();
+        }
+        if let Some(v) = env("CCRM_STOP_GRACE_SECS") {
+            let secs: f64 = v
+                .parse()
+                .with_context(|| format!("CCRM_STOP_GRACE_SECS must be a number of seconds, got `{v}`"))?;
+            cfg.stop_grace = Duration::try_from_secs_f64(secs)
+                .with_context(|| format!("CCRM_STOP_GRACE_SECS out of range: `{v}`"))?;
+        }
+        if let Some(v) = env("CCRM_PARTIAL_MESSAGES") {
+            cfg.partial_messages = parse_bool(&v).context("CCRM_PARTIAL_MESSAGES")?;
+        }
+
+        if let Some(v) = &over.runtime_dir {
+            cfg.runtime_dir = v.clone();
+        }
+        if let Some(v) = &over.state_dir {
+            cfg.state_dir = v.clone();
+        }
+        if let Some(v) = &over.claude_bin {
+            cfg.claude_bin = Some(v.clone());
+        }
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// Checks values that would only fail later and less clearly.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        if !PERMISSION_MODES.contains(&self.default_permission_mode.as_str()) {
+            bail!(
+                "default_permission_mode `{}` is not one of {}",
+                self.default_permission_mode,
+                PERMISSION_MODES.join(", ")
+            );
+        }
+        if self.event_log_capacity == 0 {
+            bail!("event_log_capacity must be at least 1");
+        }
+        if !self.runtime_dir.is_absolute() || !self.state_dir.is_absolute() {
+            bail!("runtime_dir and state_dir must be absolute paths");
+        }
+        Ok(())
+    }
+
+    /// The control socket.
+    pub fn socket_path(&self) -> PathBuf {
+        self.runtime_dir.join("ccrmd.sock")
+    }
+
+    /// The pidfile (also the single-instance lock).
+    pub fn pid_path(&self) -> PathBuf {
+        self.runtime_dir.join("ccrmd.pid")
+    }
+
+    /// Where session records live.
+    pub fn sessions_dir(&self) -> PathBuf {
+        self.state_dir.join("sessions")
+    }
+
+    /// Log file of a daemon started in the background.
+    pub fn log_path(&self) -> PathBuf {
+        self.state_dir.join("ccrmd.log")
+    }
+}
+
+fn parse_bool(v: &str) -> anyhow::Result<bool> {
+    match v.to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" | "on" => Ok(true),
+        "0" | "false" | "no" | "off" => Ok(false),
+        _ => bail!("expected true or false, got `{v}`"),
+    }
+}
+
+fn read_file(path: &Path) -> anyhow::Result<FileConfig> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read config file {}", path.display()))?;
+    toml::from_str(&text).with_context(|| format!("invalid config file {}", path.display()))
+}
+
+fn home() -> PathBuf {
+    std::env::var_os("HOME").map_or_else(|| PathBuf::from("/"), PathBuf::from)
+}
+
+fn xdg(var: &str, fallback: &str) -> PathBuf {
+    match std::env::var_os(var) {
+        Some(v) if Path::new(&v).is_absolute() => PathBuf::from(v),
+        _ => home().join(fallback),
+    }
+}
+
+/// `$XDG_CONFIG_HOME/ccrm/ccrmd.toml`.
+pub fn default_config_file() -> PathBuf {
+    xdg("XDG_CONFIG_HOME", ".config").join("ccrm").join("ccrmd.toml")
+}
+
+/// `$XDG_STATE_HOME/ccrm`.
+pub fn default_state_dir() -> PathBuf {
+    xdg("XDG_STATE_HOME", ".local/state").join("ccrm")
+}
+
+/// `$XDG_RUNTIME_DIR/ccrm`, else `/tmp/ccrm-<uid>`.
+pub fn default_runtime_dir() -> PathBuf {
+    match std::env::var_os("XDG_RUNTIME_DIR") {
+        Some(v) if Path::new(&v).is_absolute() => PathBuf::from(v).join("ccrm"),
+        _ => std::env::temp_dir().join(format!("ccrm-{}", nix::unistd::getuid())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_values_parse_and_unknown_keys_are_refused() {
+        let f: FileConfig = toml::from_str("stop_grace_secs = 1.5\nallowed_tools = [\"Read\"]")
+            .expect("parse");
+        assert_eq!(f.stop_grace_secs, Some(1.5));
+        assert!(toml::from_str::<FileConfig>("no_such_key = 1").is_err());
+    }
+
+    #[test]
+    fn validate_rejects_bad_mode() {
+        let mut cfg = Config {
+            runtime_dir: "/tmp/a".into(),
+            state_dir: "/tmp/b".into(),
+            claude_bin: None,
+            default_model: None,
+            default_permission_mode: "default".into(),
+            allowed_tools: vec![],
+            event_log_capacity: 10,
+            stop_grace: Duration::from_secs(1),
+            partial_messages: true,
+            extra_args: vec![],
+            child_env: BTreeMap::new(),
+        };
+        assert!(cfg.validate().is_ok());
+        cfg.default_permission_mode = "yolo".into();
+        assert!(cfg.validate().is_err());
+    }
+
+    #[test]
+    fn bools() {
+        assert!(parse_bool("Yes").expect("b"));
+        assert!(!parse_bool("0").expect("b"));
+        assert!(parse_bool("maybe").is_err());
+    }
+}

@@ -1,0 +1,34 @@
+//! ccrmd and the `ccrm` CLI: everything but the thin binaries lives here so tests and the
+//! all-in-one mode run it in-process.
+//!
+//! Layout:
+//! - [`config`]: defaults → TOML → `CCRM_*` env → flags.
+//! - [`lifecycle`]: directories, pidfile lock, socket, signals, graceful shutdown.
+//! - [`ipc`]: the Unix-socket server (one task per connection and per request).
+//! - [`daemon`]: the session registry and command dispatch.
+//! - [`session`]: the session actor that owns a Claude Code child.
+//! - [`eventlog`]: bounded per-session event log with followers.
+//! - [`spawn`]: starting children safely (no shell, clean env, process groups, death signal).
+//! - [`store`]: session records on disk.
+//! - [`client`] and [`cli`]: the `ccrm` command line.
+
+pub mod cli;
+pub mod client;
+pub mod config;
+pub mod daemon;
+pub mod eventlog;
+pub mod ipc;
+pub mod lifecycle;
+pub mod session;
+pub mod spawn;
+pub mod store;
+
+/// Sets up `tracing` to stderr, filtered by `CCRM_LOG` (default `info`).
+pub fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("CCRM_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}

@@ -1,0 +1,131 @@
+//! Running ccrmd: private directories, the pidfile lock (one daemon per runtime dir), the
+//! orphan sweep, the socket, signals, and the graceful shutdown that stops every child.
+
+use std::io::{Read, Seek, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use nix::fcntl::{Flock, FlockArg};
+use tokio::net::UnixListener;
+use tokio::sync::mpsc;
+use tracing::{info, warn};
+
+use crate::config::Config;
+use crate::daemon::Daemon;
+use crate::session::Ctx;
+use crate::spawn;
+
+/// Creates `dir` (and parents) with mode 0700, and tightens it if it already exists.
+pub fn private_dir(dir: &Path) -> anyhow::Result<()> {
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .with_context(|| format!("cannot create {}", dir.display()))?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+        .with_context(|| format!("cannot set mode 0700 on {}", dir.display()))?;
+    Ok(())
+}
+
+/// The held pidfile lock; released (and the file removed) on drop.
+pub struct PidLock {
+    lock: Option<Flock<std::fs::File>>,
+    path: PathBuf,
+}
+
+impl Drop for PidLock {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+        drop(self.lock.take());
+    }
+}
+
+/// Takes the single-instance lock. A stale pidfile (its daemon died, even by `kill -9`)
+/// does not block: the kernel released its lock with the process.
+pub fn lock_pidfile(path: &Path) -> anyhow::Result<PidLock> {
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("cannot open pidfile {}", path.display()))?;
+    let mut lock = match Flock::lock(file.try_clone()?, FlockArg::LockExclusiveNonblock) {
+        Ok(lock) => lock,
+        Err((_, errno)) if errno == nix::errno::Errno::EWOULDBLOCK => {
+            let mut text = String::new();
+            let _ = file.read_to_string(&mut text);
+            let pid = text.trim();
+            bail!(
+                "ccrmd is already running (pid {}); stop it with `ccrm daemon stop`",
+                if pid.is_empty() { "unknown" } else { pid }
+            );
+        }
+        Err((_, errno)) => bail!("cannot lock pidfile {}: {errno}", path.display()),
+    };
+    lock.set_len(0)?;
+    lock.rewind()?;
+    writeln!(lock, "{}", std::process::id())?;
+    lock.sync_data()?;
+    Ok(PidLock {
+        lock: Some(lock),
+        path: path.to_owned(),
+    })
+}
+
+/// Everything `run` needs besides the config.
+pub struct RunOptions {
+    /// Binary that understands the exec shim (normally `ccrmd` itself).
+    pub shim: Option<PathBuf>,
+    /// Daemon-wide event stream for an uplink.
+    pub sink: Option<mpsc::UnboundedSender<common::event::Event>>,
+}
+
+/// Runs the daemon until SIGTERM/SIGINT or `daemon.stop`, then stops every session.
+pub async fn run(cfg: Config, opts: RunOptions) -> anyhow::Result<()> {
+    private_dir(&cfg.runtime_dir)?;
+    private_dir(&cfg.state_dir)?;
+    private_dir(&cfg.sessions_dir())?;
+    let _lock = lock_pidfile(&cfg.pid_path())?;
+
+    let claude_bin = spawn::find_claude(cfg.claude_bin.as_deref())?;
+    let tag = spawn::daemon_tag(&cfg.state_dir);
+    let swept = spawn::sweep_orphans(&tag);
+    if !swept.is_empty() {
+        warn!(pids = ?swept, "killed processes left behind by an earlier ccrmd");
+    }
+
+    let socket = cfg.socket_path();
+    // We hold the lock, so any socket file is a leftover.
+    let _ = std::fs::remove_file(&socket);
+    let listener = UnixListener::bind(&socket)
+        .with_context(|| format!("cannot bind {}", socket.display()))?;
+    std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o600))?;
+
+    let daemon = Daemon::new(Ctx {
+        cfg: cfg.clone(),
+        claude_bin: claude_bin.clone(),
+        shim: opts.shim,
+        tag,
+        sink: opts.sink,
+    });
+    info!(socket = %socket.display(), claude = %claude_bin.display(), pid = std::process::id(), "ccrmd ready");
+
+    let server = tokio::spawn(crate::ipc::serve(listener, daemon.clone()));
+    let mut stop = daemon.shutdown_requested();
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    let mut int = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
+    tokio::select! {
+        _ = term.recv() => info!("SIGTERM: shutting down"),
+        _ = int.recv() => info!("SIGINT: shutting down"),
+        _ = stop.changed() => info!("daemon.stop: shutting down"),
+    }
+    daemon.request_shutdown();
+    let _ = std::fs::remove_file(&socket);
+    daemon.shutdown_sessions().await;
+    let _ = server.await;
+    info!("ccrmd stopped");
+    Ok(())
+}

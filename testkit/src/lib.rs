@@ -1,0 +1,41 @@
+//! Loopback fakes for tests and the offline demo: a scripted Anthropic Messages API
+//! that the real Claude Code CLI talks to, and a throwaway `$HOME` for that CLI.
+//!
+//! # Layout
+//!
+//! - [`anthropic`]: [`FakeApi`], the axum server, and [`RecordedRequest`].
+//! - [`script`]: the pure keyword rules that pick a [`Reply`] from a request body.
+//! - `wire`: SSE frames, JSON Messages and error bodies for a [`Reply`].
+//! - [`home`]: [`ClaudeHome`], [`claude_env`] and [`claude_bin`].
+//!
+//! # Example
+//!
+//! ```no_run
+//! # async fn demo() -> anyhow::Result<()> {
+//! use ccrm_testkit::{ClaudeHome, FakeApi, TEST_API_KEY, claude_bin, claude_env};
+//!
+//! let api = FakeApi::start().await?;
+//! let project = tempfile::tempdir()?;
+//! let home = ClaudeHome::new(TEST_API_KEY, &[project.path()])?;
+//! let mut cmd = tokio::process::Command::new(claude_bin()?);
+//! cmd.args(["-p", "--input-format", "stream-json", "--output-format", "stream-json"])
+//!     .args(["--verbose", "--permission-prompt-tool", "stdio"])
+//!     .envs(claude_env(&api, home.path()))
+//!     .current_dir(project.path());
+//! // write {"type":"user","message":{"role":"user","content":"hello"}} to stdin;
+//! // the turn's result is "Echo: hello".
+//! # Ok(())
+//! # }
+//! ```
+
+pub mod anthropic;
+pub mod home;
+pub mod script;
+mod wire;
+
+pub use anthropic::{DEFAULT_CHUNK_DELAY, FakeApi, RecordedRequest};
+pub use home::{
+    ClaudeHome, TEST_API_KEY, approved_key_suffix, claude_bin, claude_env, claude_env_for_url,
+    workspace_root,
+};
+pub use script::{Block, Reply};
