@@ -84,6 +84,13 @@ async fn handle_connection(stream: UnixStream, daemon: Arc<Daemon>) {
                 }
                 continue;
             }
+            Some(Err(LineError::NotUtf8)) => {
+                let err = ErrorBody::new(ErrorCode::ParseError, "request line is not valid UTF-8");
+                if tx.send(Reply::err(serde_json::Value::Null, err)).await.is_err() {
+                    break;
+                }
+                continue;
+            }
             Some(Err(LineError::Io(e))) => {
                 debug!(error = %e, "read failed");
                 break;

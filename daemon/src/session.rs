@@ -1375,6 +1375,9 @@ async fn read_child(
                 Some(Err(LineError::TooLong { .. })) => {
                     let _ = tx.send(FromChild::TooLong).await;
                 }
+                Some(Err(LineError::NotUtf8)) => {
+                    let _ = tx.send(FromChild::Line("\u{fffd}".to_owned())).await;
+                }
                 Some(Err(LineError::Io(_))) | None => break,
             },
             st = child.wait(), if status.is_none() => {

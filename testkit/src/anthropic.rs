@@ -373,16 +373,17 @@ async fn messages(
     if incoming.method != Method::POST {
         return respond_plain(&shared, incoming, None, not_found_response());
     }
-    let parsed = incoming
-        .json()
-        .and_then(|v| validate_messages_body(&v).map(|()| v));
-    let body = match parsed {
+    let body = match incoming.json() {
         Ok(v) => v,
         Err(why) => {
             tracing::debug!(%why, "fake API: bad messages request");
             return respond_plain(&shared, incoming, None, bad_request(&why));
         }
     };
+    if let Err(why) = validate_messages_body(&body) {
+        tracing::debug!(%why, "fake API: bad messages request");
+        return respond_plain(&shared, incoming, Some(&body), bad_request(&why));
+    }
     let index = shared.record(incoming.into_record(Some(&body)));
     let model = body
         .get("model")

@@ -27,7 +27,7 @@
 //! | `T` | Reply |
 //! |---|---|
 //! | `TOOL:<cmd>` | Bash `{"command": cmd, "description": "run command"}`, then `Done.` |
-//! | `WRITE:<path> <content…>` | Write `{"file_path", "content"}`, then `Done.` The CLI's Write tool wants an absolute path; a relative one is passed on unchanged (the CLI then answers with an error tool_result). |
+//! | `WRITE:<path> <content…>` | Write `{"file_path", "content"}`, then `Done.` The tool's schema asks for an absolute path, but CLI 2.1.328 also accepts a relative one and resolves it against its cwd; the path is passed on unchanged. |
 //! | `WRITE2:<path1> <path2>` | Write path1 (`one`), then Write path2 (`two`), then `Done.` |
 //! | `READ:<path>` | Read `{"file_path": path}`, then `Done.` |
 //! | `ASK:<question>\|<opt1>\|<opt2>[\|…]` | AskUserQuestion (see [`ask_user_question_input`]), then `Answer was: <tool_result text>` |

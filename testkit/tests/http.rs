@@ -390,13 +390,12 @@ async fn slow_deltas_arrive_spaced_out() -> anyhow::Result<()> {
     };
     tokio::time::timeout(WAIT, read_all).await??;
     assert_eq!(arrivals.len(), 4);
-    for pair in arrivals.windows(2) {
-        let gap = pair[1].saturating_sub(pair[0]);
-        assert!(
-            gap >= Duration::from_millis(100),
-            "deltas not spaced: {arrivals:?}"
-        );
-    }
+    // Buffered output would bring all four at once; a busy machine may bunch two.
+    let spread = arrivals[3].saturating_sub(arrivals[0]);
+    assert!(
+        spread >= Duration::from_millis(300),
+        "deltas not spaced: {arrivals:?}"
+    );
     Ok(())
 }
 
