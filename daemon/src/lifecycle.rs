@@ -92,7 +92,7 @@ pub async fn run(cfg: Config, opts: RunOptions) -> anyhow::Result<()> {
 
     let claude_bin = spawn::find_claude(cfg.claude_bin.as_deref())?;
     let tag = spawn::daemon_tag(&cfg.state_dir);
-    let swept = spawn::sweep_orphans(&tag);
+    let swept = spawn::sweep_orphans(&format!("{tag}:"));
     if !swept.is_empty() {
         warn!(pids = ?swept, "killed processes left behind by an earlier ccrmd");
     }

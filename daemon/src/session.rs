@@ -884,7 +884,7 @@ impl Actor {
             args,
             cwd: self.rec.cwd.clone(),
             env: cfg.child_env.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
-            owner: format!("{}:{}", self.ctx.tag, self.rec.id),
+            owner: spawn::owner_value(&self.ctx.tag, &self.rec.id.to_string()),
         };
         let mut child = spawn::spawn(&spec, self.ctx.shim.as_deref())?;
         let pid = child.id().unwrap_or(0);
@@ -1214,6 +1214,11 @@ impl Actor {
             .cloned()
             .collect();
         let code = status.map_or_else(|| "unknown status".to_owned(), describe_status);
+        // Tools claude started run in their own process groups; end any that outlive it.
+        let leftovers = spawn::sweep_orphans(&spawn::owner_value(&self.ctx.tag, &self.rec.id.to_string()));
+        if !leftovers.is_empty() {
+            info!(pids = ?leftovers, "killed processes left behind by claude");
+        }
         let ending = self.ending.take();
         let (state, reason) = if let Some(reason) = self.fail_reason.take() {
             (SessionState::Failed, reason)

@@ -149,11 +149,13 @@ pub fn signal_group(pid: u32, sig: Signal) {
     }
 }
 
-/// Kills every process whose environment carries `CCRM_OWNER=<tag>:…`: leftovers of an
-/// earlier ccrmd with the same state directory that died without cleaning up. Returns their
-/// pids. Only processes we may read (same user) are looked at.
-pub fn sweep_orphans(tag: &str) -> Vec<i32> {
-    let needle = format!("{OWNER_VAR}={tag}:");
+/// Kills every process whose environment carries `CCRM_OWNER=<owner>…`. With a daemon tag
+/// plus `:` this finds leftovers of an earlier ccrmd with the same state directory that died
+/// without cleaning up; with `<tag>:<session>` it finds what one session's child started
+/// (claude runs its tools in process groups of their own, out of reach of `killpg`).
+/// Returns their pids. Only processes we may read (same user) are looked at.
+pub fn sweep_orphans(owner: &str) -> Vec<i32> {
+    let needle = format!("{OWNER_VAR}={owner}");
     let me = std::process::id() as i32;
     let mut killed = Vec::new();
     let Ok(dir) = std::fs::read_dir("/proc") else {
@@ -177,6 +179,11 @@ pub fn sweep_orphans(tag: &str) -> Vec<i32> {
         }
     }
     killed
+}
+
+/// The [`OWNER_VAR`] value of a session's child.
+pub fn owner_value(tag: &str, session: &str) -> String {
+    format!("{tag}:{session}")
 }
 
 /// A short stable tag for a state directory, used in [`OWNER_VAR`].

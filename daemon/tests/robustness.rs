@@ -20,13 +20,30 @@ fn fault_child() -> PathBuf {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_of_ccrmd_leaves_no_claude_and_a_new_daemon_starts_cleanly() {
     let mut env = Env::start().await;
-    // Two sessions: one idle, one in the middle of a slow tool that runs a shell loop.
+    // Three sessions: one idle, one streaming slowly, one running a shell loop as a tool.
     let idle = env.new_session().await;
     let busy = env.new_session().await;
+    let tool = env
+        .start_session(::common::ipc::StartArgs { cwd: env.work.clone(), auto_allow: true, ..Default::default() })
+        .await;
     env.call(Command::PromptSend(PromptArgs { session: busy.id.to_string(), text: "SLOW:200".into(), follow: false, origin: None }))
         .await
         .expect("prompt");
+    env.call(Command::PromptSend(PromptArgs { session: tool.id.to_string(), text: "SLOWTOOL:120".into(), follow: false, origin: None }))
+        .await
+        .expect("prompt");
     env.wait_for(&busy.id.to_string(), 0, |e| matches!(e.kind, EventKind::AssistantDelta { .. })).await;
+    let tool_pid = tool.pid.expect("pid");
+    // Wait (bounded) until the tool's shell runs.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let grandchildren = loop {
+        let g = session_processes(&tool.id.to_string(), tool_pid);
+        if !g.is_empty() || tokio::time::Instant::now() > deadline {
+            break g;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(!grandchildren.is_empty(), "the Bash tool should be running");
     let pids: Vec<u32> = [idle.id, busy.id]
         .iter()
         .map(|id| id.to_string())
@@ -41,16 +58,20 @@ async fn kill_9_of_ccrmd_leaves_no_claude_and_a_new_daemon_starts_cleanly() {
     let mut daemon = env.daemon.take().expect("daemon");
     daemon.kill().expect("kill -9"); // std's kill is SIGKILL
     daemon.wait().expect("reap ccrmd");
-    for pid in &pids {
+    for pid in pids.iter().chain([&tool_pid]) {
         assert!(wait_gone(*pid).await, "claude {pid} outlived a kill -9 of ccrmd");
     }
 
     // A stale pidfile and socket are left behind; a new daemon starts anyway.
     assert!(env.runtime_dir().join("ccrmd.pid").exists());
     env.daemon = Some(env.spawn_daemon().expect("a new ccrmd starts cleanly"));
+    // The new daemon swept the tool processes the dead claude left behind.
+    for pid in &grandchildren {
+        assert!(wait_gone(*pid).await, "tool process {pid} survived the restart");
+    }
     let listed = env.call(Command::SessionsList(Default::default())).await.expect("list");
     let states: Vec<&str> = listed.as_array().expect("array").iter().filter_map(|s| s["state"].as_str()).collect();
-    assert_eq!(states, ["stopped", "stopped"], "sessions survive as stopped: {listed}");
+    assert_eq!(states, ["stopped", "stopped", "stopped"], "sessions survive as stopped: {listed}");
     let info = env.info(&busy.id.to_string()).await;
     assert_eq!(info.reason.as_deref(), Some("the daemon restarted"));
     // And they can be resumed.
@@ -66,6 +87,28 @@ async fn a_second_daemon_refuses_clearly() {
     assert!(err.contains(&env.daemon_pid().to_string()), "names the pid: {err}");
     // The first one is unaffected.
     assert_eq!(env.status().await["pid"], env.daemon_pid());
+}
+
+/// Processes other than `leader` whose environment marks them as started for `session`
+/// (claude passes its environment on to the tools it runs, in their own process groups).
+fn session_processes(session: &str, leader: u32) -> Vec<u32> {
+    let needle = format!(":{session}");
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir("/proc").expect("proc").flatten() {
+        let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else { continue };
+        if pid == leader || !alive(pid) {
+            continue;
+        }
+        let Ok(environ) = std::fs::read(entry.path().join("environ")) else { continue };
+        let marked = environ.split(|b| *b == 0).any(|v| {
+            let v = String::from_utf8_lossy(v);
+            v.starts_with("CCRM_OWNER=") && v.ends_with(&needle)
+        });
+        if marked {
+            out.push(pid);
+        }
+    }
+    out
 }
 
 fn raw_roundtrip(stream: &mut UnixStream, reader: &mut BufReader<UnixStream>, line: &[u8]) -> Value {
@@ -191,4 +234,29 @@ async fn sigterm_stops_children_and_removes_the_socket() {
     assert!(!alive(pid), "claude {pid} outlived ccrmd");
     assert!(!env.socket().exists(), "socket removed");
     assert!(!env.runtime_dir().join("ccrmd.pid").exists(), "pidfile removed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_of_a_session_also_ends_the_tools_claude_started() {
+    let env = Env::start().await;
+    let s = env.start_session(::common::ipc::StartArgs { cwd: env.work.clone(), auto_allow: true, ..Default::default() }).await;
+    let id = s.id.to_string();
+    let pid = s.pid.expect("pid");
+    env.call(Command::PromptSend(PromptArgs { session: id.clone(), text: "SLOWTOOL:120".into(), follow: false, origin: None }))
+        .await
+        .expect("prompt");
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let tools = loop {
+        let t = session_processes(&id, pid);
+        if !t.is_empty() || tokio::time::Instant::now() > deadline {
+            break t;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(!tools.is_empty(), "the Bash tool should be running");
+    let info = env.call(Command::SessionKill(SessionRef { session: id.clone() })).await.expect("kill");
+    assert_eq!(info["state"], "stopped");
+    for p in tools.iter().chain([&pid]) {
+        assert!(wait_gone(*p).await, "process {p} outlived the session kill");
+    }
 }

@@ -211,6 +211,19 @@ impl Env {
 
 impl Drop for Env {
     fn drop(&mut self) {
+        // A daemon started in the background by `ccrm daemon start` is not our child: find
+        // it by its pidfile so a failing test does not leak it.
+        if self.daemon.is_none() {
+            if let Some(pid) = std::fs::read_to_string(self.runtime_dir().join("ccrmd.pid")).ok().and_then(|s| s.trim().parse::<i32>().ok()) {
+                let pid = nix::unistd::Pid::from_raw(pid);
+                let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+                let deadline = std::time::Instant::now() + Duration::from_secs(15);
+                while nix::sys::signal::kill(pid, None).is_ok() && std::time::Instant::now() < deadline {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+            }
+        }
         if let Some(mut d) = self.daemon.take() {
             let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(d.id() as i32), nix::sys::signal::Signal::SIGTERM);
             let deadline = std::time::Instant::now() + Duration::from_secs(15);
