@@ -22,8 +22,25 @@ use crate::store::{self, SessionRecord};
 /// Most events returned in one page.
 pub const MAX_PAGE: usize = 1000;
 
-/// Where streamed replies go; `Err` means the client went away.
-pub type StreamSink = mpsc::Sender<Event>;
+/// Where a stream's events go: the connection's reply channel and the request id, so events
+/// reach the socket writer without an extra hop.
+#[derive(Clone)]
+pub struct StreamSink {
+    /// The connection's reply channel.
+    pub tx: mpsc::Sender<common::ipc::Reply>,
+    /// The id of the streaming request.
+    pub id: Value,
+}
+
+impl StreamSink {
+    async fn send(&self, ev: Event) -> Result<(), ()> {
+        self.tx.send(common::ipc::Reply::event(self.id.clone(), ev)).await.map_err(|_| ())
+    }
+
+    async fn closed(&self) {
+        self.tx.closed().await;
+    }
+}
 
 /// See the module docs.
 pub struct Daemon {

@@ -88,7 +88,8 @@ impl EventLog {
         // Seqs are contiguous, so the start index is arithmetic.
         let skip = usize::try_from(after.saturating_add(1).saturating_sub(first_seq))
             .unwrap_or(usize::MAX);
-        let events = inner.events.iter().skip(skip).take(limit).cloned().collect();
+        let start = skip.min(inner.events.len());
+        let events = inner.events.range(start..).take(limit).cloned().collect();
         Page {
             events,
             first_seq,

@@ -13,7 +13,7 @@ use tokio::sync::{Semaphore, mpsc};
 use tokio::task::JoinSet;
 use tracing::{Instrument, debug, info_span, warn};
 
-use crate::daemon::Daemon;
+use crate::daemon::{Daemon, StreamSink};
 
 /// Most connections served at once.
 const MAX_CONNECTIONS: usize = 256;
@@ -115,18 +115,8 @@ async fn handle_connection(stream: UnixStream, daemon: Arc<Daemon>) {
             let id = req.id.clone();
             debug!(cmd = req.cmd.name(), "request");
             if Daemon::is_stream(&req.cmd) {
-                let (etx, mut erx) = mpsc::channel(256);
-                let forward_tx = tx.clone();
-                let fid = id.clone();
-                let forward = async move {
-                    while let Some(ev) = erx.recv().await {
-                        if forward_tx.send(Reply::event(fid.clone(), ev)).await.is_err() {
-                            break;
-                        }
-                    }
-                };
-                let (result, ()) = tokio::join!(d.stream(req.cmd, etx), forward);
-                let reply = match result {
+                let sink = StreamSink { tx: tx.clone(), id: id.clone() };
+                let reply = match d.stream(req.cmd, sink).await {
                     Ok(data) => Reply::end(id, data),
                     Err(e) => Reply::err(id, e),
                 };
