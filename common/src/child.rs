@@ -128,7 +128,12 @@ pub enum Block {
 
 impl Block {
     fn from_value(v: &Value) -> Self {
-        let s = |k: &str| v.get(k).and_then(Value::as_str).unwrap_or_default().to_owned();
+        let s = |k: &str| {
+            v.get(k)
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned()
+        };
         match v.get("type").and_then(Value::as_str) {
             Some("text") => Self::Text { text: s("text") },
             Some("tool_use") => Self::ToolUse {
@@ -215,7 +220,10 @@ pub fn parse_line(line: &str) -> Result<(Value, ChildMsg), NotJson> {
 }
 
 fn str_field(v: &Value, k: &str) -> String {
-    v.get(k).and_then(Value::as_str).unwrap_or_default().to_owned()
+    v.get(k)
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_owned()
 }
 
 /// Classifies an already parsed stdout value.
@@ -230,11 +238,15 @@ pub fn classify(v: &Value) -> ChildMsg {
         "assistant" => serde_json::from_value(v.clone())
             .map(ChildMsg::Assistant)
             .unwrap_or(ChildMsg::Other),
-        "user" => serde_json::from_value(v.clone()).map(ChildMsg::User).unwrap_or(ChildMsg::Other),
+        "user" => serde_json::from_value(v.clone())
+            .map(ChildMsg::User)
+            .unwrap_or(ChildMsg::Other),
         "stream_event" => ChildMsg::StreamEvent {
             event: v.get("event").cloned().unwrap_or(Value::Null),
         },
-        "result" => serde_json::from_value(v.clone()).map(ChildMsg::Result).unwrap_or(ChildMsg::Other),
+        "result" => serde_json::from_value(v.clone())
+            .map(ChildMsg::Result)
+            .unwrap_or(ChildMsg::Other),
         "control_request" => ChildMsg::ControlRequest {
             request_id: str_field(v, "request_id"),
             request: v.get("request").cloned().unwrap_or(Value::Null),
@@ -287,34 +299,68 @@ mod tests {
     #[test]
     fn classifies_real_lines() {
         let (_, m) = parse_line(r#"{"type":"system","subtype":"init","cwd":"/x"}"#).expect("json");
-        assert_eq!(m, ChildMsg::System { subtype: "init".into() });
+        assert_eq!(
+            m,
+            ChildMsg::System {
+                subtype: "init".into()
+            }
+        );
 
         let (_, m) = parse_line(r#"{"type":"assistant","message":{"id":"msg_1","content":[{"type":"tool_use","id":"toolu_1","name":"Bash","input":{"command":"ls"}}]}}"#).expect("json");
-        let ChildMsg::Assistant(a) = m else { panic!("not assistant") };
+        let ChildMsg::Assistant(a) = m else {
+            panic!("not assistant")
+        };
         assert_eq!(
             a.message.blocks(),
-            vec![Block::ToolUse { id: "toolu_1".into(), name: "Bash".into(), input: json!({"command":"ls"}) }]
+            vec![Block::ToolUse {
+                id: "toolu_1".into(),
+                name: "Bash".into(),
+                input: json!({"command":"ls"})
+            }]
         );
 
         let (_, m) = parse_line(r#"{"type":"user","message":{"role":"user","content":[{"tool_use_id":"toolu_1","type":"tool_result","content":[{"type":"text","text":"a"},{"type":"text","text":"b"}],"is_error":true}]}}"#).expect("json");
-        let ChildMsg::User(u) = m else { panic!("not user") };
+        let ChildMsg::User(u) = m else {
+            panic!("not user")
+        };
         assert_eq!(
             u.message.blocks(),
-            vec![Block::ToolResult { tool_use_id: "toolu_1".into(), content: "a\nb".into(), is_error: true }]
+            vec![Block::ToolResult {
+                tool_use_id: "toolu_1".into(),
+                content: "a\nb".into(),
+                is_error: true
+            }]
         );
 
         let (_, m) = parse_line(r#"{"subtype":"success","is_error":false,"result":"Echo: hi","total_cost_usd":0.1,"num_turns":1,"type":"result"}"#).expect("json");
-        let ChildMsg::Result(r) = m else { panic!("not result") };
+        let ChildMsg::Result(r) = m else {
+            panic!("not result")
+        };
         assert_eq!(r.text().as_deref(), Some("Echo: hi"));
 
         let (_, m) = parse_line(r#"{"type":"control_request","request_id":"abc","request":{"subtype":"can_use_tool","tool_name":"Write"}}"#).expect("json");
-        assert!(matches!(m, ChildMsg::ControlRequest { ref request_id, .. } if request_id == "abc"));
+        assert!(
+            matches!(m, ChildMsg::ControlRequest { ref request_id, .. } if request_id == "abc")
+        );
 
         let (_, m) = parse_line(r#"{"type":"control_response","response":{"subtype":"error","request_id":"r1","error":"nope"}}"#).expect("json");
-        assert_eq!(m, ChildMsg::ControlResponse { request_id: "r1".into(), subtype: "error".into(), body: json!("nope") });
+        assert_eq!(
+            m,
+            ChildMsg::ControlResponse {
+                request_id: "r1".into(),
+                subtype: "error".into(),
+                body: json!("nope")
+            }
+        );
 
-        let (_, m) = parse_line(r#"{"type":"control_cancel_request","request_id":"x"}"#).expect("json");
-        assert_eq!(m, ChildMsg::ControlCancel { request_id: "x".into() });
+        let (_, m) =
+            parse_line(r#"{"type":"control_cancel_request","request_id":"x"}"#).expect("json");
+        assert_eq!(
+            m,
+            ChildMsg::ControlCancel {
+                request_id: "x".into()
+            }
+        );
 
         let (_, m) = parse_line(r#"{"type":"brand_new_thing","x":1}"#).expect("json");
         assert_eq!(m, ChildMsg::Other);
@@ -327,7 +373,10 @@ mod tests {
 
     #[test]
     fn error_results_show_errors() {
-        let r = ResultMsg { errors: vec!["a".into(), "b".into()], ..Default::default() };
+        let r = ResultMsg {
+            errors: vec!["a".into(), "b".into()],
+            ..Default::default()
+        };
         assert_eq!(r.text().as_deref(), Some("a; b"));
     }
 }

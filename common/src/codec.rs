@@ -74,7 +74,9 @@ impl Decoder for BoundedLines {
     fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Frame>, std::io::Error> {
         loop {
             let read_to = buf.len().min(self.max.saturating_add(1));
-            let newline = buf[self.next_index..read_to].iter().position(|b| *b == b'\n');
+            let newline = buf[self.next_index..read_to]
+                .iter()
+                .position(|b| *b == b'\n');
             match (self.discarding, newline) {
                 (true, Some(off)) => {
                     buf.advance(self.next_index + off + 1);
@@ -245,16 +247,27 @@ mod tests {
         let mut lines = JsonLines::new(a, 16);
         b.write_all(b"{\"a\":1}\r\n").await.expect("write");
         b.write_all(&[b'x'; 100]).await.expect("write");
-        b.write_all(b"\n\xff\xfe\n{\"b\":2}\n").await.expect("write");
+        b.write_all(b"\n\xff\xfe\n{\"b\":2}\n")
+            .await
+            .expect("write");
         b.write_all(&[b'y'; 40]).await.expect("write");
         b.write_all(b"\nlast").await.expect("write");
         drop(b);
         let next = |r: Option<Result<String, LineError>>| r.map(|r| r.map_err(|e| e.to_string()));
         assert_eq!(next(lines.next_line().await), Some(Ok("{\"a\":1}".into())));
-        assert!(matches!(lines.next_line().await, Some(Err(LineError::TooLong { max: 16 }))));
-        assert!(matches!(lines.next_line().await, Some(Err(LineError::NotUtf8))));
+        assert!(matches!(
+            lines.next_line().await,
+            Some(Err(LineError::TooLong { max: 16 }))
+        ));
+        assert!(matches!(
+            lines.next_line().await,
+            Some(Err(LineError::NotUtf8))
+        ));
         assert_eq!(next(lines.next_line().await), Some(Ok("{\"b\":2}".into())));
-        assert!(matches!(lines.next_line().await, Some(Err(LineError::TooLong { .. }))));
+        assert!(matches!(
+            lines.next_line().await,
+            Some(Err(LineError::TooLong { .. }))
+        ));
         assert_eq!(next(lines.next_line().await), Some(Ok("last".into())));
         assert!(lines.next_line().await.is_none());
     }
@@ -264,7 +277,9 @@ mod tests {
         let (a, mut b) = tokio::io::duplex(4);
         let mut lines = JsonLines::new(a, 1024);
         let writer = tokio::spawn(async move {
-            b.write_all(b"{\"long\":\"abcdefghij\"}\n").await.expect("write");
+            b.write_all(b"{\"long\":\"abcdefghij\"}\n")
+                .await
+                .expect("write");
         });
         assert_eq!(
             lines.next_line().await.and_then(Result::ok).as_deref(),
@@ -278,7 +293,9 @@ mod tests {
         let (a, b) = tokio::io::duplex(1024);
         let mut w = JsonLines::new(a, 1024);
         let mut r = JsonLines::new(b, 1024);
-        w.send(&serde_json::json!({"x": [1, 2]})).await.expect("send");
+        w.send(&serde_json::json!({"x": [1, 2]}))
+            .await
+            .expect("send");
         assert_eq!(
             r.next_line().await.and_then(Result::ok).as_deref(),
             Some(r#"{"x":[1,2]}"#)

@@ -487,7 +487,10 @@ mod tests {
 
     #[test]
     fn origin_displays_user() {
-        assert_eq!(Origin::user(Surface::Discord, "bob").to_string(), "discord:bob");
+        assert_eq!(
+            Origin::user(Surface::Discord, "bob").to_string(),
+            "discord:bob"
+        );
         assert_eq!(Origin::new(Surface::Cli).to_string(), "cli");
     }
 }

@@ -52,7 +52,11 @@ pub struct ApprovalId(pub String);
 impl ApprovalId {
     /// The first 8 characters, enough to name an approval in human output.
     pub fn short(&self) -> &str {
-        let end = self.0.char_indices().nth(8).map_or(self.0.len(), |(i, _)| i);
+        let end = self
+            .0
+            .char_indices()
+            .nth(8)
+            .map_or(self.0.len(), |(i, _)| i);
         &self.0[..end]
     }
 }

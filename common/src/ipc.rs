@@ -116,14 +116,11 @@ pub fn parse_request(line: &str) -> Result<Request, (Value, ErrorBody)> {
         ));
     };
     let id = map.remove("id").unwrap_or(Value::Null);
-    let cmd = match map.remove("cmd") {
-        Some(Value::String(cmd)) => cmd,
-        _ => {
-            return Err((
-                id,
-                ErrorBody::new(ErrorCode::BadRequest, "missing string field `cmd`"),
-            ));
-        }
+    let Some(Value::String(cmd)) = map.remove("cmd") else {
+        return Err((
+            id,
+            ErrorBody::new(ErrorCode::BadRequest, "missing string field `cmd`"),
+        ));
     };
     let args = match map.remove("args") {
         None | Some(Value::Null) => Value::Object(Default::default()),
@@ -134,7 +131,10 @@ pub fn parse_request(line: &str) -> Result<Request, (Value, ErrorBody)> {
         Ok(cmd) => Ok(Request { id, cmd }),
         Err(e) if e.to_string().starts_with("unknown variant") => Err((
             id,
-            ErrorBody::new(ErrorCode::UnknownCommand, format!("unknown command `{cmd}`")),
+            ErrorBody::new(
+                ErrorCode::UnknownCommand,
+                format!("unknown command `{cmd}`"),
+            ),
         )),
         Err(e) => Err((
             id,
@@ -525,8 +525,9 @@ mod tests {
         assert_eq!(r.cmd, Command::SessionsList(NoArgs {}));
         let r = parse_request(r#"{"id":"x","cmd":"daemon.status","args":null}"#).expect("parse");
         assert_eq!(r.id, Value::from("x"));
-        let r = parse_request(r#"{"id":2,"cmd":"prompt.send","args":{"session":"ab","text":"hi"}}"#)
-            .expect("parse");
+        let r =
+            parse_request(r#"{"id":2,"cmd":"prompt.send","args":{"session":"ab","text":"hi"}}"#)
+                .expect("parse");
         match r.cmd {
             Command::PromptSend(p) => {
                 assert_eq!(p.text, "hi");

@@ -25,7 +25,10 @@ use testkit::{ClaudeHome, FakeApi, TEST_API_KEY, claude_bin, claude_env};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
 
 fn main() -> anyhow::Result<()> {
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
     rt.block_on(run())
 }
 
@@ -38,8 +41,20 @@ struct Direct {
 impl Direct {
     async fn start(bin: &Path, env: &[(String, String)], cwd: &Path) -> anyhow::Result<Self> {
         let mut child = tokio::process::Command::new(bin)
-            .args(["-p", "--input-format", "stream-json", "--output-format", "stream-json", "--verbose"])
-            .args(["--permission-prompt-tool", "stdio", "--include-partial-messages", "--permission-mode=default"])
+            .args([
+                "-p",
+                "--input-format",
+                "stream-json",
+                "--output-format",
+                "stream-json",
+                "--verbose",
+            ])
+            .args([
+                "--permission-prompt-tool",
+                "stdio",
+                "--include-partial-messages",
+                "--permission-mode=default",
+            ])
             .arg(format!("--session-id={}", uuid::Uuid::new_v4()))
             .envs(env.iter().map(|(k, v)| (k, v)))
             .current_dir(cwd)
@@ -50,7 +65,11 @@ impl Direct {
             .spawn()?;
         let stdin = child.stdin.take().context("stdin")?;
         let stdout = child.stdout.take().context("stdout")?;
-        let mut d = Self { _child: child, stdin, lines: tokio::io::BufReader::new(stdout).lines() };
+        let mut d = Self {
+            _child: child,
+            stdin,
+            lines: tokio::io::BufReader::new(stdout).lines(),
+        };
         d.write(r#"{"type":"control_request","request_id":"init","request":{"subtype":"initialize","hooks":null}}"#).await?;
         d.until(|l| l.contains("\"control_response\"")).await?;
         Ok(d)
@@ -65,7 +84,9 @@ impl Direct {
 
     async fn until(&mut self, pred: impl Fn(&str) -> bool) -> anyhow::Result<()> {
         loop {
-            let Some(line) = self.lines.next_line().await? else { bail!("claude exited") };
+            let Some(line) = self.lines.next_line().await? else {
+                bail!("claude exited")
+            };
             if pred(&line) {
                 return Ok(());
             }
@@ -74,12 +95,14 @@ impl Direct {
 
     /// One turn; returns the time to the first text delta.
     async fn turn(&mut self, text: &str) -> anyhow::Result<Duration> {
-        let line = serde_json::json!({"type":"user","message":{"role":"user","content":text}}).to_string();
+        let line =
+            serde_json::json!({"type":"user","message":{"role":"user","content":text}}).to_string();
         let t0 = Instant::now();
         self.write(&line).await?;
         self.until(|l| l.contains("\"text_delta\"")).await?;
         let first = t0.elapsed();
-        self.until(|l| l.starts_with("{\"type\":\"result\"") || l.contains("\"type\":\"result\"")).await?;
+        self.until(|l| l.starts_with("{\"type\":\"result\"") || l.contains("\"type\":\"result\""))
+            .await?;
         Ok(first)
     }
 }
@@ -91,7 +114,10 @@ struct Daemon {
 
 impl Drop for Daemon {
     fn drop(&mut self) {
-        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.child.id() as i32), nix::sys::signal::Signal::SIGTERM);
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.child.id() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        );
         let _ = self.child.wait();
     }
 }
@@ -118,7 +144,10 @@ fn start_daemon(dir: &Path, env: &[(String, String)], claude: &Path) -> anyhow::
         }
     }
     std::thread::spawn(move || for _ in lines {});
-    Ok(Daemon { child, socket: dir.join("run/ccrmd.sock") })
+    Ok(Daemon {
+        child,
+        socket: dir.join("run/ccrmd.sock"),
+    })
 }
 
 fn rss_kb(pid: u32) -> anyhow::Result<u64> {
@@ -141,12 +170,21 @@ fn ms(d: Duration) -> f64 {
 }
 
 async fn start_session(socket: &Path, cwd: &Path) -> anyhow::Result<SessionInfo> {
-    let v = Client::connect(socket).await?.call(Command::SessionStart(StartArgs { cwd: cwd.to_owned(), ..Default::default() })).await?;
+    let v = Client::connect(socket)
+        .await?
+        .call(Command::SessionStart(StartArgs {
+            cwd: cwd.to_owned(),
+            ..Default::default()
+        }))
+        .await?;
     Ok(serde_json::from_value(v)?)
 }
 
 async fn run() -> anyhow::Result<()> {
-    let turns: usize = std::env::var("BENCH_TURNS").ok().and_then(|v| v.parse().ok()).unwrap_or(100);
+    let turns: usize = std::env::var("BENCH_TURNS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100);
     let api = FakeApi::start().await?;
     let dir = tempfile::tempdir()?;
     let work = dir.path().join("work");
@@ -168,7 +206,12 @@ async fn run() -> anyhow::Result<()> {
     let follow_sid = sid.clone();
     let follow = tokio::spawn(async move {
         let mut in_turn = false;
-        let args = EventsArgs { session: follow_sid, after: 0, limit: None, follow: true };
+        let args = EventsArgs {
+            session: follow_sid,
+            after: 0,
+            limit: None,
+            follow: true,
+        };
         let _ = follower
             .stream(Command::SessionEvents(args), |ev| match &ev.kind {
                 EventKind::TurnStarted { .. } => in_turn = true,
@@ -197,11 +240,18 @@ async fn run() -> anyhow::Result<()> {
         }
         let t0 = Instant::now();
         sender
-            .call(Command::PromptSend(PromptArgs { session: sid.clone(), text: text.clone(), follow: false, origin: None }))
+            .call(Command::PromptSend(PromptArgs {
+                session: sid.clone(),
+                text: text.clone(),
+                follow: false,
+                origin: None,
+            }))
             .await?;
         let mut first = None;
         loop {
-            let (is_result, at) = tokio::time::timeout(Duration::from_secs(60), rx.recv()).await?.context("follower ended")?;
+            let (is_result, at) = tokio::time::timeout(Duration::from_secs(60), rx.recv())
+                .await?
+                .context("follower ended")?;
             if is_result {
                 break;
             }
@@ -218,9 +268,17 @@ async fn run() -> anyhow::Result<()> {
     follow.abort();
     via_direct.sort();
     via_ccrmd.sort();
-    println!("ccrmd overhead: prompt → first assistant event, {turns} warm turns each, same fake API");
-    println!("  {:<22} {:>9} {:>9} {:>9} {:>9}", "", "p50 ms", "p90 ms", "p99 ms", "max ms");
-    for (name, v) in [("claude direct (base)", &via_direct), ("through ccrmd", &via_ccrmd)] {
+    println!(
+        "ccrmd overhead: prompt → first assistant event, {turns} warm turns each, same fake API"
+    );
+    println!(
+        "  {:<22} {:>9} {:>9} {:>9} {:>9}",
+        "", "p50 ms", "p90 ms", "p99 ms", "max ms"
+    );
+    for (name, v) in [
+        ("claude direct (base)", &via_direct),
+        ("through ccrmd", &via_ccrmd),
+    ] {
         println!(
             "  {:<22} {:>9.2} {:>9.2} {:>9.2} {:>9.2}",
             name,
@@ -244,18 +302,33 @@ async fn run() -> anyhow::Result<()> {
     let daemon = start_daemon(mem_dir.path(), &env, &claude)?;
     let pid = daemon.child.id();
     // Let the daemon settle, then take the idle figure.
-    Client::connect(&daemon.socket).await?.call(Command::DaemonStatus(Default::default())).await?;
+    Client::connect(&daemon.socket)
+        .await?
+        .call(Command::DaemonStatus(Default::default()))
+        .await?;
     let idle = rss_kb(pid)?;
     let mut infos = Vec::new();
     for _ in 0..10 {
         infos.push(start_session(&daemon.socket, &work).await?);
     }
     let ten = rss_kb(pid)?;
-    let child_rss = infos.first().and_then(|i| i.pid).map(rss_kb).transpose()?.unwrap_or(0);
+    let child_rss = infos
+        .first()
+        .and_then(|i| i.pid)
+        .map(rss_kb)
+        .transpose()?
+        .unwrap_or(0);
     println!("ccrmd memory (RSS, children excluded)");
-    println!("  idle:              {:>8.2} MB (target ≤ 10 MB: {})", idle as f64 / 1024.0, if idle <= 10 * 1024 { "met" } else { "NOT met" });
+    println!(
+        "  idle:              {:>8.2} MB (target ≤ 10 MB: {})",
+        idle as f64 / 1024.0,
+        if idle <= 10 * 1024 { "met" } else { "NOT met" }
+    );
     println!("  10 idle sessions:  {:>8.2} MB", ten as f64 / 1024.0);
-    println!("  for scale, one idle claude child: {:>8.2} MB", child_rss as f64 / 1024.0);
+    println!(
+        "  for scale, one idle claude child: {:>8.2} MB",
+        child_rss as f64 / 1024.0
+    );
     drop(daemon);
     Ok(())
 }

@@ -189,7 +189,10 @@ pub async fn run(cli: Cli) -> ExitCode {
                     }
                     _ => (Value::from("error"), e.to_string()),
                 };
-                println!("{}", serde_json::json!({"ok": false, "error": {"code": code, "message": message}}));
+                println!(
+                    "{}",
+                    serde_json::json!({"ok": false, "error": {"code": code, "message": message}})
+                );
             } else {
                 eprintln!("error: {e}");
             }
@@ -253,7 +256,10 @@ async fn dispatch(cli: &Cli) -> Result<ExitCode, Failure> {
                 allowed_tools: (!allow_tools.is_empty()).then(|| allow_tools.clone()),
                 origin: None,
             };
-            let data = connect(cli).await?.call(Command::SessionStart(args)).await?;
+            let data = connect(cli)
+                .await?
+                .call(Command::SessionStart(args))
+                .await?;
             if cli.json {
                 print_json(&data);
             } else {
@@ -262,11 +268,17 @@ async fn dispatch(cli: &Cli) -> Result<ExitCode, Failure> {
                 if let Some(reason) = &info.reason {
                     println!("  reason: {reason}");
                 }
-                println!("  send a prompt: ccrm prompt {} \"...\" --follow", info.id.short());
+                println!(
+                    "  send a prompt: ccrm prompt {} \"...\" --follow",
+                    info.id.short()
+                );
             }
         }
         Cmd::List => {
-            let data = connect(cli).await?.call(Command::SessionsList(NoArgs {})).await?;
+            let data = connect(cli)
+                .await?
+                .call(Command::SessionsList(NoArgs {}))
+                .await?;
             if cli.json {
                 print_json(&data);
             } else {
@@ -275,17 +287,25 @@ async fn dispatch(cli: &Cli) -> Result<ExitCode, Failure> {
             }
         }
         Cmd::Status { session } => {
-            let data = connect(cli).await?.call(Command::SessionGet(sref(session))).await?;
+            let data = connect(cli)
+                .await?
+                .call(Command::SessionGet(sref(session)))
+                .await?;
             if cli.json {
                 print_json(&data);
             } else {
                 let info: SessionInfo = from(data.get("session").cloned().unwrap_or_default())?;
-                let approvals: Vec<ApprovalInfo> = from(data.get("approvals").cloned().unwrap_or_default())?;
+                let approvals: Vec<ApprovalInfo> =
+                    from(data.get("approvals").cloned().unwrap_or_default())?;
                 print_session(&info);
                 print_approvals(&approvals);
             }
         }
-        Cmd::Prompt { session, text, follow } => {
+        Cmd::Prompt {
+            session,
+            text,
+            follow,
+        } => {
             let args = PromptArgs {
                 session: session.clone(),
                 text: text.join(" "),
@@ -298,7 +318,10 @@ async fn dispatch(cli: &Cli) -> Result<ExitCode, Failure> {
                 if cli.json {
                     print_json(&data);
                 } else {
-                    let q = data.get("queued_behind").and_then(Value::as_u64).unwrap_or(0);
+                    let q = data
+                        .get("queued_behind")
+                        .and_then(Value::as_u64)
+                        .unwrap_or(0);
                     if q == 0 {
                         println!("prompt sent");
                     } else {
@@ -308,16 +331,30 @@ async fn dispatch(cli: &Cli) -> Result<ExitCode, Failure> {
                 return Ok(ExitCode::SUCCESS);
             }
             let mut printer = Printer::new(cli.json, session);
-            let end = client.stream(Command::PromptSend(args), |ev| printer.event(ev)).await?;
+            let end = client
+                .stream(Command::PromptSend(args), |ev| printer.event(ev))
+                .await?;
             printer.finish();
             let end = end.unwrap_or(Value::Null);
             if cli.json {
                 println!("{end}");
             }
-            let failed = end.get("is_error").and_then(Value::as_bool).unwrap_or(false);
-            return Ok(if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS });
+            let failed = end
+                .get("is_error")
+                .and_then(Value::as_bool)
+                .unwrap_or(false);
+            return Ok(if failed {
+                ExitCode::FAILURE
+            } else {
+                ExitCode::SUCCESS
+            });
         }
-        Cmd::Events { session, follow, after, limit } => {
+        Cmd::Events {
+            session,
+            follow,
+            after,
+            limit,
+        } => {
             let args = EventsArgs {
                 session: session.clone(),
                 after: *after,
@@ -327,7 +364,9 @@ async fn dispatch(cli: &Cli) -> Result<ExitCode, Failure> {
             let mut client = connect(cli).await?;
             let mut printer = Printer::new(cli.json, session);
             if *follow {
-                client.stream(Command::SessionEvents(args), |ev| printer.event(ev)).await?;
+                client
+                    .stream(Command::SessionEvents(args), |ev| printer.event(ev))
+                    .await?;
             } else {
                 let data = client.call(Command::SessionEvents(args)).await?;
                 let events: Vec<Event> = from(data.get("events").cloned().unwrap_or_default())?;
@@ -355,7 +394,10 @@ async fn dispatch(cli: &Cli) -> Result<ExitCode, Failure> {
             }
         }
         Cmd::Interrupt { session } => {
-            let data = connect(cli).await?.call(Command::SessionInterrupt(sref(session))).await?;
+            let data = connect(cli)
+                .await?
+                .call(Command::SessionInterrupt(sref(session)))
+                .await?;
             if cli.json {
                 print_json(&data);
             } else if data.get("interrupted").and_then(Value::as_bool) == Some(true) {
@@ -367,7 +409,9 @@ async fn dispatch(cli: &Cli) -> Result<ExitCode, Failure> {
         Cmd::Approvals { session } => {
             let data = connect(cli)
                 .await?
-                .call(Command::ApprovalsList(ApprovalsArgs { session: session.clone() }))
+                .call(Command::ApprovalsList(ApprovalsArgs {
+                    session: session.clone(),
+                }))
                 .await?;
             if cli.json {
                 print_json(&data);
@@ -379,7 +423,12 @@ async fn dispatch(cli: &Cli) -> Result<ExitCode, Failure> {
                 print_approvals(&list);
             }
         }
-        Cmd::Approve { session, request, .. } | Cmd::Deny { session, request, .. } => {
+        Cmd::Approve {
+            session, request, ..
+        }
+        | Cmd::Deny {
+            session, request, ..
+        } => {
             let (decision, message) = match &cli.cmd {
                 Cmd::Approve { always: true, .. } => (Decision::AllowSession, None),
                 Cmd::Approve { .. } => (Decision::Allow, None),
@@ -393,7 +442,10 @@ async fn dispatch(cli: &Cli) -> Result<ExitCode, Failure> {
                 message,
                 origin: None,
             };
-            let data = connect(cli).await?.call(Command::ApprovalDecide(args)).await?;
+            let data = connect(cli)
+                .await?
+                .call(Command::ApprovalDecide(args))
+                .await?;
             if cli.json {
                 print_json(&data);
             } else {
@@ -405,14 +457,21 @@ async fn dispatch(cli: &Cli) -> Result<ExitCode, Failure> {
                 println!("{verb}");
             }
         }
-        Cmd::Answer { session, answers, request } => {
+        Cmd::Answer {
+            session,
+            answers,
+            request,
+        } => {
             let args = AnswerArgs {
                 session: session.clone(),
                 approval: request.clone(),
                 answers: answers.clone(),
                 origin: None,
             };
-            let data = connect(cli).await?.call(Command::QuestionAnswer(args)).await?;
+            let data = connect(cli)
+                .await?
+                .call(Command::QuestionAnswer(args))
+                .await?;
             if cli.json {
                 print_json(&data);
             } else {
@@ -420,7 +479,10 @@ async fn dispatch(cli: &Cli) -> Result<ExitCode, Failure> {
             }
         }
         Cmd::Attach { session } => {
-            let data = connect(cli).await?.call(Command::SessionAttach(sref(session))).await?;
+            let data = connect(cli)
+                .await?
+                .call(Command::SessionAttach(sref(session)))
+                .await?;
             print_json(&data);
         }
     }
@@ -446,7 +508,10 @@ fn print_sessions(list: &[SessionInfo]) {
         println!("no sessions; start one with `ccrm start`");
         return;
     }
-    println!("{:<9} {:<16} {:<18} {:>5} {:>7}  {:<10} CWD", "ID", "NAME", "STATE", "QUEUE", "PENDING", "CREATED");
+    println!(
+        "{:<9} {:<16} {:<18} {:>5} {:>7}  {:<10} CWD",
+        "ID", "NAME", "STATE", "QUEUE", "PENDING", "CREATED"
+    );
     for s in list {
         println!(
             "{:<9} {:<16} {:<18} {:>5} {:>7}  {:<10} {}",
@@ -471,10 +536,20 @@ fn print_session(s: &SessionInfo) {
         println!("  reason:      {r}");
     }
     println!("  cwd:         {}", s.cwd.display());
-    println!("  model:       {}", s.model.as_deref().unwrap_or("(default)"));
-    println!("  permissions: {}{}", s.permission_mode, if s.auto_allow { ", auto-allow" } else { "" });
+    println!(
+        "  model:       {}",
+        s.model.as_deref().unwrap_or("(default)")
+    );
+    println!(
+        "  permissions: {}{}",
+        s.permission_mode,
+        if s.auto_allow { ", auto-allow" } else { "" }
+    );
     if !s.session_allowed_tools.is_empty() {
-        println!("  allowed for this session: {}", s.session_allowed_tools.join(", "));
+        println!(
+            "  allowed for this session: {}",
+            s.session_allowed_tools.join(", ")
+        );
     }
     if let Some(pid) = s.pid {
         println!("  pid:         {pid}");
@@ -490,17 +565,37 @@ fn print_approvals(list: &[ApprovalInfo]) {
         let sid = a.session_id.short();
         match a.kind {
             ApprovalKind::Permission => {
-                println!("⏸  {} wants to use {}: {}", sid, a.tool_name, preview(&a.input, 200));
-                println!("   ccrm approve {sid} {}   |   ccrm deny {sid} {} -m \"why\"", a.approval_id.short(), a.approval_id.short());
+                println!(
+                    "⏸  {} wants to use {}: {}",
+                    sid,
+                    a.tool_name,
+                    preview(&a.input, 200)
+                );
+                println!(
+                    "   ccrm approve {sid} {}   |   ccrm deny {sid} {} -m \"why\"",
+                    a.approval_id.short(),
+                    a.approval_id.short()
+                );
             }
             ApprovalKind::Question => {
                 for q in &a.questions {
                     println!("?  {sid} asks: {}", q.question);
                     for (i, o) in q.options.iter().enumerate() {
-                        println!("     {}. {}{}", i + 1, o.label, o.description.as_deref().map(|d| format!(" — {d}")).unwrap_or_default());
+                        println!(
+                            "     {}. {}{}",
+                            i + 1,
+                            o.label,
+                            o.description
+                                .as_deref()
+                                .map(|d| format!(" — {d}"))
+                                .unwrap_or_default()
+                        );
                     }
                 }
-                println!("   ccrm answer {sid} <choice> --request {}", a.approval_id.short());
+                println!(
+                    "   ccrm answer {sid} <choice> --request {}",
+                    a.approval_id.short()
+                );
             }
         }
     }
@@ -577,21 +672,39 @@ impl<'a> Printer<'a> {
                     self.line(text);
                 }
             }
-            EventKind::ToolUse { name, input, .. } => self.line(&format!("⚙  {name} {}", preview(input, 160))),
-            EventKind::ToolResult { content, is_error, .. } => {
+            EventKind::ToolUse { name, input, .. } => {
+                self.line(&format!("⚙  {name} {}", preview(input, 160)))
+            }
+            EventKind::ToolResult {
+                content, is_error, ..
+            } => {
                 let first = content.lines().next().unwrap_or_default();
                 let mark = if *is_error { "✗" } else { "↳" };
                 self.line(&format!("   {mark} {}", preview(&Value::from(first), 160)));
             }
-            EventKind::PermissionRequest { approval_id, tool_name, input, .. } => {
-                self.line(&format!("⏸  approval needed: {tool_name} {}", preview(input, 200)));
+            EventKind::PermissionRequest {
+                approval_id,
+                tool_name,
+                input,
+                ..
+            } => {
+                self.line(&format!(
+                    "⏸  approval needed: {tool_name} {}",
+                    preview(input, 200)
+                ));
                 self.line(&format!(
                     "   ccrm approve {s} {}  [--always]   |   ccrm deny {s} {} [-m \"why\"]",
                     approval_id.short(),
                     approval_id.short()
                 ));
             }
-            EventKind::PermissionDecision { tool_name, decision, by, message, .. } => {
+            EventKind::PermissionDecision {
+                tool_name,
+                decision,
+                by,
+                message,
+                ..
+            } => {
                 let verb = match decision {
                     Decision::Allow => "allowed",
                     Decision::AllowSession => "allowed for the session",
@@ -599,25 +712,53 @@ impl<'a> Printer<'a> {
                     Decision::Cancelled => "cancelled",
                     Decision::Aborted => "aborted",
                 };
-                let msg = message.as_deref().map(|m| format!(": {m}")).unwrap_or_default();
+                let msg = message
+                    .as_deref()
+                    .map(|m| format!(": {m}"))
+                    .unwrap_or_default();
                 self.line(&format!("   {tool_name} {verb} by {by}{msg}"));
             }
-            EventKind::Question { approval_id, questions } => {
+            EventKind::Question {
+                approval_id,
+                questions,
+            } => {
                 for q in questions {
                     self.line(&format!("?  {}", q.question));
                     for (i, o) in q.options.iter().enumerate() {
                         self.line(&format!("   {}. {}", i + 1, o.label));
                     }
                 }
-                self.line(&format!("   ccrm answer {s} <choice> --request {}", approval_id.short()));
+                self.line(&format!(
+                    "   ccrm answer {s} <choice> --request {}",
+                    approval_id.short()
+                ));
             }
-            EventKind::Answer { answers, by, decision, .. } => {
+            EventKind::Answer {
+                answers,
+                by,
+                decision,
+                ..
+            } => {
                 let text: Vec<String> = answers.iter().map(|(q, a)| format!("{q} → {a}")).collect();
-                self.line(&format!("   answered by {by} ({decision:?}): {}", text.join("; ")));
+                self.line(&format!(
+                    "   answered by {by} ({decision:?}): {}",
+                    text.join("; ")
+                ));
             }
-            EventKind::TurnResult { is_error, text, duration_ms, cost_usd, subtype, .. } => {
-                let secs = duration_ms.map(|d| format!(" in {:.1}s", d as f64 / 1000.0)).unwrap_or_default();
-                let cost = cost_usd.map(|c| format!(", session cost ${c:.4}")).unwrap_or_default();
+            EventKind::TurnResult {
+                is_error,
+                text,
+                duration_ms,
+                cost_usd,
+                subtype,
+                ..
+            } => {
+                let secs = duration_ms
+                    .map(|d| format!(" in {:.1}s", d as f64 / 1000.0))
+                    .unwrap_or_default();
+                let cost = cost_usd
+                    .map(|c| format!(", session cost ${c:.4}"))
+                    .unwrap_or_default();
                 if *is_error {
                     let why = text.as_deref().unwrap_or(subtype);
                     self.line(&format!("✗ turn failed{secs}: {why}"));
@@ -626,13 +767,24 @@ impl<'a> Printer<'a> {
                 }
             }
             EventKind::State { state, reason } => {
-                let r = reason.as_deref().map(|r| format!(" ({r})")).unwrap_or_default();
+                let r = reason
+                    .as_deref()
+                    .map(|r| format!(" ({r})"))
+                    .unwrap_or_default();
                 self.line(&format!("·  state: {state}{r}"));
             }
-            EventKind::Prompt { text, origin, .. } => self.line(&format!("»  [{origin}] {}", preview(&Value::from(text.as_str()), 200))),
+            EventKind::Prompt { text, origin, .. } => self.line(&format!(
+                "»  [{origin}] {}",
+                preview(&Value::from(text.as_str()), 200)
+            )),
             EventKind::TurnStarted { .. } => {}
-            EventKind::ApiRetry { attempt, status, .. } => {
-                self.line(&format!("·  API call failed ({}); retry {attempt}", status.map_or("no response".into(), |s| s.to_string())));
+            EventKind::ApiRetry {
+                attempt, status, ..
+            } => {
+                self.line(&format!(
+                    "·  API call failed ({}); retry {attempt}",
+                    status.map_or("no response".into(), |s| s.to_string())
+                ));
             }
             EventKind::Error { message } => self.line(&format!("!  {message}")),
             EventKind::Interrupted { by } => self.line(&format!("·  interrupted by {by}")),
@@ -661,26 +813,49 @@ async fn daemon_cmd(cli: &Cli, cmd: &DaemonCmd) -> Result<ExitCode, Failure> {
                     print_json(&data);
                 } else {
                     let st: DaemonStatus = from(data)?;
-                    println!("ccrmd {} running (pid {}, protocol {})", st.version, st.pid, st.protocol);
+                    println!(
+                        "ccrmd {} running (pid {}, protocol {})",
+                        st.version, st.pid, st.protocol
+                    );
                     println!("  socket:    {}", st.socket.display());
                     println!("  state dir: {}", st.state_dir.display());
                     if let Some(b) = &st.claude_bin {
                         println!("  claude:    {}", b.display());
                     }
-                    let counts: Vec<String> = st.sessions.iter().map(|(k, v)| format!("{v} {k}")).collect();
-                    println!("  sessions:  {}", if counts.is_empty() { "none".to_owned() } else { counts.join(", ") });
+                    let counts: Vec<String> = st
+                        .sessions
+                        .iter()
+                        .map(|(k, v)| format!("{v} {k}"))
+                        .collect();
+                    println!(
+                        "  sessions:  {}",
+                        if counts.is_empty() {
+                            "none".to_owned()
+                        } else {
+                            counts.join(", ")
+                        }
+                    );
                     println!("  pending approvals: {}", st.pending_approvals);
                     if st.protocol != common::IPC_PROTOCOL_VERSION {
-                        println!("  warning: this ccrm speaks protocol {}; restart the daemon (`ccrm daemon stop && ccrm daemon start`)", common::IPC_PROTOCOL_VERSION);
+                        println!(
+                            "  warning: this ccrm speaks protocol {}; restart the daemon (`ccrm daemon stop && ccrm daemon start`)",
+                            common::IPC_PROTOCOL_VERSION
+                        );
                     }
                 }
                 Ok(ExitCode::SUCCESS)
             }
             Err(ClientError::NotRunning { .. }) => {
                 if cli.json {
-                    println!("{}", serde_json::json!({"running": false, "socket": socket}));
+                    println!(
+                        "{}",
+                        serde_json::json!({"running": false, "socket": socket})
+                    );
                 } else {
-                    println!("ccrmd is not running (socket {}); start it with `ccrm daemon start`", socket.display());
+                    println!(
+                        "ccrmd is not running (socket {}); start it with `ccrm daemon start`",
+                        socket.display()
+                    );
                 }
                 Ok(ExitCode::from(3))
             }
@@ -704,7 +879,9 @@ async fn daemon_cmd(cli: &Cli, cmd: &DaemonCmd) -> Result<ExitCode, Failure> {
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
             if nix::sys::signal::kill(pid, None).is_ok() {
-                return Err(anyhow::anyhow!("ccrmd (pid {}) is still running after 60 s", st.pid).into());
+                return Err(
+                    anyhow::anyhow!("ccrmd (pid {}) is still running after 60 s", st.pid).into(),
+                );
             }
             if cli.json {
                 println!("{}", serde_json::json!({"stopped": true, "pid": st.pid}));
@@ -722,9 +899,15 @@ async fn daemon_cmd(cli: &Cli, cmd: &DaemonCmd) -> Result<ExitCode, Failure> {
             let cfg = load_config(cli)?;
             let pid = start_background(cli, &cfg, &socket).await?;
             if cli.json {
-                println!("{}", serde_json::json!({"started": true, "pid": pid, "socket": socket, "log": cfg.log_path()}));
+                println!(
+                    "{}",
+                    serde_json::json!({"started": true, "pid": pid, "socket": socket, "log": cfg.log_path()})
+                );
             } else {
-                println!("ccrmd started (pid {pid}); log: {}", cfg.log_path().display());
+                println!(
+                    "ccrmd started (pid {pid}); log: {}",
+                    cfg.log_path().display()
+                );
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -733,7 +916,10 @@ async fn daemon_cmd(cli: &Cli, cmd: &DaemonCmd) -> Result<ExitCode, Failure> {
 
 /// Finds the `ccrmd` binary: beside this executable, else on `PATH`.
 fn find_ccrmd() -> anyhow::Result<PathBuf> {
-    if let Some(dir) = std::env::current_exe().ok().and_then(|p| p.parent().map(Path::to_path_buf)) {
+    if let Some(dir) = std::env::current_exe()
+        .ok()
+        .and_then(|p| p.parent().map(Path::to_path_buf))
+    {
         let cand = dir.join("ccrmd");
         if cand.is_file() {
             return Ok(cand);
@@ -780,16 +966,26 @@ async fn start_background(cli: &Cli, cfg: &Config, socket: &Path) -> anyhow::Res
     loop {
         if let Some(status) = child.try_wait()? {
             let tail = std::fs::read_to_string(cfg.log_path()).unwrap_or_default();
-            let tail: Vec<&str> = tail.lines().rev().take(5).collect::<Vec<_>>().into_iter().rev().collect();
+            let tail: Vec<&str> = tail
+                .lines()
+                .rev()
+                .take(5)
+                .collect::<Vec<_>>()
+                .into_iter()
+                .rev()
+                .collect();
             anyhow::bail!("ccrmd exited at start ({status}):\n{}", tail.join("\n"));
         }
-        if let Ok(mut c) = Client::connect(socket).await {
-            if c.call(Command::DaemonStatus(NoArgs {})).await.is_ok() {
-                return Ok(pid);
-            }
+        if let Ok(mut c) = Client::connect(socket).await
+            && c.call(Command::DaemonStatus(NoArgs {})).await.is_ok()
+        {
+            return Ok(pid);
         }
         if Instant::now() > deadline {
-            anyhow::bail!("ccrmd did not come up within 30 s; see {}", cfg.log_path().display());
+            anyhow::bail!(
+                "ccrmd did not come up within 30 s; see {}",
+                cfg.log_path().display()
+            );
         }
         tokio::time::sleep(Duration::from_millis(25)).await;
     }

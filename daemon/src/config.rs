@@ -118,7 +118,10 @@ impl Config {
                 .default_permission_mode
                 .unwrap_or_else(|| "default".to_owned()),
             allowed_tools: file.allowed_tools.unwrap_or_else(|| {
-                DEFAULT_ALLOWED_TOOLS.iter().map(|s| (*s).to_owned()).collect()
+                DEFAULT_ALLOWED_TOOLS
+                    .iter()
+                    .map(|s| (*s).to_owned())
+                    .collect()
             }),
             event_log_capacity: file.event_log_capacity.unwrap_or(10_000),
             stop_grace: Duration::from_secs_f64(file.stop_grace_secs.unwrap_or(5.0)),
@@ -151,9 +154,9 @@ impl Config {
                 .collect();
         }
         if let Some(v) = env("CCRM_STOP_GRACE_SECS") {
-            let secs: f64 = v
-                .parse()
-                .with_context(|| format!("CCRM_STOP_GRACE_SECS must be a number of seconds, got `{v}`"))?;
+            let secs: f64 = v.parse().with_context(|| {
+                format!("CCRM_STOP_GRACE_SECS must be a number of seconds, got `{v}`")
+            })?;
             cfg.stop_grace = Duration::try_from_secs_f64(secs)
                 .with_context(|| format!("CCRM_STOP_GRACE_SECS out of range: `{v}`"))?;
         }
@@ -240,7 +243,9 @@ fn xdg(var: &str, fallback: &str) -> PathBuf {
 
 /// `$XDG_CONFIG_HOME/ccrm/ccrmd.toml`.
 pub fn default_config_file() -> PathBuf {
-    xdg("XDG_CONFIG_HOME", ".config").join("ccrm").join("ccrmd.toml")
+    xdg("XDG_CONFIG_HOME", ".config")
+        .join("ccrm")
+        .join("ccrmd.toml")
 }
 
 /// `$XDG_STATE_HOME/ccrm`.
@@ -262,8 +267,8 @@ mod tests {
 
     #[test]
     fn file_values_parse_and_unknown_keys_are_refused() {
-        let f: FileConfig = toml::from_str("stop_grace_secs = 1.5\nallowed_tools = [\"Read\"]")
-            .expect("parse");
+        let f: FileConfig =
+            toml::from_str("stop_grace_secs = 1.5\nallowed_tools = [\"Read\"]").expect("parse");
         assert_eq!(f.stop_grace_secs, Some(1.5));
         assert!(toml::from_str::<FileConfig>("no_such_key = 1").is_err());
     }

@@ -9,8 +9,8 @@ use std::time::Duration;
 use common::event::{Event, EventKind, Origin, SessionState, Surface, now_ms};
 use common::ids::SessionId;
 use common::ipc::{
-    ApprovalInfo, Command, DaemonStatus, ErrorBody, ErrorCode, EventsArgs, PromptArgs,
-    SessionInfo, StartArgs,
+    ApprovalInfo, Command, DaemonStatus, ErrorBody, ErrorCode, EventsArgs, PromptArgs, SessionInfo,
+    StartArgs,
 };
 use serde_json::{Value, json};
 use tokio::sync::{mpsc, watch};
@@ -34,7 +34,10 @@ pub struct StreamSink {
 
 impl StreamSink {
     async fn send(&self, ev: Event) -> Result<(), ()> {
-        self.tx.send(common::ipc::Reply::event(self.id.clone(), ev)).await.map_err(|_| ())
+        self.tx
+            .send(common::ipc::Reply::event(self.id.clone(), ev))
+            .await
+            .map_err(|_| ())
     }
 
     async fn closed(&self) {
@@ -71,7 +74,9 @@ impl Daemon {
         daemon
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<SessionId, (SessionHandle, JoinHandle<()>)>> {
+    fn lock(
+        &self,
+    ) -> std::sync::MutexGuard<'_, BTreeMap<SessionId, (SessionHandle, JoinHandle<()>)>> {
         self.sessions.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -111,10 +116,10 @@ impl Daemon {
             return Err(ErrorBody::new(ErrorCode::BadRequest, "no session given"));
         }
         let sessions = self.lock();
-        if let Ok(id) = key.parse::<SessionId>() {
-            if let Some((h, _)) = sessions.get(&id) {
-                return Ok(h.clone());
-            }
+        if let Ok(id) = key.parse::<SessionId>()
+            && let Some((h, _)) = sessions.get(&id)
+        {
+            return Ok(h.clone());
         }
         let lower = key.to_ascii_lowercase();
         let by_name: Vec<&SessionHandle> = sessions
@@ -144,7 +149,10 @@ impl Daemon {
                 format!(
                     "`{key}` matches {} sessions ({}); give more characters",
                     many.len(),
-                    many.iter().map(|h| h.id.short()).collect::<Vec<_>>().join(", ")
+                    many.iter()
+                        .map(|h| h.id.short())
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 ),
             )),
         }
@@ -162,7 +170,8 @@ impl Daemon {
             }
             Command::SessionStart(args) => self.start_session(args).await.map(|i| to_value(&i)),
             Command::SessionsList(_) => {
-                let infos: Vec<SessionInfo> = self.handles().iter().map(SessionHandle::info).collect();
+                let infos: Vec<SessionInfo> =
+                    self.handles().iter().map(SessionHandle::info).collect();
                 Ok(to_value(&infos))
             }
             Command::SessionGet(r) => {
@@ -171,7 +180,11 @@ impl Daemon {
             }
             Command::SessionStop(r) => self.resolve(&r.session)?.stop().await.map(|i| to_value(&i)),
             Command::SessionKill(r) => self.resolve(&r.session)?.kill().await.map(|i| to_value(&i)),
-            Command::SessionResume(r) => self.resolve(&r.session)?.resume().await.map(|i| to_value(&i)),
+            Command::SessionResume(r) => self
+                .resolve(&r.session)?
+                .resume()
+                .await
+                .map(|i| to_value(&i)),
             Command::SessionInterrupt(r) => {
                 let h = self.resolve(&r.session)?;
                 let interrupted = h.interrupt(Origin::new(Surface::Cli).to_string()).await?;
@@ -186,8 +199,12 @@ impl Daemon {
             }
             Command::SessionEvents(a) => {
                 let h = self.resolve(&a.session)?;
-                let page = h.log.page(a.after, a.limit.unwrap_or(MAX_PAGE).min(MAX_PAGE));
-                Ok(json!({"events": page.events, "first_seq": page.first_seq, "last_seq": page.last_seq}))
+                let page = h
+                    .log
+                    .page(a.after, a.limit.unwrap_or(MAX_PAGE).min(MAX_PAGE));
+                Ok(
+                    json!({"events": page.events, "first_seq": page.first_seq, "last_seq": page.last_seq}),
+                )
             }
             Command::PromptSend(p) => {
                 let h = self.resolve(&p.session)?;
@@ -197,7 +214,11 @@ impl Daemon {
             Command::ApprovalsList(a) => {
                 let list: Vec<ApprovalInfo> = match a.session {
                     Some(s) => self.resolve(&s)?.pending(),
-                    None => self.handles().iter().flat_map(SessionHandle::pending).collect(),
+                    None => self
+                        .handles()
+                        .iter()
+                        .flat_map(SessionHandle::pending)
+                        .collect(),
                 };
                 Ok(to_value(&list))
             }
@@ -218,7 +239,11 @@ impl Daemon {
 
     /// Whether `cmd` streams (and so goes through [`Daemon::stream`]).
     pub fn is_stream(cmd: &Command) -> bool {
-        matches!(cmd, Command::SessionEvents(EventsArgs { follow: true, .. }) | Command::PromptSend(PromptArgs { follow: true, .. }))
+        matches!(
+            cmd,
+            Command::SessionEvents(EventsArgs { follow: true, .. })
+                | Command::PromptSend(PromptArgs { follow: true, .. })
+        )
     }
 
     /// Runs a streaming command: events go to `sink` until the stream ends (the prompt's
@@ -255,7 +280,9 @@ impl Daemon {
                     if in_turn { Follow::Send } else { Follow::Skip }
                 })
                 .await;
-                Ok(Some(result.unwrap_or_else(|| json!({"prompt_id": prompt_id}))))
+                Ok(Some(
+                    result.unwrap_or_else(|| json!({"prompt_id": prompt_id})),
+                ))
             }
             other => self.execute(other).await.map(Some),
         }
@@ -263,24 +290,46 @@ impl Daemon {
 
     async fn start_session(&self, a: StartArgs) -> Result<SessionInfo, ErrorBody> {
         if !a.cwd.is_absolute() {
-            return Err(ErrorBody::new(ErrorCode::BadRequest, format!("cwd `{}` must be an absolute path", a.cwd.display())));
+            return Err(ErrorBody::new(
+                ErrorCode::BadRequest,
+                format!("cwd `{}` must be an absolute path", a.cwd.display()),
+            ));
         }
         if !a.cwd.is_dir() {
-            return Err(ErrorBody::new(ErrorCode::BadRequest, format!("cwd `{}` is not an existing directory", a.cwd.display())));
+            return Err(ErrorBody::new(
+                ErrorCode::BadRequest,
+                format!("cwd `{}` is not an existing directory", a.cwd.display()),
+            ));
         }
-        let mode = a.permission_mode.clone().unwrap_or_else(|| self.ctx.cfg.default_permission_mode.clone());
+        let mode = a
+            .permission_mode
+            .clone()
+            .unwrap_or_else(|| self.ctx.cfg.default_permission_mode.clone());
         if !crate::config::PERMISSION_MODES.contains(&mode.as_str()) {
             return Err(ErrorBody::new(
                 ErrorCode::BadRequest,
-                format!("permission mode `{mode}` is not one of {}", crate::config::PERMISSION_MODES.join(", ")),
+                format!(
+                    "permission mode `{mode}` is not one of {}",
+                    crate::config::PERMISSION_MODES.join(", ")
+                ),
             ));
         }
         if let Some(name) = &a.name {
             if name.trim().is_empty() || name.len() > 100 {
-                return Err(ErrorBody::new(ErrorCode::BadRequest, "a session name must be 1 to 100 characters"));
+                return Err(ErrorBody::new(
+                    ErrorCode::BadRequest,
+                    "a session name must be 1 to 100 characters",
+                ));
             }
-            if self.handles().iter().any(|h| h.info().name.as_deref() == Some(name.as_str())) {
-                return Err(ErrorBody::new(ErrorCode::Conflict, format!("a session named `{name}` already exists")));
+            if self
+                .handles()
+                .iter()
+                .any(|h| h.info().name.as_deref() == Some(name.as_str()))
+            {
+                return Err(ErrorBody::new(
+                    ErrorCode::Conflict,
+                    format!("a session named `{name}` already exists"),
+                ));
             }
         }
         let rec = SessionRecord {
@@ -290,7 +339,9 @@ impl Daemon {
             model: a.model.or_else(|| self.ctx.cfg.default_model.clone()),
             permission_mode: mode,
             auto_allow: a.auto_allow,
-            allowed_tools: a.allowed_tools.unwrap_or_else(|| self.ctx.cfg.allowed_tools.clone()),
+            allowed_tools: a
+                .allowed_tools
+                .unwrap_or_else(|| self.ctx.cfg.allowed_tools.clone()),
             session_allowed_tools: Vec::new(),
             created_ms: now_ms(),
             state: SessionState::Starting,
@@ -361,7 +412,10 @@ where
         let page = h.log.page(after, MAX_PAGE);
         if page.first_seq > after + 1 && after > 0 {
             // The bounded log dropped events this follower had not read yet.
-            tracing::warn!(lost = page.first_seq - after - 1, "follower fell behind the event log");
+            tracing::warn!(
+                lost = page.first_seq - after - 1,
+                "follower fell behind the event log"
+            );
         }
         for ev in page.events {
             after = ev.seq;

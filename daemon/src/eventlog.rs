@@ -127,7 +127,10 @@ mod tests {
         let p = log.page(0, 10);
         assert_eq!(p.first_seq, 3);
         assert_eq!(p.last_seq, 5);
-        assert_eq!(p.events.iter().map(|e| e.seq).collect::<Vec<_>>(), [3, 4, 5]);
+        assert_eq!(
+            p.events.iter().map(|e| e.seq).collect::<Vec<_>>(),
+            [3, 4, 5]
+        );
         assert_eq!(log.page(3, 1).events[0].seq, 4);
         assert!(log.page(5, 10).events.is_empty());
         assert_eq!(log.last_seq(), 5);

@@ -5,9 +5,9 @@
 
 use std::sync::Arc;
 
+use common::MAX_IPC_LINE;
 use common::codec::{JsonLines, LineError};
 use common::ipc::{ErrorBody, ErrorCode, Reply, parse_request};
-use common::MAX_IPC_LINE;
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{Semaphore, mpsc};
 use tokio::task::JoinSet;
@@ -78,15 +78,26 @@ async fn handle_connection(stream: UnixStream, daemon: Arc<Daemon>) {
             None => break,
             Some(Ok(line)) => line,
             Some(Err(LineError::TooLong { max })) => {
-                let err = ErrorBody::new(ErrorCode::TooLarge, format!("request line longer than {max} bytes refused"));
-                if tx.send(Reply::err(serde_json::Value::Null, err)).await.is_err() {
+                let err = ErrorBody::new(
+                    ErrorCode::TooLarge,
+                    format!("request line longer than {max} bytes refused"),
+                );
+                if tx
+                    .send(Reply::err(serde_json::Value::Null, err))
+                    .await
+                    .is_err()
+                {
                     break;
                 }
                 continue;
             }
             Some(Err(LineError::NotUtf8)) => {
                 let err = ErrorBody::new(ErrorCode::ParseError, "request line is not valid UTF-8");
-                if tx.send(Reply::err(serde_json::Value::Null, err)).await.is_err() {
+                if tx
+                    .send(Reply::err(serde_json::Value::Null, err))
+                    .await
+                    .is_err()
+                {
                     break;
                 }
                 continue;
@@ -108,14 +119,19 @@ async fn handle_connection(stream: UnixStream, daemon: Arc<Daemon>) {
                 continue;
             }
         };
-        let Ok(permit) = in_flight.clone().acquire_owned().await else { break };
+        let Ok(permit) = in_flight.clone().acquire_owned().await else {
+            break;
+        };
         let d = daemon.clone();
         let tx = tx.clone();
         tasks.spawn(async move {
             let id = req.id.clone();
             debug!(cmd = req.cmd.name(), "request");
             if Daemon::is_stream(&req.cmd) {
-                let sink = StreamSink { tx: tx.clone(), id: id.clone() };
+                let sink = StreamSink {
+                    tx: tx.clone(),
+                    id: id.clone(),
+                };
                 let reply = match d.stream(req.cmd, sink).await {
                     Ok(data) => Reply::end(id, data),
                     Err(e) => Reply::err(id, e),

@@ -100,8 +100,8 @@ pub async fn run(cfg: Config, opts: RunOptions) -> anyhow::Result<()> {
     let socket = cfg.socket_path();
     // We hold the lock, so any socket file is a leftover.
     let _ = std::fs::remove_file(&socket);
-    let listener = UnixListener::bind(&socket)
-        .with_context(|| format!("cannot bind {}", socket.display()))?;
+    let listener =
+        UnixListener::bind(&socket).with_context(|| format!("cannot bind {}", socket.display()))?;
     std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o600))?;
 
     let daemon = Daemon::new(Ctx {

@@ -156,12 +156,20 @@ fn gone() -> ErrorBody {
 impl SessionHandle {
     /// A snapshot of the session.
     pub fn info(&self) -> SessionInfo {
-        self.shared.lock().unwrap_or_else(|e| e.into_inner()).info.clone()
+        self.shared
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .info
+            .clone()
     }
 
     /// Pending approvals and questions.
     pub fn pending(&self) -> Vec<ApprovalInfo> {
-        self.shared.lock().unwrap_or_else(|e| e.into_inner()).pending.clone()
+        self.shared
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .pending
+            .clone()
     }
 
     async fn call<T>(&self, make: impl FnOnce(Reply<T>) -> Cmd) -> Result<T, ErrorBody> {
@@ -172,7 +180,12 @@ impl SessionHandle {
 
     /// Queues a prompt.
     pub async fn prompt(&self, text: String, origin: Origin) -> Result<PromptAccepted, ErrorBody> {
-        self.call(|reply| Cmd::Prompt { text, origin, reply }).await
+        self.call(|reply| Cmd::Prompt {
+            text,
+            origin,
+            reply,
+        })
+        .await
     }
 
     /// Interrupts the running turn; `Ok(false)` when none was running.
@@ -259,7 +272,11 @@ pub fn start(
     rec: SessionRecord,
     launch: Launch,
 ) -> Result<(SessionHandle, tokio::task::JoinHandle<()>), ErrorBody> {
-    let log = Arc::new(EventLog::new(rec.id, ctx.cfg.event_log_capacity, ctx.sink.clone()));
+    let log = Arc::new(EventLog::new(
+        rec.id,
+        ctx.cfg.event_log_capacity,
+        ctx.sink.clone(),
+    ));
     let (tx, rx) = mpsc::channel(64);
     let info = SessionInfo {
         id: rec.id,
@@ -534,7 +551,8 @@ impl Actor {
         if self.current.is_none() || self.child.is_none() {
             return false;
         }
-        self.log.push(EventKind::Interrupted { by: by.to_owned() }, None);
+        self.log
+            .push(EventKind::Interrupted { by: by.to_owned() }, None);
         let id = self.next_ctl_id("interrupt");
         self.send_child(child::control_request(&id, json!({"subtype": "interrupt"})));
         true
@@ -614,7 +632,11 @@ impl Actor {
         if self.child.is_some() {
             let _ = reply.send(Err(ErrorBody::new(
                 ErrorCode::BadState,
-                format!("session {} is {}; only a stopped or failed session can be resumed", self.rec.id.short(), self.state),
+                format!(
+                    "session {} is {}; only a stopped or failed session can be resumed",
+                    self.rec.id.short(),
+                    self.state
+                ),
             )));
             return;
         }
@@ -643,7 +665,11 @@ impl Actor {
                     format!(
                         "session {short} has {} pending approvals ({}); name one",
                         self.pending.len(),
-                        self.pending.iter().map(|p| p.info.approval_id.short().to_owned()).collect::<Vec<_>>().join(", ")
+                        self.pending
+                            .iter()
+                            .map(|p| p.info.approval_id.short().to_owned())
+                            .collect::<Vec<_>>()
+                            .join(", ")
                     ),
                 )),
             },
@@ -658,23 +684,37 @@ impl Actor {
                 match hits.as_slice() {
                     [i] => Ok(*i),
                     [] => {
-                        if let Some((id, d, by)) =
-                            self.decided.iter().rev().find(|(id, _, _)| id.0.starts_with(prefix))
+                        if let Some((id, d, by)) = self
+                            .decided
+                            .iter()
+                            .rev()
+                            .find(|(id, _, _)| id.0.starts_with(prefix))
                         {
-                            let verb = serde_json::to_value(d).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default();
+                            let verb = serde_json::to_value(d)
+                                .ok()
+                                .and_then(|v| v.as_str().map(str::to_owned))
+                                .unwrap_or_default();
                             return Err(ErrorBody::new(
                                 ErrorCode::AlreadyDecided,
-                                format!("approval {} was already answered: {verb} by {by}", id.short()),
+                                format!(
+                                    "approval {} was already answered: {verb} by {by}",
+                                    id.short()
+                                ),
                             ));
                         }
                         Err(ErrorBody::new(
                             ErrorCode::NotFound,
-                            format!("no pending approval `{prefix}` in session {short}; run `ccrm approvals`"),
+                            format!(
+                                "no pending approval `{prefix}` in session {short}; run `ccrm approvals`"
+                            ),
                         ))
                     }
                     _ => Err(ErrorBody::new(
                         ErrorCode::Ambiguous,
-                        format!("`{prefix}` matches {} approvals; give more characters", hits.len()),
+                        format!(
+                            "`{prefix}` matches {} approvals; give more characters",
+                            hits.len()
+                        ),
                     )),
                 }
             }
@@ -688,7 +728,10 @@ impl Actor {
         message: Option<String>,
         by: &str,
     ) -> Result<DecisionInfo, ErrorBody> {
-        if !matches!(decision, Decision::Allow | Decision::AllowSession | Decision::Deny) {
+        if !matches!(
+            decision,
+            Decision::Allow | Decision::AllowSession | Decision::Deny
+        ) {
             return Err(ErrorBody::new(
                 ErrorCode::BadRequest,
                 "decision must be allow, allow_session or deny",
@@ -787,7 +830,7 @@ impl Actor {
             .collect();
         let p = self.pending.remove(idx);
         let id = p.info.approval_id.clone();
-        let mut input = p.info.input.clone();
+        let mut input = p.info.input;
         if let Value::Object(obj) = &mut input {
             obj.insert("answers".to_owned(), json!(map));
         }
@@ -883,7 +926,11 @@ impl Actor {
             program: self.ctx.claude_bin.clone(),
             args,
             cwd: self.rec.cwd.clone(),
-            env: cfg.child_env.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+            env: cfg
+                .child_env
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
             owner: spawn::owner_value(&self.ctx.tag, &self.rec.id.to_string()),
         };
         let mut child = spawn::spawn(&spec, self.ctx.shim.as_deref())?;
@@ -913,7 +960,10 @@ impl Actor {
         self.set_state(SessionState::Starting, None);
         let init = self.next_ctl_id("init");
         self.init_request = Some(init.clone());
-        self.send_child(child::control_request(&init, json!({"subtype": "initialize", "hooks": null})));
+        self.send_child(child::control_request(
+            &init,
+            json!({"subtype": "initialize", "hooks": null}),
+        ));
         Ok(())
     }
 
@@ -925,7 +975,12 @@ impl Actor {
                     return;
                 }
                 let reason = format!("claude printed something that is not JSON: {}", e.snippet);
-                self.log.push(EventKind::Error { message: reason.clone() }, None);
+                self.log.push(
+                    EventKind::Error {
+                        message: reason.clone(),
+                    },
+                    None,
+                );
                 self.fail_reason = Some(reason);
                 self.kill_group();
                 return;
@@ -947,22 +1002,27 @@ impl Actor {
                 }
             }
             ChildMsg::StreamEvent { event } => {
-                if event.get("type").and_then(Value::as_str) == Some("content_block_delta") {
-                    if let Some(text) = event
+                if event.get("type").and_then(Value::as_str) == Some("content_block_delta")
+                    && let Some(text) = event
                         .get("delta")
                         .filter(|d| d.get("type").and_then(Value::as_str) == Some("text_delta"))
                         .and_then(|d| d.get("text"))
                         .and_then(Value::as_str)
-                    {
-                        self.log.push(EventKind::AssistantDelta { text: text.to_owned() }, None);
-                    }
+                {
+                    self.log.push(
+                        EventKind::AssistantDelta {
+                            text: text.to_owned(),
+                        },
+                        None,
+                    );
                 }
             }
             ChildMsg::Assistant(a) => {
                 for block in a.message.blocks() {
                     match block {
                         Block::Text { text } => {
-                            self.log.push(EventKind::AssistantText { text }, keep.clone());
+                            self.log
+                                .push(EventKind::AssistantText { text }, keep.clone());
                         }
                         Block::ToolUse { id, name, input } => {
                             self.log.push(
@@ -1001,7 +1061,10 @@ impl Actor {
                 }
             }
             ChildMsg::Result(r) => self.on_result(&r, keep),
-            ChildMsg::ControlRequest { request_id, request } => {
+            ChildMsg::ControlRequest {
+                request_id,
+                request,
+            } => {
                 self.on_control_request(request_id, &request, keep);
             }
             ChildMsg::ControlResponse {
@@ -1024,9 +1087,18 @@ impl Actor {
                 }
             }
             ChildMsg::ControlCancel { request_id } => {
-                if let Some(idx) = self.pending.iter().position(|p| p.info.approval_id.0 == request_id) {
+                if let Some(idx) = self
+                    .pending
+                    .iter()
+                    .position(|p| p.info.approval_id.0 == request_id)
+                {
                     let p = self.pending.remove(idx);
-                    self.end_pending(p, Decision::Cancelled, "claude", Some("withdrawn by claude (the turn was interrupted)".into()));
+                    self.end_pending(
+                        p,
+                        Decision::Cancelled,
+                        "claude",
+                        Some("withdrawn by claude (the turn was interrupted)".into()),
+                    );
                     self.after_pending_change();
                 }
             }
@@ -1041,7 +1113,12 @@ impl Actor {
         }
         // A pending prompt cannot outlive its turn; the CLI cancels them, but be sure.
         for p in std::mem::take(&mut self.pending) {
-            self.end_pending(p, Decision::Cancelled, "claude", Some("the turn ended".into()));
+            self.end_pending(
+                p,
+                Decision::Cancelled,
+                "claude",
+                Some("the turn ended".into()),
+            );
         }
         self.log.push(
             EventKind::TurnResult {
@@ -1063,7 +1140,10 @@ impl Actor {
     }
 
     fn on_control_request(&mut self, request_id: String, req: &Value, raw: Option<Value>) {
-        let subtype = req.get("subtype").and_then(Value::as_str).unwrap_or_default();
+        let subtype = req
+            .get("subtype")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
         if subtype != "can_use_tool" {
             self.send_child(child::control_error(
                 &request_id,
@@ -1071,11 +1151,21 @@ impl Actor {
             ));
             return;
         }
-        let tool = req.get("tool_name").and_then(Value::as_str).unwrap_or_default().to_owned();
+        let tool = req
+            .get("tool_name")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned();
         let input = req.get("input").cloned().unwrap_or_else(|| json!({}));
         let approval_id = ApprovalId(request_id.clone());
-        let tool_use_id = req.get("tool_use_id").and_then(Value::as_str).map(str::to_owned);
-        let description = req.get("description").and_then(Value::as_str).map(str::to_owned);
+        let tool_use_id = req
+            .get("tool_use_id")
+            .and_then(Value::as_str)
+            .map(str::to_owned);
+        let description = req
+            .get("description")
+            .and_then(Value::as_str)
+            .map(str::to_owned);
 
         if tool == "AskUserQuestion" {
             let questions: Vec<Question> = input
@@ -1105,7 +1195,7 @@ impl Actor {
 
         let policy = if self.rec.auto_allow {
             Some("policy (auto-allow)")
-        } else if self.rec.allowed_tools.iter().any(|t| *t == tool) {
+        } else if self.rec.allowed_tools.contains(&tool) {
             Some("policy (always allowed)")
         } else if self.session_allowed.contains(&tool) {
             Some("session rule")
@@ -1205,7 +1295,9 @@ impl Actor {
     }
 
     fn on_exit(&mut self, status: Option<ExitStatus>) {
-        let Some(running) = self.child.take() else { return };
+        let Some(running) = self.child.take() else {
+            return;
+        };
         let tail: Vec<String> = running
             .stderr_tail
             .lock()
@@ -1215,7 +1307,8 @@ impl Actor {
             .collect();
         let code = status.map_or_else(|| "unknown status".to_owned(), describe_status);
         // Tools claude started run in their own process groups; end any that outlive it.
-        let leftovers = spawn::sweep_orphans(&spawn::owner_value(&self.ctx.tag, &self.rec.id.to_string()));
+        let leftovers =
+            spawn::sweep_orphans(&spawn::owner_value(&self.ctx.tag, &self.rec.id.to_string()));
         if !leftovers.is_empty() {
             info!(pids = ?leftovers, "killed processes left behind by claude");
         }
@@ -1223,7 +1316,11 @@ impl Actor {
         let (state, reason) = if let Some(reason) = self.fail_reason.take() {
             (SessionState::Failed, reason)
         } else if let Some(e) = ending {
-            let what = if e.kind == EndKind::Kill { "killed" } else { "stopped" };
+            let what = if e.kind == EndKind::Kill {
+                "killed"
+            } else {
+                "stopped"
+            };
             (SessionState::Stopped, what.to_owned())
         } else {
             let mut reason = format!("claude exited unexpectedly ({code})");
@@ -1278,7 +1375,13 @@ impl Actor {
         self.reason = reason.clone();
         self.log.push(EventKind::State { state, reason }, None);
         self.publish();
-        if matches!(state, SessionState::Stopped | SessionState::Failed | SessionState::Idle | SessionState::Starting) {
+        if matches!(
+            state,
+            SessionState::Stopped
+                | SessionState::Failed
+                | SessionState::Idle
+                | SessionState::Starting
+        ) {
             self.save();
         }
     }
@@ -1326,10 +1429,10 @@ impl Actor {
 /// text itself (free-form answers are allowed).
 fn resolve_answer(q: &Question, answer: &str) -> String {
     let answer = answer.trim();
-    if let Ok(n) = answer.parse::<usize>() {
-        if let Some(opt) = n.checked_sub(1).and_then(|i| q.options.get(i)) {
-            return opt.label.clone();
-        }
+    if let Ok(n) = answer.parse::<usize>()
+        && let Some(opt) = n.checked_sub(1).and_then(|i| q.options.get(i))
+    {
+        return opt.label.clone();
     }
     q.options
         .iter()
@@ -1436,7 +1539,10 @@ async fn read_stderr(stderr: tokio::process::ChildStderr, tail: Arc<Mutex<VecDeq
 
 /// Builds the `by` text of a decision from an origin.
 pub fn by_of(origin: Option<&Origin>) -> String {
-    origin.map_or_else(|| Origin::new(Surface::Cli).to_string(), ToString::to_string)
+    origin.map_or_else(
+        || Origin::new(Surface::Cli).to_string(),
+        ToString::to_string,
+    )
 }
 
 #[cfg(test)]
@@ -1450,8 +1556,14 @@ mod tests {
             question: "Pick".into(),
             header: None,
             options: vec![
-                QuestionOption { label: "Red".into(), description: None },
-                QuestionOption { label: "Blue".into(), description: None },
+                QuestionOption {
+                    label: "Red".into(),
+                    description: None,
+                },
+                QuestionOption {
+                    label: "Blue".into(),
+                    description: None,
+                },
             ],
             multi_select: false,
         };

@@ -162,7 +162,11 @@ pub fn sweep_orphans(owner: &str) -> Vec<i32> {
         return killed;
     };
     for entry in dir.flatten() {
-        let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<i32>().ok())
+        else {
             continue;
         };
         if pid == me {
@@ -249,7 +253,12 @@ mod tests {
         removed.sort();
         assert_eq!(
             removed,
-            ["CCRM_API_KEY", "DYLD_INSERT_LIBRARIES", "LD_PRELOAD", "NODE_OPTIONS"]
+            [
+                "CCRM_API_KEY",
+                "DYLD_INSERT_LIBRARIES",
+                "LD_PRELOAD",
+                "NODE_OPTIONS"
+            ]
         );
     }
 

@@ -81,7 +81,9 @@ pub fn load_all(dir: &Path) -> Vec<SessionRecord> {
             .and_then(|b| serde_json::from_slice::<SessionRecord>(&b).map_err(Into::into))
         {
             Ok(rec) => out.push(rec),
-            Err(e) => tracing::warn!(path = %path.display(), error = %e, "skipping unreadable session record"),
+            Err(e) => {
+                tracing::warn!(path = %path.display(), error = %e, "skipping unreadable session record")
+            }
         }
     }
     out.sort_by_key(|r| r.created_ms);

@@ -4,10 +4,10 @@
 
 use std::path::PathBuf;
 
-use clap::Parser;
 use ccrm_daemon::config::{Config, Overrides};
 use ccrm_daemon::lifecycle::{self, RunOptions};
 use ccrm_daemon::spawn;
+use clap::Parser;
 
 /// ccrmd: runs Claude Code sessions for the `ccrm` CLI (and, later, the bot).
 #[derive(Parser, Debug)]
@@ -55,7 +55,10 @@ fn main() -> std::process::ExitCode {
     }
     // One thread: children are forked from it, and it lives as long as the process, which
     // is what the parent-death signal of the exec shim needs.
-    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("ccrmd: cannot start runtime: {e}");

@@ -7,12 +7,12 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
 use std::time::Duration;
 
-use ccrm_daemon::client::Client;
-use testkit::{ClaudeHome, FakeApi, TEST_API_KEY, claude_bin, claude_env};
 use ::common::event::{Event, EventKind};
 use ::common::ipc::{Command, EventsArgs, NoArgs, SessionInfo, StartArgs};
+use ccrm_daemon::client::Client;
 use serde_json::Value;
 use tempfile::TempDir;
+use testkit::{ClaudeHome, FakeApi, TEST_API_KEY, claude_bin, claude_env};
 
 /// Bound for anything a test waits on.
 pub const WAIT: Duration = Duration::from_secs(60);
@@ -37,7 +37,10 @@ impl Env {
     /// Same, but sessions run `claude` = `program` (a stand-in fault child).
     pub async fn start_with_claude(program: &Path, extra_env: &[(&str, &str)]) -> Self {
         let mut env = Self::prepare(Some(program.to_owned())).await;
-        env.extra_env = extra_env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+        env.extra_env = extra_env
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
         env.with_daemon()
     }
 
@@ -48,8 +51,18 @@ impl Env {
         std::fs::create_dir_all(&work).expect("work dir");
         let work = work.canonicalize().expect("canonical work dir");
         let home = ClaudeHome::new(TEST_API_KEY, &[work.as_path()]).expect("claude home");
-        let claude = claude.unwrap_or_else(|| claude_bin().expect("claude binary (run scripts/install-claude.sh)"));
-        Self { api, home, dir, work, claude, daemon: None, extra_env: Vec::new() }
+        let claude = claude.unwrap_or_else(|| {
+            claude_bin().expect("claude binary (run scripts/install-claude.sh)")
+        });
+        Self {
+            api,
+            home,
+            dir,
+            work,
+            claude,
+            daemon: None,
+            extra_env: Vec::new(),
+        }
     }
 
     pub fn runtime_dir(&self) -> PathBuf {
@@ -67,10 +80,19 @@ impl Env {
     /// Environment for ccrmd and ccrm.
     pub fn env_vars(&self) -> Vec<(String, String)> {
         let mut v = claude_env(&self.api, self.home.path());
-        v.push(("CCRM_RUNTIME_DIR".into(), self.runtime_dir().display().to_string()));
-        v.push(("CCRM_STATE_DIR".into(), self.state_dir().display().to_string()));
+        v.push((
+            "CCRM_RUNTIME_DIR".into(),
+            self.runtime_dir().display().to_string(),
+        ));
+        v.push((
+            "CCRM_STATE_DIR".into(),
+            self.state_dir().display().to_string(),
+        ));
         v.push(("CCRM_CLAUDE_BIN".into(), self.claude.display().to_string()));
-        v.push(("XDG_CONFIG_HOME".into(), self.dir.path().join("config").display().to_string()));
+        v.push((
+            "XDG_CONFIG_HOME".into(),
+            self.dir.path().join("config").display().to_string(),
+        ));
         v.push(("CCRM_STOP_GRACE_SECS".into(), "3".into()));
         v.push(("CCRM_LOG".into(), "info".into()));
         v.extend(self.extra_env.iter().cloned());
@@ -129,7 +151,9 @@ impl Env {
     }
 
     pub async fn client(&self) -> Client {
-        Client::connect(&self.socket()).await.expect("connect to ccrmd")
+        Client::connect(&self.socket())
+            .await
+            .expect("connect to ccrmd")
     }
 
     pub async fn call(&self, cmd: Command) -> Result<Value, ccrm_daemon::client::ClientError> {
@@ -139,38 +163,64 @@ impl Env {
     }
 
     pub async fn start_session(&self, args: StartArgs) -> SessionInfo {
-        let data = self.call(Command::SessionStart(args)).await.expect("session.start");
+        let data = self
+            .call(Command::SessionStart(args))
+            .await
+            .expect("session.start");
         serde_json::from_value(data).expect("session info")
     }
 
     pub async fn new_session(&self) -> SessionInfo {
-        let info = self.start_session(StartArgs { cwd: self.work.clone(), ..Default::default() }).await;
-        assert_eq!(info.state.as_str(), "idle", "session did not become idle: {info:?}");
+        let info = self
+            .start_session(StartArgs {
+                cwd: self.work.clone(),
+                ..Default::default()
+            })
+            .await;
+        assert_eq!(
+            info.state.as_str(),
+            "idle",
+            "session did not become idle: {info:?}"
+        );
         info
     }
 
     pub async fn info(&self, session: &str) -> SessionInfo {
         let data = self
-            .call(Command::SessionGet(::common::ipc::SessionRef { session: session.to_owned() }))
+            .call(Command::SessionGet(::common::ipc::SessionRef {
+                session: session.to_owned(),
+            }))
             .await
             .expect("session.get");
         serde_json::from_value(data["session"].clone()).expect("info")
     }
 
     pub async fn status(&self) -> Value {
-        self.call(Command::DaemonStatus(NoArgs {})).await.expect("status")
+        self.call(Command::DaemonStatus(NoArgs {}))
+            .await
+            .expect("status")
     }
 
     /// Follows a session's events from `after` until `pred` matches one; returns every event
     /// seen up to and including it.
-    pub async fn wait_for(&self, session: &str, after: u64, mut pred: impl FnMut(&Event) -> bool) -> Vec<Event> {
+    pub async fn wait_for(
+        &self,
+        session: &str,
+        after: u64,
+        mut pred: impl FnMut(&Event) -> bool,
+    ) -> Vec<Event> {
         let mut client = self.client().await;
         let mut seen = Vec::new();
         let fut = async {
             // The stream only ends when we stop reading; stop by returning from the callback
             // side: collect until the predicate matches, then drop the connection.
             let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-            let args = EventsArgs { session: session.to_owned(), after, limit: None, follow: true };
+            let args = EventsArgs {
+                session: session.to_owned(),
+                after,
+                limit: None,
+                follow: true,
+            };
             let stream = client.stream(Command::SessionEvents(args), move |ev| {
                 let _ = tx.send(ev.clone());
             });
@@ -187,7 +237,10 @@ impl Env {
             }
         };
         if tokio::time::timeout(WAIT, fut).await.is_err() {
-            panic!("timed out waiting for an event; saw: {:#?}", seen.iter().map(|e| &e.kind).collect::<Vec<_>>());
+            panic!(
+                "timed out waiting for an event; saw: {:#?}",
+                seen.iter().map(|e| &e.kind).collect::<Vec<_>>()
+            );
         }
         seen
     }
@@ -213,19 +266,25 @@ impl Drop for Env {
     fn drop(&mut self) {
         // A daemon started in the background by `ccrm daemon start` is not our child: find
         // it by its pidfile so a failing test does not leak it.
-        if self.daemon.is_none() {
-            if let Some(pid) = std::fs::read_to_string(self.runtime_dir().join("ccrmd.pid")).ok().and_then(|s| s.trim().parse::<i32>().ok()) {
-                let pid = nix::unistd::Pid::from_raw(pid);
-                let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
-                let deadline = std::time::Instant::now() + Duration::from_secs(15);
-                while nix::sys::signal::kill(pid, None).is_ok() && std::time::Instant::now() < deadline {
-                    std::thread::sleep(Duration::from_millis(20));
-                }
-                let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+        if self.daemon.is_none()
+            && let Some(pid) = std::fs::read_to_string(self.runtime_dir().join("ccrmd.pid"))
+                .ok()
+                .and_then(|s| s.trim().parse::<i32>().ok())
+        {
+            let pid = nix::unistd::Pid::from_raw(pid);
+            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+            let deadline = std::time::Instant::now() + Duration::from_secs(15);
+            while nix::sys::signal::kill(pid, None).is_ok() && std::time::Instant::now() < deadline
+            {
+                std::thread::sleep(Duration::from_millis(20));
             }
+            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
         }
         if let Some(mut d) = self.daemon.take() {
-            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(d.id() as i32), nix::sys::signal::Signal::SIGTERM);
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(d.id() as i32),
+                nix::sys::signal::Signal::SIGTERM,
+            );
             let deadline = std::time::Instant::now() + Duration::from_secs(15);
             while std::time::Instant::now() < deadline {
                 if let Ok(Some(_)) = d.try_wait() {
@@ -245,7 +304,12 @@ pub fn result_of(events: &[Event]) -> (bool, Option<String>, String) {
         .iter()
         .rev()
         .find_map(|e| match &e.kind {
-            EventKind::TurnResult { is_error, text, subtype, .. } => Some((*is_error, text.clone(), subtype.clone())),
+            EventKind::TurnResult {
+                is_error,
+                text,
+                subtype,
+                ..
+            } => Some((*is_error, text.clone(), subtype.clone())),
             _ => None,
         })
         .expect("a turn result")
@@ -256,7 +320,10 @@ pub fn alive(pid: u32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
         Ok(stat) => {
             // Field 3 is the state; Z = zombie (dead, waiting for its parent).
-            let state = stat.rsplit(')').next().and_then(|r| r.split_whitespace().next());
+            let state = stat
+                .rsplit(')')
+                .next()
+                .and_then(|r| r.split_whitespace().next());
             state != Some("Z")
         }
         Err(_) => false,

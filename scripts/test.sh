@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Sets up everything the tests need on a fresh machine, then runs the full check:
+# formatting, clippy (warnings are errors) and every test of the workspace.
+# Installs when missing: tmux, python3 (stand-in fault child), Node.js/npm, and the pinned
+# Claude Code CLI (scripts/install-claude.sh, cached in .tools/).
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+apt_install() {
+  local sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  echo "installing $* ..." >&2
+  $sudo apt-get update -qq >&2
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "$@" >&2
+}
+
+command -v tmux >/dev/null || apt_install tmux
+command -v python3 >/dev/null || apt_install python3
+command -v npm >/dev/null || apt_install nodejs npm
+
+CCRM_CLAUDE_BIN="$(scripts/install-claude.sh)"
+export CCRM_CLAUDE_BIN
+echo "claude: $CCRM_CLAUDE_BIN ($("$CCRM_CLAUDE_BIN" --version))"
+
+cargo fmt --all --check
+cargo clippy --workspace --all-targets --locked -- -D warnings
+cargo test --workspace --locked
