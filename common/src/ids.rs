@@ -67,6 +67,17 @@ impl fmt::Display for ApprovalId {
     }
 }
 
+/// A daemon (one machine/user). Generated once and kept in the daemon's state dir.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct DaemonId(pub String);
+
+impl fmt::Display for DaemonId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

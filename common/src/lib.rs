@@ -2,9 +2,10 @@
 //! the JSON-lines framing used on the daemon's Unix socket and the Claude Code child's stdio.
 //!
 //! Layout:
-//! - [`ids`]: newtype ids ([`ids::SessionId`], [`ids::ApprovalId`]).
+//! - [`ids`]: newtype ids ([`ids::SessionId`], [`ids::ApprovalId`], [`ids::DaemonId`]).
 //! - [`event`]: normalised session events ([`event::Event`], [`event::EventKind`]) and states.
 //! - [`ipc`]: `ccrm` ⇄ `ccrmd` requests and replies over the Unix socket.
+//! - [`link`]: `ccrmd` ⇄ `ccrm-bot` frames over WebSocket, with the delivery guarantee.
 //! - [`child`]: what the Claude Code CLI prints on stdout, typed as far as we need it.
 //! - [`codec`]: [`codec::JsonLines`], length-capped newline-delimited JSON over any stream.
 
@@ -13,6 +14,7 @@ pub mod codec;
 pub mod event;
 pub mod ids;
 pub mod ipc;
+pub mod link;
 
 /// Version of the `ccrm` ⇄ `ccrmd` socket protocol. Sent in `daemon.status`; the CLI refuses
 /// to talk to a daemon with another version and says how to restart it.
