@@ -1,28 +1,95 @@
-//! `ccrm-bot`: the bot that doubles as the server (DESIGN.md "Programs"). For now it serves
-//! only `/healthz`; the WebSocket hub, SQLite, REST API and chat adapters plug in here.
+//! `ccrm-bot`: the bot that doubles as the server (DESIGN.md "Programs"): the WebSocket hub
+//! that daemons dial, SQLite storage, the REST API with SSE, `/metrics`, and (later) the
+//! dashboard and chat adapters.
+//!
+//! Layout:
+//! - [`config`]: defaults → TOML → `CCRM_BOT_*` env → flags.
+//! - [`db`]: the SQLite store (sqlx, WAL, `migrations/`).
+//! - [`auth`] and [`keys`]: hashed API keys and user tokens, constant-time checks.
+//! - [`hub`]: connected daemons, bot → daemon commands, live event fan-out.
+//! - [`ws`]: the daemon link (`/ws/daemon`) and the dashboard socket (`/ws/dashboard`).
+//! - [`http`]: REST routes, SSE, metrics; [`openapi`]: the API document.
+
+pub mod auth;
+pub mod config;
+pub mod db;
+pub mod http;
+pub mod hub;
+pub mod keys;
+pub mod openapi;
+pub mod ws;
 
 use std::future::Future;
+use std::sync::Arc;
 
-use axum::{Json, Router, routing::get};
-use serde_json::json;
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post};
 use tokio::net::TcpListener;
 
-/// The HTTP routes.
-pub fn router() -> Router {
-    Router::new().route("/healthz", get(healthz))
+/// Everything a request handler can reach.
+pub struct AppState {
+    /// The store.
+    pub db: db::Db,
+    /// Connected daemons and live events.
+    pub hub: hub::Hub,
+    /// Settings.
+    pub cfg: config::BotConfig,
 }
 
-async fn healthz() -> Json<serde_json::Value> {
-    Json(json!({"ok": true, "version": common::VERSION}))
+impl AppState {
+    /// Opens the database of `cfg` and builds the state.
+    pub async fn open(cfg: config::BotConfig) -> anyhow::Result<Arc<Self>> {
+        let db = db::Db::open(&cfg.db_path()).await?;
+        // Links from before a restart are gone; daemons say hello again.
+        db.set_all_daemons_offline().await?;
+        Ok(Arc::new(Self {
+            db,
+            hub: hub::Hub::new(),
+            cfg,
+        }))
+    }
 }
 
-/// Serves on an already bound listener until `shutdown` resolves (bind first, so tests can
-/// use port 0 and know the address before anything runs).
+/// All routes.
+pub fn router(state: Arc<AppState>) -> Router {
+    let api = Router::new()
+        .route("/metrics", get(http::metrics))
+        .route("/api/daemons", get(http::list_daemons))
+        .route(
+            "/api/sessions",
+            get(http::list_sessions).post(http::create_session),
+        )
+        .route("/api/sessions/{id}", get(http::get_session))
+        .route("/api/sessions/{id}/events", get(http::session_events))
+        .route("/api/sessions/{id}/stream", get(http::session_stream))
+        .route("/api/sessions/{id}/prompt", post(http::prompt))
+        .route("/api/sessions/{id}/{action}", post(http::session_action))
+        .route("/api/approvals", get(http::list_approvals))
+        .route("/api/approvals/{id}", post(http::decide))
+        .route("/api/openapi.json", get(http::openapi))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            http::require_user,
+        ));
+    Router::new()
+        .route("/healthz", get(http::healthz))
+        .route("/ws/daemon", get(ws::daemon_ws))
+        .route("/ws/dashboard", get(ws::dashboard_ws))
+        .merge(api)
+        .fallback(http::not_found)
+        .layer(DefaultBodyLimit::max(state.cfg.max_body_bytes))
+        .with_state(state)
+}
+
+/// Serves `state` on an already bound listener until `shutdown` resolves (bind first, so
+/// tests can use port 0 and know the address before anything runs).
 pub async fn serve(
     listener: TcpListener,
+    state: Arc<AppState>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    axum::serve(listener, router())
+    axum::serve(listener, router(state))
         .with_graceful_shutdown(shutdown)
         .await?;
     Ok(())

@@ -1,29 +1,129 @@
-//! `ccrm-bot` binary: parses flags, binds, and runs [`ccrm_bot::serve`].
+//! `ccrm-bot` binary: parses flags, loads the config, then either serves
+//! ([`ccrm_bot::serve`]; also what a bare `ccrm-bot` does) or runs a `keys` command
+//! ([`ccrm_bot::keys`]).
 
-use clap::Parser;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
 
-/// The ccrm server: hub, REST API and chat adapters (only /healthz so far).
+use anyhow::Context;
+use ccrm_bot::config::{BotConfig, Overrides};
+use ccrm_bot::db::Db;
+use ccrm_bot::keys::{self, KeysCmd};
+use clap::{Parser, Subcommand};
+
+/// The ccrm server: WebSocket hub for daemons, REST API, dashboard and chat adapters.
 #[derive(Parser, Debug)]
 #[command(version, about)]
 struct Args {
-    /// Address to listen on.
-    #[arg(long, env = "CCRM_BOT_LISTEN", default_value = "127.0.0.1:7878")]
-    listen: String,
+    /// Config file [default: $XDG_CONFIG_HOME/ccrm/bot.toml; env: CCRM_BOT_CONFIG].
+    #[arg(long, global = true)]
+    config: Option<PathBuf>,
+    /// Directory of the database [default: $XDG_DATA_HOME/ccrm; env: CCRM_BOT_DATA_DIR].
+    #[arg(long, global = true)]
+    data_dir: Option<PathBuf>,
+    /// Address to listen on [default: 127.0.0.1:7878; env: CCRM_BOT_LISTEN].
+    #[arg(long, global = true)]
+    listen: Option<SocketAddr>,
+    /// Print the effective configuration as JSON (secrets redacted) and exit.
+    #[arg(long, global = true)]
+    print_config: bool,
+    #[command(subcommand)]
+    command: Option<Cmd>,
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+#[derive(Subcommand, Debug)]
+enum Cmd {
+    /// Run the server (the default).
+    Serve,
+    /// Manage API keys for daemons and users.
+    Keys {
+        /// Print JSON instead of text.
+        #[arg(long, global = true)]
+        json: bool,
+        #[command(subcommand)]
+        cmd: KeysCmd,
+    },
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("CCRM_LOG")
                 .unwrap_or_else(|_| "info".into()),
         )
+        .with_writer(std::io::stderr)
+        .with_ansi(
+            std::io::IsTerminal::is_terminal(&std::io::stderr())
+                && std::env::var_os("NO_COLOR").is_none(),
+        )
         .init();
-    let args = Args::parse();
-    let listener = tokio::net::TcpListener::bind(&args.listen).await?;
-    tracing::info!(addr = %listener.local_addr()?, "ccrm-bot listening");
-    ccrm_bot::serve(listener, async {
-        let _ = tokio::signal::ctrl_c().await;
-    })
-    .await
+    match run(args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("ccrm-bot: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(args: Args) -> anyhow::Result<()> {
+    let cfg = BotConfig::load(&Overrides {
+        config_file: args.config,
+        listen: args.listen,
+        data_dir: args.data_dir,
+    })?;
+    if args.print_config {
+        println!("{}", serde_json::to_string_pretty(&cfg)?);
+        return Ok(());
+    }
+    let rt = tokio::runtime::Runtime::new().context("cannot start the runtime")?;
+    match args.command.unwrap_or(Cmd::Serve) {
+        Cmd::Serve => rt.block_on(serve(cfg)),
+        Cmd::Keys { json, cmd } => rt.block_on(async {
+            let db = open_db(&cfg).await?;
+            let result = keys::run(&db, &cmd, json, &mut std::io::stdout().lock()).await;
+            db.close().await;
+            result
+        }),
+    }
+}
+
+async fn open_db(cfg: &BotConfig) -> anyhow::Result<Db> {
+    let path = cfg.db_path();
+    Db::open(&path)
+        .await
+        .with_context(|| format!("cannot open the database {}", path.display()))
+}
+
+async fn serve(cfg: BotConfig) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind(cfg.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", cfg.listen))?;
+    let db_path = cfg.db_path();
+    let state = ccrm_bot::AppState::open(cfg)
+        .await
+        .with_context(|| format!("cannot open the database {}", db_path.display()))?;
+    tracing::info!(addr = %listener.local_addr()?, db = %db_path.display(), "ccrm-bot listening");
+    let served = ccrm_bot::serve(listener, state.clone(), shutdown_signal()).await;
+    state.db.close().await;
+    served
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let term = async {
+        match signal(SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        () = term => {}
+    }
 }

@@ -56,9 +56,10 @@ pub enum Command {
     /// End the running turn; queued prompts stay queued.
     #[serde(rename = "session.interrupt")]
     SessionInterrupt(SessionRef),
-    /// Hand the session to a terminal TUI (not supported yet).
+    /// Hand the session to the Claude Code TUI in tmux (`claude --resume`), until the TUI
+    /// exits or its last client detaches.
     #[serde(rename = "session.attach")]
-    SessionAttach(SessionRef),
+    SessionAttach(AttachArgs),
     /// Page through (and optionally follow) a session's event log.
     #[serde(rename = "session.events")]
     SessionEvents(EventsArgs),
@@ -178,6 +179,16 @@ pub struct StartArgs {
     /// Who started it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub origin: Option<Origin>,
+}
+
+/// `session.attach`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AttachArgs {
+    /// Id, unique id prefix, or exact name.
+    pub session: String,
+    /// Interrupt a running turn instead of waiting for it to finish.
+    #[serde(default)]
+    pub now: bool,
 }
 
 /// `session.events`.
@@ -502,6 +513,24 @@ pub struct DaemonStatus {
     pub sessions: BTreeMap<String, usize>,
     /// Pending approvals across sessions.
     pub pending_approvals: usize,
+    /// The link to the bot, when one is configured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uplink: Option<UplinkStatus>,
+}
+
+/// The state of the daemon's link to the bot.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UplinkStatus {
+    /// The bot's `/ws/daemon` URL.
+    pub url: String,
+    /// This daemon's id at the bot.
+    pub daemon_id: String,
+    /// Whether the link is up (welcome received).
+    pub connected: bool,
+    /// Highest event seq written to the spool.
+    pub last_seq: u64,
+    /// Highest seq the bot has committed.
+    pub acked: u64,
 }
 
 /// The result of `prompt.send` (without follow) and the end line of a followed prompt.
@@ -513,6 +542,40 @@ pub struct PromptAccepted {
     pub prompt_id: u64,
     /// Prompts ahead of it.
     pub queued_behind: usize,
+    /// Something the sender should know, e.g. that the session is in use at the terminal
+    /// (`ccrm attach`) and the prompt runs once the terminal gives it back.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
+/// The result of `session.attach`: where the session's TUI runs in tmux.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AttachInfo {
+    /// The session.
+    pub session_id: SessionId,
+    /// The tmux server socket (ccrm's own server, not the user's default one).
+    pub socket: PathBuf,
+    /// The tmux session name.
+    pub tmux_session: String,
+    /// Pid of the claude TUI in the tmux pane.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pid: Option<u32>,
+    /// True when the session was already attached and this call joined it.
+    #[serde(default)]
+    pub joined: bool,
+}
+
+impl AttachInfo {
+    /// The arguments of the `tmux` command that attaches a terminal to the session.
+    pub fn attach_args(&self) -> Vec<String> {
+        vec![
+            "-S".to_owned(),
+            self.socket.to_string_lossy().into_owned(),
+            "attach-session".to_owned(),
+            "-t".to_owned(),
+            format!("={}", self.tmux_session),
+        ]
+    }
 }
 
 #[cfg(test)]
@@ -564,6 +627,10 @@ mod tests {
                 model: Some("sonnet".into()),
                 ..Default::default()
             }),
+            Command::SessionAttach(AttachArgs {
+                session: "ab".into(),
+                now: true,
+            }),
             Command::ApprovalDecide(DecideArgs {
                 session: "ab".into(),
                 approval: None,
@@ -591,6 +658,19 @@ mod tests {
                 req.cmd.name()
             );
         }
+    }
+
+    #[test]
+    fn attach_now_defaults_to_false() {
+        let r = parse_request(r#"{"id":1,"cmd":"session.attach","args":{"session":"ab"}}"#)
+            .expect("parse");
+        assert_eq!(
+            r.cmd,
+            Command::SessionAttach(AttachArgs {
+                session: "ab".into(),
+                now: false
+            })
+        );
     }
 
     #[test]

@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 use clap::{Parser, Subcommand};
 use common::event::{Decision, Event, EventKind};
 use common::ipc::{
-    AnswerArgs, ApprovalInfo, ApprovalKind, ApprovalsArgs, Command, DaemonStatus, DecideArgs,
-    EventsArgs, NoArgs, PromptArgs, SessionInfo, SessionRef, StartArgs,
+    AnswerArgs, ApprovalInfo, ApprovalKind, ApprovalsArgs, AttachArgs, AttachInfo, Command,
+    DaemonStatus, DecideArgs, EventsArgs, NoArgs, PromptArgs, SessionInfo, SessionRef, StartArgs,
 };
 use serde_json::Value;
 
@@ -149,10 +149,18 @@ pub enum Cmd {
         #[arg(long)]
         request: Option<String>,
     },
-    /// Open the session in the Claude Code TUI (tmux).
+    /// Open the session in the Claude Code TUI (in tmux), with its history. It goes back to
+    /// the daemon when the TUI exits or the last tmux client detaches; prompts from other
+    /// surfaces wait until then.
     Attach {
         /// Session id, prefix or name.
         session: String,
+        /// Interrupt a running turn instead of waiting for it to finish.
+        #[arg(long)]
+        now: bool,
+        /// Do not attach this terminal: print the tmux socket and session to attach to.
+        #[arg(long)]
+        no_attach: bool,
     },
     /// Manage the ccrmd daemon.
     Daemon {
@@ -160,6 +168,9 @@ pub enum Cmd {
         #[command(subcommand)]
         cmd: DaemonCmd,
     },
+    /// Start a bot and a daemon wired together (keys generated once) and keep them running
+    /// until Ctrl-C; prints the API URL and token.
+    Up(crate::up::UpArgs),
 }
 
 /// `ccrm daemon ...`.
@@ -235,6 +246,7 @@ async fn dispatch(cli: &Cli) -> Result<ExitCode, Failure> {
     let sref = |s: &String| SessionRef { session: s.clone() };
     match &cli.cmd {
         Cmd::Daemon { cmd } => return daemon_cmd(cli, cmd).await,
+        Cmd::Up(args) => return crate::up::run(args, cli.json).await.map_err(Failure::Other),
         Cmd::Start {
             cwd,
             model,
@@ -327,8 +339,20 @@ async fn dispatch(cli: &Cli) -> Result<ExitCode, Failure> {
                     } else {
                         println!("prompt queued behind {q} other prompt(s)");
                     }
+                    if let Some(note) = data.get("note").and_then(Value::as_str) {
+                        println!("  {note}");
+                    }
                 }
                 return Ok(ExitCode::SUCCESS);
+            }
+            if !cli.json {
+                // The stream shows nothing until the turn starts; say why it may wait.
+                let data = client.call(Command::SessionGet(sref(session))).await?;
+                if data["session"]["state"] == "attached" {
+                    eprintln!(
+                        "session {session} is in use at the terminal (ccrm attach); the prompt is queued and runs when the terminal gives the session back"
+                    );
+                }
             }
             let mut printer = Printer::new(cli.json, session);
             let end = client
@@ -478,15 +502,84 @@ async fn dispatch(cli: &Cli) -> Result<ExitCode, Failure> {
                 println!("answered");
             }
         }
-        Cmd::Attach { session } => {
-            let data = connect(cli)
-                .await?
-                .call(Command::SessionAttach(sref(session)))
-                .await?;
-            print_json(&data);
-        }
+        Cmd::Attach {
+            session,
+            now,
+            no_attach,
+        } => return attach(cli, session, *now, *no_attach).await,
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `ccrm attach`: the daemon hands the session to the TUI in tmux; then this process becomes
+/// `tmux attach-session` (or, with `--no-attach`, prints where to attach).
+async fn attach(cli: &Cli, session: &str, now: bool, no_attach: bool) -> Result<ExitCode, Failure> {
+    use std::io::IsTerminal;
+    let tmux = if no_attach {
+        None
+    } else {
+        let Some(tmux) = crate::attach::find_tmux() else {
+            return Err(anyhow::anyhow!(crate::attach::tmux_missing().message).into());
+        };
+        // Check before the daemon hands the session over, not after.
+        if !std::io::stdin().is_terminal() || !std::io::stdout().is_terminal() {
+            return Err(anyhow::anyhow!(
+                "`ccrm attach` needs a terminal; use `--no-attach` to print the tmux session instead"
+            )
+            .into());
+        }
+        Some(tmux)
+    };
+    let mut client = connect(cli).await?;
+    if !now && !cli.json {
+        let data = client
+            .call(Command::SessionGet(SessionRef {
+                session: session.to_owned(),
+            }))
+            .await?;
+        let info: SessionInfo = from(data.get("session").cloned().unwrap_or_default())?;
+        if matches!(info.state.as_str(), "active" | "waiting_permission") {
+            eprintln!(
+                "waiting for the running turn of session {} to finish (`--now` interrupts it)...",
+                info.id.short()
+            );
+        }
+    }
+    let data = client
+        .call(Command::SessionAttach(AttachArgs {
+            session: session.to_owned(),
+            now,
+        }))
+        .await?;
+    let info: AttachInfo = from(data.clone())?;
+    let Some(tmux) = tmux else {
+        if cli.json {
+            print_json(&data);
+        } else {
+            let verb = if info.joined { "is already" } else { "is now" };
+            println!(
+                "session {} {verb} in the Claude Code TUI in tmux",
+                info.session_id.short()
+            );
+            println!("  tmux session: {}", info.tmux_session);
+            println!("  tmux socket:  {}", info.socket.display());
+            println!("  attach with:  tmux {}", info.attach_args().join(" "));
+        }
+        return Ok(ExitCode::SUCCESS);
+    };
+    // Become the tmux client; `TMUX` unset so this works inside the user's own tmux too.
+    use std::os::unix::process::CommandExt;
+    let err = std::process::Command::new(&tmux)
+        .args(info.attach_args())
+        .env_remove("TMUX")
+        .env_remove("TMUX_PANE")
+        .exec();
+    Err(anyhow::anyhow!(
+        "cannot run {}: {err}; attach by hand with `tmux {}`",
+        tmux.display(),
+        info.attach_args().join(" ")
+    )
+    .into())
 }
 
 fn from<T: serde::de::DeserializeOwned>(v: Value) -> Result<T, Failure> {

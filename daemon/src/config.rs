@@ -55,6 +55,28 @@ pub struct Config {
     pub extra_args: Vec<String>,
     /// Extra environment for every claude child.
     pub child_env: BTreeMap<String, String>,
+    /// The bot to keep an uplink to (`ws://host:port` or `wss://...`), if any.
+    pub bot_url: Option<String>,
+    /// The daemon API key for the bot (from `CCRM_BOT_API_KEY` or a 0600 key file).
+    pub bot_api_key: Option<Secret>,
+    /// Name of this machine as the bot shows it.
+    pub hostname: String,
+}
+
+/// A secret string: never printed by `Debug` or serialised in full.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(pub String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("\"<redacted>\"")
+    }
+}
+
+impl Serialize for Secret {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str("<redacted>")
+    }
 }
 
 /// The TOML file: every key optional.
@@ -72,6 +94,9 @@ pub struct FileConfig {
     partial_messages: Option<bool>,
     extra_args: Option<Vec<String>>,
     child_env: Option<BTreeMap<String, String>>,
+    bot_url: Option<String>,
+    bot_api_key_file: Option<PathBuf>,
+    hostname: Option<String>,
 }
 
 /// Values given on the command line (they override everything else).
@@ -128,7 +153,11 @@ impl Config {
             partial_messages: file.partial_messages.unwrap_or(true),
             extra_args: file.extra_args.unwrap_or_default(),
             child_env: file.child_env.unwrap_or_default(),
+            bot_url: file.bot_url,
+            bot_api_key: None,
+            hostname: file.hostname.unwrap_or_else(default_hostname),
         };
+        let mut key_file = file.bot_api_key_file;
 
         if let Some(v) = env("CCRM_RUNTIME_DIR") {
             cfg.runtime_dir = v.into();
@@ -159,6 +188,20 @@ impl Config {
             })?;
             cfg.stop_grace = Duration::try_from_secs_f64(secs)
                 .with_context(|| format!("CCRM_STOP_GRACE_SECS out of range: `{v}`"))?;
+        }
+        if let Some(v) = env("CCRM_BOT_URL") {
+            cfg.bot_url = Some(v);
+        }
+        if let Some(v) = env("CCRM_BOT_API_KEY_FILE") {
+            key_file = Some(v.into());
+        }
+        if let Some(v) = env("CCRM_BOT_API_KEY") {
+            cfg.bot_api_key = Some(Secret(v));
+        } else if let Some(path) = &key_file {
+            cfg.bot_api_key = Some(Secret(read_key_file(path)?));
+        }
+        if let Some(v) = env("CCRM_HOSTNAME") {
+            cfg.hostname = v;
         }
         if let Some(v) = env("CCRM_PARTIAL_MESSAGES") {
             cfg.partial_messages = parse_bool(&v).context("CCRM_PARTIAL_MESSAGES")?;
@@ -192,6 +235,16 @@ impl Config {
         if !self.runtime_dir.is_absolute() || !self.state_dir.is_absolute() {
             bail!("runtime_dir and state_dir must be absolute paths");
         }
+        if let Some(url) = &self.bot_url {
+            if !(url.starts_with("ws://") || url.starts_with("wss://")) {
+                bail!("bot_url `{url}` must start with ws:// or wss://");
+            }
+            if self.bot_api_key.is_none() {
+                bail!(
+                    "bot_url is set but no API key: set CCRM_BOT_API_KEY or bot_api_key_file (create one with `ccrm-bot keys create <name> --kind daemon`)"
+                );
+            }
+        }
         Ok(())
     }
 
@@ -214,6 +267,32 @@ impl Config {
     pub fn log_path(&self) -> PathBuf {
         self.state_dir.join("ccrmd.log")
     }
+}
+
+/// Reads a key file, refusing one that others can read.
+fn read_key_file(path: &Path) -> anyhow::Result<String> {
+    use std::os::unix::fs::PermissionsExt;
+    let meta = std::fs::metadata(path)
+        .with_context(|| format!("cannot read bot API key file {}", path.display()))?;
+    if meta.permissions().mode() & 0o077 != 0 {
+        bail!(
+            "bot API key file {} is readable by others; run `chmod 600 {}`",
+            path.display(),
+            path.display()
+        );
+    }
+    let key = std::fs::read_to_string(path)?.trim().to_owned();
+    if key.is_empty() {
+        bail!("bot API key file {} is empty", path.display());
+    }
+    Ok(key)
+}
+
+fn default_hostname() -> String {
+    nix::unistd::gethostname()
+        .ok()
+        .and_then(|h| h.into_string().ok())
+        .unwrap_or_else(|| "unknown".to_owned())
 }
 
 fn parse_bool(v: &str) -> anyhow::Result<bool> {
@@ -287,10 +366,29 @@ mod tests {
             partial_messages: true,
             extra_args: vec![],
             child_env: BTreeMap::new(),
+            bot_url: None,
+            bot_api_key: None,
+            hostname: "h".into(),
         };
         assert!(cfg.validate().is_ok());
         cfg.default_permission_mode = "yolo".into();
         assert!(cfg.validate().is_err());
+        cfg.default_permission_mode = "default".into();
+        cfg.bot_url = Some("http://x".into());
+        assert!(cfg.validate().is_err(), "scheme");
+        cfg.bot_url = Some("ws://x".into());
+        assert!(cfg.validate().is_err(), "no key");
+        cfg.bot_api_key = Some(Secret("k".into()));
+        assert!(cfg.validate().is_ok());
+        assert!(
+            !format!("{cfg:?}").contains("\"k\""),
+            "key redacted in Debug"
+        );
+        assert!(
+            !serde_json::to_string(&cfg)
+                .unwrap_or_default()
+                .contains("\"k\"")
+        );
     }
 
     #[test]

@@ -51,6 +51,7 @@ pub struct Daemon {
     sessions: Mutex<BTreeMap<SessionId, (SessionHandle, JoinHandle<()>)>>,
     started_ms: u64,
     shutdown_tx: watch::Sender<bool>,
+    link: std::sync::OnceLock<Arc<crate::uplink::LinkState>>,
 }
 
 impl Daemon {
@@ -62,6 +63,7 @@ impl Daemon {
             sessions: Mutex::new(BTreeMap::new()),
             started_ms: now_ms(),
             shutdown_tx: watch::channel(false).0,
+            link: std::sync::OnceLock::new(),
         });
         for rec in store::load_all(&ctx.cfg.sessions_dir()) {
             match session::start(ctx.clone(), rec, Launch::Stored) {
@@ -78,6 +80,11 @@ impl Daemon {
         &self,
     ) -> std::sync::MutexGuard<'_, BTreeMap<SessionId, (SessionHandle, JoinHandle<()>)>> {
         self.sessions.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Attaches the uplink's state (shown by `daemon.status`).
+    pub fn set_link(&self, link: Arc<crate::uplink::LinkState>) {
+        let _ = self.link.set(link);
     }
 
     /// Resolves after `daemon.stop` (or [`Daemon::request_shutdown`]).
@@ -190,13 +197,11 @@ impl Daemon {
                 let interrupted = h.interrupt(Origin::new(Surface::Cli).to_string()).await?;
                 Ok(json!({"interrupted": interrupted}))
             }
-            Command::SessionAttach(r) => {
-                self.resolve(&r.session)?;
-                Err(ErrorBody::new(
-                    ErrorCode::NotSupported,
-                    "attach is not supported yet by this ccrmd",
-                ))
-            }
+            Command::SessionAttach(a) => self
+                .resolve(&a.session)?
+                .attach(a.now)
+                .await
+                .map(|i| to_value(&i)),
             Command::SessionEvents(a) => {
                 let h = self.resolve(&a.session)?;
                 let page = h
@@ -375,6 +380,7 @@ impl Daemon {
             claude_bin: Some(self.ctx.claude_bin.clone()),
             sessions,
             pending_approvals: pending,
+            uplink: self.link.get().map(|l| l.status()),
         }
     }
 
@@ -410,10 +416,11 @@ where
     let mut watch = h.log.subscribe();
     loop {
         let page = h.log.page(after, MAX_PAGE);
-        if page.first_seq > after + 1 && after > 0 {
+        if page.dropped_through > after {
             // The bounded log dropped events this follower had not read yet.
             tracing::warn!(
-                lost = page.first_seq - after - 1,
+                after,
+                dropped_through = page.dropped_through,
                 "follower fell behind the event log"
             );
         }

@@ -7,11 +7,16 @@
 //! - [`ipc`]: the Unix-socket server (one task per connection and per request).
 //! - [`daemon`]: the session registry and command dispatch.
 //! - [`session`]: the session actor that owns a Claude Code child.
+//! - [`attach`]: `ccrm attach`, the session's TUI in tmux and its transcript.
 //! - [`eventlog`]: bounded per-session event log with followers.
 //! - [`spawn`]: starting children safely (no shell, clean env, process groups, death signal).
 //! - [`store`]: session records on disk.
+//! - [`spool`]: the on-disk event queue for the bot (delivery guarantee).
+//! - [`uplink`]: the WebSocket link to the bot.
+//! - [`up`]: `ccrm up`, a bot and a daemon wired together (optionally a demo model).
 //! - [`client`] and [`cli`]: the `ccrm` command line.
 
+pub mod attach;
 pub mod cli;
 pub mod client;
 pub mod config;
@@ -21,14 +26,20 @@ pub mod ipc;
 pub mod lifecycle;
 pub mod session;
 pub mod spawn;
+pub mod spool;
 pub mod store;
+pub mod up;
+pub mod uplink;
 
 /// Sets up `tracing` to stderr, filtered by `CCRM_LOG` (default `info`).
 pub fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("CCRM_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr())
+        && std::env::var_os("NO_COLOR").is_none();
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(ansi)
         .with_writer(std::io::stderr)
         .try_init();
 }

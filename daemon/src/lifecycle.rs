@@ -7,8 +7,9 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 use nix::fcntl::{Flock, FlockArg};
+use std::sync::Arc;
+use std::time::Duration;
 use tokio::net::UnixListener;
-use tokio::sync::mpsc;
 use tracing::{info, warn};
 
 use crate::config::Config;
@@ -79,8 +80,6 @@ pub fn lock_pidfile(path: &Path) -> anyhow::Result<PidLock> {
 pub struct RunOptions {
     /// Binary that understands the exec shim (normally `ccrmd` itself).
     pub shim: Option<PathBuf>,
-    /// Daemon-wide event stream for an uplink.
-    pub sink: Option<mpsc::UnboundedSender<common::event::Event>>,
 }
 
 /// Runs the daemon until SIGTERM/SIGINT or `daemon.stop`, then stops every session.
@@ -104,13 +103,54 @@ pub async fn run(cfg: Config, opts: RunOptions) -> anyhow::Result<()> {
         UnixListener::bind(&socket).with_context(|| format!("cannot bind {}", socket.display()))?;
     std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o600))?;
 
+    let spool = match &cfg.bot_url {
+        Some(_) => Some(Arc::new(
+            crate::spool::Spool::open(&cfg.state_dir.join("spool"))
+                .context("cannot open the event spool")?,
+        )),
+        None => None,
+    };
     let daemon = Daemon::new(Ctx {
         cfg: cfg.clone(),
         claude_bin: claude_bin.clone(),
         shim: opts.shim,
         tag,
-        sink: opts.sink,
+        spool: spool.clone(),
     });
+    let (uplink_stop, uplink_stop_rx) = tokio::sync::watch::channel(false);
+    let mut background = tokio::task::JoinSet::new();
+    if let (Some(url), Some(key), Some(spool)) = (&cfg.bot_url, &cfg.bot_api_key, &spool) {
+        let ucfg = crate::uplink::UplinkConfig::new(
+            crate::uplink::daemon_ws_url(url),
+            key.0.clone(),
+            crate::uplink::daemon_id(&cfg.state_dir)?,
+            cfg.hostname.clone(),
+        );
+        info!(bot = %ucfg.url, daemon_id = %ucfg.daemon_id, "uplink enabled");
+        let link = Arc::new(crate::uplink::LinkState {
+            cfg: ucfg,
+            spool: spool.clone(),
+            connected: std::sync::atomic::AtomicBool::new(false),
+        });
+        daemon.set_link(link.clone());
+        background.spawn(crate::uplink::run(link, daemon.clone(), uplink_stop_rx));
+        // Group fsyncs: at most one per 100 ms instead of one per event.
+        let s = spool.clone();
+        let mut stop = uplink_stop.subscribe();
+        background.spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_millis(100));
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => {
+                        if let Err(e) = s.sync() {
+                            warn!(error = %e, "spool fsync failed");
+                        }
+                    }
+                    _ = stop.changed() => return,
+                }
+            }
+        });
+    }
     info!(socket = %socket.display(), claude = %claude_bin.display(), pid = std::process::id(), "ccrmd ready");
 
     let server = tokio::spawn(crate::ipc::serve(listener, daemon.clone()));
@@ -125,6 +165,18 @@ pub async fn run(cfg: Config, opts: RunOptions) -> anyhow::Result<()> {
     daemon.request_shutdown();
     let _ = std::fs::remove_file(&socket);
     daemon.shutdown_sessions().await;
+    if let Some(spool) = &spool {
+        // Give the uplink a moment to deliver the last events (the spool keeps the rest).
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+        while spool.acked() < spool.last_seq() && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        if let Err(e) = spool.sync() {
+            warn!(error = %e, "spool fsync failed");
+        }
+    }
+    uplink_stop.send_replace(true);
+    while background.join_next().await.is_some() {}
     let _ = server.await;
     info!("ccrmd stopped");
     Ok(())

@@ -10,6 +10,11 @@
 //! Turns are strictly one at a time: prompts wait in our own FIFO queue and the next one is
 //! written to the child only after the previous turn's `result`, so every prompt gets its
 //! own turn and its own result (the CLI would otherwise fold messages into a running turn).
+//!
+//! Attach (`ccrm attach`): the actor waits for the running turn, stops the child, and hands
+//! the session to a monitor task ([`crate::attach::run_tui`]) that runs the TUI in tmux. While
+//! attached, prompts queue; when the monitor reports the TUI gone, the child is started
+//! again with `--resume` and the queue drains. One claude process per session at a time.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::path::PathBuf;
@@ -22,7 +27,8 @@ use common::codec::{LineError, LineReader};
 use common::event::{Decision, EventKind, Origin, Question, SessionState, Surface, now_ms};
 use common::ids::{ApprovalId, SessionId};
 use common::ipc::{
-    ApprovalInfo, ApprovalKind, DecisionInfo, ErrorBody, ErrorCode, PromptAccepted, SessionInfo,
+    ApprovalInfo, ApprovalKind, AttachInfo, DecisionInfo, ErrorBody, ErrorCode, PromptAccepted,
+    SessionInfo,
 };
 use nix::sys::signal::Signal;
 use serde_json::{Value, json};
@@ -31,6 +37,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 use tracing::{Instrument, debug, info, info_span, warn};
 
+use crate::attach::{self, FromTui, ToTui, TuiItem};
 use crate::config::Config;
 use crate::eventlog::EventLog;
 use crate::spawn::{self, ChildSpec};
@@ -57,8 +64,8 @@ pub struct Ctx {
     pub shim: Option<PathBuf>,
     /// [`spawn::daemon_tag`] of this daemon.
     pub tag: String,
-    /// Daemon-wide event stream (for an uplink), if any.
-    pub sink: Option<mpsc::UnboundedSender<common::event::Event>>,
+    /// The spool for the bot uplink, if the daemon has a bot.
+    pub spool: Option<Arc<crate::spool::Spool>>,
 }
 
 /// A reply channel for actor commands.
@@ -120,6 +127,13 @@ pub enum Cmd {
         by: String,
         /// Reply.
         reply: Reply<DecisionInfo>,
+    },
+    /// Hand the session to the TUI in tmux (or join the TUI that has it).
+    Attach {
+        /// Interrupt a running turn instead of waiting for it.
+        now: bool,
+        /// Reply once the TUI runs.
+        reply: Reply<AttachInfo>,
     },
     /// Wait until the session leaves `starting`.
     WaitReady {
@@ -208,6 +222,12 @@ impl SessionHandle {
         self.call(|reply| Cmd::Resume { reply }).await
     }
 
+    /// Hands the session to the TUI in tmux once the running turn is over (`now`:
+    /// interrupts it); returns once the TUI runs. Joins the TUI when already attached.
+    pub async fn attach(&self, now: bool) -> Result<AttachInfo, ErrorBody> {
+        self.call(|reply| Cmd::Attach { now, reply }).await
+    }
+
     /// Waits until the session has left `starting`.
     pub async fn wait_ready(&self) -> Result<SessionInfo, ErrorBody> {
         self.call(|reply| Cmd::WaitReady { reply }).await
@@ -275,7 +295,7 @@ pub fn start(
     let log = Arc::new(EventLog::new(
         rec.id,
         ctx.cfg.event_log_capacity,
-        ctx.sink.clone(),
+        ctx.spool.clone(),
     ));
     let (tx, rx) = mpsc::channel(64);
     let info = SessionInfo {
@@ -332,6 +352,8 @@ pub fn start(
         shutdown_waiters: Vec::new(),
         ctl_seq: 0,
         init_request: None,
+        attach: None,
+        tui: None,
     };
     match launch {
         Launch::New => {
@@ -370,6 +392,8 @@ struct Running {
 enum EndKind {
     Stop,
     Kill,
+    /// Stop the child to hand the session to the TUI (`ccrm attach`).
+    Handover,
 }
 
 struct Ending {
@@ -406,6 +430,52 @@ struct Actor {
     shutdown_waiters: Vec<oneshot::Sender<()>>,
     ctl_seq: u64,
     init_request: Option<String>,
+    /// An attach waiting for the running turn and the child's exit.
+    attach: Option<AttachWait>,
+    /// The TUI that owns the session while attached.
+    tui: Option<Tui>,
+}
+
+/// An attach that has been asked for but whose TUI has not started yet.
+struct AttachWait {
+    waiters: Vec<Reply<AttachInfo>>,
+    /// Whether the session had a live child when attach was asked for (it gets one again
+    /// if the TUI cannot start).
+    was_live: bool,
+}
+
+/// What happens when the TUI is gone.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum AfterTui {
+    /// Back under the daemon: start the stream-json child with `--resume`.
+    Resume,
+    /// `ccrm stop` / `ccrm kill`: stay stopped.
+    End(EndKind),
+    /// The daemon is shutting down.
+    Shutdown,
+}
+
+/// The attached TUI, as the actor sees it.
+struct Tui {
+    rx: mpsc::Receiver<FromTui>,
+    ctl: mpsc::Sender<ToTui>,
+    task: tokio::task::JoinHandle<()>,
+    socket: PathBuf,
+    name: String,
+    pid: Option<u32>,
+    waiters: Vec<Reply<AttachInfo>>,
+    after: AfterTui,
+    was_live: bool,
+    /// The TUI turn in progress (a prompt id from the session's counter).
+    turn: Option<u64>,
+    last_text: Option<String>,
+}
+
+async fn recv_tui(tui: &mut Option<Tui>) -> Option<FromTui> {
+    match tui {
+        Some(t) => t.rx.recv().await,
+        None => std::future::pending().await,
+    }
 }
 
 async fn recv_child(child: &mut Option<Running>) -> Option<FromChild> {
@@ -444,8 +514,10 @@ impl Actor {
                     None => self.on_exit(None),
                 },
                 () = sleep_opt(deadline) => self.escalate(),
+                msg = recv_tui(&mut self.tui) => self.on_tui(msg),
             }
-            if !self.shutdown_waiters.is_empty() && self.child.is_none() {
+            self.advance_attach();
+            if !self.shutdown_waiters.is_empty() && self.child.is_none() && self.tui.is_none() {
                 for w in self.shutdown_waiters.drain(..) {
                     let _ = w.send(());
                 }
@@ -466,7 +538,13 @@ impl Actor {
                 let _ = reply.send(self.prompt(text, origin));
             }
             Cmd::Interrupt { by, reply } => {
-                let _ = reply.send(Ok(self.interrupt(&by)));
+                if self.tui.is_some() {
+                    let _ = reply.send(Err(
+                        self.in_use_at_terminal("interrupt the running turn there (Esc)")
+                    ));
+                } else {
+                    let _ = reply.send(Ok(self.interrupt(&by)));
+                }
             }
             Cmd::Stop { reply } => self.begin_end(EndKind::Stop, reply),
             Cmd::Kill { reply } => self.begin_end(EndKind::Kill, reply),
@@ -488,6 +566,7 @@ impl Actor {
             } => {
                 let _ = reply.send(self.answer(approval.as_deref(), &answers, &by));
             }
+            Cmd::Attach { now, reply } => self.attach(now, reply),
             Cmd::WaitReady { reply } => {
                 if self.state == SessionState::Starting {
                     self.ready_waiters.push(reply);
@@ -497,7 +576,10 @@ impl Actor {
             }
             Cmd::Shutdown { reply } => {
                 self.shutdown_waiters.push(reply);
-                if self.child.is_some() && self.ending.is_none() {
+                self.cancel_attach(&gone());
+                if self.tui.is_some() {
+                    self.end_tui(AfterTui::Shutdown, "the daemon stopped", false);
+                } else if self.child.is_some() && self.ending.is_none() {
                     self.start_ending(EndKind::Stop);
                 }
             }
@@ -505,7 +587,8 @@ impl Actor {
     }
 
     fn prompt(&mut self, text: String, origin: Origin) -> Result<PromptAccepted, ErrorBody> {
-        if self.child.is_none() {
+        let attached = self.tui.is_some() || self.attach.is_some();
+        if self.child.is_none() && !attached {
             return Err(ErrorBody::new(
                 ErrorCode::BadState,
                 format!(
@@ -516,7 +599,11 @@ impl Actor {
                 ),
             ));
         }
-        if self.ending.is_some() {
+        if self
+            .ending
+            .as_ref()
+            .is_some_and(|e| e.kind != EndKind::Handover)
+        {
             return Err(ErrorBody::new(
                 ErrorCode::BadState,
                 "the session is stopping; resume it once it has stopped",
@@ -540,10 +627,17 @@ impl Actor {
         self.queue.push_back((prompt_id, text));
         self.pump();
         self.publish();
+        let note = attached.then(|| {
+            format!(
+                "session {} is in use at the terminal (ccrm attach); the prompt is queued and runs when the terminal gives the session back",
+                self.rec.id.short()
+            )
+        });
         Ok(PromptAccepted {
             session_id: self.rec.id,
             prompt_id,
             queued_behind,
+            note,
         })
     }
 
@@ -559,6 +653,20 @@ impl Actor {
     }
 
     fn begin_end(&mut self, kind: EndKind, reply: Reply<SessionInfo>) {
+        if self.tui.is_some() {
+            self.stop_waiters.push(reply);
+            let (reason, force) = if kind == EndKind::Kill {
+                ("the session was killed", true)
+            } else {
+                ("the session was stopped", false)
+            };
+            self.end_tui(AfterTui::End(kind), reason, force);
+            return;
+        }
+        self.cancel_attach(&ErrorBody::new(
+            ErrorCode::BadState,
+            "the session was stopped before the TUI started",
+        ));
         if self.child.is_none() {
             let _ = reply.send(Ok(self.info()));
             return;
@@ -572,7 +680,7 @@ impl Actor {
 
     fn start_ending(&mut self, kind: EndKind) {
         match kind {
-            EndKind::Stop => {
+            EndKind::Stop | EndKind::Handover => {
                 // Interrupt a running turn, then close stdin: the CLI finishes and exits.
                 // Queued prompts stay in our queue for a later resume.
                 if self.current.is_some() {
@@ -629,6 +737,12 @@ impl Actor {
     }
 
     fn resume(&mut self, reply: Reply<SessionInfo>) {
+        if self.tui.is_some() || self.attach.is_some() {
+            let _ = reply.send(Err(self.in_use_at_terminal(
+                "it goes back under the daemon when the TUI exits or its last client detaches",
+            )));
+            return;
+        }
         if self.child.is_some() {
             let _ = reply.send(Err(ErrorBody::new(
                 ErrorCode::BadState,
@@ -1278,7 +1392,12 @@ impl Actor {
 
     /// Starts the next queued prompt if the child is idle.
     fn pump(&mut self) {
-        if self.state != SessionState::Idle || self.current.is_some() || self.ending.is_some() {
+        if self.state != SessionState::Idle
+            || self.current.is_some()
+            || self.ending.is_some()
+            || self.attach.is_some()
+            || self.tui.is_some()
+        {
             return;
         }
         let Some((prompt_id, text)) = self.queue.pop_front() else {
@@ -1313,6 +1432,8 @@ impl Actor {
             info!(pids = ?leftovers, "killed processes left behind by claude");
         }
         let ending = self.ending.take();
+        let handover =
+            self.attach.is_some() && ending.as_ref().is_some_and(|e| e.kind == EndKind::Handover);
         let (state, reason) = if let Some(reason) = self.fail_reason.take() {
             (SessionState::Failed, reason)
         } else if let Some(e) = ending {
@@ -1350,11 +1471,419 @@ impl Actor {
             );
         }
         self.init_request = None;
-        self.set_state(state, Some(reason));
+        if handover {
+            // The child is gone: now the TUI may have the session.
+            self.start_tui();
+        } else {
+            self.set_state(state, Some(reason));
+        }
         self.answer_ready_waiters();
         let info = self.info();
         for w in self.stop_waiters.drain(..) {
             let _ = w.send(Ok(info.clone()));
+        }
+    }
+
+    // ----- attach (the TUI in tmux) ---------------------------------------------------
+
+    fn in_use_at_terminal(&self, what_to_do: &str) -> ErrorBody {
+        ErrorBody::new(
+            ErrorCode::BadState,
+            format!(
+                "session {} is in use at the terminal (ccrm attach); {what_to_do}",
+                self.rec.id.short()
+            ),
+        )
+    }
+
+    fn attach(&mut self, now: bool, reply: Reply<AttachInfo>) {
+        if let Some(t) = &mut self.tui {
+            if t.pid.is_some() {
+                let _ = reply.send(Ok(self.attach_info(true)));
+            } else {
+                t.waiters.push(reply);
+            }
+            return;
+        }
+        if self
+            .ending
+            .as_ref()
+            .is_some_and(|e| e.kind != EndKind::Handover)
+        {
+            let _ = reply.send(Err(ErrorBody::new(
+                ErrorCode::BadState,
+                "the session is stopping; attach once it has stopped",
+            )));
+            return;
+        }
+        if attach::find_tmux().is_none() {
+            let _ = reply.send(Err(attach::tmux_missing()));
+            return;
+        }
+        if now && self.current.is_some() {
+            self.interrupt(&format!(
+                "{} (ccrm attach --now)",
+                Origin::new(Surface::Cli)
+            ));
+        }
+        match &mut self.attach {
+            Some(a) => a.waiters.push(reply),
+            None => {
+                self.attach = Some(AttachWait {
+                    waiters: vec![reply],
+                    was_live: self.child.is_some(),
+                });
+            }
+        }
+    }
+
+    /// Moves a pending attach on: once no turn runs, stop the child; once it is gone, start
+    /// the TUI. Called after every actor step.
+    fn advance_attach(&mut self) {
+        if self.attach.is_none() || self.tui.is_some() || self.ending.is_some() {
+            return;
+        }
+        if self.child.is_some() {
+            if self.state != SessionState::Starting && self.current.is_none() {
+                self.start_ending(EndKind::Handover);
+            }
+            return;
+        }
+        self.start_tui();
+    }
+
+    /// Gives up a pending attach (stop, kill, shutdown); its callers get `err`.
+    fn cancel_attach(&mut self, err: &ErrorBody) {
+        let Some(a) = self.attach.take() else { return };
+        for w in a.waiters {
+            let _ = w.send(Err(err.clone()));
+        }
+        if let Some(e) = &mut self.ending
+            && e.kind == EndKind::Handover
+        {
+            e.kind = EndKind::Stop;
+        }
+    }
+
+    /// Starts the monitor task that runs the TUI. The child must be gone.
+    fn start_tui(&mut self) {
+        let Some(wait) = self.attach.take() else {
+            return;
+        };
+        let Some(tmux_bin) = attach::find_tmux() else {
+            for w in wait.waiters {
+                let _ = w.send(Err(attach::tmux_missing()));
+            }
+            self.after_failed_tui(wait.was_live, "tmux is not installed".to_owned());
+            return;
+        };
+        let cfg = &self.ctx.cfg;
+        let config_dir = attach::claude_config_dir(&cfg.child_env);
+        let tail = attach::Tail::new(config_dir.clone(), self.rec.id);
+        let has_transcript = self.rec.has_transcript
+            || config_dir
+                .as_deref()
+                .is_some_and(|d| attach::find_transcript(d, &self.rec.id).is_some());
+        let mut args = vec![if has_transcript {
+            format!("--resume={}", self.rec.id)
+        } else {
+            format!("--session-id={}", self.rec.id)
+        }];
+        if let Some(model) = &self.rec.model {
+            args.push(format!("--model={model}"));
+        }
+        args.push(format!("--permission-mode={}", self.rec.permission_mode));
+        args.extend(cfg.extra_args.iter().cloned());
+        let owner = spawn::owner_value(&self.ctx.tag, &self.rec.id.to_string());
+        let name = attach::tmux_session_name(&self.rec.id);
+        let socket = attach::tmux_socket(&cfg.runtime_dir, &self.rec.id);
+        let start = attach::TuiStart {
+            tmux: attach::Tmux::new(tmux_bin, socket.clone()),
+            name: name.clone(),
+            spec: attach::TuiSpec {
+                program: self.ctx.claude_bin.clone(),
+                args,
+                cwd: self.rec.cwd.clone(),
+                env: attach::tui_env(&cfg.child_env, &owner),
+            },
+            tail,
+            owner,
+        };
+        if has_transcript && !self.rec.has_transcript {
+            self.rec.has_transcript = true;
+            self.save();
+        }
+        let (tx, rx) = mpsc::channel(64);
+        let (ctl_tx, ctl_rx) = mpsc::channel(4);
+        let task = tokio::spawn(attach::run_tui(start, tx, ctl_rx).in_current_span());
+        self.tui = Some(Tui {
+            rx,
+            ctl: ctl_tx,
+            task,
+            socket,
+            name,
+            pid: None,
+            waiters: wait.waiters,
+            after: AfterTui::Resume,
+            was_live: wait.was_live,
+            turn: None,
+            last_text: None,
+        });
+        self.set_state(SessionState::Attached, None);
+    }
+
+    fn attach_info(&self, joined: bool) -> AttachInfo {
+        let (socket, name, pid) = self.tui.as_ref().map_or_else(
+            || (PathBuf::new(), String::new(), None),
+            |t| (t.socket.clone(), t.name.clone(), t.pid),
+        );
+        AttachInfo {
+            session_id: self.rec.id,
+            socket,
+            tmux_session: name,
+            pid,
+            joined,
+        }
+    }
+
+    /// Asks the monitor to end the TUI now; [`FromTui::Ended`] follows.
+    fn end_tui(&mut self, after: AfterTui, reason: &str, force: bool) {
+        let Some(t) = &mut self.tui else { return };
+        // A shutdown wins over a stop; a stop over going back to the daemon.
+        if t.after != AfterTui::Shutdown {
+            t.after = after;
+        }
+        let _ = t.ctl.try_send(ToTui::End {
+            reason: reason.to_owned(),
+            force,
+        });
+    }
+
+    fn on_tui(&mut self, msg: Option<FromTui>) {
+        match msg {
+            Some(FromTui::Started { pid }) => {
+                let Some(t) = &mut self.tui else { return };
+                t.pid = Some(pid);
+                let waiters = std::mem::take(&mut t.waiters);
+                let target = t.name.clone();
+                self.log.push(EventKind::Attached { target }, None);
+                self.publish();
+                let info = self.attach_info(false);
+                for w in waiters {
+                    let _ = w.send(Ok(info.clone()));
+                }
+            }
+            Some(FromTui::Failed(reason)) => {
+                let Some(t) = self.tui.take() else { return };
+                warn!(%reason, "the TUI did not start");
+                self.log.push(
+                    EventKind::Error {
+                        message: reason.clone(),
+                    },
+                    None,
+                );
+                for w in t.waiters {
+                    let _ = w.send(Err(ErrorBody::new(ErrorCode::SpawnFailed, reason.clone())));
+                }
+                match t.after {
+                    AfterTui::Resume => self.after_failed_tui(t.was_live, reason),
+                    AfterTui::End(kind) => self.stopped_after_tui(kind),
+                    AfterTui::Shutdown => self.stopped_after_tui(EndKind::Stop),
+                }
+            }
+            Some(FromTui::Items(items)) => {
+                for (item, raw) in items {
+                    self.on_tui_item(item, raw);
+                }
+                self.publish();
+            }
+            Some(FromTui::Ended { reason }) => self.finish_tui(reason),
+            None => self.finish_tui("the tmux monitor ended".to_owned()),
+        }
+    }
+
+    /// Reports one thing the TUI wrote to the transcript as an event with origin `tui`.
+    fn on_tui_item(&mut self, item: TuiItem, raw: Value) {
+        let raw = (raw.to_string().len() <= MAX_RAW_KEEP).then_some(raw);
+        let Some(t) = &mut self.tui else { return };
+        match item {
+            TuiItem::Prompt(text) => {
+                let open = t.turn.take();
+                let last = t.last_text.take();
+                if let Some(prompt_id) = open {
+                    self.push_tui_result(prompt_id, last, false, "success", None);
+                }
+                let prompt_id = self.next_prompt;
+                self.next_prompt += 1;
+                self.log.push(
+                    EventKind::Prompt {
+                        prompt_id,
+                        text,
+                        origin: Origin::new(Surface::Tui),
+                        queued_behind: 0,
+                    },
+                    raw,
+                );
+                self.log.push(EventKind::TurnStarted { prompt_id }, None);
+                if let Some(t) = &mut self.tui {
+                    t.turn = Some(prompt_id);
+                }
+            }
+            TuiItem::Text(text) => {
+                t.last_text = Some(text.clone());
+                self.log.push(EventKind::AssistantText { text }, raw);
+            }
+            TuiItem::ToolUse { id, name, input } => {
+                self.log.push(
+                    EventKind::ToolUse {
+                        tool_use_id: id,
+                        name,
+                        input,
+                    },
+                    raw,
+                );
+            }
+            TuiItem::ToolResult {
+                id,
+                content,
+                is_error,
+            } => {
+                self.log.push(
+                    EventKind::ToolResult {
+                        tool_use_id: id,
+                        content: truncate(&content, MAX_TOOL_RESULT_TEXT),
+                        is_error,
+                    },
+                    raw,
+                );
+            }
+            TuiItem::TurnEnd { duration_ms } => {
+                if let Some(prompt_id) = t.turn.take() {
+                    let last = t.last_text.take();
+                    self.push_tui_result(prompt_id, last, false, "success", duration_ms);
+                }
+            }
+            TuiItem::Interrupted => {
+                if let Some(prompt_id) = t.turn.take() {
+                    t.last_text = None;
+                    self.log.push(
+                        EventKind::Interrupted {
+                            by: Origin::new(Surface::Tui).to_string(),
+                        },
+                        raw,
+                    );
+                    self.push_tui_result(
+                        prompt_id,
+                        Some("interrupted in the TUI".to_owned()),
+                        true,
+                        "interrupted",
+                        None,
+                    );
+                }
+            }
+        }
+    }
+
+    fn push_tui_result(
+        &mut self,
+        prompt_id: u64,
+        text: Option<String>,
+        is_error: bool,
+        subtype: &str,
+        duration_ms: Option<u64>,
+    ) {
+        self.turns += 1;
+        self.log.push(
+            EventKind::TurnResult {
+                prompt_id: Some(prompt_id),
+                text,
+                is_error,
+                subtype: subtype.to_owned(),
+                cost_usd: None,
+                duration_ms,
+                num_turns: None,
+            },
+            None,
+        );
+    }
+
+    /// The TUI is gone (its process has exited): report it and give the session back.
+    fn finish_tui(&mut self, reason: String) {
+        let Some(t) = self.tui.take() else { return };
+        t.task.abort();
+        if let Some(prompt_id) = t.turn {
+            self.push_tui_result(
+                prompt_id,
+                Some(format!("the TUI ended during the turn ({reason})")),
+                true,
+                "session_ended",
+                None,
+            );
+        }
+        for w in t.waiters {
+            let _ = w.send(Err(ErrorBody::new(
+                ErrorCode::SpawnFailed,
+                format!("the TUI ended before it was ready ({reason})"),
+            )));
+        }
+        self.log.push(EventKind::Detached { reason }, None);
+        match t.after {
+            AfterTui::Resume => self.respawn_after_tui(),
+            AfterTui::End(kind) => self.stopped_after_tui(kind),
+            AfterTui::Shutdown => {
+                self.set_state(
+                    SessionState::Stopped,
+                    Some("the daemon stopped while the session was attached".to_owned()),
+                );
+            }
+        }
+    }
+
+    /// Starts the stream-json child again after the TUI; queued prompts then run.
+    fn respawn_after_tui(&mut self) {
+        if !self.rec.has_transcript
+            && attach::claude_config_dir(&self.ctx.cfg.child_env)
+                .as_deref()
+                .is_some_and(|d| attach::find_transcript(d, &self.rec.id).is_some())
+        {
+            self.rec.has_transcript = true;
+        }
+        let resume = self.rec.has_transcript;
+        if let Err(e) = self.spawn_child(resume) {
+            let msg = format!("cannot start claude after the TUI: {e}");
+            self.log.push(
+                EventKind::Error {
+                    message: msg.clone(),
+                },
+                None,
+            );
+            self.set_state(SessionState::Failed, Some(msg));
+        }
+    }
+
+    fn stopped_after_tui(&mut self, kind: EndKind) {
+        let what = if kind == EndKind::Kill {
+            "killed"
+        } else {
+            "stopped"
+        };
+        self.set_state(SessionState::Stopped, Some(what.to_owned()));
+        let info = self.info();
+        for w in self.stop_waiters.drain(..) {
+            let _ = w.send(Ok(info.clone()));
+        }
+    }
+
+    /// The TUI did not start: a session that had a child gets one again; a stopped one
+    /// stays stopped.
+    fn after_failed_tui(&mut self, was_live: bool, reason: String) {
+        if was_live {
+            self.respawn_after_tui();
+        } else {
+            self.set_state(
+                SessionState::Stopped,
+                Some(format!("attach failed: {reason}")),
+            );
         }
     }
 
@@ -1395,7 +1924,11 @@ impl Actor {
             permission_mode: self.rec.permission_mode.clone(),
             state: self.state,
             reason: self.reason.clone(),
-            pid: self.child.as_ref().map(|c| c.pid),
+            pid: self
+                .child
+                .as_ref()
+                .map(|c| c.pid)
+                .or_else(|| self.tui.as_ref().and_then(|t| t.pid)),
             queued: self.queue.len(),
             pending: self.pending.len(),
             turns: self.turns,

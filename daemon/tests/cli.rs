@@ -92,8 +92,6 @@ async fn cli_drives_a_session_from_daemon_start_to_stop() {
     assert!(text(&out).1.contains("ccrm list"));
     let out = env.ccrm(&["approve", "demo"]);
     assert!(text(&out).1.contains("no pending approval"));
-    let out = env.ccrm(&["attach", "demo"]);
-    assert!(text(&out).1.contains("not supported yet"));
 
     let out = env.ccrm(&["stop", "demo"]);
     assert!(text(&out).0.contains("stopped"), "{:?}", text(&out));
@@ -163,4 +161,145 @@ fn help_is_clear() {
         .output()
         .expect("run");
     assert_eq!(out.status.code(), Some(2), "usage errors exit 2");
+}
+
+/// Minimal HTTP/1.0 GET with a bearer token; returns (status line, body).
+fn http_get(addr: &str, path: &str, token: Option<&str>) -> (String, String) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).expect("connect bot");
+    s.set_read_timeout(Some(common::WAIT)).expect("timeout");
+    let auth = token
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
+    write!(s, "GET {path} HTTP/1.0\r\nHost: localhost\r\n{auth}\r\n").expect("write");
+    let mut out = String::new();
+    s.read_to_string(&mut out).expect("read");
+    let (head, body) = out.split_once("\r\n\r\n").unwrap_or((&out, ""));
+    (
+        head.lines().next().unwrap_or_default().to_owned(),
+        body.to_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn up_demo_wires_a_bot_and_a_daemon_and_stops_both() {
+    use std::io::BufRead;
+    let env = Env::prepare(None).await;
+    let ccrm_bot = std::path::Path::new(env!("CARGO_BIN_EXE_ccrm")).with_file_name("ccrm-bot");
+    assert!(
+        ccrm_bot.exists(),
+        "build the workspace first (cargo build --workspace): {}",
+        ccrm_bot.display()
+    );
+    let data = env.dir.path().join("up");
+    let mut up = std::process::Command::new(env!("CARGO_BIN_EXE_ccrm"))
+        .args([
+            "--json",
+            "up",
+            "--demo",
+            "--listen",
+            "127.0.0.1:0",
+            "--data-dir",
+        ])
+        .arg(&data)
+        .env("CCRM_CLAUDE_BIN", &env.claude)
+        .env("XDG_CONFIG_HOME", env.dir.path().join("config"))
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("ccrm up");
+    let stdout = up.stdout.take().expect("stdout");
+    let first = tokio::task::spawn_blocking(move || {
+        let mut line = String::new();
+        std::io::BufReader::new(stdout)
+            .read_line(&mut line)
+            .map(|_| line)
+    });
+    let line = tokio::time::timeout(common::WAIT, first)
+        .await
+        .expect("ccrm up printed nothing")
+        .expect("join")
+        .expect("read");
+    let info: Value = serde_json::from_str(&line).unwrap_or_else(|_| panic!("not JSON: {line}"));
+    assert_eq!(info["demo"], true);
+    let url = info["url"]
+        .as_str()
+        .expect("url")
+        .trim_start_matches("http://")
+        .to_owned();
+    let token = info["token"].as_str().expect("token").to_owned();
+    let socket = info["socket"].as_str().expect("socket").to_owned();
+
+    // The API answers with the token, refuses without it.
+    let (status, _) = http_get(&url, "/api/sessions", None);
+    assert!(status.contains("401"), "{status}");
+    let (status, body) = http_get(&url, "/api/daemons", Some(&token));
+    assert!(status.contains("200"), "{status} {body}");
+    // The daemon is linked (it may take a moment to say hello).
+    let deadline = std::time::Instant::now() + common::WAIT;
+    while !http_get(&url, "/api/daemons", Some(&token))
+        .1
+        .contains("\"online\":true")
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the daemon never came online"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    // A session through the CLI answers from the demo model; the bot stores its events.
+    let work = data.join("demo-work");
+    let run = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_ccrm"))
+            .arg("--socket")
+            .arg(&socket)
+            .args(args)
+            .output()
+            .expect("ccrm")
+    };
+    let out = run(&["--json", "start", "--cwd", work.to_str().expect("utf8")]);
+    let s: Value =
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|_| panic!("{:?}", text(&out)));
+    let id = s["id"].as_str().expect("id").to_owned();
+    let out = run(&["prompt", &id, "hello demo", "--follow"]);
+    assert!(
+        text(&out).0.contains("Echo: hello demo"),
+        "{:?}",
+        text(&out)
+    );
+    let deadline = std::time::Instant::now() + common::WAIT;
+    while !http_get(
+        &url,
+        &format!("/api/sessions/{id}/events?limit=1000"),
+        Some(&token),
+    )
+    .1
+    .contains("Echo: hello demo")
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the bot never stored the turn"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+
+    // SIGTERM stops everything.
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(up.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .expect("term");
+    let status = tokio::task::spawn_blocking(move || up.wait())
+        .await
+        .expect("join")
+        .expect("wait");
+    assert!(status.success(), "{status}");
+    assert!(
+        std::net::TcpStream::connect(&url).is_err(),
+        "the bot is gone"
+    );
+    assert!(
+        !std::path::Path::new(&socket).exists(),
+        "the daemon is gone"
+    );
 }

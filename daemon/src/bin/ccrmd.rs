@@ -66,7 +66,7 @@ fn main() -> std::process::ExitCode {
         }
     };
     let shim = std::env::current_exe().ok();
-    match rt.block_on(lifecycle::run(cfg, RunOptions { shim, sink: None })) {
+    match rt.block_on(lifecycle::run(cfg, RunOptions { shim })) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("ccrmd: {e:#}");

@@ -1,0 +1,311 @@
+//! REST latency benchmark: `POST /api/sessions/<id>/prompt` → the turn's first assistant
+//! event (a streamed text delta) on the session's SSE stream, through the whole chain
+//! (ccrm-bot → WebSocket → ccrmd → claude → ccrmd spool → WebSocket → SQLite → SSE), versus
+//! writing the same prompt straight into a claude child and reading its first text delta.
+//!
+//! Both claude children are warm and talk to the same fake Messages API; the bot runs
+//! in-process, ccrmd is the real release binary, and turns alternate which side goes first
+//! so drift hits both equally (the approach of `daemon/benches/overhead.rs`). Targets:
+//! p50 ≤ 1.05× and p99 ≤ 1.2× the direct figures.
+//!
+//! Run with `cargo build --release -p ccrm-daemon && cargo bench -p ccrm-bot --bench
+//! rest_latency` (env `BENCH_TURNS`, default 60).
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail, ensure};
+use ccrm_bot::AppState;
+use ccrm_bot::auth::KeyKind;
+use ccrm_bot::config::BotConfig;
+use futures::StreamExt;
+use serde_json::{Value, json};
+use testkit::{ClaudeHome, FakeApi, TEST_API_KEY, claude_bin, claude_env};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
+
+/// Bound for every wait.
+const WAIT: Duration = Duration::from_secs(60);
+const WARMUP: usize = 3;
+
+/// A claude child driven directly over stream-json.
+struct Direct {
+    _child: tokio::process::Child,
+    stdin: tokio::process::ChildStdin,
+    lines: tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStdout>>,
+}
+
+impl Direct {
+    async fn start(bin: &Path, env: &[(String, String)], cwd: &Path) -> anyhow::Result<Self> {
+        let mut child = tokio::process::Command::new(bin)
+            .args(["-p", "--input-format", "stream-json", "--output-format", "stream-json", "--verbose"])
+            .args(["--permission-prompt-tool", "stdio", "--include-partial-messages", "--permission-mode=default"])
+            .arg(format!("--session-id={}", uuid::Uuid::new_v4()))
+            .envs(env.iter().map(|(k, v)| (k, v)))
+            .current_dir(cwd)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()?;
+        let stdin = child.stdin.take().context("stdin")?;
+        let stdout = child.stdout.take().context("stdout")?;
+        let mut d = Self { _child: child, stdin, lines: tokio::io::BufReader::new(stdout).lines() };
+        d.write(r#"{"type":"control_request","request_id":"init","request":{"subtype":"initialize","hooks":null}}"#).await?;
+        d.until(|l| l.contains("\"control_response\"")).await?;
+        Ok(d)
+    }
+
+    async fn write(&mut self, line: &str) -> anyhow::Result<()> {
+        self.stdin.write_all(line.as_bytes()).await?;
+        self.stdin.write_all(b"\n").await?;
+        self.stdin.flush().await?;
+        Ok(())
+    }
+
+    async fn until(&mut self, pred: impl Fn(&str) -> bool) -> anyhow::Result<()> {
+        tokio::time::timeout(WAIT, async {
+            loop {
+                let Some(line) = self.lines.next_line().await? else { bail!("claude exited") };
+                if pred(&line) {
+                    return Ok(());
+                }
+            }
+        })
+        .await
+        .context("claude went silent")?
+    }
+
+    /// One turn; returns the time to the first text delta.
+    async fn turn(&mut self, text: &str) -> anyhow::Result<Duration> {
+        let line = json!({"type":"user","message":{"role":"user","content":text}}).to_string();
+        let t0 = Instant::now();
+        self.write(&line).await?;
+        self.until(|l| l.contains("\"text_delta\"")).await?;
+        let first = t0.elapsed();
+        self.until(|l| l.contains("\"type\":\"result\"")).await?;
+        Ok(first)
+    }
+}
+
+/// The real ccrmd, stopped with SIGTERM when dropped.
+struct Daemon(std::process::Child);
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Ok(pid) = i32::try_from(self.0.id()) {
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGTERM);
+        }
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while matches!(self.0.try_wait(), Ok(None)) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// ccrmd from the same target dir as this bench's `ccrm-bot` (`target/release` under
+/// `cargo bench`); it belongs to another package, so cargo does not build it for us.
+fn ccrmd_bin() -> anyhow::Result<PathBuf> {
+    let p = Path::new(env!("CARGO_BIN_EXE_ccrm-bot")).with_file_name("ccrmd");
+    if !p.exists() {
+        bail!(
+            "{} is missing: run `cargo build --release -p ccrm-daemon` first, then this bench again",
+            p.display()
+        );
+    }
+    Ok(p)
+}
+
+fn start_daemon(bin: &Path, dir: &Path, env: &[(String, String)], claude: &Path, bot: &str, key: &str) -> anyhow::Result<Daemon> {
+    let mut child = std::process::Command::new(bin)
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .env("CCRM_RUNTIME_DIR", dir.join("run"))
+        .env("CCRM_STATE_DIR", dir.join("state"))
+        .env("CCRM_CLAUDE_BIN", claude)
+        .env("XDG_CONFIG_HOME", dir.join("config"))
+        .env("CCRM_BOT_URL", bot)
+        .env("CCRM_BOT_API_KEY", key)
+        .env("CCRM_LOG", "warn,ccrm_daemon::lifecycle=info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .context("starting ccrmd")?;
+    let stderr = child.stderr.take().context("stderr")?;
+    let daemon = Daemon(child);
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut tx = Some(tx);
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if line.contains("ccrmd ready") {
+                if let Some(tx) = tx.take() {
+                    let _ = tx.send(());
+                }
+            }
+        }
+    });
+    rx.recv_timeout(WAIT).context("ccrmd did not get ready")?;
+    Ok(daemon)
+}
+
+/// Follows the session's SSE stream; reports (is_result, instant) for the first text delta
+/// of each turn and for each turn result.
+async fn follow_sse(resp: reqwest::Response, tx: tokio::sync::mpsc::UnboundedSender<(bool, Instant)>) -> anyhow::Result<()> {
+    let mut body = resp.bytes_stream();
+    let mut buf = String::new();
+    let mut in_turn = false;
+    while let Some(chunk) = body.next().await {
+        let at = Instant::now();
+        buf.push_str(std::str::from_utf8(&chunk?)?);
+        while let Some(end) = buf.find("\n\n") {
+            let block: String = buf.drain(..end + 2).collect();
+            let Some(kind) = block.lines().find_map(|l| l.strip_prefix("event:")).map(str::trim) else {
+                continue;
+            };
+            match kind {
+                "turn_started" => in_turn = true,
+                "assistant_delta" if in_turn => {
+                    in_turn = false;
+                    let _ = tx.send((false, at));
+                }
+                "turn_result" => {
+                    let _ = tx.send((true, at));
+                }
+                _ => {}
+            }
+        }
+    }
+    Ok(())
+}
+
+fn pct(sorted: &[Duration], p: f64) -> Duration {
+    let idx = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[idx.min(sorted.len() - 1)]
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+async fn run() -> anyhow::Result<()> {
+    let turns: usize = std::env::var("BENCH_TURNS").ok().and_then(|v| v.parse().ok()).unwrap_or(60);
+    ensure!(turns > 0, "BENCH_TURNS must be positive");
+    let ccrmd = ccrmd_bin()?;
+    let api = FakeApi::start().await?;
+    let dir = tempfile::tempdir()?;
+    let work = dir.path().join("work");
+    std::fs::create_dir_all(&work)?;
+    let work = work.canonicalize()?;
+    let home = ClaudeHome::new(TEST_API_KEY, &[work.as_path()])?;
+    let env = claude_env(&api, home.path());
+    let claude = claude_bin()?;
+
+    // The bot, in-process.
+    let cfg = BotConfig { data_dir: dir.path().join("bot"), ..BotConfig::default() };
+    let state = AppState::open(cfg).await?;
+    let (_, key) = state.db.create_key("bench-daemon", KeyKind::Daemon, 1).await?;
+    let (_, token) = state.db.create_key("bench-user", KeyKind::User, 1).await?;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(ccrm_bot::serve(listener, state.clone(), async {
+        let _ = stopped.await;
+    }));
+
+    // ccrmd linked to it.
+    let daemon = start_daemon(&ccrmd, dir.path(), &env, &claude, &format!("ws://{addr}"), &key)?;
+    let deadline = Instant::now() + WAIT;
+    while state.hub.online().is_empty() {
+        ensure!(Instant::now() < deadline, "ccrmd never linked to the bot");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let http = reqwest::Client::builder().timeout(WAIT).build()?;
+    let base = format!("http://{addr}");
+    let r = http.post(format!("{base}/api/sessions")).bearer_auth(&token).json(&json!({"cwd": work})).send().await?;
+    ensure!(r.status() == 201, "session start: {}", r.status());
+    let v: Value = r.json().await?;
+    let sid = v["session"]["id"].as_str().context("session id")?.to_owned();
+
+    let resp = http
+        .get(format!("{base}/api/sessions/{sid}/stream"))
+        .timeout(Duration::from_secs(24 * 3600))
+        .bearer_auth(&token)
+        .send()
+        .await?;
+    ensure!(resp.status() == 200, "SSE: {}", resp.status());
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let follower = tokio::spawn(follow_sse(resp, tx));
+    let mut direct = Direct::start(&claude, &env, &work).await?;
+
+    let mut via_rest = Vec::new();
+    let mut via_direct = Vec::new();
+    let prompt_url = format!("{base}/api/sessions/{sid}/prompt");
+    for i in 0..turns + WARMUP {
+        let text = format!("bench turn {i}");
+        let mut d = Duration::ZERO;
+        if i % 2 == 0 {
+            d = direct.turn(&text).await?;
+        }
+        let t0 = Instant::now();
+        let r = http.post(&prompt_url).bearer_auth(&token).json(&json!({"text": text})).send().await?;
+        ensure!(r.status() == 202, "prompt: {}", r.status());
+        let mut first = None;
+        loop {
+            let (is_result, at) = tokio::time::timeout(WAIT, rx.recv()).await.context("no SSE event")?.context("SSE ended")?;
+            if is_result {
+                break;
+            }
+            first.get_or_insert(at - t0);
+        }
+        if i % 2 == 1 {
+            d = direct.turn(&text).await?;
+        }
+        if i >= WARMUP {
+            via_direct.push(d);
+            via_rest.push(first.context("no delta in a REST turn")?);
+        }
+    }
+    follower.abort();
+    via_direct.sort();
+    via_rest.sort();
+    println!("REST latency: POST prompt → first assistant event on SSE, {turns} warm turns each, same fake API");
+    println!("  {:<28} {:>9} {:>9} {:>9} {:>9}", "", "p50 ms", "p90 ms", "p99 ms", "max ms");
+    for (name, v) in [("claude direct (baseline)", &via_direct), ("REST → bot → ccrmd → SSE", &via_rest)] {
+        println!(
+            "  {:<28} {:>9.2} {:>9.2} {:>9.2} {:>9.2}",
+            name,
+            ms(pct(v, 0.5)),
+            ms(pct(v, 0.9)),
+            ms(pct(v, 0.99)),
+            ms(*v.last().context("samples")?)
+        );
+    }
+    let r50 = ms(pct(&via_rest, 0.5)) / ms(pct(&via_direct, 0.5));
+    let r99 = ms(pct(&via_rest, 0.99)) / ms(pct(&via_direct, 0.99));
+    println!(
+        "  ratio p50 {r50:.3}× (target ≤ 1.05×: {}), p99 {r99:.3}× (target ≤ 1.2×: {})",
+        if r50 <= 1.05 { "met" } else { "NOT met" },
+        if r99 <= 1.2 { "met" } else { "NOT met" }
+    );
+
+    drop(direct);
+    drop(daemon);
+    let _ = stop.send(());
+    let _ = tokio::time::timeout(WAIT, server).await;
+    state.db.close().await;
+    Ok(())
+}
+
+fn main() -> anyhow::Result<()> {
+    // `cargo bench` passes `--bench`; `cargo test --benches` passes nothing and wants a
+    // quick check, not a minute of turns.
+    if !std::env::args().any(|a| a == "--bench") && std::env::var_os("BENCH_TURNS").is_none() {
+        println!("rest_latency: run with `cargo bench -p ccrm-bot --bench rest_latency`");
+        return Ok(());
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    rt.block_on(run())
+}

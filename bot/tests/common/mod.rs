@@ -1,0 +1,391 @@
+//! End-to-end harness: a real `ccrm-bot` process (so it can be killed with -9), a real
+//! `ccrmd` linked to it, the real Claude Code CLI, and the fake Messages API.
+//!
+//! `ccrmd` is another package's binary; it is found beside `ccrm-bot` in the target dir,
+//! which `cargo test --workspace` (the README's test command) always builds.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use ccrm_bot::auth::KeyKind;
+use ccrm_bot::db::Db;
+use serde_json::Value;
+use tempfile::TempDir;
+use testkit::{ClaudeHome, FakeApi, TEST_API_KEY, claude_bin, claude_env};
+
+/// Bound for anything a test waits on.
+pub const WAIT: Duration = Duration::from_secs(90);
+
+pub struct World {
+    pub api: FakeApi,
+    pub home: ClaudeHome,
+    pub dir: TempDir,
+    pub work: PathBuf,
+    pub bot: Option<Child>,
+    pub addr: SocketAddr,
+    pub daemon: Option<Child>,
+    pub user_token: String,
+    pub daemon_key: String,
+    pub http: reqwest::Client,
+    /// Extra environment for the bot process (applied last, so it can override).
+    pub bot_env: Vec<(String, String)>,
+    /// Every stderr line of every bot process started so far (ANSI escapes stripped).
+    pub bot_log: Arc<Mutex<Vec<String>>>,
+}
+
+pub fn ccrmd_bin() -> PathBuf {
+    let p = Path::new(env!("CARGO_BIN_EXE_ccrm-bot")).with_file_name("ccrmd");
+    assert!(
+        p.exists(),
+        "{} is missing: run `cargo build --workspace` (the README test command does)",
+        p.display()
+    );
+    p
+}
+
+/// Spawns `program` and waits (bounded) for a stderr line containing `ready`; returns the
+/// child and that line. Later stderr goes to the test's stderr (and to `log`, if given).
+fn spawn_until(
+    mut cmd: std::process::Command,
+    ready: &'static str,
+    tag: &'static str,
+    log: Option<Arc<Mutex<Vec<String>>>>,
+) -> Result<(Child, String), String> {
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| e.to_string())?;
+    let stderr = child.stderr.take().ok_or("no stderr")?;
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut tx = Some(tx);
+        let mut early = Vec::new();
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            eprintln!("[{tag}] {line}");
+            if let Some(log) = &log {
+                log.lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .push(strip_ansi(&line));
+            }
+            if let Some(t) = &tx {
+                if line.contains(ready) {
+                    let _ = t.send(Ok(line));
+                    tx = None;
+                } else {
+                    early.push(line);
+                }
+            }
+        }
+        if let Some(t) = tx {
+            let _ = t.send(Err(early.join("\n")));
+        }
+    });
+    match rx.recv_timeout(WAIT) {
+        Ok(Ok(line)) => Ok((child, line)),
+        Ok(Err(log)) => {
+            let _ = child.wait();
+            Err(log)
+        }
+        Err(_) => {
+            let _ = child.kill();
+            Err(format!("timed out waiting for {tag}"))
+        }
+    }
+}
+
+fn strip_ansi(s: &str) -> String {
+    let mut out = String::new();
+    let mut chars = s.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+impl World {
+    /// Bot + linked daemon.
+    pub async fn start() -> Self {
+        Self::start_with(&[]).await
+    }
+
+    /// Bot (with extra environment `bot_env`) + linked daemon.
+    pub async fn start_with(bot_env: &[(&str, &str)]) -> Self {
+        let mut w = Self::bot_only_with(bot_env).await;
+        w.start_daemon();
+        w.wait_daemon_online().await;
+        w
+    }
+
+    /// Just the bot (with a daemon key and a user token created).
+    pub async fn bot_only() -> Self {
+        Self::bot_only_with(&[]).await
+    }
+
+    /// Just the bot, with extra environment `bot_env` (e.g. `CCRM_BOT_MAX_BODY_BYTES`).
+    pub async fn bot_only_with(bot_env: &[(&str, &str)]) -> Self {
+        let api = FakeApi::start().await.expect("fake api");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let work = dir.path().join("work");
+        std::fs::create_dir_all(&work).expect("work");
+        let work = work.canonicalize().expect("canonical");
+        let home = ClaudeHome::new(TEST_API_KEY, &[work.as_path()]).expect("home");
+        let db = Db::open(&dir.path().join("bot/ccrm.db")).await.expect("db");
+        let (_, daemon_key) = db
+            .create_key("machine-1", KeyKind::Daemon, 1)
+            .await
+            .expect("key");
+        let (_, user_token) = db
+            .create_key("alice", KeyKind::User, 1)
+            .await
+            .expect("token");
+        db.close().await;
+        let mut w = Self {
+            api,
+            home,
+            dir,
+            work,
+            bot: None,
+            addr: "127.0.0.1:0".parse().expect("addr"),
+            daemon: None,
+            user_token,
+            daemon_key,
+            http: reqwest::Client::builder()
+                .timeout(WAIT)
+                .build()
+                .expect("http client"),
+            bot_env: bot_env
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+            bot_log: Arc::default(),
+        };
+        w.start_bot();
+        w
+    }
+
+    pub fn start_bot(&mut self) {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_ccrm-bot"));
+        cmd.env("CCRM_BOT_LISTEN", self.addr.to_string())
+            .env("CCRM_BOT_DATA_DIR", self.dir.path().join("bot"))
+            .env("XDG_CONFIG_HOME", self.dir.path().join("config"))
+            .env("CCRM_LOG", "info")
+            .env("NO_COLOR", "1")
+            .envs(self.bot_env.iter().map(|(k, v)| (k, v)));
+        let (child, line) =
+            spawn_until(cmd, "ccrm-bot listening", "bot", Some(self.bot_log.clone()))
+                .expect("ccrm-bot did not start");
+        let line = strip_ansi(&line);
+        let addr = line
+            .split_whitespace()
+            .find_map(|w| w.strip_prefix("addr="))
+            .and_then(|a| a.parse().ok())
+            .unwrap_or_else(|| panic!("no addr in {line}"));
+        self.addr = addr;
+        self.bot = Some(child);
+    }
+
+    pub fn runtime_dir(&self) -> PathBuf {
+        self.dir.path().join("run")
+    }
+
+    pub fn daemon_env(&self) -> Vec<(String, String)> {
+        let mut v = claude_env(&self.api, self.home.path());
+        v.push((
+            "CCRM_RUNTIME_DIR".into(),
+            self.runtime_dir().display().to_string(),
+        ));
+        v.push((
+            "CCRM_STATE_DIR".into(),
+            self.dir.path().join("state").display().to_string(),
+        ));
+        v.push((
+            "CCRM_CLAUDE_BIN".into(),
+            claude_bin().expect("claude").display().to_string(),
+        ));
+        v.push((
+            "XDG_CONFIG_HOME".into(),
+            self.dir.path().join("config").display().to_string(),
+        ));
+        v.push(("CCRM_BOT_URL".into(), format!("ws://{}", self.addr)));
+        v.push(("CCRM_BOT_API_KEY".into(), self.daemon_key.clone()));
+        v.push(("CCRM_STOP_GRACE_SECS".into(), "3".into()));
+        v.push(("CCRM_LOG".into(), "info".into()));
+        v.push(("NO_COLOR".into(), "1".into()));
+        v
+    }
+
+    pub fn start_daemon(&mut self) {
+        let mut cmd = std::process::Command::new(ccrmd_bin());
+        cmd.envs(self.daemon_env());
+        let (child, _) =
+            spawn_until(cmd, "ccrmd ready", "ccrmd", None).expect("ccrmd did not start");
+        self.daemon = Some(child);
+    }
+
+    pub fn kill9(child: &mut Option<Child>) {
+        if let Some(mut c) = child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    pub async fn get(&self, path: &str) -> (u16, Value) {
+        let r = self
+            .http
+            .get(self.url(path))
+            .bearer_auth(&self.user_token)
+            .send()
+            .await
+            .expect("GET");
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> (u16, Value) {
+        let r = self
+            .http
+            .post(self.url(path))
+            .bearer_auth(&self.user_token)
+            .json(&body)
+            .send()
+            .await
+            .expect("POST");
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    /// Waits (bounded) until the daemon shows online.
+    pub async fn wait_daemon_online(&self) -> String {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let (_, v) = self.get("/api/daemons").await;
+            if let Some(d) = v["daemons"]
+                .as_array()
+                .and_then(|a| a.iter().find(|d| d["online"] == true))
+            {
+                return d["id"].as_str().unwrap_or_default().to_owned();
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "daemon never came online: {v}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Starts a session over REST; returns its id.
+    pub async fn new_session(&self, extra: Value) -> String {
+        let mut body = serde_json::json!({"cwd": self.work});
+        if let (Some(b), Some(e)) = (body.as_object_mut(), extra.as_object()) {
+            b.extend(e.clone());
+        }
+        let (status, v) = self.post("/api/sessions", body).await;
+        assert_eq!(status, 201, "{v}");
+        v["session"]["id"].as_str().expect("session id").to_owned()
+    }
+
+    /// Pages every stored event of a session.
+    pub async fn all_events(&self, session: &str) -> Vec<Value> {
+        let mut out = Vec::new();
+        let mut after = 0;
+        loop {
+            let (status, v) = self
+                .get(&format!(
+                    "/api/sessions/{session}/events?after={after}&limit=1000"
+                ))
+                .await;
+            assert_eq!(status, 200, "{v}");
+            let page = v["events"].as_array().cloned().unwrap_or_default();
+            if page.is_empty() {
+                return out;
+            }
+            after = page.last().and_then(|e| e["id"].as_i64()).unwrap_or(after);
+            out.extend(page);
+        }
+    }
+
+    /// Waits (bounded) until a stored event of `session` matches.
+    pub async fn wait_stored(&self, session: &str, pred: impl Fn(&Value) -> bool) -> Vec<Value> {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let all = self.all_events(session).await;
+            if all.iter().any(&pred) {
+                return all;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "timed out; {} events stored",
+                all.len()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// The path of ccrmd's control socket.
+    pub fn socket(&self) -> PathBuf {
+        self.runtime_dir().join("ccrmd.sock")
+    }
+
+    /// Everything the bot wrote to stderr so far, one line each.
+    pub fn bot_log_text(&self) -> String {
+        self.bot_log
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .join("\n")
+    }
+
+    /// ccrmd's `daemon.status` over its socket.
+    pub async fn daemon_status(&self) -> Value {
+        let mut c = ccrm_daemon_client(&self.runtime_dir().join("ccrmd.sock")).await;
+        c.call(::common::ipc::Command::DaemonStatus(Default::default()))
+            .await
+            .expect("status")
+    }
+}
+
+pub async fn ccrm_daemon_client(socket: &Path) -> daemon::client::Client {
+    daemon::client::Client::connect(socket)
+        .await
+        .expect("connect ccrmd")
+}
+
+impl Drop for World {
+    fn drop(&mut self) {
+        for child in [&mut self.daemon, &mut self.bot] {
+            if let Some(mut c) = child.take() {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(c.id() as i32),
+                    nix::sys::signal::Signal::SIGTERM,
+                );
+                let deadline = std::time::Instant::now() + Duration::from_secs(15);
+                while std::time::Instant::now() < deadline {
+                    if let Ok(Some(_)) = c.try_wait() {
+                        break;
+                    }
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                let _ = c.kill();
+                let _ = c.wait();
+            }
+        }
+    }
+}

@@ -1,0 +1,353 @@
+//! The uplink: one task that keeps a WebSocket to the bot (`/ws/daemon`) and moves events
+//! out of the [`Spool`] under the delivery guarantee of [`common::link`].
+//!
+//! Per connection: send `hello`, wait for `welcome` (which says what the bot already has),
+//! trim the spool to that, resend everything after it in batches, then stream new events as
+//! they are spooled, keeping at most [`WINDOW`] unacknowledged. Commands from the bot run on
+//! the [`Daemon`] like CLI commands, each in its own task. A ping goes out every
+//! `ping_interval`; a bot silent for `dead_after` is treated as gone. On any failure the
+//! task reconnects with capped exponential backoff and jitter.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use common::event::EventKind;
+use common::ids::DaemonId;
+use common::ipc::{Command, ErrorBody, ErrorCode};
+use common::link::{DaemonMsg, HubMsg, LINK_PROTOCOL_VERSION, MAX_LINK_FRAME};
+use futures::{SinkExt, StreamExt};
+use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tracing::{debug, info, warn};
+
+use crate::daemon::Daemon;
+use crate::spool::Spool;
+
+/// Most events in flight (sent, not yet acknowledged).
+pub const WINDOW: u64 = 5_000;
+/// Most events in one frame.
+pub const BATCH: usize = 500;
+
+/// What the rest of the daemon can see of the uplink.
+pub struct LinkState {
+    /// The settings.
+    pub cfg: UplinkConfig,
+    /// The spool it drains.
+    pub spool: Arc<Spool>,
+    /// Whether the link is up.
+    pub connected: std::sync::atomic::AtomicBool,
+}
+
+impl LinkState {
+    /// For `daemon.status`.
+    pub fn status(&self) -> common::ipc::UplinkStatus {
+        common::ipc::UplinkStatus {
+            url: self.cfg.url.clone(),
+            daemon_id: self.cfg.daemon_id.0.clone(),
+            connected: self.connected.load(std::sync::atomic::Ordering::Relaxed),
+            last_seq: self.spool.last_seq(),
+            acked: self.spool.acked(),
+        }
+    }
+}
+
+/// Uplink settings.
+#[derive(Clone, Debug)]
+pub struct UplinkConfig {
+    /// `ws://` or `wss://` URL of the bot's `/ws/daemon` endpoint.
+    pub url: String,
+    /// The daemon API key.
+    pub api_key: String,
+    /// This daemon.
+    pub daemon_id: DaemonId,
+    /// Machine name.
+    pub hostname: String,
+    /// How often to ping.
+    pub ping_interval: Duration,
+    /// Silence after which the bot counts as dead.
+    pub dead_after: Duration,
+    /// First reconnect delay.
+    pub backoff_min: Duration,
+    /// Longest reconnect delay.
+    pub backoff_max: Duration,
+}
+
+impl UplinkConfig {
+    /// Defaults for `url` and `api_key`: 15 s pings, dead after 45 s, backoff 0.5–30 s.
+    pub fn new(url: String, api_key: String, daemon_id: DaemonId, hostname: String) -> Self {
+        Self {
+            url,
+            api_key,
+            daemon_id,
+            hostname,
+            ping_interval: Duration::from_secs(15),
+            dead_after: Duration::from_secs(45),
+            backoff_min: Duration::from_millis(500),
+            backoff_max: Duration::from_secs(30),
+        }
+    }
+}
+
+/// The `/ws/daemon` URL for a bot base URL (`ws://host:port` → `ws://host:port/ws/daemon`).
+pub fn daemon_ws_url(base: &str) -> String {
+    let base = base.trim_end_matches('/');
+    if base.ends_with("/ws/daemon") {
+        base.to_owned()
+    } else {
+        format!("{base}/ws/daemon")
+    }
+}
+
+/// Runs until `shutdown` turns true.
+pub async fn run(link: Arc<LinkState>, daemon: Arc<Daemon>, mut shutdown: watch::Receiver<bool>) {
+    let cfg = &link.cfg;
+    let spool = &link.spool;
+    let mut delay = cfg.backoff_min;
+    loop {
+        if *shutdown.borrow() {
+            return;
+        }
+        let started = Instant::now();
+        let mut inner = shutdown.clone();
+        let result = tokio::select! {
+            r = connection(cfg, spool, &daemon, &mut inner, &link.connected) => r,
+            _ = shutdown.changed() => return,
+        };
+        link.connected
+            .store(false, std::sync::atomic::Ordering::Relaxed);
+        match result {
+            Ok(()) if *shutdown.borrow() => return,
+            Ok(()) => info!("bot closed the uplink; reconnecting"),
+            Err(e) => warn!(error = %format!("{e:#}"), "uplink failed"),
+        }
+        if started.elapsed() > Duration::from_secs(30) {
+            delay = cfg.backoff_min;
+        }
+        let jitter = rand::random_range(0.7..1.3);
+        let wait = delay.mul_f64(jitter);
+        debug!(?wait, "reconnecting after backoff");
+        tokio::select! {
+            () = tokio::time::sleep(wait) => {}
+            _ = shutdown.changed() => return,
+        }
+        delay = (delay * 2).min(cfg.backoff_max);
+    }
+}
+
+fn text<T: serde::Serialize>(msg: &T) -> anyhow::Result<Message> {
+    Ok(Message::text(serde_json::to_string(msg)?))
+}
+
+async fn connection(
+    cfg: &UplinkConfig,
+    spool: &Spool,
+    daemon: &Arc<Daemon>,
+    shutdown: &mut watch::Receiver<bool>,
+    connected: &std::sync::atomic::AtomicBool,
+) -> anyhow::Result<()> {
+    let mut request = cfg
+        .url
+        .as_str()
+        .into_client_request()
+        .context("bad bot URL")?;
+    request.headers_mut().insert(
+        "x-api-key",
+        cfg.api_key
+            .parse()
+            .context("API key is not a valid header value")?,
+    );
+    let ws_cfg = WebSocketConfig::default()
+        .max_message_size(Some(MAX_LINK_FRAME))
+        .max_frame_size(Some(MAX_LINK_FRAME));
+    let (ws, _) = tokio::time::timeout(
+        Duration::from_secs(20),
+        tokio_tungstenite::connect_async_with_config(request, Some(ws_cfg), true),
+    )
+    .await
+    .context("connecting to the bot timed out")?
+    .map_err(|e| match e {
+        tokio_tungstenite::tungstenite::Error::Http(resp) if resp.status() == 401 => {
+            anyhow::anyhow!("the bot refused the API key (401); check CCRM_BOT_API_KEY")
+        }
+        other => anyhow::Error::from(other).context(format!("cannot connect to {}", cfg.url)),
+    })?;
+    let (mut tx, mut rx) = ws.split();
+
+    let sessions = daemon.handles().iter().map(|h| h.info()).collect();
+    tx.send(text(&DaemonMsg::Hello {
+        protocol: LINK_PROTOCOL_VERSION,
+        daemon_id: cfg.daemon_id.clone(),
+        hostname: cfg.hostname.clone(),
+        version: common::VERSION.to_owned(),
+        sessions,
+    })?)
+    .await?;
+
+    let acked = loop {
+        let msg = tokio::time::timeout(Duration::from_secs(20), rx.next())
+            .await
+            .context("no welcome from the bot")?
+            .context("the bot closed the link during the handshake")??;
+        let Message::Text(t) = msg else { continue };
+        match serde_json::from_str::<HubMsg>(&t).context("bad frame from the bot")? {
+            HubMsg::Welcome {
+                protocol,
+                acked_seq,
+            } => {
+                if protocol != LINK_PROTOCOL_VERSION {
+                    bail!(
+                        "the bot speaks link protocol {protocol}, this ccrmd speaks {LINK_PROTOCOL_VERSION}; upgrade the older side"
+                    );
+                }
+                break acked_seq;
+            }
+            HubMsg::Error { error } => bail!("the bot refused this daemon: {}", error.message),
+            other => bail!("expected welcome, got {other:?}"),
+        }
+    };
+    // If the bot has more than our spool (the spool was wiped), continue after it so new
+    // events are not mistaken for duplicates.
+    spool.skip_to(acked)?;
+    spool.ack(acked)?;
+    connected.store(true, std::sync::atomic::Ordering::Relaxed);
+    info!(url = %cfg.url, acked, last = spool.last_seq(), "uplink connected");
+
+    let mut sent = acked;
+    let mut spooled = spool.subscribe();
+    let (reply_tx, mut reply_rx) = mpsc::channel::<DaemonMsg>(256);
+    let mut ping = tokio::time::interval(cfg.ping_interval);
+    ping.reset();
+    let mut last_heard = Instant::now();
+    let mut commands = tokio::task::JoinSet::new();
+    loop {
+        // Send what is spooled, within the window.
+        while sent < spool.last_seq() && sent - spool.acked() < WINDOW {
+            let room = usize::try_from(WINDOW - (sent - spool.acked()))
+                .unwrap_or(BATCH)
+                .min(BATCH);
+            let events = spool.read_after(sent, room)?;
+            let Some(last) = events.last().map(|e| e.seq) else {
+                break;
+            };
+            let changed: Vec<_> = events
+                .iter()
+                .filter(|e| matches!(e.event.kind, EventKind::State { .. }))
+                .map(|e| e.event.session_id)
+                .collect();
+            tx.send(text(&DaemonMsg::Events { events })?).await?;
+            sent = last;
+            for id in changed {
+                if let Ok(h) = daemon.resolve(&id.to_string()) {
+                    tx.send(text(&DaemonMsg::Session { session: h.info() })?)
+                        .await?;
+                }
+            }
+        }
+        tokio::select! {
+            _ = spooled.changed() => {}
+            msg = rx.next() => {
+                let Some(msg) = msg else { return Ok(()) };
+                last_heard = Instant::now();
+                match msg? {
+                    Message::Text(t) => match serde_json::from_str::<HubMsg>(&t) {
+                        Ok(HubMsg::Ack { seq }) => spool.ack(seq)?,
+                        Ok(HubMsg::Command { req_id, cmd }) => {
+                            let d = daemon.clone();
+                            let reply_tx = reply_tx.clone();
+                            commands.spawn(async move {
+                                let reply = run_command(&d, req_id, cmd).await;
+                                let _ = reply_tx.send(reply).await;
+                            });
+                        }
+                        Ok(HubMsg::Error { error }) => warn!(error = %error.message, "the bot reported a problem"),
+                        Ok(HubMsg::Welcome { .. }) => {}
+                        Err(e) => warn!(error = %e, "ignoring a bad frame from the bot"),
+                    },
+                    Message::Close(_) => return Ok(()),
+                    _ => {}
+                }
+            }
+            Some(reply) = reply_rx.recv() => tx.send(text(&reply)?).await?,
+            Some(_) = commands.join_next(), if !commands.is_empty() => {}
+            _ = ping.tick() => {
+                if last_heard.elapsed() > cfg.dead_after {
+                    bail!("the bot has been silent for {:?}", last_heard.elapsed());
+                }
+                tx.send(Message::Ping(Vec::new().into())).await?;
+            }
+            _ = shutdown.changed() => {
+                let _ = tx.send(Message::Close(None)).await;
+                return Ok(());
+            }
+        }
+    }
+}
+
+async fn run_command(daemon: &Daemon, req_id: u64, cmd: Command) -> DaemonMsg {
+    if Daemon::is_stream(&cmd) {
+        return DaemonMsg::Reply {
+            req_id,
+            ok: false,
+            data: None,
+            error: Some(ErrorBody::new(
+                ErrorCode::BadRequest,
+                "streaming commands are not available over the uplink; events arrive on their own",
+            )),
+        };
+    }
+    if matches!(cmd, Command::DaemonStop(_)) {
+        return DaemonMsg::Reply {
+            req_id,
+            ok: false,
+            data: None,
+            error: Some(ErrorBody::new(
+                ErrorCode::BadRequest,
+                "the bot cannot stop a daemon",
+            )),
+        };
+    }
+    match daemon.execute(cmd).await {
+        Ok(data) => DaemonMsg::Reply {
+            req_id,
+            ok: true,
+            data: Some(data),
+            error: None,
+        },
+        Err(e) => DaemonMsg::Reply {
+            req_id,
+            ok: false,
+            data: None,
+            error: Some(e),
+        },
+    }
+}
+
+/// Loads this daemon's id from `<state_dir>/daemon_id`, creating it once.
+pub fn daemon_id(state_dir: &std::path::Path) -> anyhow::Result<DaemonId> {
+    let path = state_dir.join("daemon_id");
+    if let Ok(s) = std::fs::read_to_string(&path) {
+        let s = s.trim();
+        if !s.is_empty() {
+            return Ok(DaemonId(s.to_owned()));
+        }
+    }
+    let id = uuid::Uuid::new_v4().to_string();
+    std::fs::write(&path, &id).with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(DaemonId(id))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ws_url_gets_the_daemon_path_once() {
+        assert_eq!(daemon_ws_url("ws://h:1"), "ws://h:1/ws/daemon");
+        assert_eq!(daemon_ws_url("ws://h:1/"), "ws://h:1/ws/daemon");
+        assert_eq!(daemon_ws_url("wss://h/ws/daemon"), "wss://h/ws/daemon");
+    }
+}
