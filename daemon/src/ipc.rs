@@ -77,22 +77,14 @@ async fn handle_connection(stream: UnixStream, daemon: Arc<Daemon>) {
         let line = match line {
             None => break,
             Some(Ok(line)) => line,
-            Some(Err(LineError::TooLong { max })) => {
-                let err = ErrorBody::new(
-                    ErrorCode::TooLarge,
-                    format!("request line longer than {max} bytes refused"),
-                );
-                if tx
-                    .send(Reply::err(serde_json::Value::Null, err))
-                    .await
-                    .is_err()
-                {
-                    break;
-                }
-                continue;
-            }
-            Some(Err(LineError::NotUtf8)) => {
-                let err = ErrorBody::new(ErrorCode::ParseError, "request line is not valid UTF-8");
+            Some(Err(bad @ (LineError::TooLong { .. } | LineError::NotUtf8))) => {
+                let err = match bad {
+                    LineError::TooLong { max } => ErrorBody::new(
+                        ErrorCode::TooLarge,
+                        format!("request line longer than {max} bytes refused"),
+                    ),
+                    _ => ErrorBody::new(ErrorCode::ParseError, "request line is not valid UTF-8"),
+                };
                 if tx
                     .send(Reply::err(serde_json::Value::Null, err))
                     .await

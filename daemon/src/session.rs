@@ -875,34 +875,12 @@ impl Actor {
                 &id.0,
                 json!({"behavior": "allow", "updatedInput": p.info.input}),
             ));
-            if decision == Decision::AllowSession && self.session_allowed.insert(tool.clone()) {
+            if decision == Decision::AllowSession && self.session_allowed.insert(tool) {
                 self.rec.session_allowed_tools = self.session_allowed.iter().cloned().collect();
                 self.save();
             }
         }
-        if kind == ApprovalKind::Question {
-            self.log.push(
-                EventKind::Answer {
-                    approval_id: id.clone(),
-                    answers: BTreeMap::new(),
-                    by: by.to_owned(),
-                    decision,
-                },
-                None,
-            );
-        } else {
-            self.log.push(
-                EventKind::PermissionDecision {
-                    approval_id: id.clone(),
-                    tool_name: tool,
-                    decision,
-                    by: by.to_owned(),
-                    message,
-                },
-                None,
-            );
-        }
-        self.remember_decided(&id, decision, by);
+        self.end_pending(p, decision, by, message);
         self.after_pending_change();
         Ok(DecisionInfo {
             approval_id: id,
@@ -1363,6 +1341,8 @@ impl Actor {
         self.publish();
     }
 
+    /// Records how a pending approval ended (an event for every surface) and remembers it,
+    /// so a late answer can be told who won.
     fn end_pending(&mut self, p: Pending, decision: Decision, by: &str, message: Option<String>) {
         let id = p.info.approval_id.clone();
         if p.info.kind == ApprovalKind::Question {
