@@ -55,7 +55,11 @@ fn make_event(seq: u64, sessions: &[SessionId]) -> LinkEvent {
     let session_seq = (seq - 1) / sessions.len() as u64 + 1;
     let kind = match seq % 50 {
         0 => EventKind::State {
-            state: if seq % 100 == 0 { SessionState::Active } else { SessionState::Idle },
+            state: if seq.is_multiple_of(100) {
+                SessionState::Active
+            } else {
+                SessionState::Idle
+            },
             reason: None,
         },
         1 | 11 | 21 | 31 | 41 => EventKind::ToolUse {
@@ -106,7 +110,11 @@ async fn raw_pool(path: &Path) -> anyhow::Result<SqlitePool> {
 /// Plain INSERTs of `batches` into a fresh database at `path`, one transaction per batch,
 /// one row per statement or (`multi`) 64 rows per statement; returns the time spent
 /// inserting.
-async fn raw_ingest(path: &Path, batches: &[Vec<LinkEvent>], multi: bool) -> anyhow::Result<Duration> {
+async fn raw_ingest(
+    path: &Path,
+    batches: &[Vec<LinkEvent>],
+    multi: bool,
+) -> anyhow::Result<Duration> {
     Db::open(path).await?.close().await;
     let pool = raw_pool(path).await?;
     sqlx::query(
@@ -142,16 +150,24 @@ async fn raw_ingest(path: &Path, batches: &[Vec<LinkEvent>], multi: bool) -> any
         tx.commit().await?;
     }
     let took = t.elapsed();
-    let rows: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM events").fetch_one(&pool).await?;
+    let rows: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM events")
+        .fetch_one(&pool)
+        .await?;
     let sent: usize = batches.iter().map(Vec::len).sum();
-    ensure!(usize::try_from(rows)? == sent, "raw insert stored {rows} of {sent} rows");
+    ensure!(
+        usize::try_from(rows)? == sent,
+        "raw insert stored {rows} of {sent} rows"
+    );
     pool.close().await;
     Ok(took)
 }
 
 /// 64-row INSERT statements (the shape `Db::insert_events` uses, without its dedup,
 /// `RETURNING` and derived tables).
-async fn insert_multi(tx: &mut sqlx::Transaction<'static, sqlx::Sqlite>, batch: &[LinkEvent]) -> anyhow::Result<()> {
+async fn insert_multi(
+    tx: &mut sqlx::Transaction<'static, sqlx::Sqlite>,
+    batch: &[LinkEvent],
+) -> anyhow::Result<()> {
     for chunk in batch.chunks(64) {
         let values = vec!["(?, ?, ?, ?, ?, ?, ?)"; chunk.len()].join(", ");
         let sql = format!(
@@ -185,7 +201,11 @@ struct SseResult {
 }
 
 /// Follows `/api/sessions/<session>/stream` until `expect` events arrived.
-async fn sse_follow(resp: reqwest::Response, session: String, expect: u64) -> anyhow::Result<SseResult> {
+async fn sse_follow(
+    resp: reqwest::Response,
+    session: String,
+    expect: u64,
+) -> anyhow::Result<SseResult> {
     let mut body = resp.bytes_stream();
     let mut buf = String::new();
     let mut events = 0;
@@ -215,7 +235,11 @@ async fn sse_follow(resp: reqwest::Response, session: String, expect: u64) -> an
         }
         buf.drain(..start);
     }
-    Ok(SseResult { events, in_order, done_at: Instant::now() })
+    Ok(SseResult {
+        events,
+        in_order,
+        done_at: Instant::now(),
+    })
 }
 
 struct HubRun {
@@ -224,11 +248,24 @@ struct HubRun {
     sse: Vec<SseResult>,
 }
 
-async fn hub_ingest(dir: &Path, batches: Vec<Vec<LinkEvent>>, sessions: &[SessionId]) -> anyhow::Result<HubRun> {
-    let cfg = BotConfig { data_dir: dir.to_owned(), ..BotConfig::default() };
+async fn hub_ingest(
+    dir: &Path,
+    batches: Vec<Vec<LinkEvent>>,
+    sessions: &[SessionId],
+) -> anyhow::Result<HubRun> {
+    let cfg = BotConfig {
+        data_dir: dir.to_owned(),
+        ..BotConfig::default()
+    };
     let state = AppState::open(cfg).await?;
-    let (_, key) = state.db.create_key("bench-daemon", KeyKind::Daemon, 1).await?;
-    let (_, token) = state.db.create_key("bench-viewer", KeyKind::User, 1).await?;
+    let (_, key) = state
+        .db
+        .create_key("bench-daemon", KeyKind::Daemon, 1)
+        .await?;
+    let (_, token) = state
+        .db
+        .create_key("bench-viewer", KeyKind::User, 1)
+        .await?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -239,7 +276,11 @@ async fn hub_ingest(dir: &Path, batches: Vec<Vec<LinkEvent>>, sessions: &[Sessio
     // The fake daemon: hello (describing both sessions, so SSE can attach now) → welcome.
     let mut req = format!("ws://{addr}/ws/daemon").into_client_request()?;
     req.headers_mut().insert("x-api-key", key.parse()?);
-    let (mut ws, _) = tokio::time::timeout(WAIT, tokio_tungstenite::connect_async_with_config(req, None, true)).await??;
+    let (mut ws, _) = tokio::time::timeout(
+        WAIT,
+        tokio_tungstenite::connect_async_with_config(req, None, true),
+    )
+    .await??;
     let infos: Vec<common::ipc::SessionInfo> = sessions
         .iter()
         .map(|s| {
@@ -256,7 +297,8 @@ async fn hub_ingest(dir: &Path, batches: Vec<Vec<LinkEvent>>, sessions: &[Sessio
         version: "0".into(),
         sessions: infos,
     };
-    ws.send(Message::text(serde_json::to_string(&hello)?)).await?;
+    ws.send(Message::text(serde_json::to_string(&hello)?))
+        .await?;
     match next_hub_msg(&mut ws).await? {
         HubMsg::Welcome { acked_seq: 0, .. } => {}
         other => bail!("expected a fresh welcome, got {other:?}"),
@@ -294,7 +336,9 @@ async fn hub_ingest(dir: &Path, batches: Vec<Vec<LinkEvent>>, sessions: &[Sessio
             if last - acked > WINDOW {
                 break;
             }
-            let Some((_, text)) = frames.next() else { break };
+            let Some((_, text)) = frames.next() else {
+                break;
+            };
             ws.send(Message::text(text)).await?;
         }
         match next_hub_msg(&mut ws).await? {
@@ -305,30 +349,62 @@ async fn hub_ingest(dir: &Path, batches: Vec<Vec<LinkEvent>>, sessions: &[Sessio
     let ingest = t0.elapsed();
     let mut sse = Vec::new();
     for f in followers {
-        sse.push(tokio::time::timeout(WAIT, f).await.context("SSE subscriber timed out")???);
+        sse.push(
+            tokio::time::timeout(WAIT, f)
+                .await
+                .context("SSE subscriber timed out")???,
+        );
     }
-    let with_sse = sse.iter().map(|r| r.done_at).max().map_or(ingest, |t| t - t0);
+    let with_sse = sse
+        .iter()
+        .map(|r| r.done_at)
+        .max()
+        .map_or(ingest, |t| t - t0);
 
     // Zero loss.
     let counts = state.db.counts().await?;
-    ensure!(counts.events == total, "{} rows stored for {total} events sent", counts.events);
-    let ingested = state.hub.metrics.events_ingested.load(std::sync::atomic::Ordering::Relaxed);
-    ensure!(ingested == total, "{ingested} counted as ingested for {total} sent");
+    ensure!(
+        counts.events == total,
+        "{} rows stored for {total} events sent",
+        counts.events
+    );
+    let ingested = state
+        .hub
+        .metrics
+        .events_ingested
+        .load(std::sync::atomic::Ordering::Relaxed);
+    ensure!(
+        ingested == total,
+        "{ingested} counted as ingested for {total} sent"
+    );
     for (r, s) in sse.iter().zip(sessions) {
-        ensure!(r.events == total / sessions.len() as u64 && r.in_order, "SSE for {s}: {} events, in order: {}", r.events, r.in_order);
+        ensure!(
+            r.events == total / sessions.len() as u64 && r.in_order,
+            "SSE for {s}: {} events, in order: {}",
+            r.events,
+            r.in_order
+        );
     }
     let _ = ws.close(None).await;
     let _ = stop.send(());
     tokio::time::timeout(WAIT, server).await???;
     state.db.close().await;
-    Ok(HubRun { ingest, with_sse, sse })
+    Ok(HubRun {
+        ingest,
+        with_sse,
+        sse,
+    })
 }
 
-type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 async fn next_hub_msg(ws: &mut Ws) -> anyhow::Result<HubMsg> {
     loop {
-        let msg = tokio::time::timeout(WAIT, ws.next()).await.context("the bot went silent")?.context("the bot closed the link")??;
+        let msg = tokio::time::timeout(WAIT, ws.next())
+            .await
+            .context("the bot went silent")?
+            .context("the bot closed the link")??;
         if let Message::Text(t) = msg {
             return Ok(serde_json::from_str(t.as_str())?);
         }
@@ -366,26 +442,35 @@ async fn idle_rss(dir: &Path) -> anyhow::Result<(u64, u64)> {
     std::thread::spawn(move || {
         let mut tx = Some(tx);
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if line.contains("ccrm-bot listening") {
-                if let Some(tx) = tx.take() {
-                    let _ = tx.send(line);
-                }
+            if line.contains("ccrm-bot listening")
+                && let Some(tx) = tx.take()
+            {
+                let _ = tx.send(line);
             }
         }
     });
     let result = async {
-        let line = rx.recv_timeout(Duration::from_secs(30)).context("ccrm-bot did not start")?;
+        let line = rx
+            .recv_timeout(Duration::from_secs(30))
+            .context("ccrm-bot did not start")?;
         let listening = rss_kb(child.id())?;
         let addr = line
             .split_whitespace()
             .find_map(|w| w.strip_prefix("addr="))
             .context("no addr= in the listening line")?;
-        let r = reqwest::Client::new().get(format!("http://{addr}/healthz")).timeout(WAIT).send().await?;
+        let r = reqwest::Client::new()
+            .get(format!("http://{addr}/healthz"))
+            .timeout(WAIT)
+            .send()
+            .await?;
         ensure!(r.status() == 200, "healthz: {}", r.status());
         Ok((listening, rss_kb(child.id())?))
     }
     .await;
-    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(i32::try_from(child.id())?), nix::sys::signal::Signal::SIGTERM);
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(i32::try_from(child.id())?),
+        nix::sys::signal::Signal::SIGTERM,
+    );
     let deadline = Instant::now() + Duration::from_secs(10);
     while child.try_wait()?.is_none() && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(20));
@@ -400,7 +485,10 @@ async fn run() -> anyhow::Result<()> {
         Ok(v) => v.trim().replace('_', "").parse()?,
         Err(_) => 100_000,
     };
-    ensure!(total > 0 && total % (SESSIONS as u64) == 0, "BENCH_EVENTS must be a positive multiple of {SESSIONS}");
+    ensure!(
+        total > 0 && total.is_multiple_of(SESSIONS as u64),
+        "BENCH_EVENTS must be a positive multiple of {SESSIONS}"
+    );
     let dir = tempfile::tempdir()?;
     let sessions: Vec<SessionId> = (0..SESSIONS).map(|_| SessionId::new()).collect();
     let events: Vec<LinkEvent> = (1..=total).map(|s| make_event(s, &sessions)).collect();
@@ -417,10 +505,30 @@ async fn run() -> anyhow::Result<()> {
 
     let hub_rate = rate(total, hub.ingest);
     let raw_rate = rate(total, raw);
-    println!("  {:<48} {:>8.2} s {:>10.0} events/s", "raw SQLite INSERT, txn of 500 (before)", raw_before.as_secs_f64(), rate(total, raw_before));
-    println!("  {:<48} {:>8.2} s {:>10.0} events/s", "raw SQLite INSERT, txn of 500 (after)", raw_after.as_secs_f64(), rate(total, raw_after));
-    println!("  {:<48} {:>8.2} s {:>10.0} events/s", "raw SQLite INSERT, 64 rows/stmt (floor, info)", raw_multi.as_secs_f64(), rate(total, raw_multi));
-    println!("  {:<48} {:>8.2} s {:>10.0} events/s", "hub: daemon → WS → SQLite → ack", hub.ingest.as_secs_f64(), hub_rate);
+    println!(
+        "  {:<48} {:>8.2} s {:>10.0} events/s",
+        "raw SQLite INSERT, txn of 500 (before)",
+        raw_before.as_secs_f64(),
+        rate(total, raw_before)
+    );
+    println!(
+        "  {:<48} {:>8.2} s {:>10.0} events/s",
+        "raw SQLite INSERT, txn of 500 (after)",
+        raw_after.as_secs_f64(),
+        rate(total, raw_after)
+    );
+    println!(
+        "  {:<48} {:>8.2} s {:>10.0} events/s",
+        "raw SQLite INSERT, 64 rows/stmt (floor, info)",
+        raw_multi.as_secs_f64(),
+        rate(total, raw_multi)
+    );
+    println!(
+        "  {:<48} {:>8.2} s {:>10.0} events/s",
+        "hub: daemon → WS → SQLite → ack",
+        hub.ingest.as_secs_f64(),
+        hub_rate
+    );
     println!(
         "  {:<48} {:>8.2} s {:>10.0} events/s  ({} events each, in order)",
         "hub: ... and both SSE subscribers caught up",
@@ -436,9 +544,16 @@ async fn run() -> anyhow::Result<()> {
         "  ratio hub / raw (faster raw run): {:.0} % (target ≥ {:.0} %: {})",
         ratio * 100.0,
         TARGET_RATIO * 100.0,
-        if ratio >= TARGET_RATIO { "met" } else { "NOT met" }
+        if ratio >= TARGET_RATIO {
+            "met"
+        } else {
+            "NOT met"
+        }
     );
-    println!("  hub / raw 64 rows/stmt: {:.0} %", hub_rate / rate(total, raw_multi) * 100.0);
+    println!(
+        "  hub / raw 64 rows/stmt: {:.0} %",
+        hub_rate / rate(total, raw_multi) * 100.0
+    );
 
     let (listening, after) = idle_rss(&dir.path().join("rss")).await?;
     println!("ccrm-bot idle RSS (fresh data dir)");
@@ -447,7 +562,11 @@ async fn run() -> anyhow::Result<()> {
         listening as f64 / 1024.0,
         after as f64 / 1024.0,
         TARGET_RSS_KB / 1024,
-        if after.max(listening) <= TARGET_RSS_KB { "met" } else { "NOT met" }
+        if after.max(listening) <= TARGET_RSS_KB {
+            "met"
+        } else {
+            "NOT met"
+        }
     );
     Ok(())
 }
@@ -459,6 +578,9 @@ fn main() -> anyhow::Result<()> {
         println!("ingest: run with `cargo bench -p ccrm-bot --bench ingest`");
         return Ok(());
     }
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
     rt.block_on(run())
 }

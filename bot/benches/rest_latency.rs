@@ -8,13 +8,18 @@
 //! so drift hits both equally (the approach of `daemon/benches/overhead.rs`). Targets:
 //! p50 ≤ 1.05× and p99 ≤ 1.2× the direct figures.
 //!
+//! The fake API's record of when each turn's request arrived splits both figures into the
+//! way in (prompt → claude → API request) and the way out (API → first delta seen), which
+//! shows whether extra time is spent getting the prompt to claude or getting the delta
+//! back. Nothing extra listens during the run (a ccrmd follower would add load).
+//!
 //! Run with `cargo build --release -p ccrm-daemon && cargo bench -p ccrm-bot --bench
 //! rest_latency` (env `BENCH_TURNS`, default 60).
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{Context, bail, ensure};
 use ccrm_bot::AppState;
@@ -23,71 +28,10 @@ use ccrm_bot::config::BotConfig;
 use futures::StreamExt;
 use serde_json::{Value, json};
 use testkit::{ClaudeHome, FakeApi, TEST_API_KEY, claude_bin, claude_env};
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
 
 /// Bound for every wait.
 const WAIT: Duration = Duration::from_secs(60);
 const WARMUP: usize = 3;
-
-/// A claude child driven directly over stream-json.
-struct Direct {
-    _child: tokio::process::Child,
-    stdin: tokio::process::ChildStdin,
-    lines: tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStdout>>,
-}
-
-impl Direct {
-    async fn start(bin: &Path, env: &[(String, String)], cwd: &Path) -> anyhow::Result<Self> {
-        let mut child = tokio::process::Command::new(bin)
-            .args(["-p", "--input-format", "stream-json", "--output-format", "stream-json", "--verbose"])
-            .args(["--permission-prompt-tool", "stdio", "--include-partial-messages", "--permission-mode=default"])
-            .arg(format!("--session-id={}", uuid::Uuid::new_v4()))
-            .envs(env.iter().map(|(k, v)| (k, v)))
-            .current_dir(cwd)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .kill_on_drop(true)
-            .spawn()?;
-        let stdin = child.stdin.take().context("stdin")?;
-        let stdout = child.stdout.take().context("stdout")?;
-        let mut d = Self { _child: child, stdin, lines: tokio::io::BufReader::new(stdout).lines() };
-        d.write(r#"{"type":"control_request","request_id":"init","request":{"subtype":"initialize","hooks":null}}"#).await?;
-        d.until(|l| l.contains("\"control_response\"")).await?;
-        Ok(d)
-    }
-
-    async fn write(&mut self, line: &str) -> anyhow::Result<()> {
-        self.stdin.write_all(line.as_bytes()).await?;
-        self.stdin.write_all(b"\n").await?;
-        self.stdin.flush().await?;
-        Ok(())
-    }
-
-    async fn until(&mut self, pred: impl Fn(&str) -> bool) -> anyhow::Result<()> {
-        tokio::time::timeout(WAIT, async {
-            loop {
-                let Some(line) = self.lines.next_line().await? else { bail!("claude exited") };
-                if pred(&line) {
-                    return Ok(());
-                }
-            }
-        })
-        .await
-        .context("claude went silent")?
-    }
-
-    /// One turn; returns the time to the first text delta.
-    async fn turn(&mut self, text: &str) -> anyhow::Result<Duration> {
-        let line = json!({"type":"user","message":{"role":"user","content":text}}).to_string();
-        let t0 = Instant::now();
-        self.write(&line).await?;
-        self.until(|l| l.contains("\"text_delta\"")).await?;
-        let first = t0.elapsed();
-        self.until(|l| l.contains("\"type\":\"result\"")).await?;
-        Ok(first)
-    }
-}
 
 /// The real ccrmd, stopped with SIGTERM when dropped.
 struct Daemon(std::process::Child);
@@ -95,7 +39,10 @@ struct Daemon(std::process::Child);
 impl Drop for Daemon {
     fn drop(&mut self) {
         if let Ok(pid) = i32::try_from(self.0.id()) {
-            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGTERM);
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGTERM,
+            );
         }
         let deadline = Instant::now() + Duration::from_secs(15);
         while matches!(self.0.try_wait(), Ok(None)) && Instant::now() < deadline {
@@ -119,7 +66,14 @@ fn ccrmd_bin() -> anyhow::Result<PathBuf> {
     Ok(p)
 }
 
-fn start_daemon(bin: &Path, dir: &Path, env: &[(String, String)], claude: &Path, bot: &str, key: &str) -> anyhow::Result<Daemon> {
+fn start_daemon(
+    bin: &Path,
+    dir: &Path,
+    env: &[(String, String)],
+    claude: &Path,
+    bot: &str,
+    key: &str,
+) -> anyhow::Result<Daemon> {
     let mut child = std::process::Command::new(bin)
         .envs(env.iter().map(|(k, v)| (k, v)))
         .env("CCRM_RUNTIME_DIR", dir.join("run"))
@@ -140,10 +94,10 @@ fn start_daemon(bin: &Path, dir: &Path, env: &[(String, String)], claude: &Path,
     std::thread::spawn(move || {
         let mut tx = Some(tx);
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if line.contains("ccrmd ready") {
-                if let Some(tx) = tx.take() {
-                    let _ = tx.send(());
-                }
+            if line.contains("ccrmd ready")
+                && let Some(tx) = tx.take()
+            {
+                let _ = tx.send(());
             }
         }
     });
@@ -151,9 +105,24 @@ fn start_daemon(bin: &Path, dir: &Path, env: &[(String, String)], claude: &Path,
     Ok(daemon)
 }
 
+/// One measured turn.
+struct Sample {
+    /// Prompt → first assistant event.
+    first: Duration,
+    /// When the prompt left (wall clock, to compare with the fake API's records).
+    sent: SystemTime,
+    /// The prompt, to find its API request.
+    text: String,
+    /// REST only: when the 202 came back.
+    accepted: Option<Duration>,
+}
+
 /// Follows the session's SSE stream; reports (is_result, instant) for the first text delta
 /// of each turn and for each turn result.
-async fn follow_sse(resp: reqwest::Response, tx: tokio::sync::mpsc::UnboundedSender<(bool, Instant)>) -> anyhow::Result<()> {
+async fn follow_sse(
+    resp: reqwest::Response,
+    tx: tokio::sync::mpsc::UnboundedSender<(bool, Instant)>,
+) -> anyhow::Result<()> {
     let mut body = resp.bytes_stream();
     let mut buf = String::new();
     let mut in_turn = false;
@@ -162,7 +131,11 @@ async fn follow_sse(resp: reqwest::Response, tx: tokio::sync::mpsc::UnboundedSen
         buf.push_str(std::str::from_utf8(&chunk?)?);
         while let Some(end) = buf.find("\n\n") {
             let block: String = buf.drain(..end + 2).collect();
-            let Some(kind) = block.lines().find_map(|l| l.strip_prefix("event:")).map(str::trim) else {
+            let Some(kind) = block
+                .lines()
+                .find_map(|l| l.strip_prefix("event:"))
+                .map(str::trim)
+            else {
                 continue;
             };
             match kind {
@@ -191,7 +164,10 @@ fn ms(d: Duration) -> f64 {
 }
 
 async fn run() -> anyhow::Result<()> {
-    let turns: usize = std::env::var("BENCH_TURNS").ok().and_then(|v| v.parse().ok()).unwrap_or(60);
+    let turns: usize = std::env::var("BENCH_TURNS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(60);
     ensure!(turns > 0, "BENCH_TURNS must be positive");
     let ccrmd = ccrmd_bin()?;
     let api = FakeApi::start().await?;
@@ -204,9 +180,15 @@ async fn run() -> anyhow::Result<()> {
     let claude = claude_bin()?;
 
     // The bot, in-process.
-    let cfg = BotConfig { data_dir: dir.path().join("bot"), ..BotConfig::default() };
+    let cfg = BotConfig {
+        data_dir: dir.path().join("bot"),
+        ..BotConfig::default()
+    };
     let state = AppState::open(cfg).await?;
-    let (_, key) = state.db.create_key("bench-daemon", KeyKind::Daemon, 1).await?;
+    let (_, key) = state
+        .db
+        .create_key("bench-daemon", KeyKind::Daemon, 1)
+        .await?;
     let (_, token) = state.db.create_key("bench-user", KeyKind::User, 1).await?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
@@ -216,18 +198,37 @@ async fn run() -> anyhow::Result<()> {
     }));
 
     // ccrmd linked to it.
-    let daemon = start_daemon(&ccrmd, dir.path(), &env, &claude, &format!("ws://{addr}"), &key)?;
+    let daemon = start_daemon(
+        &ccrmd,
+        dir.path(),
+        &env,
+        &claude,
+        &format!("ws://{addr}"),
+        &key,
+    )?;
     let deadline = Instant::now() + WAIT;
     while state.hub.online().is_empty() {
-        ensure!(Instant::now() < deadline, "ccrmd never linked to the bot");
+        ensure!(
+            Instant::now() < deadline,
+            "{} never linked to the bot; if it predates the uplink, rebuild it with `cargo build --release -p ccrm-daemon`",
+            ccrmd.display()
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let http = reqwest::Client::builder().timeout(WAIT).build()?;
     let base = format!("http://{addr}");
-    let r = http.post(format!("{base}/api/sessions")).bearer_auth(&token).json(&json!({"cwd": work})).send().await?;
+    let r = http
+        .post(format!("{base}/api/sessions"))
+        .bearer_auth(&token)
+        .json(&json!({"cwd": work}))
+        .send()
+        .await?;
     ensure!(r.status() == 201, "session start: {}", r.status());
     let v: Value = r.json().await?;
-    let sid = v["session"]["id"].as_str().context("session id")?.to_owned();
+    let sid = v["session"]["id"]
+        .as_str()
+        .context("session id")?
+        .to_owned();
 
     let resp = http
         .get(format!("{base}/api/sessions/{sid}/stream"))
@@ -238,42 +239,101 @@ async fn run() -> anyhow::Result<()> {
     ensure!(resp.status() == 200, "SSE: {}", resp.status());
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     let follower = tokio::spawn(follow_sse(resp, tx));
-    let mut direct = Direct::start(&claude, &env, &work).await?;
+    let mut direct = testkit::DirectClaude::start(&claude, &env, &work).await?;
 
-    let mut via_rest = Vec::new();
     let mut via_direct = Vec::new();
+    let mut via_rest = Vec::new();
     let prompt_url = format!("{base}/api/sessions/{sid}/prompt");
     for i in 0..turns + WARMUP {
-        let text = format!("bench turn {i}");
-        let mut d = Duration::ZERO;
+        // Alternate which side goes first so neither always runs right after the other.
+        let direct_text = format!("bench turn {i} direct");
+        let mut d = None;
         if i % 2 == 0 {
-            d = direct.turn(&text).await?;
+            d = Some(direct.turn(&direct_text).await?);
         }
+        let text = format!("bench turn {i} via rest");
+        let sent = SystemTime::now();
         let t0 = Instant::now();
-        let r = http.post(&prompt_url).bearer_auth(&token).json(&json!({"text": text})).send().await?;
+        let r = http
+            .post(&prompt_url)
+            .bearer_auth(&token)
+            .json(&json!({"text": text}))
+            .send()
+            .await?;
         ensure!(r.status() == 202, "prompt: {}", r.status());
+        let accepted = t0.elapsed();
         let mut first = None;
         loop {
-            let (is_result, at) = tokio::time::timeout(WAIT, rx.recv()).await.context("no SSE event")?.context("SSE ended")?;
+            let (is_result, at) = tokio::time::timeout(WAIT, rx.recv())
+                .await
+                .context("no SSE event")?
+                .context("SSE ended")?;
             if is_result {
                 break;
             }
             first.get_or_insert(at - t0);
         }
         if i % 2 == 1 {
-            d = direct.turn(&text).await?;
+            d = Some(direct.turn(&direct_text).await?);
         }
         if i >= WARMUP {
-            via_direct.push(d);
-            via_rest.push(first.context("no delta in a REST turn")?);
+            let (first_direct, sent_direct) = d.context("no direct turn")?;
+            via_direct.push(Sample {
+                first: first_direct,
+                sent: sent_direct,
+                text: direct_text,
+                accepted: None,
+            });
+            via_rest.push(Sample {
+                first: first.context("no delta in a REST turn")?,
+                sent,
+                text,
+                accepted: Some(accepted),
+            });
         }
     }
     follower.abort();
-    via_direct.sort();
-    via_rest.sort();
-    println!("REST latency: POST prompt → first assistant event on SSE, {turns} warm turns each, same fake API");
-    println!("  {:<28} {:>9} {:>9} {:>9} {:>9}", "", "p50 ms", "p90 ms", "p99 ms", "max ms");
-    for (name, v) in [("claude direct (baseline)", &via_direct), ("REST → bot → ccrmd → SSE", &via_rest)] {
+
+    // When the fake API got each turn's request splits a figure in two: the way in
+    // (prompt → claude → API) and the way out (API → first delta seen).
+    let requests = api.message_requests();
+    let split =
+        |samples: &[Sample]| -> anyhow::Result<(Vec<Duration>, Vec<Duration>, Vec<Duration>)> {
+            let mut first = Vec::new();
+            let mut way_in = Vec::new();
+            let mut way_out = Vec::new();
+            for s in samples {
+                let at = requests
+                    .iter()
+                    .find(|r| r.last_human_text().as_deref() == Some(s.text.as_str()))
+                    .map(|r| r.received_at)
+                    .context("no API request for a turn")?;
+                let d_in = at.duration_since(s.sent).unwrap_or_default();
+                first.push(s.first);
+                way_in.push(d_in);
+                way_out.push(s.first.saturating_sub(d_in));
+            }
+            first.sort();
+            way_in.sort();
+            way_out.sort();
+            Ok((first, way_in, way_out))
+        };
+    let (direct_first, direct_in, direct_out) = split(&via_direct)?;
+    let (rest_first, rest_in, rest_out) = split(&via_rest)?;
+    let mut accepted: Vec<Duration> = via_rest.iter().filter_map(|s| s.accepted).collect();
+    accepted.sort();
+
+    println!(
+        "REST latency: POST prompt → first assistant event on SSE, {turns} warm turns each, same fake API"
+    );
+    println!(
+        "  {:<28} {:>9} {:>9} {:>9} {:>9}",
+        "", "p50 ms", "p90 ms", "p99 ms", "max ms"
+    );
+    for (name, v) in [
+        ("claude direct (baseline)", &direct_first),
+        ("REST → bot → ccrmd → SSE", &rest_first),
+    ] {
         println!(
             "  {:<28} {:>9.2} {:>9.2} {:>9.2} {:>9.2}",
             name,
@@ -283,8 +343,19 @@ async fn run() -> anyhow::Result<()> {
             ms(*v.last().context("samples")?)
         );
     }
-    let r50 = ms(pct(&via_rest, 0.5)) / ms(pct(&via_direct, 0.5));
-    let r99 = ms(pct(&via_rest, 0.99)) / ms(pct(&via_direct, 0.99));
+    println!(
+        "  p50 split: prompt → API request {:.2} ms direct / {:.2} ms REST; API request → delta seen {:.2} / {:.2} ms",
+        ms(pct(&direct_in, 0.5)),
+        ms(pct(&rest_in, 0.5)),
+        ms(pct(&direct_out, 0.5)),
+        ms(pct(&rest_out, 0.5))
+    );
+    println!(
+        "  REST 202 answered after {:.2} ms (p50)",
+        ms(pct(&accepted, 0.5))
+    );
+    let r50 = ms(pct(&rest_first, 0.5)) / ms(pct(&direct_first, 0.5));
+    let r99 = ms(pct(&rest_first, 0.99)) / ms(pct(&direct_first, 0.99));
     println!(
         "  ratio p50 {r50:.3}× (target ≤ 1.05×: {}), p99 {r99:.3}× (target ≤ 1.2×: {})",
         if r50 <= 1.05 { "met" } else { "NOT met" },
@@ -306,6 +377,9 @@ fn main() -> anyhow::Result<()> {
         println!("rest_latency: run with `cargo bench -p ccrm-bot --bench rest_latency`");
         return Ok(());
     }
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
     rt.block_on(run())
 }

@@ -16,6 +16,9 @@ use serde::{Deserialize, Serialize, Serializer};
 /// Default listen address: loopback only, so nothing is exposed until the operator says so.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:7878";
 
+/// The Telegram Bot API.
+pub const DEFAULT_TELEGRAM_API_URL: &str = "https://api.telegram.org";
+
 /// The database file's name inside `data_dir`.
 pub const DB_FILE: &str = "ccrm.db";
 
@@ -40,6 +43,12 @@ pub struct BotConfig {
     /// Discord bot token (`CCRM_BOT_DISCORD_TOKEN`; environment only).
     #[serde(serialize_with = "redacted")]
     pub discord_token: Option<String>,
+    /// Telegram user ids allowed to drive sessions (everyone else is refused).
+    pub telegram_allowed_users: Vec<i64>,
+    /// The Telegram Bot API base URL (tests point it at a loopback fake).
+    pub telegram_api_url: String,
+    /// Prompts one chat user may send per minute.
+    pub chat_prompts_per_minute: u32,
 }
 
 impl fmt::Debug for BotConfig {
@@ -53,6 +62,9 @@ impl fmt::Debug for BotConfig {
             .field("ping_interval_secs", &self.ping_interval_secs)
             .field("telegram_token", &redact(self.telegram_token.as_ref()))
             .field("discord_token", &redact(self.discord_token.as_ref()))
+            .field("telegram_allowed_users", &self.telegram_allowed_users)
+            .field("telegram_api_url", &self.telegram_api_url)
+            .field("chat_prompts_per_minute", &self.chat_prompts_per_minute)
             .finish()
     }
 }
@@ -75,6 +87,9 @@ pub struct FileConfig {
     events_page_max: Option<u32>,
     daemon_timeout_secs: Option<u64>,
     ping_interval_secs: Option<u64>,
+    telegram_allowed_users: Option<Vec<i64>>,
+    telegram_api_url: Option<String>,
+    chat_prompts_per_minute: Option<u32>,
 }
 
 /// Values given on the command line (they override everything else).
@@ -100,6 +115,9 @@ impl Default for BotConfig {
             ping_interval_secs: 15,
             telegram_token: None,
             discord_token: None,
+            telegram_allowed_users: Vec::new(),
+            telegram_api_url: DEFAULT_TELEGRAM_API_URL.to_owned(),
+            chat_prompts_per_minute: 20,
         }
     }
 }
@@ -154,6 +172,11 @@ impl BotConfig {
                 .unwrap_or(defaults.ping_interval_secs),
             telegram_token: None,
             discord_token: None,
+            telegram_allowed_users: file.telegram_allowed_users.unwrap_or_default(),
+            telegram_api_url: file.telegram_api_url.unwrap_or(defaults.telegram_api_url),
+            chat_prompts_per_minute: file
+                .chat_prompts_per_minute
+                .unwrap_or(defaults.chat_prompts_per_minute),
         };
 
         if let Some(v) = env("CCRM_BOT_LISTEN") {
@@ -175,6 +198,26 @@ impl BotConfig {
         if let Some(v) = env("CCRM_BOT_PING_INTERVAL_SECS") {
             cfg.ping_interval_secs =
                 parse_env("CCRM_BOT_PING_INTERVAL_SECS", &v, "a number of seconds")?;
+        }
+        if let Some(v) = env("CCRM_BOT_TELEGRAM_ALLOWED_USERS") {
+            cfg.telegram_allowed_users = v
+                .split(',')
+                .filter(|s| !s.trim().is_empty())
+                .map(|s| {
+                    parse_env(
+                        "CCRM_BOT_TELEGRAM_ALLOWED_USERS",
+                        s,
+                        "comma-separated Telegram user ids",
+                    )
+                })
+                .collect::<anyhow::Result<_>>()?;
+        }
+        if let Some(v) = env("CCRM_BOT_TELEGRAM_API_URL") {
+            cfg.telegram_api_url = v;
+        }
+        if let Some(v) = env("CCRM_BOT_CHAT_PROMPTS_PER_MINUTE") {
+            cfg.chat_prompts_per_minute =
+                parse_env("CCRM_BOT_CHAT_PROMPTS_PER_MINUTE", &v, "a number")?;
         }
         cfg.telegram_token = env("CCRM_BOT_TELEGRAM_TOKEN");
         cfg.discord_token = env("CCRM_BOT_DISCORD_TOKEN");
@@ -202,6 +245,17 @@ impl BotConfig {
         }
         if !(1..=100_000).contains(&self.events_page_max) {
             bail!("events_page_max must be between 1 and 100000");
+        }
+        if self.chat_prompts_per_minute == 0 {
+            bail!("chat_prompts_per_minute must be at least 1");
+        }
+        if !self.telegram_api_url.starts_with("http://")
+            && !self.telegram_api_url.starts_with("https://")
+        {
+            bail!(
+                "telegram_api_url must be an http(s) URL, got `{}`",
+                self.telegram_api_url
+            );
         }
         if self.ping_interval_secs == 0 {
             bail!("ping_interval_secs must be at least 1");
@@ -443,6 +497,32 @@ mod tests {
         for cfg in bad {
             assert!(cfg.validate().is_err(), "{cfg:?}");
         }
+    }
+
+    #[test]
+    fn telegram_settings_come_from_env() {
+        let over = Overrides {
+            data_dir: Some("/tmp/x".into()),
+            ..Overrides::default()
+        };
+        let cfg = load(&over, &[]).expect("defaults");
+        assert!(cfg.telegram_allowed_users.is_empty());
+        assert_eq!(cfg.telegram_api_url, DEFAULT_TELEGRAM_API_URL);
+        let cfg = load(
+            &over,
+            &[
+                ("CCRM_BOT_TELEGRAM_ALLOWED_USERS", "11, 22,"),
+                ("CCRM_BOT_TELEGRAM_API_URL", "http://127.0.0.1:9"),
+                ("CCRM_BOT_CHAT_PROMPTS_PER_MINUTE", "5"),
+            ],
+        )
+        .expect("env");
+        assert_eq!(cfg.telegram_allowed_users, vec![11, 22]);
+        assert_eq!(cfg.telegram_api_url, "http://127.0.0.1:9");
+        assert_eq!(cfg.chat_prompts_per_minute, 5);
+        assert!(load(&over, &[("CCRM_BOT_TELEGRAM_ALLOWED_USERS", "bob")]).is_err());
+        assert!(load(&over, &[("CCRM_BOT_TELEGRAM_API_URL", "ftp://x")]).is_err());
+        assert!(load(&over, &[("CCRM_BOT_CHAT_PROMPTS_PER_MINUTE", "0")]).is_err());
     }
 
     #[test]

@@ -35,8 +35,8 @@ use crate::auth::{KeyKind, bearer_token};
 use crate::db::{DbError, StoredEvent};
 use crate::hub::HubError;
 
-/// How long a REST call waits for its daemon.
-const COMMAND_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long a REST (or chat) call waits for its daemon.
+pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// An API error: status + stable code + message.
 #[derive(Debug)]
@@ -63,6 +63,13 @@ impl AppError {
             "internal",
             "internal error",
         )
+    }
+}
+
+impl std::fmt::Display for AppError {
+    /// The message users see (chat adapters show it as is).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
     }
 }
 
@@ -162,7 +169,11 @@ impl<S: Send + Sync, T: serde::de::DeserializeOwned> FromRequestParts<S> for App
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         match Query::<T>::from_request_parts(parts, state).await {
             Ok(Query(v)) => Ok(Self(v)),
-            Err(e) => Err(AppError::new(StatusCode::BAD_REQUEST, "bad_request", e.body_text())),
+            Err(e) => Err(AppError::new(
+                StatusCode::BAD_REQUEST,
+                "bad_request",
+                e.body_text(),
+            )),
         }
     }
 }
@@ -187,7 +198,7 @@ pub async fn require_user(
         None => None,
     };
     let Some(user) = user else {
-        state.hub.metrics.rejected.fetch_add(1, Ordering::Relaxed);
+        state.hub.metrics.reject();
         return AppError::new(
             StatusCode::UNAUTHORIZED,
             "unauthorized",
@@ -337,35 +348,35 @@ pub struct NewSession {
     allowed_tools: Option<Vec<String>>,
 }
 
+/// The daemon a new session goes to: the one named, else the only one online (shared by
+/// REST and the chat commands).
+pub fn pick_daemon(state: &AppState, named: Option<String>) -> Result<DaemonId, AppError> {
+    if let Some(d) = named {
+        return Ok(DaemonId(d));
+    }
+    let online = state.hub.online();
+    match online.as_slice() {
+        [one] => Ok(one.clone()),
+        [] => Err(AppError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "daemon_offline",
+            "no daemon is connected",
+        )),
+        _ => Err(AppError::new(
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            "several daemons are connected; name one in `daemon`",
+        )),
+    }
+}
+
 /// `POST /api/sessions`.
 pub async fn create_session(
     State(state): State<Arc<AppState>>,
     Extension(user): Extension<User>,
     AppJson(body): AppJson<NewSession>,
 ) -> Result<(StatusCode, Json<Value>), AppError> {
-    let daemon = match body.daemon {
-        Some(d) => DaemonId(d),
-        None => {
-            let online = state.hub.online();
-            match online.as_slice() {
-                [one] => one.clone(),
-                [] => {
-                    return Err(AppError::new(
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        "daemon_offline",
-                        "no daemon is connected",
-                    ));
-                }
-                _ => {
-                    return Err(AppError::new(
-                        StatusCode::BAD_REQUEST,
-                        "bad_request",
-                        "several daemons are connected; name one in `daemon`",
-                    ));
-                }
-            }
-        }
-    };
+    let daemon = pick_daemon(&state, body.daemon)?;
     let args = StartArgs {
         cwd: body.cwd,
         model: body.model,

@@ -53,6 +53,13 @@ pub struct Metrics {
     pub ws_clients: AtomicU64,
 }
 
+impl Metrics {
+    /// Counts one refused request.
+    pub fn reject(&self) {
+        self.rejected.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
 /// See the module docs.
 pub struct Hub {
     daemons: Mutex<HashMap<DaemonId, Conn>>,

@@ -29,18 +29,11 @@ pub async fn daemon_ws(
     headers: HeaderMap,
     ws: WebSocketUpgrade,
 ) -> Response {
-    let key = headers
-        .get("x-api-key")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default();
+    let key = crate::auth::daemon_key(&headers).unwrap_or_default();
     let row = match state.db.verify_key(key, KeyKind::Daemon).await {
         Ok(Some(row)) => row,
         Ok(None) => {
-            state
-                .hub
-                .metrics
-                .rejected
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            state.hub.metrics.reject();
             return (
                 StatusCode::UNAUTHORIZED,
                 "missing or invalid daemon API key (X-API-Key)",
@@ -227,11 +220,7 @@ async fn reject(
     tx: &mut futures::stream::SplitSink<WebSocket, Message>,
     why: &str,
 ) -> anyhow::Result<()> {
-    state
-        .hub
-        .metrics
-        .rejected
-        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    state.hub.metrics.reject();
     warn!(why, "bad frame from a daemon");
     tx.send(frame(&HubMsg::Error {
         error: ErrorBody::new(ErrorCode::BadRequest, why),
@@ -255,11 +244,7 @@ pub async fn dashboard_ws(
         Some(token) => match state.db.verify_key(token, KeyKind::User).await {
             Ok(Some(row)) => Some(row.name),
             Ok(None) => {
-                state
-                    .hub
-                    .metrics
-                    .rejected
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                state.hub.metrics.reject();
                 return (StatusCode::UNAUTHORIZED, "invalid bearer token").into_response();
             }
             Err(e) => {
@@ -319,11 +304,7 @@ async fn serve_dashboard(
             match state.db.verify_key(&token, KeyKind::User).await? {
                 Some(row) => row.name,
                 None => {
-                    state
-                        .hub
-                        .metrics
-                        .rejected
-                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    state.hub.metrics.reject();
                     let _ = tx.send(json_frame(serde_json::json!({"type": "error", "code": "unauthorized", "message": "send {\"type\":\"auth\",\"token\":\"...\"} first, or an Authorization header"}))).await;
                     let _ = tx.close().await;
                     return Ok(());
@@ -362,7 +343,7 @@ async fn serve_dashboard(
                     }
                     Ok(DashboardMsg::Auth { .. }) => {}
                     Err(e) => {
-                        state.hub.metrics.rejected.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        state.hub.metrics.reject();
                         tx.send(json_frame(serde_json::json!({"type": "error", "code": "bad_request", "message": format!("bad message: {e}")}))).await?;
                     }
                 }

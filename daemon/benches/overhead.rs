@@ -22,7 +22,6 @@ use ccrm_daemon::client::Client;
 use common::event::EventKind;
 use common::ipc::{Command, EventsArgs, PromptArgs, SessionInfo, StartArgs};
 use testkit::{ClaudeHome, FakeApi, TEST_API_KEY, claude_bin, claude_env};
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
 
 fn main() -> anyhow::Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -30,81 +29,6 @@ fn main() -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     rt.block_on(run())
-}
-
-struct Direct {
-    _child: tokio::process::Child,
-    stdin: tokio::process::ChildStdin,
-    lines: tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStdout>>,
-}
-
-impl Direct {
-    async fn start(bin: &Path, env: &[(String, String)], cwd: &Path) -> anyhow::Result<Self> {
-        let mut child = tokio::process::Command::new(bin)
-            .args([
-                "-p",
-                "--input-format",
-                "stream-json",
-                "--output-format",
-                "stream-json",
-                "--verbose",
-            ])
-            .args([
-                "--permission-prompt-tool",
-                "stdio",
-                "--include-partial-messages",
-                "--permission-mode=default",
-            ])
-            .arg(format!("--session-id={}", uuid::Uuid::new_v4()))
-            .envs(env.iter().map(|(k, v)| (k, v)))
-            .current_dir(cwd)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .kill_on_drop(true)
-            .spawn()?;
-        let stdin = child.stdin.take().context("stdin")?;
-        let stdout = child.stdout.take().context("stdout")?;
-        let mut d = Self {
-            _child: child,
-            stdin,
-            lines: tokio::io::BufReader::new(stdout).lines(),
-        };
-        d.write(r#"{"type":"control_request","request_id":"init","request":{"subtype":"initialize","hooks":null}}"#).await?;
-        d.until(|l| l.contains("\"control_response\"")).await?;
-        Ok(d)
-    }
-
-    async fn write(&mut self, line: &str) -> anyhow::Result<()> {
-        self.stdin.write_all(line.as_bytes()).await?;
-        self.stdin.write_all(b"\n").await?;
-        self.stdin.flush().await?;
-        Ok(())
-    }
-
-    async fn until(&mut self, pred: impl Fn(&str) -> bool) -> anyhow::Result<()> {
-        loop {
-            let Some(line) = self.lines.next_line().await? else {
-                bail!("claude exited")
-            };
-            if pred(&line) {
-                return Ok(());
-            }
-        }
-    }
-
-    /// One turn; returns the time to the first text delta.
-    async fn turn(&mut self, text: &str) -> anyhow::Result<Duration> {
-        let line =
-            serde_json::json!({"type":"user","message":{"role":"user","content":text}}).to_string();
-        let t0 = Instant::now();
-        self.write(&line).await?;
-        self.until(|l| l.contains("\"text_delta\"")).await?;
-        let first = t0.elapsed();
-        self.until(|l| l.starts_with("{\"type\":\"result\"") || l.contains("\"type\":\"result\""))
-            .await?;
-        Ok(first)
-    }
 }
 
 struct Daemon {
@@ -198,7 +122,7 @@ async fn run() -> anyhow::Result<()> {
     let daemon = start_daemon(dir.path(), &env, &claude)?;
     let session = start_session(&daemon.socket, &work).await?;
     let sid = session.id.to_string();
-    let mut direct = Direct::start(&claude, &env, &work).await?;
+    let mut direct = testkit::DirectClaude::start(&claude, &env, &work).await?;
 
     // A follower that reports (prompt_id, first-delta instant, result instant).
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(bool, Instant)>();
@@ -236,7 +160,7 @@ async fn run() -> anyhow::Result<()> {
         // Alternate which side goes first so neither always runs right after the other.
         let mut d = Duration::ZERO;
         if i % 2 == 0 {
-            d = direct.turn(&text).await?;
+            d = direct.turn(&text).await?.0;
         }
         let t0 = Instant::now();
         sender
@@ -258,7 +182,7 @@ async fn run() -> anyhow::Result<()> {
             first.get_or_insert(at - t0);
         }
         if i % 2 == 1 {
-            d = direct.turn(&text).await?;
+            d = direct.turn(&text).await?.0;
         }
         if i >= 3 {
             via_direct.push(d);

@@ -35,6 +35,10 @@ struct Inner {
     acked: u64,
     mem: VecDeque<LinkEvent>,
     unsynced: bool,
+    /// First seqs of the segments on disk, oldest first (the last is the current one).
+    segs: VecDeque<u64>,
+    /// `acked` changed since it was last written to disk.
+    acked_dirty: bool,
 }
 
 /// See the module docs.
@@ -134,6 +138,14 @@ impl Spool {
                 acked,
                 mem: VecDeque::new(),
                 unsynced: false,
+                segs: {
+                    let mut firsts: VecDeque<u64> = segs.iter().map(|(f, _)| *f).collect();
+                    if firsts.back() != Some(&seg_first) {
+                        firsts.push_back(seg_first);
+                    }
+                    firsts
+                },
+                acked_dirty: false,
             }),
             last: watch::channel(next_seq - 1).0,
         };
@@ -168,6 +180,7 @@ impl Spool {
                 }
                 inner.file = open_append(&self.dir.join(seg_name(seq)))?;
                 inner.seg_first = seq;
+                inner.segs.push_back(seq);
             }
             let le = LinkEvent { seq, event };
             let mut line = serde_json::to_vec(&le).map_err(std::io::Error::other)?;
@@ -186,14 +199,25 @@ impl Spool {
         Ok((seq, event))
     }
 
-    /// `fsync`s the current segment if anything was written since the last sync.
+    /// `fsync`s the current segment if anything was written since the last sync, and
+    /// writes the ack mark if it moved. Called on a timer, so both happen in batches.
     pub fn sync(&self) -> std::io::Result<()> {
         let mut inner = self.lock();
         if inner.unsynced {
             inner.file.sync_data()?;
             inner.unsynced = false;
         }
+        if inner.acked_dirty {
+            self.write_acked(inner.acked)?;
+            inner.acked_dirty = false;
+        }
         Ok(())
+    }
+
+    fn write_acked(&self, seq: u64) -> std::io::Result<()> {
+        let tmp = self.dir.join(".acked.tmp");
+        std::fs::write(&tmp, seq.to_string())?;
+        std::fs::rename(&tmp, self.dir.join("acked"))
     }
 
     /// Highest acknowledged seq.
@@ -251,34 +275,36 @@ impl Spool {
         Ok(out)
     }
 
-    /// Records that the bot committed everything up to `seq`: trims memory, deletes fully
-    /// acknowledged segments, and persists the mark.
+    /// Records that the bot committed everything up to `seq`: trims memory and deletes
+    /// segments whose events are all acknowledged. The mark itself reaches disk on the next
+    /// [`Spool::sync`] or segment deletion; a stale mark after a crash only means a few
+    /// events are sent again, which the bot ignores.
     pub fn ack(&self, seq: u64) -> std::io::Result<()> {
-        let current_first = {
-            let mut inner = self.lock();
-            let seq = seq.min(inner.next_seq - 1);
-            if seq <= inner.acked {
-                return Ok(());
+        let mut inner = self.lock();
+        let seq = seq.min(inner.next_seq - 1);
+        if seq <= inner.acked {
+            return Ok(());
+        }
+        inner.acked = seq;
+        inner.acked_dirty = true;
+        while inner.mem.front().is_some_and(|e| e.seq <= seq) {
+            inner.mem.pop_front();
+        }
+        // A segment is done when the next one starts at or below seq + 1; never the current.
+        let mut done = Vec::new();
+        while inner.segs.len() > 1 && inner.segs.get(1).is_some_and(|next| *next <= seq + 1) {
+            if let Some(first) = inner.segs.pop_front() {
+                done.push(first);
             }
-            inner.acked = seq;
-            while inner.mem.front().is_some_and(|e| e.seq <= seq) {
-                inner.mem.pop_front();
-            }
-            inner.seg_first
-        };
-        let tmp = self.dir.join(".acked.tmp");
-        std::fs::write(&tmp, seq.to_string())?;
-        std::fs::rename(&tmp, self.dir.join("acked"))?;
-        let segs = segments(&self.dir)?;
-        for (i, (first, path)) in segs.iter().enumerate() {
-            if *first == current_first {
-                break;
-            }
-            // Every event of this segment is below the next segment's first seq.
-            if let Some((next_first, _)) = segs.get(i + 1)
-                && *next_first <= seq + 1
-            {
-                std::fs::remove_file(path)?;
+        }
+        if !done.is_empty() {
+            self.write_acked(seq)?;
+            inner.acked_dirty = false;
+            for first in done {
+                match std::fs::remove_file(self.dir.join(seg_name(first))) {
+                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+                    _ => {}
+                }
             }
         }
         Ok(())
@@ -295,6 +321,7 @@ impl Spool {
         inner.mem.clear();
         inner.file = open_append(&self.dir.join(seg_name(seq + 1)))?;
         inner.seg_first = seq + 1;
+        inner.segs.push_back(seq + 1);
         drop(inner);
         self.last.send_replace(seq);
         Ok(())

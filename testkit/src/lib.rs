@@ -7,6 +7,7 @@
 //! - [`script`]: the pure keyword rules that pick a [`Reply`] from a request body.
 //! - `wire`: SSE frames, JSON Messages and error bodies for a [`Reply`].
 //! - [`home`]: [`ClaudeHome`], [`claude_env`] and [`claude_bin`].
+//! - [`telegram`]: [`FakeTelegram`], a fake Telegram Bot API for teloxide.
 //!
 //! # Example
 //!
@@ -29,13 +30,17 @@
 //! ```
 
 pub mod anthropic;
+pub mod direct;
 pub mod home;
 pub mod script;
+pub mod telegram;
 mod wire;
 
 pub use anthropic::{DEFAULT_CHUNK_DELAY, FakeApi, RecordedRequest};
+pub use direct::DirectClaude;
 pub use home::{
     ClaudeHome, TEST_API_KEY, approved_key_suffix, claude_bin, claude_env, claude_env_for_url,
     workspace_root,
 };
 pub use script::{Block, Reply};
+pub use telegram::FakeTelegram;
