@@ -164,8 +164,11 @@ impl World {
             daemon: None,
             user_token,
             daemon_key,
+            // No idle connection reuse: after a refused oversized body the server closes the
+            // connection, and a pooled client could race that close with its next request.
             http: reqwest::Client::builder()
                 .timeout(WAIT)
+                .pool_max_idle_per_host(0)
                 .build()
                 .expect("http client"),
             bot_env: bot_env
