@@ -32,6 +32,7 @@
 pub mod anthropic;
 pub mod direct;
 pub mod home;
+pub mod process;
 pub mod script;
 pub mod telegram;
 mod wire;

@@ -5,10 +5,9 @@
 //! which `cargo test --workspace` (the README's test command) always builds.
 #![allow(dead_code)]
 
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Stdio};
+use std::process::Child;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -48,74 +47,16 @@ pub fn ccrmd_bin() -> PathBuf {
     p
 }
 
-/// Spawns `program` and waits (bounded) for a stderr line containing `ready`; returns the
-/// child and that line. Later stderr goes to the test's stderr (and to `log`, if given).
 fn spawn_until(
-    mut cmd: std::process::Command,
+    cmd: std::process::Command,
     ready: &'static str,
     tag: &'static str,
     log: Option<Arc<Mutex<Vec<String>>>>,
 ) -> Result<(Child, String), String> {
-    let mut child = cmd
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| e.to_string())?;
-    let stderr = child.stderr.take().ok_or("no stderr")?;
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let mut tx = Some(tx);
-        let mut early = Vec::new();
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            eprintln!("[{tag}] {line}");
-            if let Some(log) = &log {
-                log.lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .push(strip_ansi(&line));
-            }
-            if let Some(t) = &tx {
-                if line.contains(ready) {
-                    let _ = t.send(Ok(line));
-                    tx = None;
-                } else {
-                    early.push(line);
-                }
-            }
-        }
-        if let Some(t) = tx {
-            let _ = t.send(Err(early.join("\n")));
-        }
-    });
-    match rx.recv_timeout(WAIT) {
-        Ok(Ok(line)) => Ok((child, line)),
-        Ok(Err(log)) => {
-            let _ = child.wait();
-            Err(log)
-        }
-        Err(_) => {
-            let _ = child.kill();
-            Err(format!("timed out waiting for {tag}"))
-        }
-    }
+    testkit::process::spawn_ready(cmd, ready, tag, WAIT, log)
 }
 
-fn strip_ansi(s: &str) -> String {
-    let mut out = String::new();
-    let mut chars = s.chars().peekable();
-    while let Some(c) = chars.next() {
-        if c == '\u{1b}' {
-            for c in chars.by_ref() {
-                if c.is_ascii_alphabetic() {
-                    break;
-                }
-            }
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
+use testkit::process::strip_ansi;
 
 impl World {
     /// Bot + linked daemon.

@@ -2,7 +2,6 @@
 //! state dirs, and a real `ccrmd` process driven over its real Unix socket.
 #![allow(dead_code)]
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
 use std::time::Duration;
@@ -106,44 +105,10 @@ impl Env {
 
     /// Spawns ccrmd and waits (bounded) for its "ready" log line.
     pub fn spawn_daemon(&self) -> Result<Child, String> {
-        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_ccrmd"))
-            .envs(self.env_vars())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .map_err(|e| e.to_string())?;
-        let stderr = child.stderr.take().ok_or("no stderr")?;
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let mut tx = Some(tx);
-            let mut early = Vec::new();
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                eprintln!("[ccrmd] {line}");
-                if let Some(t) = &tx {
-                    if line.contains("ccrmd ready") {
-                        let _ = t.send(Ok(()));
-                        tx = None;
-                    } else {
-                        early.push(line);
-                    }
-                }
-            }
-            if let Some(t) = tx {
-                let _ = t.send(Err(early.join("\n")));
-            }
-        });
-        match rx.recv_timeout(WAIT) {
-            Ok(Ok(())) => Ok(child),
-            Ok(Err(log)) => {
-                let _ = child.wait();
-                Err(log)
-            }
-            Err(_) => {
-                let _ = child.kill();
-                Err("timed out waiting for ccrmd".into())
-            }
-        }
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_ccrmd"));
+        cmd.envs(self.env_vars());
+        testkit::process::spawn_ready(cmd, "ccrmd ready", "ccrmd", WAIT, None)
+            .map(|(child, _)| child)
     }
 
     pub fn daemon_pid(&self) -> u32 {
