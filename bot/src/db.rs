@@ -1292,6 +1292,42 @@ impl Db {
         row.as_ref().map(chat_binding_row).transpose()
     }
 
+    /// How far `platform` has shown each session's events (see the `chat_handled` table).
+    #[tracing::instrument(skip_all)]
+    pub async fn chat_handled(&self, platform: &str) -> DbResult<Vec<(SessionId, i64)>> {
+        let rows: Vec<(String, i64)> =
+            sqlx::query_as("SELECT session_id, event_id FROM chat_handled WHERE platform = ?1")
+                .bind(platform)
+                .fetch_all(&self.pool)
+                .await?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|(s, id)| s.parse().ok().map(|s| (s, id)))
+            .collect())
+    }
+
+    /// Records that `platform` has shown `session`'s events up to row `event_id` (never moves
+    /// back).
+    #[tracing::instrument(skip_all)]
+    pub async fn set_chat_handled(
+        &self,
+        platform: &str,
+        session: &SessionId,
+        event_id: i64,
+    ) -> DbResult<()> {
+        sqlx::query(
+            "INSERT INTO chat_handled (platform, session_id, event_id) VALUES (?1, ?2, ?3)
+             ON CONFLICT (platform, session_id) DO UPDATE
+             SET event_id = MAX(event_id, excluded.event_id)",
+        )
+        .bind(platform)
+        .bind(session.to_string())
+        .bind(event_id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
     /// Every binding (loaded once at start; the chat core keeps them in memory).
     #[tracing::instrument(skip_all)]
     pub async fn chat_bindings(&self, platform: &str) -> DbResult<Vec<ChatBinding>> {

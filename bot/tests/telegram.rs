@@ -680,3 +680,51 @@ async fn an_update_is_claimed_once_and_the_offset_only_moves_forward() {
     assert_eq!(db.chat_offset("telegram").await.expect("offset"), 10);
     db.close().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_answer_the_bot_had_not_posted_when_killed_is_posted_after_the_restart() {
+    let mut t = start().await;
+    let group = t.tg.forum_group("crashy");
+    let topic = new_topic(&t, group, "held").await;
+    // Let the session's first events be shown (and recorded as shown) first.
+    wait_msg(&t.tg, group, Some(topic), |m| {
+        m.visible_text.contains("Session")
+    })
+    .await;
+    let (_, v) = t.w.get("/api/sessions").await;
+    let id = v["sessions"][0]["info"]["id"]
+        .as_str()
+        .expect("session id")
+        .to_owned();
+
+    // Telegram makes the bot wait a minute before its next message; meanwhile the turn ends
+    // and is committed, and the bot dies before it could post anything.
+    t.tg.fail_next("sendMessage", 429, Some(60));
+    t.tg.user_message(group, ALICE, "hold this", Some(topic));
+    t.tg.wait_for(WAIT, |c| c.method == "sendMessage" && c.status == 429)
+        .await
+        .expect("the 429 was served");
+    t.w.wait_stored(&id, |e| e["event"]["kind"] == "turn_result")
+        .await;
+    assert!(
+        !t.tg
+            .messages_in(group, Some(topic))
+            .iter()
+            .any(|m| m.visible_text.contains("Echo: hold this")),
+        "posted before the kill"
+    );
+    World::kill9(&mut t.w.bot);
+    t.w.start_bot();
+
+    // The restarted bot shows what was committed but not shown, once.
+    wait_msg(&t.tg, group, Some(topic), |m| {
+        m.visible_text.contains("Echo: hold this")
+    })
+    .await;
+    let count =
+        t.tg.messages_in(group, Some(topic))
+            .iter()
+            .filter(|m| m.visible_text.contains("Echo: hold this"))
+            .count();
+    assert_eq!(count, 1, "the answer is posted exactly once");
+}

@@ -105,8 +105,12 @@ pub struct ChatCore<P: ChatPlatform> {
     debounce: Mutex<HashMap<Place, mpsc::UnboundedSender<Piece>>>,
     workers: Mutex<HashMap<SessionId, mpsc::UnboundedSender<Arc<StoredEvent>>>>,
     tasks: Mutex<JoinSet<()>>,
-    /// The newest event when the core was made: [`ChatCore::run_events`] starts after it.
+    /// Where [`ChatCore::run_events`] starts: the lowest "shown up to" mark of the bound
+    /// sessions, else the newest event when the core was made.
     start_cursor: i64,
+    /// Per session, the event row id shown up to when the core was made; a worker skips
+    /// events at or below it (they were shown before a restart).
+    handled: Mutex<HashMap<SessionId, i64>>,
 }
 
 impl<P: ChatPlatform> ChatCore<P> {
@@ -126,9 +130,24 @@ impl<P: ChatPlatform> ChatCore<P> {
             };
             bindings.insert(place, b);
         }
-        let start_cursor = state.db.last_event_id().await?;
+        // Resume from the lowest "shown up to" mark of the bound sessions, so what was
+        // committed but not yet shown when the bot last stopped is shown now.
+        let last = state.db.last_event_id().await?;
+        let handled: HashMap<SessionId, i64> = state
+            .db
+            .chat_handled(platform.name())
+            .await?
+            .into_iter()
+            .filter(|(s, _)| bindings.by_session.contains_key(s))
+            .collect();
+        let start_cursor = handled
+            .values()
+            .copied()
+            .min()
+            .map_or(last, |m| m.min(last));
         Ok(Arc::new(Self {
             start_cursor,
+            handled: Mutex::new(handled),
             state,
             platform,
             allowed: allowed.into_iter().collect(),
@@ -803,6 +822,11 @@ impl<P: ChatPlatform> ChatCore<P> {
         mut rx: mpsc::UnboundedReceiver<Arc<StoredEvent>>,
     ) {
         let mut turn: Option<Turn> = None;
+        let skip_through = lock(&self.handled).remove(&session).unwrap_or(0);
+        // The first handled event is recorded at once, later ones at most once a second.
+        let mut saved = Instant::now()
+            .checked_sub(Duration::from_secs(1))
+            .unwrap_or_else(Instant::now);
         loop {
             let due = turn
                 .as_ref()
@@ -820,7 +844,24 @@ impl<P: ChatPlatform> ChatCore<P> {
                     continue;
                 }
             };
+            if ev.id <= skip_through {
+                continue;
+            }
             self.on_event(session, &ev, &mut turn).await;
+            // Persist how far this session was shown: at once after a turn's end (so a final
+            // answer is never posted twice after a restart), else at most once a second.
+            let ended = matches!(ev.event.kind, EventKind::TurnResult { .. });
+            if ended || saved.elapsed() >= Duration::from_secs(1) {
+                if let Err(e) = self
+                    .state
+                    .db
+                    .set_chat_handled(self.platform.name(), &session, ev.id)
+                    .await
+                {
+                    warn!(error = %e, "cannot record how far the chat has shown a session");
+                }
+                saved = Instant::now();
+            }
         }
     }
 
