@@ -1007,38 +1007,15 @@ async fn daemon_cmd(cli: &Cli, cmd: &DaemonCmd) -> Result<ExitCode, Failure> {
     }
 }
 
-/// Finds the `ccrmd` binary: beside this executable, else on `PATH`.
-fn find_ccrmd() -> anyhow::Result<PathBuf> {
-    if let Some(dir) = std::env::current_exe()
-        .ok()
-        .and_then(|p| p.parent().map(Path::to_path_buf))
-    {
-        let cand = dir.join("ccrmd");
-        if cand.is_file() {
-            return Ok(cand);
-        }
-    }
-    if let Some(path) = std::env::var_os("PATH") {
-        for dir in std::env::split_paths(&path) {
-            let cand = dir.join("ccrmd");
-            if cand.is_file() {
-                return Ok(cand);
-            }
-        }
-    }
-    anyhow::bail!("cannot find the ccrmd binary next to ccrm or on PATH")
-}
-
 async fn start_background(cli: &Cli, cfg: &Config, socket: &Path) -> anyhow::Result<u32> {
     use std::os::unix::fs::OpenOptionsExt;
-    use std::os::unix::process::CommandExt;
     crate::lifecycle::private_dir(&cfg.state_dir)?;
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
         .mode(0o600)
         .open(cfg.log_path())?;
-    let mut cmd = std::process::Command::new(find_ccrmd()?);
+    let mut cmd = std::process::Command::new(crate::up::find_bin("ccrmd")?);
     if let Some(c) = &cli.config {
         cmd.arg("--config").arg(c);
     }
@@ -1048,38 +1025,20 @@ async fn start_background(cli: &Cli, cfg: &Config, socket: &Path) -> anyhow::Res
             cmd.arg("--runtime-dir").arg(dir);
         }
     }
-    let mut child = cmd
+    // Not killed when `ccrm` exits: the daemon lives on in its own process group.
+    let mut child = tokio::process::Command::from(cmd)
         .stdin(std::process::Stdio::null())
         .stdout(log.try_clone()?)
         .stderr(log)
         .process_group(0)
         .spawn()?;
-    let pid = child.id();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Some(status) = child.try_wait()? {
-            let tail = std::fs::read_to_string(cfg.log_path()).unwrap_or_default();
-            let tail: Vec<&str> = tail
-                .lines()
-                .rev()
-                .take(5)
-                .collect::<Vec<_>>()
-                .into_iter()
-                .rev()
-                .collect();
-            anyhow::bail!("ccrmd exited at start ({status}):\n{}", tail.join("\n"));
+    let pid = child.id().unwrap_or(0);
+    crate::up::wait_until("ccrmd", &mut child, &cfg.log_path(), || async {
+        match Client::connect(socket).await {
+            Ok(mut c) => c.call(Command::DaemonStatus(NoArgs {})).await.is_ok(),
+            Err(_) => false,
         }
-        if let Ok(mut c) = Client::connect(socket).await
-            && c.call(Command::DaemonStatus(NoArgs {})).await.is_ok()
-        {
-            return Ok(pid);
-        }
-        if Instant::now() > deadline {
-            anyhow::bail!(
-                "ccrmd did not come up within 30 s; see {}",
-                cfg.log_path().display()
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+    })
+    .await?;
+    Ok(pid)
 }

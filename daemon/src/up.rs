@@ -155,7 +155,9 @@ fn bound_addr(log: &Path, from: u64) -> Option<SocketAddr> {
         })
 }
 
-async fn wait_until<F, Fut>(
+/// Waits (30 s at most) until `ready` holds, failing with the tail of `log` if `child`
+/// exits first.
+pub(crate) async fn wait_until<F, Fut>(
     what: &str,
     child: &mut tokio::process::Child,
     log: &Path,
