@@ -505,23 +505,8 @@ pub async fn session_stream(
     let stream = async_stream(move |tx| async move {
         let _guard = ClientGuard::new(&st);
         let mut last = after;
-        loop {
-            let page = match st.db.events_after(&id, last, 500).await {
-                Ok(p) => p,
-                Err(e) => {
-                    error!(error = %e, "sse backlog read failed");
-                    return;
-                }
-            };
-            if page.is_empty() {
-                break;
-            }
-            for ev in &page {
-                last = ev.id;
-                if tx.send(sse_event(ev)).await.is_err() {
-                    return;
-                }
-            }
+        if !replay_stored(&st, &id, &mut last, &tx).await {
+            return;
         }
         loop {
             match live.recv().await {
@@ -534,21 +519,10 @@ pub async fn session_stream(
                         return;
                     }
                 }
+                // Too slow for the live feed: catch up from the database.
                 Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
-                    // Too slow for the live feed: catch up from the database.
-                    loop {
-                        let Ok(page) = st.db.events_after(&id, last, 500).await else {
-                            return;
-                        };
-                        if page.is_empty() {
-                            break;
-                        }
-                        for ev in &page {
-                            last = ev.id;
-                            if tx.send(sse_event(ev)).await.is_err() {
-                                return;
-                            }
-                        }
+                    if !replay_stored(&st, &id, &mut last, &tx).await {
+                        return;
                     }
                 }
                 Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
@@ -556,6 +530,34 @@ pub async fn session_stream(
         }
     });
     Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
+}
+
+/// Sends the stored events of `id` after `last` (advancing it); `false` when the client
+/// went away or the database failed.
+async fn replay_stored(
+    st: &AppState,
+    id: &SessionId,
+    last: &mut i64,
+    tx: &tokio::sync::mpsc::Sender<SseEvent>,
+) -> bool {
+    loop {
+        let page = match st.db.events_after(id, *last, 500).await {
+            Ok(p) => p,
+            Err(e) => {
+                error!(error = %e, "sse backlog read failed");
+                return false;
+            }
+        };
+        if page.is_empty() {
+            return true;
+        }
+        for ev in &page {
+            *last = ev.id;
+            if tx.send(sse_event(ev)).await.is_err() {
+                return false;
+            }
+        }
+    }
 }
 
 /// Counts open streaming clients for `/metrics`.
