@@ -879,17 +879,7 @@ impl<P: ChatPlatform> ChatCore<P> {
 
     async fn flush(&self, t: &mut Turn) {
         t.dirty = false;
-        t.last_edit = Instant::now();
-        let text = t.progress_text(Phase::Running);
-        for (place, id) in &t.progress {
-            if let Err(e) = self
-                .platform
-                .edit(place, id, &Outgoing::text(text.clone()))
-                .await
-            {
-                warn!(error = %e, "progress edit failed");
-            }
-        }
+        self.edit_progress(t, Phase::Running).await;
         t.last_edit = Instant::now();
     }
 
