@@ -272,6 +272,20 @@ pub fn classify(v: &Value) -> ChildMsg {
     }
 }
 
+/// The arguments that put the CLI in stream-json mode with permission prompts on stdio
+/// (claude-protocol.md §1.1). ccrmd starts every child with them, and the benchmarks' direct
+/// baseline uses the same ones.
+pub const STREAM_JSON_ARGS: &[&str] = &[
+    "-p",
+    "--input-format",
+    "stream-json",
+    "--output-format",
+    "stream-json",
+    "--verbose",
+    "--permission-prompt-tool",
+    "stdio",
+];
+
 /// The stdin line that starts (or queues) a turn.
 pub fn user_line(text: &str) -> Value {
     json!({"type": "user", "message": {"role": "user", "content": text}, "parent_tool_use_id": null})

@@ -988,19 +988,10 @@ impl Actor {
 
     fn spawn_child(&mut self, resume: bool) -> anyhow::Result<()> {
         let cfg = &self.ctx.cfg;
-        let mut args: Vec<String> = [
-            "-p",
-            "--input-format",
-            "stream-json",
-            "--output-format",
-            "stream-json",
-            "--verbose",
-            "--permission-prompt-tool",
-            "stdio",
-        ]
-        .iter()
-        .map(|s| (*s).to_owned())
-        .collect();
+        let mut args: Vec<String> = child::STREAM_JSON_ARGS
+            .iter()
+            .map(|s| (*s).to_owned())
+            .collect();
         if cfg.partial_messages {
             args.push("--include-partial-messages".into());
         }

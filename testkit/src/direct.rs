@@ -24,20 +24,8 @@ impl DirectClaude {
     /// Starts claude in `cwd` with `env` and waits for its `initialize` answer.
     pub async fn start(bin: &Path, env: &[(String, String)], cwd: &Path) -> anyhow::Result<Self> {
         let mut child = tokio::process::Command::new(bin)
-            .args([
-                "-p",
-                "--input-format",
-                "stream-json",
-                "--output-format",
-                "stream-json",
-                "--verbose",
-            ])
-            .args([
-                "--permission-prompt-tool",
-                "stdio",
-                "--include-partial-messages",
-                "--permission-mode=default",
-            ])
+            .args(common::child::STREAM_JSON_ARGS)
+            .args(["--include-partial-messages", "--permission-mode=default"])
             .arg(format!("--session-id={}", uuid::Uuid::new_v4()))
             .envs(env.iter().map(|(k, v)| (k, v)))
             .current_dir(cwd)
