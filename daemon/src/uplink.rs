@@ -288,29 +288,15 @@ async fn connection(
 }
 
 async fn run_command(daemon: &Daemon, req_id: u64, cmd: Command) -> DaemonMsg {
-    if Daemon::is_stream(&cmd) {
-        return DaemonMsg::Reply {
-            req_id,
-            ok: false,
-            data: None,
-            error: Some(ErrorBody::new(
-                ErrorCode::BadRequest,
-                "streaming commands are not available over the uplink; events arrive on their own",
-            )),
-        };
-    }
-    if matches!(cmd, Command::DaemonStop(_)) {
-        return DaemonMsg::Reply {
-            req_id,
-            ok: false,
-            data: None,
-            error: Some(ErrorBody::new(
-                ErrorCode::BadRequest,
-                "the bot cannot stop a daemon",
-            )),
-        };
-    }
-    match daemon.execute(cmd).await {
+    let refused = |why: &str| Err(ErrorBody::new(ErrorCode::BadRequest, why));
+    let result = if Daemon::is_stream(&cmd) {
+        refused("streaming commands are not available over the uplink; events arrive on their own")
+    } else if matches!(cmd, Command::DaemonStop(_)) {
+        refused("the bot cannot stop a daemon")
+    } else {
+        daemon.execute(cmd).await
+    };
+    match result {
         Ok(data) => DaemonMsg::Reply {
             req_id,
             ok: true,
