@@ -19,6 +19,9 @@ pub const DEFAULT_LISTEN: &str = "127.0.0.1:7878";
 /// The Telegram Bot API.
 pub const DEFAULT_TELEGRAM_API_URL: &str = "https://api.telegram.org";
 
+/// Discord's API host (serenity appends `/api/v10/...`).
+pub const DEFAULT_DISCORD_API_URL: &str = "https://discord.com";
+
 /// The database file's name inside `data_dir`.
 pub const DB_FILE: &str = "ccrm.db";
 
@@ -47,8 +50,20 @@ pub struct BotConfig {
     pub telegram_allowed_users: Vec<i64>,
     /// The Telegram Bot API base URL (tests point it at a loopback fake).
     pub telegram_api_url: String,
+    /// Discord user ids allowed to drive sessions.
+    pub discord_allowed_users: Vec<u64>,
+    /// Discord role ids whose members may drive sessions.
+    pub discord_allowed_roles: Vec<u64>,
+    /// Discord servers (guild ids) to register the slash commands in.
+    pub discord_guilds: Vec<u64>,
+    /// Register the slash commands globally too (always, when no guild is configured).
+    pub discord_global_commands: bool,
+    /// Discord's API host (tests point it at a loopback fake).
+    pub discord_api_url: String,
     /// Prompts one chat user may send per minute.
     pub chat_prompts_per_minute: u32,
+    /// The directory `/new` uses when given none (on the session's daemon).
+    pub chat_default_dir: Option<PathBuf>,
 }
 
 impl fmt::Debug for BotConfig {
@@ -64,7 +79,13 @@ impl fmt::Debug for BotConfig {
             .field("discord_token", &redact(self.discord_token.as_ref()))
             .field("telegram_allowed_users", &self.telegram_allowed_users)
             .field("telegram_api_url", &self.telegram_api_url)
+            .field("discord_allowed_users", &self.discord_allowed_users)
+            .field("discord_allowed_roles", &self.discord_allowed_roles)
+            .field("discord_guilds", &self.discord_guilds)
+            .field("discord_global_commands", &self.discord_global_commands)
+            .field("discord_api_url", &self.discord_api_url)
             .field("chat_prompts_per_minute", &self.chat_prompts_per_minute)
+            .field("chat_default_dir", &self.chat_default_dir)
             .finish()
     }
 }
@@ -89,7 +110,13 @@ pub struct FileConfig {
     ping_interval_secs: Option<u64>,
     telegram_allowed_users: Option<Vec<i64>>,
     telegram_api_url: Option<String>,
+    discord_allowed_users: Option<Vec<u64>>,
+    discord_allowed_roles: Option<Vec<u64>>,
+    discord_guilds: Option<Vec<u64>>,
+    discord_global_commands: Option<bool>,
+    discord_api_url: Option<String>,
     chat_prompts_per_minute: Option<u32>,
+    chat_default_dir: Option<PathBuf>,
 }
 
 /// Values given on the command line (they override everything else).
@@ -117,7 +144,13 @@ impl Default for BotConfig {
             discord_token: None,
             telegram_allowed_users: Vec::new(),
             telegram_api_url: DEFAULT_TELEGRAM_API_URL.to_owned(),
+            discord_allowed_users: Vec::new(),
+            discord_allowed_roles: Vec::new(),
+            discord_guilds: Vec::new(),
+            discord_global_commands: false,
+            discord_api_url: DEFAULT_DISCORD_API_URL.to_owned(),
             chat_prompts_per_minute: 20,
+            chat_default_dir: None,
         }
     }
 }
@@ -174,9 +207,15 @@ impl BotConfig {
             discord_token: None,
             telegram_allowed_users: file.telegram_allowed_users.unwrap_or_default(),
             telegram_api_url: file.telegram_api_url.unwrap_or(defaults.telegram_api_url),
+            discord_allowed_users: file.discord_allowed_users.unwrap_or_default(),
+            discord_allowed_roles: file.discord_allowed_roles.unwrap_or_default(),
+            discord_guilds: file.discord_guilds.unwrap_or_default(),
+            discord_global_commands: file.discord_global_commands.unwrap_or_default(),
+            discord_api_url: file.discord_api_url.unwrap_or(defaults.discord_api_url),
             chat_prompts_per_minute: file
                 .chat_prompts_per_minute
                 .unwrap_or(defaults.chat_prompts_per_minute),
+            chat_default_dir: file.chat_default_dir,
         };
 
         if let Some(v) = env("CCRM_BOT_LISTEN") {
@@ -200,20 +239,45 @@ impl BotConfig {
                 parse_env("CCRM_BOT_PING_INTERVAL_SECS", &v, "a number of seconds")?;
         }
         if let Some(v) = env("CCRM_BOT_TELEGRAM_ALLOWED_USERS") {
-            cfg.telegram_allowed_users = v
-                .split(',')
-                .filter(|s| !s.trim().is_empty())
-                .map(|s| {
-                    parse_env(
-                        "CCRM_BOT_TELEGRAM_ALLOWED_USERS",
-                        s,
-                        "comma-separated Telegram user ids",
-                    )
-                })
-                .collect::<anyhow::Result<_>>()?;
+            cfg.telegram_allowed_users = parse_list(
+                "CCRM_BOT_TELEGRAM_ALLOWED_USERS",
+                &v,
+                "comma-separated Telegram user ids",
+            )?;
         }
         if let Some(v) = env("CCRM_BOT_TELEGRAM_API_URL") {
             cfg.telegram_api_url = v;
+        }
+        if let Some(v) = env("CCRM_BOT_DISCORD_ALLOWED_USERS") {
+            cfg.discord_allowed_users = parse_list(
+                "CCRM_BOT_DISCORD_ALLOWED_USERS",
+                &v,
+                "comma-separated Discord user ids",
+            )?;
+        }
+        if let Some(v) = env("CCRM_BOT_DISCORD_ALLOWED_ROLES") {
+            cfg.discord_allowed_roles = parse_list(
+                "CCRM_BOT_DISCORD_ALLOWED_ROLES",
+                &v,
+                "comma-separated Discord role ids",
+            )?;
+        }
+        if let Some(v) = env("CCRM_BOT_DISCORD_GUILDS") {
+            cfg.discord_guilds = parse_list(
+                "CCRM_BOT_DISCORD_GUILDS",
+                &v,
+                "comma-separated Discord server (guild) ids",
+            )?;
+        }
+        if let Some(v) = env("CCRM_BOT_DISCORD_GLOBAL_COMMANDS") {
+            cfg.discord_global_commands =
+                parse_env("CCRM_BOT_DISCORD_GLOBAL_COMMANDS", &v, "true or false")?;
+        }
+        if let Some(v) = env("CCRM_BOT_DISCORD_API_URL") {
+            cfg.discord_api_url = v;
+        }
+        if let Some(v) = env("CCRM_BOT_CHAT_DEFAULT_DIR") {
+            cfg.chat_default_dir = Some(v.into());
         }
         if let Some(v) = env("CCRM_BOT_CHAT_PROMPTS_PER_MINUTE") {
             cfg.chat_prompts_per_minute =
@@ -249,12 +313,20 @@ impl BotConfig {
         if self.chat_prompts_per_minute == 0 {
             bail!("chat_prompts_per_minute must be at least 1");
         }
-        if !self.telegram_api_url.starts_with("http://")
-            && !self.telegram_api_url.starts_with("https://")
+        for (key, url) in [
+            ("telegram_api_url", &self.telegram_api_url),
+            ("discord_api_url", &self.discord_api_url),
+        ] {
+            if !url.starts_with("http://") && !url.starts_with("https://") {
+                bail!("{key} must be an http(s) URL, got `{url}`");
+            }
+        }
+        if let Some(d) = &self.chat_default_dir
+            && !d.is_absolute()
         {
             bail!(
-                "telegram_api_url must be an http(s) URL, got `{}`",
-                self.telegram_api_url
+                "chat_default_dir must be an absolute path, got `{}`",
+                d.display()
             );
         }
         if self.ping_interval_secs == 0 {
@@ -292,6 +364,14 @@ fn parse_env<T: std::str::FromStr>(var: &str, value: &str, what: &str) -> anyhow
         .trim()
         .parse()
         .map_err(|_| anyhow::anyhow!("{var} must be {what}, got `{value}`"))
+}
+
+fn parse_list<T: std::str::FromStr>(var: &str, value: &str, what: &str) -> anyhow::Result<Vec<T>> {
+    value
+        .split(',')
+        .filter(|s| !s.trim().is_empty())
+        .map(|s| parse_env(var, s, what))
+        .collect()
 }
 
 fn read_file(path: &Path) -> anyhow::Result<FileConfig> {
@@ -523,6 +603,55 @@ mod tests {
         assert!(load(&over, &[("CCRM_BOT_TELEGRAM_ALLOWED_USERS", "bob")]).is_err());
         assert!(load(&over, &[("CCRM_BOT_TELEGRAM_API_URL", "ftp://x")]).is_err());
         assert!(load(&over, &[("CCRM_BOT_CHAT_PROMPTS_PER_MINUTE", "0")]).is_err());
+    }
+
+    #[test]
+    fn discord_settings_from_file_and_env() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = write(
+            dir.path(),
+            "discord_guilds = [5]\ndiscord_allowed_roles = [9]\nchat_default_dir = \"/srv\"\n",
+        );
+        let over = Overrides {
+            config_file: Some(file),
+            data_dir: Some("/tmp/x".into()),
+            ..Overrides::default()
+        };
+        let cfg = load(&over, &[]).expect("file");
+        assert_eq!(cfg.discord_guilds, vec![5]);
+        assert_eq!(cfg.discord_allowed_roles, vec![9]);
+        assert!(cfg.discord_allowed_users.is_empty() && !cfg.discord_global_commands);
+        assert_eq!(cfg.discord_api_url, DEFAULT_DISCORD_API_URL);
+        assert_eq!(cfg.chat_default_dir, Some(PathBuf::from("/srv")));
+        let cfg = load(
+            &over,
+            &[
+                ("CCRM_BOT_DISCORD_ALLOWED_USERS", "123456789012345678,2"),
+                ("CCRM_BOT_DISCORD_GUILDS", "7"),
+                ("CCRM_BOT_DISCORD_GLOBAL_COMMANDS", "true"),
+                ("CCRM_BOT_DISCORD_API_URL", "http://127.0.0.1:9"),
+            ],
+        )
+        .expect("env");
+        assert_eq!(cfg.discord_allowed_users, vec![123_456_789_012_345_678, 2]);
+        assert_eq!(cfg.discord_guilds, vec![7]);
+        assert!(cfg.discord_global_commands);
+        assert_eq!(cfg.discord_api_url, "http://127.0.0.1:9");
+        for bad in [
+            ("CCRM_BOT_DISCORD_ALLOWED_ROLES", "admins"),
+            ("CCRM_BOT_DISCORD_GLOBAL_COMMANDS", "maybe"),
+            ("CCRM_BOT_DISCORD_API_URL", "discord.com"),
+            ("CCRM_BOT_CHAT_DEFAULT_DIR", "relative/dir"),
+        ] {
+            let err = load(&over, &[bad]).expect_err(bad.0);
+            assert!(
+                err.to_string()
+                    .to_lowercase()
+                    .contains(&bad.0[9..].to_lowercase())
+                    || err.to_string().contains(bad.0),
+                "{err}"
+            );
+        }
     }
 
     #[test]

@@ -1442,6 +1442,36 @@ impl Db {
         }
         Ok(done.rows_affected() == 1)
     }
+
+    /// Claims platform message `id` (a Discord snowflake): true the first time. Unlike
+    /// [`Db::chat_claim_update`], ids are not sequential, so old claims are trimmed by age:
+    /// those seen more than `keep_ms` ago (callers only ever look back less than that).
+    #[tracing::instrument(skip_all)]
+    pub async fn chat_claim_message(
+        &self,
+        platform: &str,
+        id: i64,
+        now_ms: u64,
+        keep_ms: u64,
+    ) -> DbResult<bool> {
+        let done = sqlx::query(
+            "INSERT INTO chat_updates (platform, update_id, seen_ms) VALUES (?1, ?2, ?3)
+             ON CONFLICT (platform, update_id) DO NOTHING",
+        )
+        .bind(platform)
+        .bind(id)
+        .bind(int(now_ms)?)
+        .execute(&self.pool)
+        .await?;
+        if id % 256 == 0 {
+            sqlx::query("DELETE FROM chat_updates WHERE platform = ?1 AND seen_ms < ?2")
+                .bind(platform)
+                .bind(int(now_ms.saturating_sub(keep_ms))?)
+                .execute(&self.pool)
+                .await?;
+        }
+        Ok(done.rows_affected() == 1)
+    }
 }
 
 impl Db {

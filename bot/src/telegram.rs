@@ -42,7 +42,10 @@ use tracing::{info, warn};
 use crate::AppState;
 use crate::chat::core::ChatCore;
 use crate::chat::ratelimit::{Outbound, OutboundQuotas};
-use crate::chat::{ChatCommand, ChatPlatform, Incoming, Input, Outgoing, Place, Sender};
+use crate::chat::render::Rich;
+use crate::chat::{
+    Access, ChatCommand, ChatPlatform, Incoming, Input, NewArgs, Outgoing, Place, Sender,
+};
 use crate::db::Db;
 
 /// The `platform` name in the `chat_*` tables.
@@ -83,6 +86,9 @@ pub enum TgCommand {
     /// Bind an existing session here.
     #[command(description = "show an existing session here: /bind <id or name>")]
     Bind(String),
+    /// Send a prompt at once.
+    #[command(description = "send a prompt at once: /prompt <text>")]
+    Prompt(String),
     /// Help.
     #[command(description = "show help")]
     Help,
@@ -94,12 +100,13 @@ pub enum TgCommand {
 impl From<TgCommand> for ChatCommand {
     fn from(c: TgCommand) -> Self {
         match c {
-            TgCommand::New(a) => Self::New(a),
+            TgCommand::New(a) => Self::New(NewArgs::parse(&a)),
             TgCommand::List => Self::List,
             TgCommand::Status => Self::Status,
             TgCommand::Stop => Self::Stop,
             TgCommand::Interrupt => Self::Interrupt,
             TgCommand::Bind(a) => Self::Bind(a),
+            TgCommand::Prompt(a) => Self::Prompt(a),
             TgCommand::Help | TgCommand::Start => Self::Help,
         }
     }
@@ -217,6 +224,24 @@ impl ChatPlatform for Telegram {
         TEXT_LIMIT
     }
 
+    fn measure(&self, text: &Rich) -> usize {
+        // Telegram counts the text after entity parsing, in UTF-16 code units.
+        text.len()
+    }
+
+    fn answer_parts(&self) -> usize {
+        // Past 4096 characters an answer reads better as a file than as a run of messages.
+        1
+    }
+
+    fn new_usage(&self) -> &'static str {
+        "/new <dir> [name] [daemon=<id>]"
+    }
+
+    fn link(&self, _place: &Place) -> Option<String> {
+        None
+    }
+
     async fn send(&self, to: &Place, msg: &Outgoing) -> anyhow::Result<String> {
         let chat = chat_id(&to.chat)?;
         let thread = thread_id(to);
@@ -275,8 +300,11 @@ impl ChatPlatform for Telegram {
         to: &Place,
         name: &str,
         bytes: Vec<u8>,
-        caption: &str,
+        caption: &Rich,
     ) -> anyhow::Result<()> {
+        // A document caption holds only 1024 characters: the text goes first, on its own.
+        self.send(to, &Outgoing::text(caption.clone())).await?;
+        let caption = "Full answer";
         let chat = chat_id(&to.chat)?;
         let thread = thread_id(to);
         let name = name.to_owned();
@@ -305,6 +333,10 @@ impl ChatPlatform for Telegram {
             chat: chat.to_owned(),
             thread: Some(topic.thread_id.0.0.to_string()),
         })
+    }
+
+    async fn answer(&self, to: &Place, _reply: Option<&str>, msg: &Outgoing) -> anyhow::Result<()> {
+        self.send(to, msg).await.map(drop)
     }
 }
 
@@ -336,6 +368,7 @@ fn sender(u: &teloxide::types::User) -> Sender {
             .username
             .as_ref()
             .map_or_else(|| u.first_name.clone(), |n| format!("@{n}")),
+        roles: Vec::new(),
     }
 }
 
@@ -377,6 +410,9 @@ async fn on_message(upd: Update, msg: Message, ctx: Arc<Ctx>) -> Result<(), Requ
         place: place_of(&msg),
         from: sender(from),
         threads: is_forum(&msg),
+        direct: true,
+        msg_id: u64::try_from(msg.id.0).ok(),
+        reply: None,
         input,
     };
     // Quick: prompts go into the debounce buffer, commands into core tasks.
@@ -395,12 +431,15 @@ async fn on_callback(upd: Update, q: CallbackQuery, ctx: Arc<Ctx>) -> Result<(),
         place: place_of(m),
         from: sender(&q.from),
         threads: is_forum(m),
+        direct: true,
+        msg_id: None,
+        reply: None,
         input: Input::Button(data),
     };
     // Deciding waits for a daemon: do it in a core task so this handler returns at once.
     let core = ctx.core.clone();
     ctx.core.spawn(async move {
-        let toast = core.handle(inc).await.unwrap_or_default();
+        let toast = core.handle(inc).await.map(|a| a.text).unwrap_or_default();
         let platform = core.platform();
         let answer = platform
             .call(None, |_| {
@@ -537,7 +576,7 @@ pub async fn run(
         .parse()
         .map_err(|e| anyhow::anyhow!("telegram_api_url: {e}"))?;
     let bot = Bot::new(token).set_api_url(url);
-    let allowed = state.cfg.telegram_allowed_users.iter().map(i64::to_string);
+    let allowed = Access::users(state.cfg.telegram_allowed_users.iter().map(i64::to_string));
     let core = ChatCore::new(
         state.clone(),
         Telegram::new(bot.clone()),

@@ -36,6 +36,7 @@
 //! | `SLOWTOOL[:<n>]` | Bash that prints `tick <i>` once a second for `n` (30) seconds, then `Done.` |
 //! | `SLOW`, `SLOW:<n>`, `SLOW:<n>:<ms>` | `n` (30) text deltas `chunk<i> ` (i from 0), the server's chunk delay (or `ms`) apart |
 //! | `LONG:<n>` | one text of exactly `n` characters, a newline every 80 |
+//! | `CODE:<n>` | one text of exactly `n` characters (`n` ≥ 100): prose, a fenced ` ```rust ` block across its middle third, prose |
 //! | `DELTAS:<n>` | `n` text deltas `d<i> ` with no delay |
 //! | `ERR<code>` | HTTP `code` with an Anthropic error body, streaming or not |
 //! | `TRUNC` | streaming: the connection is cut mid-message; non-streaming: `Recovered.` |
@@ -258,6 +259,9 @@ pub fn keyword_reply(text: &str, rounds: usize, last_result: &str) -> Reply {
         }
         ("SLOW", arg) => slow_reply(arg).unwrap_or_else(echo),
         ("LONG", Some(n)) => parse_count(n).map_or_else(echo, |n| Reply::Text(long_text(n))),
+        ("CODE", Some(n)) => parse_count(n)
+            .filter(|n| *n >= 100)
+            .map_or_else(echo, |n| Reply::Text(code_text(n))),
         ("DELTAS", Some(n)) => parse_count(n).map_or_else(echo, |n| Reply::Chunks {
             deltas: (0..n).map(|i| format!("d{i} ")).collect(),
             delay: Some(Duration::ZERO),
@@ -305,6 +309,33 @@ pub fn long_text(n: usize) -> String {
             out.push(char::from(PATTERN[i % PATTERN.len()]));
         }
     }
+    out
+}
+
+/// Exactly `n` characters (`n` ≥ 100) of Markdown: [`long_text`] prose, then a
+/// ` ```rust ` fence holding numbered code lines over about the middle third, then prose
+/// again. For checking that a chat adapter splits long answers without breaking a block.
+pub fn code_text(n: usize) -> String {
+    let open = "\n```rust\n";
+    let close = "```\n";
+    let head = n / 3;
+    let code_len = n / 3;
+    let mut code = String::new();
+    let mut i = 0;
+    loop {
+        let line = format!("let value_{i} = compute({i}); // step {i}\n");
+        if code.len() + line.len() > code_len {
+            break;
+        }
+        code.push_str(&line);
+        i += 1;
+    }
+    let mut out = long_text(head);
+    out.push_str(open);
+    out.push_str(&code);
+    out.push_str(close);
+    let rest = n.saturating_sub(out.chars().count());
+    out.push_str(&long_text(rest));
     out
 }
 
@@ -678,6 +709,12 @@ mod tests {
 
     #[test]
     fn long_and_deltas() {
+        let Reply::Text(t) = keyword_reply("CODE:5000", 0, "") else {
+            panic!("expected text");
+        };
+        assert_eq!(t.chars().count(), 5000);
+        assert_eq!(t.matches("```").count(), 2, "one fenced block");
+        assert!(t.contains("\n```rust\nlet value_0 = compute(0);"));
         let Reply::Text(t) = keyword_reply("LONG:1000", 0, "") else {
             panic!("expected text");
         };

@@ -33,7 +33,10 @@ use tracing::{error, warn};
 
 use super::ratelimit::Inbound;
 use super::render::{self, Rich};
-use super::{Button, ChatCommand, ChatPlatform, Incoming, Input, Outgoing, Place, Sender};
+use super::{
+    Access, Ack, Button, ButtonStyle, ChatCommand, ChatPlatform, Incoming, Input, NewArgs,
+    Outgoing, Place, Sender,
+};
 use crate::AppState;
 use crate::db::{ChatApprovalRow, ChatBinding, DbError, StoredEvent};
 use crate::http::{AppError, COMMAND_TIMEOUT, pick_daemon};
@@ -92,13 +95,15 @@ impl Bindings {
 struct Piece {
     from: Sender,
     text: String,
+    /// The platform's message id (see [`Incoming::msg_id`]).
+    order: Option<u64>,
 }
 
 /// See the module docs.
 pub struct ChatCore<P: ChatPlatform> {
     state: Arc<AppState>,
     platform: P,
-    allowed: HashSet<String>,
+    access: Access,
     inbound: Inbound,
     refused: Mutex<HashSet<String>>,
     bindings: Mutex<Bindings>,
@@ -114,12 +119,12 @@ pub struct ChatCore<P: ChatPlatform> {
 }
 
 impl<P: ChatPlatform> ChatCore<P> {
-    /// A core for `platform`, with the bindings stored for it. `allowed` holds platform
-    /// user ids; `prompts_per_minute` limits prompts per user.
+    /// A core for `platform`, with the bindings stored for it. `access` says who may use
+    /// it; `prompts_per_minute` limits prompts per user.
     pub async fn new(
         state: Arc<AppState>,
         platform: P,
-        allowed: impl IntoIterator<Item = String>,
+        access: Access,
         prompts_per_minute: u32,
     ) -> anyhow::Result<Arc<Self>> {
         let mut bindings = Bindings::default();
@@ -150,7 +155,7 @@ impl<P: ChatPlatform> ChatCore<P> {
             handled: Mutex::new(handled),
             state,
             platform,
-            allowed: allowed.into_iter().collect(),
+            access,
             inbound: Inbound::new(prompts_per_minute),
             refused: Mutex::default(),
             bindings: Mutex::new(bindings),
@@ -163,6 +168,26 @@ impl<P: ChatPlatform> ChatCore<P> {
     /// The platform.
     pub fn platform(&self) -> &P {
         &self.platform
+    }
+
+    /// True when `who` may use the bot (adapters use it to answer refusals privately).
+    pub fn allows(&self, who: &Sender) -> bool {
+        self.access.allows(who)
+    }
+
+    /// False for chatter the bot ignores: text in a place with no session, not addressed
+    /// to the bot (not even the allowlist or the audit log hear of it).
+    pub fn concerns(&self, inc: &Incoming) -> bool {
+        !matches!(inc.input, Input::Text(_)) || inc.direct || self.binding(&inc.place).is_some()
+    }
+
+    /// Every bound place with the time (Unix ms) it was bound.
+    pub fn bound_places(&self) -> Vec<(Place, u64)> {
+        lock(&self.bindings)
+            .by_place
+            .iter()
+            .map(|(p, b)| (p.clone(), b.created_ms))
+            .collect()
     }
 
     /// Runs `fut` as a task owned by the core (finished ones are reaped here).
@@ -237,30 +262,18 @@ impl<P: ChatPlatform> ChatCore<P> {
             .unwrap_or_default()
     }
 
-    /// Handles one inbound message or button press. Returns the text to acknowledge a
-    /// button press with (adapters that must answer presses show it; `None` for messages).
-    pub async fn handle(self: &Arc<Self>, inc: Incoming) -> Option<String> {
-        if !self.allowed.contains(&inc.from.id) {
-            let what = match &inc.input {
-                Input::Text(_) => "text",
-                Input::Command(_) => "command",
-                Input::Button(_) => "button",
-            };
-            self.audit(
-                &inc.from,
-                "chat.refused",
-                &inc.place.chat,
-                json!({"input": what, "name": inc.from.name}),
-            )
-            .await;
-            let first = lock(&self.refused).insert(inc.from.id.clone());
-            if first && !matches!(inc.input, Input::Button(_)) {
-                self.reply(
-                    &inc.place,
-                    Rich::text("Sorry, you are not allowed to use this bot."),
-                );
-            }
-            return matches!(inc.input, Input::Button(_)).then(|| "Not allowed".to_owned());
+    /// Handles one inbound message or button press. Returns how a button press went
+    /// (adapters that must answer presses show it; `None` for messages and commands).
+    pub async fn handle(self: &Arc<Self>, inc: Incoming) -> Option<Ack> {
+        if !self.concerns(&inc) {
+            return None;
+        }
+        if !self.access.allows(&inc.from) {
+            self.refuse(&inc).await;
+            return matches!(inc.input, Input::Button(_)).then(|| Ack {
+                text: "Not allowed".to_owned(),
+                ok: false,
+            });
         }
         match inc.input.clone() {
             Input::Text(text) => {
@@ -276,13 +289,52 @@ impl<P: ChatPlatform> ChatCore<P> {
         }
     }
 
+    /// Audits a refused input and says so: every time when the input awaits an answer in
+    /// place (a Discord command), else once per user.
+    async fn refuse(self: &Arc<Self>, inc: &Incoming) {
+        let what = match &inc.input {
+            Input::Text(_) => "text",
+            Input::Command(_) => "command",
+            Input::Button(_) => "button",
+        };
+        self.audit(
+            &inc.from,
+            "chat.refused",
+            &inc.place.chat,
+            json!({"input": what, "name": inc.from.name}),
+        )
+        .await;
+        let text = Rich::text("Sorry, you are not allowed to use this bot.");
+        if let Some(reply) = inc.reply.clone() {
+            let me = self.clone();
+            let place = inc.place.clone();
+            self.spawn(async move {
+                me.answer(&place, Some(&reply), Outgoing::text(text)).await;
+            });
+            return;
+        }
+        let first = lock(&self.refused).insert(inc.from.id.clone());
+        if first && !matches!(inc.input, Input::Button(_)) {
+            self.reply(&inc.place, text);
+        }
+    }
+
+    async fn answer(&self, place: &Place, reply: Option<&str>, msg: Outgoing) {
+        if let Err(e) = self.platform.answer(place, reply, &msg).await {
+            error!(error = format!("{e:#}"), chat = %place.chat, "chat answer failed");
+        }
+    }
+
     async fn on_text(self: &Arc<Self>, inc: Incoming, text: String) {
         let Some(b) = self.binding(&inc.place) else {
             self.audit(&inc.from, "chat.unbound_text", &inc.place.chat, json!({}))
                 .await;
             self.reply(
                 &inc.place,
-                Rich::text("No session here yet. Start one with /new <dir> [name], or /bind <session>. /help lists the commands."),
+                Rich::text(format!(
+                    "No session here yet. Start one with {}, or /bind <session>. /help lists the commands.",
+                    self.platform.new_usage()
+                )),
             );
             return;
         };
@@ -303,6 +355,7 @@ impl<P: ChatPlatform> ChatCore<P> {
         let piece = Piece {
             from: inc.from,
             text,
+            order: inc.msg_id,
         };
         // The map lock is held while sending so a collector closing its window cannot
         // miss a piece (it drains under the same lock).
@@ -345,6 +398,8 @@ impl<P: ChatPlatform> ChatCore<P> {
                 }
             }
         }
+        // Adapters may hand over messages concurrently: join them in the platform's order.
+        pieces.sort_by_key(|p| p.order);
         let Some(first) = pieces.first() else {
             return;
         };
@@ -354,11 +409,30 @@ impl<P: ChatPlatform> ChatCore<P> {
             .map(|p| p.text.as_str())
             .collect::<Vec<_>>()
             .join("\n");
+        let notes = match self.send_prompt(&b, &from, text, pieces.len()).await {
+            Ok(notes) => notes,
+            Err(msg) => format!("⚠️ Prompt not delivered: {msg}"),
+        };
+        if !notes.is_empty() {
+            self.send(&place, Outgoing::text(Rich::text(notes))).await;
+        }
+    }
+
+    /// Sends `text` to the bound session as one prompt from `from` and audits it. Returns
+    /// what the sender should be told (queued behind others, a note from the daemon), or
+    /// why it failed.
+    async fn send_prompt(
+        &self,
+        b: &ChatBinding,
+        from: &Sender,
+        text: String,
+        pieces: usize,
+    ) -> Result<String, String> {
         let cmd = Command::PromptSend(PromptArgs {
             session: b.session_id.to_string(),
             text,
             follow: false,
-            origin: Some(self.origin(&from)),
+            origin: Some(self.origin(from)),
         });
         let target = b.session_id.to_string();
         match self
@@ -368,37 +442,24 @@ impl<P: ChatPlatform> ChatCore<P> {
             .await
         {
             Ok(v) => {
-                self.audit(
-                    &from,
-                    "prompt.send",
-                    &target,
-                    json!({"pieces": pieces.len()}),
-                )
-                .await;
-                let accepted = serde_json::from_value::<PromptAccepted>(v).ok();
+                self.audit(from, "prompt.send", &target, json!({"pieces": pieces}))
+                    .await;
                 let mut notes = Vec::new();
-                if let Some(a) = &accepted {
+                if let Ok(a) = serde_json::from_value::<PromptAccepted>(v) {
                     if a.queued_behind > 0 {
                         notes.push(format!("Queued behind {} prompt(s).", a.queued_behind));
                     }
-                    if let Some(n) = &a.note {
-                        notes.push(n.clone());
+                    if let Some(n) = a.note {
+                        notes.push(n);
                     }
                 }
-                if !notes.is_empty() {
-                    self.send(&place, Outgoing::text(Rich::text(notes.join(" "))))
-                        .await;
-                }
+                Ok(notes.join(" "))
             }
             Err(e) => {
                 let msg = hub_msg(e);
-                self.audit(&from, "prompt.failed", &target, json!({"error": msg}))
+                self.audit(from, "prompt.failed", &target, json!({"error": msg}))
                     .await;
-                self.send(
-                    &place,
-                    Outgoing::text(Rich::text("⚠️ Prompt not delivered: ").push(msg)),
-                )
-                .await;
+                Err(msg)
             }
         }
     }
@@ -443,41 +504,68 @@ impl<P: ChatPlatform> ChatCore<P> {
         )
         .await;
         let answer = match cmd {
-            ChatCommand::Help => Ok(help()),
+            ChatCommand::Help => Ok(Some(help(self.platform.new_usage()))),
             ChatCommand::List => self.cmd_list(&inc).await,
             ChatCommand::Status => self.cmd_status(&inc).await,
             ChatCommand::Stop => self.cmd_action(&inc, true).await,
             ChatCommand::Interrupt => self.cmd_action(&inc, false).await,
-            ChatCommand::New(args) => self.cmd_new(&inc, &args).await,
+            ChatCommand::New(args) => self.cmd_new(&inc, args).await,
             ChatCommand::Bind(arg) => self.cmd_bind(&inc, &arg).await,
+            ChatCommand::Prompt(text) => self.cmd_prompt(&inc, text).await,
         };
         let text = match answer {
             Ok(Some(t)) => t,
+            // Shown elsewhere (a new thread); an answer awaited in place still gets one.
+            Ok(None) if inc.reply.is_some() => Rich::text("Done."),
             Ok(None) => return,
             Err(e) => Rich::text("⚠️ ").push(e),
         };
-        self.send(&inc.place, Outgoing::text(text)).await;
+        self.answer(&inc.place, inc.reply.as_deref(), Outgoing::text(text))
+            .await;
     }
 
-    async fn cmd_new(&self, inc: &Incoming, args: &str) -> Result<Option<Rich>, String> {
-        let mut dir = None;
-        let mut name = None;
-        let mut daemon = None;
-        let mut positional = Vec::new();
-        for word in args.split_whitespace() {
-            match word.split_once('=') {
-                Some(("dir", v)) => dir = Some(v.to_owned()),
-                Some(("name", v)) => name = Some(v.to_owned()),
-                Some(("daemon", v)) => daemon = Some(v.to_owned()),
-                _ => positional.push(word.to_owned()),
-            }
+    /// What to answer after a command bound `place`: the news itself when that is where the
+    /// command was given; else the news goes to `place` and the command gets a pointer to
+    /// it when it awaits an answer in place.
+    async fn announce(
+        &self,
+        inc: &Incoming,
+        place: &Place,
+        news: Rich,
+        title: &str,
+    ) -> Option<Rich> {
+        if *place == inc.place {
+            return Some(news);
         }
-        let mut positional = positional.into_iter();
-        let dir = dir
-            .or_else(|| positional.next())
-            .ok_or("usage: /new <dir> [name] [daemon=<id>]")?;
-        let name = name.or_else(|| positional.next());
-        let daemon = pick_daemon(&self.state, daemon).map_err(|e| e.to_string())?;
+        self.send(place, Outgoing::text(news)).await;
+        inc.reply.as_ref()?;
+        let mut ack = Rich::text("➡️ ").bold(title.to_owned());
+        ack = match self.platform.link(place) {
+            Some(link) => ack.push(" is in ").md(link),
+            None => ack.push(" has its own thread."),
+        };
+        Some(ack)
+    }
+
+    async fn cmd_new(&self, inc: &Incoming, args: NewArgs) -> Result<Option<Rich>, String> {
+        let usage = self.platform.new_usage();
+        let dir = args
+            .dir
+            .filter(|d| !d.trim().is_empty())
+            .or_else(|| {
+                self.state
+                    .cfg
+                    .chat_default_dir
+                    .as_ref()
+                    .map(|d| d.display().to_string())
+            })
+            .ok_or_else(|| {
+                format!(
+                    "which directory? Usage: {usage} (or set chat_default_dir in the bot's config)"
+                )
+            })?;
+        let name = args.name.filter(|n| !n.trim().is_empty());
+        let daemon = pick_daemon(&self.state, args.daemon).map_err(|e| e.to_string())?;
         let args = StartArgs {
             cwd: dir.clone().into(),
             name: name.clone(),
@@ -514,7 +602,7 @@ impl<P: ChatPlatform> ChatCore<P> {
             .await
             .map_err(|e| e.to_string())?;
         let text = Rich::text("🟢 Session ")
-            .bold(title)
+            .bold(title.clone())
             .push(" started on ")
             .code(daemon.0)
             .push(" in ")
@@ -522,8 +610,30 @@ impl<P: ChatPlatform> ChatCore<P> {
             .push("\nid ")
             .code(info.id.to_string())
             .push("\nWrite here to prompt it.");
-        self.send(&place, Outgoing::text(text)).await;
-        Ok(None)
+        Ok(self.announce(inc, &place, text, &title).await)
+    }
+
+    async fn cmd_prompt(&self, inc: &Incoming, text: String) -> Result<Option<Rich>, String> {
+        let b = self.bound(inc)?;
+        if text.trim().is_empty() {
+            return Err("usage: /prompt <text>".into());
+        }
+        if !self.inbound.check(&inc.from.id) {
+            self.audit(
+                &inc.from,
+                "prompt.rate_limited",
+                &b.session_id.to_string(),
+                json!({}),
+            )
+            .await;
+            return Err("you are sending prompts faster than allowed; please wait a moment".into());
+        }
+        let notes = self.send_prompt(&b, &inc.from, text, 1).await?;
+        let mut out = Rich::text("📨 Prompt sent.");
+        if !notes.is_empty() {
+            out = out.push(format!(" {notes}"));
+        }
+        Ok(Some(out))
     }
 
     async fn cmd_bind(&self, inc: &Incoming, arg: &str) -> Result<Option<Rich>, String> {
@@ -572,10 +682,9 @@ impl<P: ChatPlatform> ChatCore<P> {
         )
         .await;
         let text = Rich::text("🔗 Bound to ")
-            .bold(title)
+            .bold(title.clone())
             .push(format!(" ({})", row.info.state));
-        self.send(&place, Outgoing::text(text)).await;
-        Ok(None)
+        Ok(self.announce(inc, &place, text, &title).await)
     }
 
     async fn cmd_list(&self, inc: &Incoming) -> Result<Option<Rich>, String> {
@@ -681,26 +790,30 @@ impl<P: ChatPlatform> ChatCore<P> {
     }
 
     /// A button press: `a:<id>:<a|d|s>` decides an approval, `q:<id>:<n>` picks option n.
-    async fn on_button(&self, inc: &Incoming, data: &str) -> String {
+    async fn on_button(&self, inc: &Incoming, data: &str) -> Ack {
+        let no = |text: &str| Ack {
+            text: text.to_owned(),
+            ok: false,
+        };
         let mut parts = data.splitn(3, ':');
         let (Some(kind), Some(id), Some(choice)) = (parts.next(), parts.next(), parts.next())
         else {
-            return "Unknown button".into();
+            return no("Unknown button");
         };
         let Ok(id) = id.parse::<i64>() else {
-            return "Unknown button".into();
+            return no("Unknown button");
         };
         let row = match self.state.db.chat_approval(id).await {
             Ok(r) => r,
-            Err(DbError::NotFound) => return "Unknown button".into(),
+            Err(DbError::NotFound) => return no("Unknown button"),
             Err(e) => {
                 error!(error = %e, "reading a chat approval failed");
-                return "Internal error".into();
+                return no("Internal error");
             }
         };
         let daemon = match self.state.db.get_session(&row.session_id).await {
             Ok(s) => s.daemon_id,
-            Err(e) => return format!("Session unknown: {e}"),
+            Err(e) => return no(&format!("Session unknown: {e}")),
         };
         let session = row.session_id.to_string();
         let origin = Some(self.origin(&inc.from));
@@ -723,7 +836,7 @@ impl<P: ChatPlatform> ChatCore<P> {
             }
             ("q", n) => {
                 let Some(label) = n.parse::<usize>().ok().and_then(|n| row.options.get(n)) else {
-                    return "Unknown option".into();
+                    return no("Unknown option");
                 };
                 let cmd = Command::QuestionAnswer(AnswerArgs {
                     session,
@@ -733,18 +846,21 @@ impl<P: ChatPlatform> ChatCore<P> {
                 });
                 (cmd, "question.answer", format!("Answered: {label}"))
             }
-            _ => return "Unknown button".into(),
+            _ => return no("Unknown button"),
         };
         let result = self.state.hub.command(&daemon, cmd, COMMAND_TIMEOUT).await;
         let detail = json!({"button": data, "ok": result.is_ok()});
         self.audit(&inc.from, action, &row.approval_id, detail)
             .await;
         match result {
-            Ok(_) => toast,
+            Ok(_) => Ack {
+                text: toast,
+                ok: true,
+            },
             Err(HubError::Daemon(e)) if e.code == ErrorCode::AlreadyDecided => {
-                "Already decided".into()
+                no("Already decided")
             }
-            Err(e) => hub_msg(e),
+            Err(e) => no(&hub_msg(e)),
         }
     }
 
@@ -1128,40 +1244,50 @@ impl<P: ChatPlatform> ChatCore<P> {
                 .push("\n");
         }
         let limit = self.platform.text_limit();
+        let measure = |r: &Rich| self.platform.measure(r);
         let tail = format!("\n\n{summary}");
         let body = render::markdown(&answer);
         let full = head.clone().extend(body).push(tail.clone());
-        let (msg, file) = if full.len() <= limit {
-            (full, None)
+        // One message; else up to `answer_parts` messages (code blocks closed and
+        // reopened at the cuts); else the start of it with the whole text as a file.
+        let parts = if measure(&full) <= limit {
+            Some(vec![full])
         } else {
-            let note = format!(
-                "\n\n(full answer, {} characters, attached as a file){tail}",
-                answer.chars().count()
-            );
-            let mut room = limit.saturating_sub(head.len() + note.chars().count() + 20);
-            // Shrink until it fits: characters outside the BMP count twice on Telegram.
-            let msg = loop {
-                let cut = render::truncate(&answer, room);
-                let msg = head
-                    .clone()
-                    .extend(render::markdown(&cut))
-                    .push(note.clone());
-                if msg.len() <= limit || room == 0 {
-                    break msg;
+            render::split(&full, limit, self.platform.answer_parts(), measure)
+        };
+        if let Some(parts) = parts {
+            for place in self.places_of(&session) {
+                for part in &parts {
+                    self.send(&place, Outgoing::text(part.clone())).await;
                 }
-                room = room * 9 / 10;
-            };
-            (msg, Some(answer))
+            }
+            return;
+        }
+        let note = format!(
+            "\n\n(full answer, {} characters, attached as a file){tail}",
+            answer.chars().count()
+        );
+        let mut room = limit.saturating_sub(head.len() + note.chars().count() + 20);
+        // Shrink until it fits: markup, and characters outside the BMP on Telegram, count
+        // more than one.
+        let preview = loop {
+            let cut = render::truncate(&answer, room);
+            let msg = head
+                .clone()
+                .extend(render::markdown(&cut))
+                .push(note.clone());
+            if measure(&msg) <= limit || room == 0 {
+                break msg;
+            }
+            room = room * 9 / 10;
         };
         for place in self.places_of(&session) {
-            self.send(&place, Outgoing::text(msg.clone())).await;
-            if let Some(f) = &file
-                && let Err(e) = self
-                    .platform
-                    .send_file(&place, "answer.md", f.clone().into_bytes(), "Full answer")
-                    .await
+            if let Err(e) = self
+                .platform
+                .send_file(&place, "answer.md", answer.clone().into_bytes(), &preview)
+                .await
             {
-                error!(error = %e, "sending the answer file failed");
+                error!(error = format!("{e:#}"), "sending the answer file failed");
             }
         }
     }
@@ -1195,37 +1321,39 @@ impl<P: ChatPlatform> ChatCore<P> {
                     continue;
                 }
             };
+            let button = |label: &str, data: String, style| Button {
+                label: label.to_owned(),
+                data,
+                style,
+            };
             let buttons = if options.is_empty() {
                 vec![
                     vec![
-                        Button {
-                            label: "✅ Allow".into(),
-                            data: format!("a:{}:a", row.id),
-                        },
-                        Button {
-                            label: "❌ Deny".into(),
-                            data: format!("a:{}:d", row.id),
-                        },
+                        button("✅ Allow", format!("a:{}:a", row.id), ButtonStyle::Success),
+                        button("❌ Deny", format!("a:{}:d", row.id), ButtonStyle::Danger),
                     ],
-                    vec![Button {
-                        label: "✅ Allow for this session".into(),
-                        data: format!("a:{}:s", row.id),
-                    }],
+                    vec![button(
+                        "✅ Allow for this session",
+                        format!("a:{}:s", row.id),
+                        ButtonStyle::Primary,
+                    )],
                 ]
             } else {
                 options
                     .iter()
                     .enumerate()
                     .map(|(i, o)| {
-                        vec![Button {
-                            label: render::truncate(o, 60),
-                            data: format!("q:{}:{i}", row.id),
-                        }]
+                        vec![button(
+                            &render::truncate(o, 60),
+                            format!("q:{}:{i}", row.id),
+                            ButtonStyle::Secondary,
+                        )]
                     })
                     .collect()
             };
             let msg = Outgoing {
                 text: approval_text(&title, None),
+                choice: !options.is_empty(),
                 buttons,
             };
             if let Some(id) = self.send(&place, msg).await
@@ -1279,11 +1407,10 @@ fn approval_text(title: &str, verdict: Option<&str>) -> Rich {
     text
 }
 
-fn help() -> Option<Rich> {
-    Some(
-        Rich::text("ccrm drives Claude Code sessions from here.\n\n")
-            .code("/new <dir> [name] [daemon=<id>]")
-            .push(" start a session (a new topic in a forum group)\n")
+fn help(new_usage: &str) -> Rich {
+    Rich::text("ccrm drives Claude Code sessions from here.\n\n")
+            .code(new_usage.to_owned())
+            .push(" start a session (in a new thread or topic where the chat has them)\n")
             .code("/list")
             .push(" all sessions\n")
             .code("/status")
@@ -1293,9 +1420,10 @@ fn help() -> Option<Rich> {
             .code("/interrupt")
             .push(" interrupt its turn\n")
             .code("/bind <session>")
-            .push(" show an existing session here\n\n")
-            .push("Anything else you write in a bound topic or chat is a prompt; messages sent a moment apart are joined."),
-    )
+            .push(" show an existing session here\n")
+            .code("/prompt <text>")
+            .push(" send a prompt at once\n\n")
+            .push("Anything else you write in a bound thread, topic or chat is a prompt; messages sent a moment apart are joined.")
 }
 
 async fn sleep_until(due: Option<Instant>) {

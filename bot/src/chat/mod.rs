@@ -1,6 +1,6 @@
 //! The platform-neutral chat core (DESIGN.md "Chat"): chat threads bound to sessions,
 //! commands, debounced prompts, turns summarised for chat, approvals as buttons, access
-//! control with audit, and rate limits. Adapters ([`crate::telegram`] now, Discord next)
+//! control with audit, and rate limits. Adapters ([`crate::telegram`], [`crate::discord`])
 //! implement [`ChatPlatform`] for the outbound side and hand inbound messages to
 //! [`core::ChatCore`] as [`Incoming`] values.
 //!
@@ -16,6 +16,7 @@ pub mod core;
 pub mod ratelimit;
 pub mod render;
 
+use std::collections::HashSet;
 use std::future::Future;
 
 use common::event::Surface;
@@ -31,13 +32,29 @@ pub struct Place {
     pub thread: Option<String>,
 }
 
+/// How a button looks where the platform can colour it (Discord); others ignore it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ButtonStyle {
+    /// The main choice.
+    Primary,
+    /// A neutral choice.
+    #[default]
+    Secondary,
+    /// Go ahead (allow).
+    Success,
+    /// Stop (deny).
+    Danger,
+}
+
 /// A button under a message; `data` comes back in [`Input::Button`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Button {
     /// What the user sees.
     pub label: String,
-    /// What the press carries (short: Telegram allows 64 bytes).
+    /// What the press carries (short: Telegram allows 64 bytes, Discord 100).
     pub data: String,
+    /// Its look.
+    pub style: ButtonStyle,
 }
 
 /// A message to send or the new content of one.
@@ -47,6 +64,9 @@ pub struct Outgoing {
     pub text: Rich,
     /// Rows of buttons (none: no keyboard; editing with none removes it).
     pub buttons: Vec<Vec<Button>>,
+    /// The buttons are the options of a question: platforms with menus (Discord) may show
+    /// them as one select menu instead.
+    pub choice: bool,
 }
 
 impl Outgoing {
@@ -54,26 +74,86 @@ impl Outgoing {
     pub fn text(text: Rich) -> Self {
         Self {
             text,
-            buttons: Vec::new(),
+            ..Self::default()
         }
     }
 }
 
 /// Who sent something.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Sender {
     /// The platform user id (what the allowlist holds).
     pub id: String,
     /// `@name` or a display name, for messages.
     pub name: String,
+    /// The sender's role ids where the platform has roles (Discord guild members).
+    pub roles: Vec<String>,
+}
+
+/// Who may use a chat adapter: user ids, and (Discord) role ids; anyone matching either.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Access {
+    /// Allowed user ids.
+    pub users: HashSet<String>,
+    /// Allowed role ids.
+    pub roles: HashSet<String>,
+}
+
+impl Access {
+    /// An allowlist of user ids only.
+    pub fn users(ids: impl IntoIterator<Item = String>) -> Self {
+        Self {
+            users: ids.into_iter().collect(),
+            roles: HashSet::new(),
+        }
+    }
+
+    /// True when `who` is allowed: their id, or one of their roles, is on the list.
+    pub fn allows(&self, who: &Sender) -> bool {
+        self.users.contains(&who.id) || who.roles.iter().any(|r| self.roles.contains(r))
+    }
+}
+
+/// What `/new` was given (each adapter parses its own syntax into this).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct NewArgs {
+    /// The session's working directory (the bot's `chat_default_dir` when absent).
+    pub dir: Option<String>,
+    /// A name for the session.
+    pub name: Option<String>,
+    /// The daemon to start it on (needed only when several are connected).
+    pub daemon: Option<String>,
+}
+
+impl NewArgs {
+    /// Parses words: `dir=…`, `name=…`, `daemon=…`, or positional directory then name.
+    pub fn parse(words: &str) -> Self {
+        let mut out = Self::default();
+        let mut positional = Vec::new();
+        for word in words.split_whitespace() {
+            match word.split_once('=') {
+                Some(("dir", v)) => out.dir = Some(v.to_owned()),
+                Some(("name", v)) => out.name = Some(v.to_owned()),
+                Some(("daemon", v)) => out.daemon = Some(v.to_owned()),
+                _ => positional.push(word.to_owned()),
+            }
+        }
+        let mut positional = positional.into_iter();
+        if out.dir.is_none() {
+            out.dir = positional.next();
+        }
+        if out.name.is_none() {
+            out.name = positional.next();
+        }
+        out
+    }
 }
 
 /// A command, parsed by the adapter from its own syntax.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ChatCommand {
-    /// Start a session and bind a thread (or this chat) to it. Arguments are words:
-    /// `dir=…`, `name=…`, `daemon=…`, or positional directory then name.
-    New(String),
+    /// Start a session and bind a thread (or this chat) to it.
+    New(NewArgs),
     /// List sessions.
     List,
     /// Show the bound session.
@@ -84,6 +164,8 @@ pub enum ChatCommand {
     Interrupt,
     /// Bind to an existing session (id, id prefix or name).
     Bind(String),
+    /// Send a prompt to the bound session at once (no joining with other messages).
+    Prompt(String),
     /// Show help.
     Help,
 }
@@ -106,10 +188,30 @@ pub struct Incoming {
     pub place: Place,
     /// Who.
     pub from: Sender,
-    /// Whether the chat can hold threads that the bot creates (a Telegram forum).
+    /// Whether the chat can hold threads that the bot creates (a Telegram forum, a Discord
+    /// text channel).
     pub threads: bool,
+    /// Addressed to the bot (a private chat, a mention, a command): text in a place with no
+    /// session gets a hint only then, and is otherwise ignored (a Discord bot sees every
+    /// channel of its servers).
+    pub direct: bool,
+    /// The platform's id of the message, increasing in time within a chat. Pieces of one
+    /// prompt are joined in this order, since adapters may handle messages concurrently.
+    pub msg_id: Option<u64>,
+    /// A handle for answering this input in place (a Discord interaction); `None`: answers
+    /// are new messages.
+    pub reply: Option<String>,
     /// What.
     pub input: Input,
+}
+
+/// How a button press went, for the adapter to acknowledge it with.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Ack {
+    /// A short text ("Allowed", "Already decided").
+    pub text: String,
+    /// False when nothing happened (refused, already decided, failed).
+    pub ok: bool,
 }
 
 /// The outbound side of a chat platform. Implementations pace their requests (see
@@ -122,8 +224,21 @@ pub trait ChatPlatform: Send + Sync + 'static {
     /// The surface prompts from this platform carry.
     fn surface(&self) -> Surface;
 
-    /// Longest message text, in characters.
+    /// Longest message text, as [`ChatPlatform::measure`] counts it.
     fn text_limit(&self) -> usize;
+
+    /// How long `text` is on this platform (its markup included where the platform counts
+    /// it).
+    fn measure(&self, text: &Rich) -> usize;
+
+    /// Most messages a long final answer is split into; a longer one is sent as a file.
+    fn answer_parts(&self) -> usize;
+
+    /// How `/new` is written here, for help and usage errors.
+    fn new_usage(&self) -> &'static str;
+
+    /// A clickable reference to `place`, where the platform has one (Discord `<#id>`).
+    fn link(&self, place: &Place) -> Option<String>;
 
     /// Sends a message; returns its id.
     fn send(
@@ -140,13 +255,14 @@ pub trait ChatPlatform: Send + Sync + 'static {
         msg: &Outgoing,
     ) -> impl Future<Output = anyhow::Result<()>> + Send;
 
-    /// Sends a file.
+    /// Sends `caption` with a file: one message where the platform can, else the caption
+    /// first and then the file.
     fn send_file(
         &self,
         to: &Place,
         name: &str,
         bytes: Vec<u8>,
-        caption: &str,
+        caption: &Rich,
     ) -> impl Future<Output = anyhow::Result<()>> + Send;
 
     /// Creates a thread titled `title` in `chat` and returns it.
@@ -155,4 +271,47 @@ pub trait ChatPlatform: Send + Sync + 'static {
         chat: &str,
         title: &str,
     ) -> impl Future<Output = anyhow::Result<Place>> + Send;
+
+    /// Answers a command given in `to`: in place when `reply` (its [`Incoming::reply`]) is
+    /// set, else as a new message.
+    fn answer(
+        &self,
+        to: &Place,
+        reply: Option<&str>,
+        msg: &Outgoing,
+    ) -> impl Future<Output = anyhow::Result<()>> + Send;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn new_args_take_words_or_keys() {
+        let a = NewArgs::parse("/srv/app web daemon=box");
+        assert_eq!(a.dir.as_deref(), Some("/srv/app"));
+        assert_eq!(a.name.as_deref(), Some("web"));
+        assert_eq!(a.daemon.as_deref(), Some("box"));
+        let b = NewArgs::parse("name=x dir=/a");
+        assert_eq!(
+            (b.dir.as_deref(), b.name.as_deref()),
+            (Some("/a"), Some("x"))
+        );
+        assert_eq!(NewArgs::parse("  "), NewArgs::default());
+    }
+
+    #[test]
+    fn access_by_user_or_role() {
+        let mut a = Access::users(["1".to_owned()]);
+        a.roles.insert("77".into());
+        let user = |id: &str, roles: &[&str]| Sender {
+            id: id.into(),
+            name: String::new(),
+            roles: roles.iter().map(|r| (*r).to_owned()).collect(),
+        };
+        assert!(a.allows(&user("1", &[])));
+        assert!(a.allows(&user("2", &["5", "77"])));
+        assert!(!a.allows(&user("2", &["5"])));
+        assert!(!Access::default().allows(&user("1", &["77"])));
+    }
 }

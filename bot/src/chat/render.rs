@@ -12,14 +12,62 @@ use serde_json::Value;
 /// One piece of [`Rich`] text.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Span {
-    /// Ordinary text.
+    /// Ordinary text (escaped for every markup).
     Text(String),
+    /// Markdown as Claude wrote it, outside code: Discord shows it as Markdown, Telegram
+    /// (HTML mode) as plain text.
+    Md(String),
     /// Bold text.
     Bold(String),
     /// Inline code.
     Code(String),
-    /// A code block.
-    Pre(String),
+    /// A code block; `lang` may be empty.
+    Pre {
+        /// The fence's language (`rust`, `sh`, ...).
+        lang: String,
+        /// The code.
+        code: String,
+    },
+}
+
+impl Span {
+    /// The span's text.
+    fn body(&self) -> &str {
+        match self {
+            Self::Text(t) | Self::Md(t) | Self::Bold(t) | Self::Code(t) => t,
+            Self::Pre { code, .. } => code,
+        }
+    }
+
+    /// The same kind of span holding `text`.
+    fn with(&self, text: String) -> Self {
+        match self {
+            Self::Text(_) => Self::Text(text),
+            Self::Md(_) => Self::Md(text),
+            Self::Bold(_) => Self::Bold(text),
+            Self::Code(_) => Self::Code(text),
+            Self::Pre { lang, .. } => Self::Pre {
+                lang: lang.clone(),
+                code: text,
+            },
+        }
+    }
+
+    /// True when `text` of this span may be appended to `self` as one span.
+    fn joins(&self, next: &Self) -> bool {
+        match (self, next) {
+            (Self::Text(_), Self::Text(_)) | (Self::Md(_), Self::Md(_)) => true,
+            (Self::Pre { lang: a, .. }, Self::Pre { lang: b, .. }) => a == b,
+            _ => false,
+        }
+    }
+
+    fn push_str(&mut self, s: &str) {
+        match self {
+            Self::Text(t) | Self::Md(t) | Self::Bold(t) | Self::Code(t) => t.push_str(s),
+            Self::Pre { code, .. } => code.push_str(s),
+        }
+    }
 }
 
 /// Text with a little structure, built by the core and rendered by an adapter.
@@ -51,8 +99,22 @@ impl Rich {
     }
 
     /// Appends a code block.
-    pub fn pre(mut self, s: impl Into<String>) -> Self {
-        self.0.push(Span::Pre(s.into()));
+    pub fn pre(self, s: impl Into<String>) -> Self {
+        self.pre_lang("", s)
+    }
+
+    /// Appends a code block in language `lang`.
+    pub fn pre_lang(mut self, lang: impl Into<String>, s: impl Into<String>) -> Self {
+        self.0.push(Span::Pre {
+            lang: lang.into(),
+            code: s.into(),
+        });
+        self
+    }
+
+    /// Appends Markdown that Discord shows as such (see [`Span::Md`]).
+    pub fn md(mut self, s: impl Into<String>) -> Self {
+        self.0.push(Span::Md(s.into()));
         self
     }
 
@@ -67,8 +129,8 @@ impl Rich {
         let mut out = String::new();
         for s in &self.0 {
             match s {
-                Span::Text(t) | Span::Bold(t) | Span::Code(t) => out.push_str(t),
-                Span::Pre(t) => {
+                Span::Text(t) | Span::Md(t) | Span::Bold(t) | Span::Code(t) => out.push_str(t),
+                Span::Pre { code: t, .. } => {
                     if !out.is_empty() && !out.ends_with('\n') {
                         out.push('\n');
                     }
@@ -87,15 +149,62 @@ impl Rich {
         let mut out = String::new();
         for s in &self.0 {
             match s {
-                Span::Text(t) => out.push_str(&escape_html(t)),
+                Span::Text(t) | Span::Md(t) => out.push_str(&escape_html(t)),
                 Span::Bold(t) => {
                     let _ = write!(out, "<b>{}</b>", escape_html(t));
                 }
                 Span::Code(t) => {
                     let _ = write!(out, "<code>{}</code>", escape_html(t));
                 }
-                Span::Pre(t) => {
-                    let _ = write!(out, "<pre>{}</pre>", escape_html(t));
+                Span::Pre { lang, code } => match fence_lang(lang) {
+                    Some(l) => {
+                        let _ = write!(
+                            out,
+                            "<pre><code class=\"language-{l}\">{}</code></pre>",
+                            escape_html(code)
+                        );
+                    }
+                    None => {
+                        let _ = write!(out, "<pre>{}</pre>", escape_html(code));
+                    }
+                },
+            }
+        }
+        out
+    }
+
+    /// Discord Markdown: text escaped, [`Span::Md`] as is, code in backticks and fences
+    /// (a fence inside code is broken with a zero-width space so it cannot close the block).
+    pub fn discord(&self) -> String {
+        let mut out = String::new();
+        let mut after_block = false;
+        for s in &self.0 {
+            if after_block && !s.body().is_empty() {
+                out.push('\n');
+                after_block = false;
+            }
+            match s {
+                Span::Text(t) => out.push_str(&escape_discord(t)),
+                Span::Md(t) => out.push_str(t),
+                Span::Bold(t) if !t.is_empty() => {
+                    let _ = write!(out, "**{}**", escape_discord(t));
+                }
+                Span::Code(t) if !t.is_empty() => out.push_str(&discord_code(t)),
+                Span::Bold(_) | Span::Code(_) => {}
+                Span::Pre { lang, code } => {
+                    if !out.is_empty() && !out.ends_with('\n') {
+                        out.push('\n');
+                    }
+                    let code = code.replace("```", "`\u{200b}``");
+                    out.push_str("```");
+                    out.push_str(fence_lang(lang).unwrap_or(""));
+                    out.push('\n');
+                    out.push_str(&code);
+                    if !code.ends_with('\n') {
+                        out.push('\n');
+                    }
+                    out.push_str("```");
+                    after_block = true;
                 }
             }
         }
@@ -108,12 +217,159 @@ impl Rich {
         self.plain().encode_utf16().count()
     }
 
+    /// Length of [`Rich::discord`] in UTF-16 code units (the stricter reading of
+    /// Discord's 2000 "characters").
+    pub fn discord_len(&self) -> usize {
+        self.discord().encode_utf16().count()
+    }
+
     /// True when there is no text.
     pub fn is_empty(&self) -> bool {
-        self.0.iter().all(|s| match s {
-            Span::Text(t) | Span::Bold(t) | Span::Code(t) | Span::Pre(t) => t.is_empty(),
-        })
+        self.0.iter().all(|s| s.body().is_empty())
     }
+
+    /// Appends `span`, merged into the last span when they are of one kind.
+    fn append(&mut self, span: Span) {
+        match self.0.last_mut() {
+            Some(last) if last.joins(&span) => last.push_str(span.body()),
+            _ => self.0.push(span),
+        }
+    }
+}
+
+/// A fence language as it may appear after the backticks (`rust`, `c++`, `objective-c`),
+/// or `None` when empty or odd.
+fn fence_lang(lang: &str) -> Option<&str> {
+    let ok = !lang.is_empty()
+        && lang.len() <= 32
+        && lang
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "+-#_.".contains(c));
+    ok.then_some(lang)
+}
+
+/// Escapes what Discord would read as Markdown, and keeps `@name` from reading as a
+/// mention (a zero-width space after the `@`; pings are off anyway, see the adapter).
+pub fn escape_discord(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut line_start = true;
+    for c in s.chars() {
+        let special = matches!(
+            c,
+            '\\' | '*' | '_' | '~' | '`' | '|' | '[' | ']' | '<' | '>'
+        ) || (line_start && matches!(c, '#' | '-' | '+'));
+        if special {
+            out.push('\\');
+        }
+        out.push(c);
+        if c == '@' {
+            out.push('\u{200b}');
+        }
+        line_start = c == '\n' || (line_start && c == ' ');
+    }
+    out
+}
+
+/// Inline code for Discord: single backticks, or double ones (padded) when the code holds
+/// a backtick.
+fn discord_code(t: &str) -> String {
+    if !t.contains('`') {
+        return format!("`{t}`");
+    }
+    format!("`` {} ``", t.replace("``", "`\u{200b}`"))
+}
+
+/// Splits `text` into at most `max_parts` pieces of at most `limit` by `measure`, cutting
+/// at line ends where it can (else at a space, else anywhere). A code block cut in two is
+/// closed at the end of one piece and reopened, with its language, at the start of the
+/// next (each piece holds its own [`Span::Pre`]). `None` when it would take more pieces.
+pub fn split(
+    text: &Rich,
+    limit: usize,
+    max_parts: usize,
+    measure: impl Fn(&Rich) -> usize,
+) -> Option<Vec<Rich>> {
+    let mut parts: Vec<Rich> = Vec::new();
+    let mut cur = Rich::default();
+    for span in &text.0 {
+        for line in span.body().split_inclusive('\n') {
+            let mut rest = line.to_owned();
+            while !rest.is_empty() {
+                let mut next = cur.clone();
+                next.append(span.with(rest.clone()));
+                if measure(&next) <= limit {
+                    cur = next;
+                    break;
+                }
+                let alone = Rich(vec![span.with(rest.clone())]);
+                if !cur.is_empty() && measure(&alone) <= limit {
+                    parts.push(std::mem::take(&mut cur));
+                    if parts.len() >= max_parts {
+                        return None;
+                    }
+                    continue;
+                }
+                // Even alone this line does not fit: take the longest head that does.
+                let (head, tail) = fit_head(&cur, span, &rest, limit, &measure);
+                if head.is_empty() {
+                    if cur.is_empty() {
+                        return None;
+                    }
+                    parts.push(std::mem::take(&mut cur));
+                    if parts.len() >= max_parts {
+                        return None;
+                    }
+                    continue;
+                }
+                cur.append(span.with(head));
+                parts.push(std::mem::take(&mut cur));
+                if parts.len() >= max_parts {
+                    return None;
+                }
+                rest = tail;
+            }
+        }
+    }
+    if !cur.is_empty() || parts.is_empty() {
+        parts.push(cur);
+    }
+    (parts.len() <= max_parts).then_some(parts)
+}
+
+/// The longest head of `rest` that still fits after `cur` (cut after a space when there is
+/// one in its second half), and the tail.
+fn fit_head(
+    cur: &Rich,
+    span: &Span,
+    rest: &str,
+    limit: usize,
+    measure: &impl Fn(&Rich) -> usize,
+) -> (String, String) {
+    let fits = |n: usize| {
+        let head: String = rest.chars().take(n).collect();
+        let mut r = cur.clone();
+        r.append(span.with(head));
+        measure(&r) <= limit
+    };
+    // Binary search on the number of characters.
+    let (mut lo, mut hi) = (0usize, rest.chars().count());
+    while lo < hi {
+        let mid = (lo + hi).div_ceil(2);
+        if fits(mid) {
+            lo = mid;
+        } else {
+            hi = mid - 1;
+        }
+    }
+    let mut head: String = rest.chars().take(lo).collect();
+    if let Some(cut) = head.rfind(' ')
+        && cut >= head.len() / 2
+        && cut + 1 < head.len()
+    {
+        head.truncate(cut + 1);
+    }
+    let tail = rest[head.len()..].to_owned();
+    (head, tail)
 }
 
 /// Escapes `&`, `<`, `>` and `"` for Telegram HTML.
@@ -146,31 +402,36 @@ pub fn one_line(s: &str) -> String {
     s.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
-/// Claude's Markdown answer as [`Rich`]: fenced code blocks become [`Span::Pre`], inline
-/// backticks [`Span::Code`], the rest stays text (escaped by the renderer).
+/// Claude's Markdown answer as [`Rich`]: fenced code blocks become [`Span::Pre`] (with
+/// their language), inline backticks [`Span::Code`], the rest [`Span::Md`].
 pub fn markdown(s: &str) -> Rich {
     let mut out = Rich::default();
-    let mut in_block = false;
+    let mut lang: Option<String> = None;
     let mut block = String::new();
     let mut text = String::new();
     for line in s.split_inclusive('\n') {
-        if line.trim_start().starts_with("```") {
-            if in_block {
-                out = out.pre(std::mem::take(&mut block));
-            } else if !text.is_empty() {
-                out = out.extend(inline_code(&std::mem::take(&mut text)));
+        let fence = line.trim_start().strip_prefix("```");
+        if let Some(info) = fence {
+            match lang.take() {
+                Some(l) => out = out.pre_lang(l, std::mem::take(&mut block)),
+                None => {
+                    if !text.is_empty() {
+                        out = out.extend(inline_code(&std::mem::take(&mut text)));
+                    }
+                    let info = info.trim();
+                    lang = Some(info.split_whitespace().next().unwrap_or("").to_owned());
+                }
             }
-            in_block = !in_block;
             continue;
         }
-        if in_block {
+        if lang.is_some() {
             block.push_str(line);
         } else {
             text.push_str(line);
         }
     }
-    if in_block {
-        out = out.pre(block);
+    if let Some(l) = lang {
+        out = out.pre_lang(l, block);
     }
     if !text.is_empty() {
         out = out.extend(inline_code(&text));
@@ -180,7 +441,7 @@ pub fn markdown(s: &str) -> Rich {
 
 fn inline_code(s: &str) -> Rich {
     if s.matches('`').count() % 2 == 1 {
-        return Rich::text(s);
+        return Rich::default().md(s);
     }
     let mut out = Rich::default();
     for (i, part) in s.split('`').enumerate() {
@@ -190,7 +451,7 @@ fn inline_code(s: &str) -> Rich {
         out = if i % 2 == 1 {
             out.code(part)
         } else {
-            out.push(part)
+            out.md(part)
         };
     }
     out
@@ -313,13 +574,21 @@ mod tests {
         assert_eq!(
             r.0,
             vec![
-                Span::Text("Hi ".into()),
+                Span::Md("Hi ".into()),
                 Span::Code("x".into()),
-                Span::Text("\n".into()),
-                Span::Pre("fn a() {}\n".into()),
-                Span::Text("bye".into()),
+                Span::Md("\n".into()),
+                Span::Pre {
+                    lang: "rust".into(),
+                    code: "fn a() {}\n".into()
+                },
+                Span::Md("bye".into()),
             ]
         );
+        assert_eq!(
+            r.html(),
+            "Hi <code>x</code>\n<pre><code class=\"language-rust\">fn a() {}\n</code></pre>bye"
+        );
+        assert_eq!(r.discord(), "Hi `x`\n```rust\nfn a() {}\n```\nbye");
         // An unpaired backtick stays text.
         assert_eq!(markdown("a ` b").plain(), "a ` b");
     }
@@ -354,5 +623,96 @@ mod tests {
             "🔧 0 tools · 📝 0 files changed"
         );
         assert_eq!(duration(125_000), "2m 5s");
+    }
+
+    #[test]
+    fn discord_markdown_escapes_text_and_keeps_claude_markdown() {
+        let r = Rich::text("a*b_c <x> @everyone\n# not a title")
+            .bold("B")
+            .code("x`y")
+            .md(" **kept**")
+            .pre_lang("rust", "let s = \"```\";")
+            .push("after");
+        assert_eq!(
+            r.discord(),
+            "a\\*b\\_c \\<x\\> @\u{200b}everyone\n\\# not a title**B**`` x`y `` **kept**\n\
+             ```rust\nlet s = \"`\u{200b}``\";\n```\nafter"
+        );
+        assert_eq!(
+            Rich::default().pre_lang("bad lang!", "x").discord(),
+            "```\nx\n```"
+        );
+        assert_eq!(r.discord_len(), r.discord().encode_utf16().count());
+    }
+
+    fn bodies(r: &[Rich]) -> String {
+        r.iter()
+            .flat_map(|p| p.0.iter())
+            .map(|s| s.body())
+            .collect()
+    }
+
+    #[test]
+    fn split_keeps_code_blocks_whole_or_reopens_them() {
+        let mut answer = String::new();
+        for i in 0..40 {
+            answer.push_str(&format!(
+                "Paragraph {i} with some words in it, enough to matter.\n"
+            ));
+        }
+        answer.push_str("```rust\n");
+        for i in 0..60 {
+            answer.push_str(&format!(
+                "let value_{i} = compute({i}); // a line of code\n"
+            ));
+        }
+        answer.push_str("```\nThe end.\n");
+        let rich = markdown(&answer).push("\n\n🔧 0 tools");
+        assert!(rich.discord_len() > 4000);
+        let parts = split(&rich, 2000, 4, Rich::discord_len).expect("fits in 4");
+        assert!(parts.len() >= 3, "{}", parts.len());
+        assert_eq!(
+            bodies(&parts),
+            bodies(std::slice::from_ref(&rich)),
+            "nothing lost"
+        );
+        for (i, p) in parts.iter().enumerate() {
+            let text = p.discord();
+            assert!(p.discord_len() <= 2000, "part {i}: {}", p.discord_len());
+            assert_eq!(
+                text.matches("```").count() % 2,
+                0,
+                "part {i} balanced:\n{text}"
+            );
+        }
+        // The block was cut: a later part reopens it with its language.
+        assert!(
+            parts[1..]
+                .iter()
+                .any(|p| p.discord().starts_with("```rust\n"))
+        );
+        assert!(
+            parts
+                .last()
+                .is_some_and(|p| p.discord().ends_with("🔧 0 tools"))
+        );
+        assert!(
+            split(&rich, 2000, 2, Rich::discord_len).is_none(),
+            "needs more than 2"
+        );
+        let short = Rich::text("hi");
+        assert_eq!(split(&short, 2000, 1, Rich::discord_len), Some(vec![short]));
+    }
+
+    #[test]
+    fn split_cuts_a_long_line_at_a_space() {
+        let line = "word ".repeat(900);
+        let rich = Rich::default().md(line.clone());
+        let parts = split(&rich, 2000, 4, Rich::discord_len).expect("split");
+        assert_eq!(parts.len(), 3);
+        assert!(parts[0].discord().ends_with("word "), "cut after a word");
+        assert_eq!(bodies(&parts), line);
+        // A limit nothing fits in is refused rather than looping.
+        assert!(split(&Rich::text("abc"), 0, 4, Rich::discord_len).is_none());
     }
 }
