@@ -9,13 +9,14 @@
 //! - [`hub`]: connected daemons, bot → daemon commands, live event fan-out.
 //! - [`ws`]: the daemon link (`/ws/daemon`) and the dashboard socket (`/ws/dashboard`).
 //! - [`http`]: REST routes, SSE, metrics; [`openapi`]: the API document.
-//! - [`chat`]: the platform-neutral chat core; [`telegram`]: its Telegram adapter, started
-//!   by [`serve`] when `CCRM_BOT_TELEGRAM_TOKEN` is set.
+//! - [`chat`]: the platform-neutral chat core; [`telegram`] and [`discord`]: its adapters,
+//!   started by [`serve`] when `CCRM_BOT_TELEGRAM_TOKEN` / `CCRM_BOT_DISCORD_TOKEN` is set.
 
 pub mod auth;
 pub mod chat;
 pub mod config;
 pub mod db;
+pub mod discord;
 pub mod http;
 pub mod hub;
 pub mod keys;
@@ -103,14 +104,24 @@ pub async fn serve(
     });
     // The chat adapters stop with the server.
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let telegram = state.cfg.telegram_token.clone().map(|token| {
-        let state = state.clone();
-        tokio::spawn(async move {
-            if let Err(e) = telegram::run(state, token, stop_rx).await {
+    let mut adapters = Vec::new();
+    if let Some(token) = state.cfg.telegram_token.clone() {
+        let (state, stop) = (state.clone(), stop_rx.clone());
+        adapters.push(tokio::spawn(async move {
+            if let Err(e) = telegram::run(state, token, stop).await {
                 tracing::error!(error = format!("{e:#}"), "telegram adapter failed");
             }
-        })
-    });
+        }));
+    }
+    if let Some(token) = state.cfg.discord_token.clone() {
+        let (state, stop) = (state.clone(), stop_rx.clone());
+        adapters.push(tokio::spawn(async move {
+            if let Err(e) = discord::run(state, token, stop).await {
+                tracing::error!(error = format!("{e:#}"), "discord adapter failed");
+            }
+        }));
+    }
+    drop(stop_rx);
     let shutdown = async move {
         shutdown.await;
         let _ = stop_tx.send(true);
@@ -118,8 +129,8 @@ pub async fn serve(
     let served = axum::serve(listener, router(state))
         .with_graceful_shutdown(shutdown)
         .await;
-    if let Some(t) = telegram {
-        let _ = t.await;
+    for a in adapters {
+        let _ = a.await;
     }
     served?;
     Ok(())
