@@ -8,6 +8,7 @@
 //! - `wire`: SSE frames, JSON Messages and error bodies for a [`Reply`].
 //! - [`home`]: [`ClaudeHome`], [`claude_env`] and [`claude_bin`].
 //! - [`telegram`]: [`FakeTelegram`], a fake Telegram Bot API for teloxide.
+//! - [`discord`]: [`FakeDiscord`], a fake Discord (REST and gateway) for serenity.
 //!
 //! # Example
 //!
@@ -31,6 +32,7 @@
 
 pub mod anthropic;
 pub mod direct;
+pub mod discord;
 pub mod home;
 pub mod process;
 pub mod script;
@@ -39,6 +41,7 @@ mod wire;
 
 pub use anthropic::{DEFAULT_CHUNK_DELAY, FakeApi, RecordedRequest};
 pub use direct::DirectClaude;
+pub use discord::FakeDiscord;
 pub use home::{
     ClaudeHome, TEST_API_KEY, approved_key_suffix, claude_bin, claude_env, claude_env_for_url,
     workspace_root,
