@@ -601,6 +601,27 @@ async fn long_answers_are_split_without_breaking_code_or_attached_and_pacing_hol
     t.dc.user_message(thread, ALICE, "DELTAS:200");
     let burst = wait_msg(&t.dc, thread, |m| m.content.contains("d199")).await;
     assert!(burst.content.contains("d0 d1 d2"), "{}", burst.content);
+    // A burst for one thread: five prompts from REST at once, each shown (who sent it),
+    // with its progress message and its answer: the thread gets about fifteen messages
+    // at once, and they go out at most five in any five seconds.
+    let id = session_id(&t.w).await;
+    for i in 0..5 {
+        let (status, _) =
+            t.w.post(
+                &format!("/api/sessions/{id}/prompt"),
+                serde_json::json!({"text": format!("burst {i}")}),
+            )
+            .await;
+        assert_eq!(status, 202);
+    }
+    wait_msg(&t.dc, thread, |m| m.content.contains("Echo: burst 4")).await;
+    for i in 0..5 {
+        assert_eq!(
+            count(&t.dc, thread, &format!("Echo: burst {i}")),
+            1,
+            "burst {i}"
+        );
+    }
     t.dc.user_message(thread, ALICE, "after the storm");
     wait_msg(&t.dc, thread, |m| {
         m.content.contains("Echo: after the storm")
@@ -775,6 +796,11 @@ async fn after_a_bot_restart_bindings_hold_and_messages_sent_meanwhile_are_answe
     t.w.start_bot();
     t.dc.wait_ready(WAIT).await.expect("ready after restart");
     wait_msg(&t.dc, thread, |m| m.content.contains("Echo: second")).await;
+    assert!(
+        t.w.bot_log_text()
+            .contains("handling a message sent while the bot was away"),
+        "the message came from the catch-up, not a replay"
+    );
     t.dc.user_message(thread, ALICE, "third");
     wait_msg(&t.dc, thread, |m| m.content.contains("Echo: third")).await;
 
