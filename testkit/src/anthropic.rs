@@ -8,7 +8,7 @@
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use anyhow::Context as _;
@@ -24,6 +24,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::script::{self, Reply};
+use crate::state::lock;
 use crate::wire::{self, Step};
 
 /// Default pause between text deltas of `SLOW` replies.
@@ -291,11 +292,6 @@ impl Shared {
             r.client_disconnected = disconnected;
         }
     }
-}
-
-/// Locks a mutex, carrying on after a panic elsewhere: the data are plain records.
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 fn router(shared: Arc<Shared>) -> Router {

@@ -82,7 +82,7 @@ mod validate;
 mod world;
 
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
 
 use anyhow::Context as _;
@@ -97,7 +97,8 @@ use serde_json::{Value, json};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
-use tokio::time::Instant;
+
+use crate::state::lock;
 
 pub use gateway::CLOSE_FRAME_OP;
 use world::{ApiError, ApiRequest, Upload, World};
@@ -760,15 +761,7 @@ impl FakeDiscord {
         calls
             .iter()
             .map(|c| {
-                let mut body = c.body.to_string();
-                if body.len() > 200 {
-                    let cut = (0..=200)
-                        .rev()
-                        .find(|i| body.is_char_boundary(*i))
-                        .unwrap_or(0);
-                    body.truncate(cut);
-                    body.push('…');
-                }
+                let body = crate::state::clip(c.body.to_string(), 200);
                 format!("\n  {} {} {body}", c.status, c.route)
             })
             .collect()
@@ -778,20 +771,16 @@ impl FakeDiscord {
     async fn wait_until<T>(
         &self,
         timeout: Duration,
-        mut check: impl FnMut(&World) -> Option<T>,
+        check: impl FnMut(&World) -> Option<T>,
     ) -> anyhow::Result<T> {
-        let mut changes = self.shared.version.subscribe();
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(found) = check(&self.world()) {
-                return Ok(found);
-            }
-            match tokio::time::timeout_at(deadline, changes.changed()).await {
-                Ok(Ok(())) => {}
-                Ok(Err(_)) => anyhow::bail!("fake Discord state dropped"),
-                Err(_) => anyhow::bail!("timed out after {timeout:?}"),
-            }
-        }
+        crate::state::wait_until(
+            &self.shared.world,
+            &self.shared.version,
+            timeout,
+            "fake Discord",
+            check,
+        )
+        .await
     }
 }
 
@@ -826,11 +815,6 @@ impl Shared {
     fn changed(&self) {
         self.version.send_modify(|v| *v = v.wrapping_add(1));
     }
-}
-
-/// Locks a mutex, carrying on after a panic elsewhere: the data are plain records.
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 fn router(shared: Arc<Shared>) -> Router {

@@ -5,6 +5,7 @@
 //!
 //! - [`anthropic`]: [`FakeApi`], the axum server, and [`RecordedRequest`].
 //! - [`script`]: the pure keyword rules that pick a [`Reply`] from a request body.
+//! - `state`: the lock and change-waiting the fakes share.
 //! - `wire`: SSE frames, JSON Messages and error bodies for a [`Reply`].
 //! - [`home`]: [`ClaudeHome`], [`claude_env`] and [`claude_bin`].
 //! - [`telegram`]: [`FakeTelegram`], a fake Telegram Bot API for teloxide.
@@ -36,6 +37,7 @@ pub mod discord;
 pub mod home;
 pub mod process;
 pub mod script;
+mod state;
 pub mod telegram;
 mod wire;
 

@@ -53,7 +53,7 @@ mod markup;
 mod world;
 
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
 
 use anyhow::Context as _;
@@ -69,6 +69,8 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use world::{Failure, Params, Upload, World};
+
+use crate::state::lock;
 
 /// `getMe`'s username.
 pub const BOT_USERNAME: &str = "ccrm_test_bot";
@@ -424,15 +426,7 @@ impl FakeTelegram {
         calls
             .iter()
             .map(|c| {
-                let mut params = c.params.to_string();
-                if params.len() > 200 {
-                    let cut = (0..=200)
-                        .rev()
-                        .find(|i| params.is_char_boundary(*i))
-                        .unwrap_or(0);
-                    params.truncate(cut);
-                    params.push('…');
-                }
+                let params = crate::state::clip(c.params.to_string(), 200);
                 format!("\n  {} {} {params}", c.status, c.method)
             })
             .collect()
@@ -442,20 +436,16 @@ impl FakeTelegram {
     async fn wait_until<T>(
         &self,
         timeout: Duration,
-        mut check: impl FnMut(&World) -> Option<T>,
+        check: impl FnMut(&World) -> Option<T>,
     ) -> anyhow::Result<T> {
-        let mut changes = self.shared.version.subscribe();
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(found) = check(&self.world()) {
-                return Ok(found);
-            }
-            match tokio::time::timeout_at(deadline, changes.changed()).await {
-                Ok(Ok(())) => {}
-                Ok(Err(_)) => anyhow::bail!("fake Telegram API state dropped"),
-                Err(_) => anyhow::bail!("timed out after {timeout:?}"),
-            }
-        }
+        crate::state::wait_until(
+            &self.shared.world,
+            &self.shared.version,
+            timeout,
+            "fake Telegram API",
+            check,
+        )
+        .await
     }
 }
 
@@ -492,11 +482,6 @@ impl Shared {
         lock(&self.world).calls.push(call);
         self.changed();
     }
-}
-
-/// Locks a mutex, carrying on after a panic elsewhere: the data are plain records.
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 fn router(shared: Arc<Shared>) -> Router {
