@@ -1424,15 +1424,7 @@ impl Db {
         update_id: i64,
         now_ms: u64,
     ) -> DbResult<bool> {
-        let done = sqlx::query(
-            "INSERT INTO chat_updates (platform, update_id, seen_ms) VALUES (?1, ?2, ?3)
-             ON CONFLICT (platform, update_id) DO NOTHING",
-        )
-        .bind(platform)
-        .bind(update_id)
-        .bind(int(now_ms)?)
-        .execute(&self.pool)
-        .await?;
+        let first = self.insert_claim(platform, update_id, now_ms).await?;
         if update_id % 1000 == 0 {
             sqlx::query("DELETE FROM chat_updates WHERE platform = ?1 AND update_id < ?2")
                 .bind(platform)
@@ -1440,6 +1432,20 @@ impl Db {
                 .execute(&self.pool)
                 .await?;
         }
+        Ok(first)
+    }
+
+    /// Records that `id` of `platform` was handled; true if it was not recorded before.
+    async fn insert_claim(&self, platform: &str, id: i64, now_ms: u64) -> DbResult<bool> {
+        let done = sqlx::query(
+            "INSERT INTO chat_updates (platform, update_id, seen_ms) VALUES (?1, ?2, ?3)
+             ON CONFLICT (platform, update_id) DO NOTHING",
+        )
+        .bind(platform)
+        .bind(id)
+        .bind(int(now_ms)?)
+        .execute(&self.pool)
+        .await?;
         Ok(done.rows_affected() == 1)
     }
 
@@ -1454,15 +1460,7 @@ impl Db {
         now_ms: u64,
         keep_ms: u64,
     ) -> DbResult<bool> {
-        let done = sqlx::query(
-            "INSERT INTO chat_updates (platform, update_id, seen_ms) VALUES (?1, ?2, ?3)
-             ON CONFLICT (platform, update_id) DO NOTHING",
-        )
-        .bind(platform)
-        .bind(id)
-        .bind(int(now_ms)?)
-        .execute(&self.pool)
-        .await?;
+        let first = self.insert_claim(platform, id, now_ms).await?;
         if id % 256 == 0 {
             sqlx::query("DELETE FROM chat_updates WHERE platform = ?1 AND seen_ms < ?2")
                 .bind(platform)
@@ -1470,7 +1468,7 @@ impl Db {
                 .execute(&self.pool)
                 .await?;
         }
-        Ok(done.rows_affected() == 1)
+        Ok(first)
     }
 }
 

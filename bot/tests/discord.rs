@@ -818,3 +818,46 @@ async fn after_a_bot_restart_bindings_hold_and_messages_sent_meanwhile_are_answe
     }
     assert_eq!(t.dc.threads(general).len(), 1);
 }
+
+#[tokio::test]
+async fn a_message_is_claimed_once_and_old_claims_are_trimmed_by_age() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = Db::open(&dir.path().join("ccrm.db")).await.expect("db");
+    let day = 24 * 3600 * 1000;
+    let old_id = 1_000_000_000_000_000_001;
+    assert!(
+        db.chat_claim_message("discord", old_id, 1_000, day)
+            .await
+            .expect("claim")
+    );
+    assert!(
+        !db.chat_claim_message("discord", old_id, 2_000, day)
+            .await
+            .expect("again")
+    );
+    // Snowflakes are not sequential; a claim of an id that is a multiple of 256 trims
+    // the claims seen more than `keep_ms` ago, whatever their ids.
+    let trimmer = 1_000_000_000_000_000_256;
+    assert!(
+        db.chat_claim_message("discord", trimmer, 3 * day, day)
+            .await
+            .expect("claim")
+    );
+    assert!(
+        db.chat_claim_message("discord", old_id, 3 * day, day)
+            .await
+            .expect("trimmed, so new again")
+    );
+    assert!(
+        !db.chat_claim_message("discord", trimmer, 3 * day, day)
+            .await
+            .expect("kept")
+    );
+    // Telegram's update ids are a separate namespace.
+    assert!(
+        db.chat_claim_update("telegram", 256, 1)
+            .await
+            .expect("claim")
+    );
+    db.close().await;
+}

@@ -338,14 +338,7 @@ impl<P: ChatPlatform> ChatCore<P> {
             );
             return;
         };
-        if !self.inbound.check(&inc.from.id) {
-            self.audit(
-                &inc.from,
-                "prompt.rate_limited",
-                &b.session_id.to_string(),
-                json!({}),
-            )
-            .await;
+        if !self.within_rate(&inc.from, &b).await {
             self.reply(
                 &inc.place,
                 Rich::text("You are sending prompts faster than allowed; please wait a moment and try again."),
@@ -373,6 +366,21 @@ impl<P: ChatPlatform> ChatCore<P> {
         drop(map);
         let me = self.clone();
         self.spawn(async move { me.collect_prompt(inc.place, b, rx).await });
+    }
+
+    /// True when `from` may send another prompt now; else the refusal is audited.
+    async fn within_rate(&self, from: &Sender, b: &ChatBinding) -> bool {
+        if self.inbound.check(&from.id) {
+            return true;
+        }
+        self.audit(
+            from,
+            "prompt.rate_limited",
+            &b.session_id.to_string(),
+            json!({}),
+        )
+        .await;
+        false
     }
 
     /// Gathers the pieces of one prompt until [`DEBOUNCE`] passes without a new one, then
@@ -618,14 +626,7 @@ impl<P: ChatPlatform> ChatCore<P> {
         if text.trim().is_empty() {
             return Err("usage: /prompt <text>".into());
         }
-        if !self.inbound.check(&inc.from.id) {
-            self.audit(
-                &inc.from,
-                "prompt.rate_limited",
-                &b.session_id.to_string(),
-                json!({}),
-            )
-            .await;
+        if !self.within_rate(&inc.from, &b).await {
             return Err("you are sending prompts faster than allowed; please wait a moment".into());
         }
         let notes = self.send_prompt(&b, &inc.from, text, 1).await?;
