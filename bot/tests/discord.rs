@@ -599,7 +599,8 @@ async fn long_answers_are_split_without_breaking_code_or_attached_and_pacing_hol
     t.dc.fail_next("PATCH /channels/{id}/messages/{id}", 429, Some(0.5));
     t.dc.fail_next("POST /channels/{id}/messages", 429, Some(1.5));
     t.dc.user_message(thread, ALICE, "DELTAS:200");
-    let burst = wait_msg(&t.dc, thread, |m| m.content.contains("d199")).await;
+    // Not just "d199": the session's id in its first message may hold that too.
+    let burst = wait_msg(&t.dc, thread, |m| m.content.contains("d198 d199")).await;
     assert!(burst.content.contains("d0 d1 d2"), "{}", burst.content);
     // A burst for one thread: five prompts from REST at once, each shown (who sent it),
     // with its progress message and its answer: the thread gets about fifteen messages
@@ -783,19 +784,29 @@ async fn strangers_are_refused_privately_and_audited_roles_grant_access() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn after_a_bot_restart_bindings_hold_and_messages_sent_meanwhile_are_answered_once() {
-    let mut t = start().await;
+    let ops = OPS_ROLE.to_string();
+    let mut t = start_with(&[("CCRM_BOT_DISCORD_ALLOWED_ROLES", ops.as_str())]).await;
+    t.dc.member(BOB, "bob", &[OPS_ROLE]);
     let general = t.dc.text_channel("general");
     let thread = new_thread(&t, general, "keeper").await;
     t.dc.user_message(thread, ALICE, "first");
     wait_msg(&t.dc, thread, |m| m.content.contains("Echo: first")).await;
+    let id = session_id(&t.w).await;
+    t.w.wait_chat_shown("discord", &id).await;
 
     World::kill9(&mut t.w.bot);
     // Written while the bot is down: Discord will not replay it to a new session, so the
     // bot reads the bound threads' recent messages when it is back.
+    // Bob is allowed by his role only, which a message read back over REST does not carry:
+    // the bot looks him up. Both are handled after the restart, as one prompt.
     t.dc.user_message(thread, ALICE, "second");
+    t.dc.user_message(thread, BOB, "and bob");
     t.w.start_bot();
     t.dc.wait_ready(WAIT).await.expect("ready after restart");
-    wait_msg(&t.dc, thread, |m| m.content.contains("Echo: second")).await;
+    wait_msg(&t.dc, thread, |m| {
+        m.content.contains("Echo: second\nand bob")
+    })
+    .await;
     assert!(
         t.w.bot_log_text()
             .contains("handling a message sent while the bot was away"),
@@ -812,7 +823,12 @@ async fn after_a_bot_restart_bindings_hold_and_messages_sent_meanwhile_are_answe
             .filter(|e| e["event"]["kind"] == "prompt")
             .filter_map(|e| e["event"]["text"].as_str().map(str::to_owned))
             .collect();
-    assert_eq!(prompts, ["first", "second", "third"]);
+    assert_eq!(prompts, ["first", "second\nand bob", "third"]);
+    assert_eq!(
+        count(&t.dc, thread, "not allowed"),
+        0,
+        "Bob's role was found"
+    );
     for text in ["Echo: first", "Echo: second", "Echo: third"] {
         assert_eq!(count(&t.dc, thread, text), 1, "{text}");
     }

@@ -284,6 +284,41 @@ impl World {
         }
     }
 
+    /// Waits (bounded) until chat `platform` has recorded showing `session`'s last turn
+    /// result: after that a restart cannot show it again. (An answer is posted, then
+    /// recorded; a kill between the two shows it twice, which is the honest at-least-once
+    /// edge, not what restart tests are about.)
+    pub async fn wait_chat_shown(&self, platform: &str, session: &str) {
+        let events = self
+            .wait_stored(session, |e| e["event"]["kind"] == "turn_result")
+            .await;
+        let last = events
+            .iter()
+            .filter(|e| e["event"]["kind"] == "turn_result")
+            .filter_map(|e| e["id"].as_i64())
+            .max()
+            .unwrap_or(0);
+        let db = Db::open(&self.dir.path().join("bot/ccrm.db"))
+            .await
+            .expect("db");
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let marks = db.chat_handled(platform).await.expect("marks");
+            if marks
+                .iter()
+                .any(|(s, id)| s.to_string() == session && *id >= last)
+            {
+                break;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{platform} never recorded showing event {last}: {marks:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        db.close().await;
+    }
+
     /// The path of ccrmd's control socket.
     pub fn socket(&self) -> PathBuf {
         self.runtime_dir().join("ccrmd.sock")
