@@ -14,7 +14,15 @@ use clap::{Parser, Subcommand};
 
 /// The ccrm server: WebSocket hub for daemons, REST API, dashboard and chat adapters.
 #[derive(Parser, Debug)]
-#[command(version, about)]
+#[command(
+    version,
+    about,
+    after_help = "Chat front ends start when their token is set (environment only):\n  \
+        CCRM_BOT_TELEGRAM_TOKEN  Telegram (with CCRM_BOT_TELEGRAM_ALLOWED_USERS)\n  \
+        CCRM_BOT_DISCORD_TOKEN   Discord (with CCRM_BOT_DISCORD_GUILDS and \
+        CCRM_BOT_DISCORD_ALLOWED_USERS or _ROLES)\n\
+        Every setting, its TOML key and its CCRM_BOT_* variable: see the README."
+)]
 struct Args {
     /// Config file [default: $XDG_CONFIG_HOME/ccrm/bot.toml; env: CCRM_BOT_CONFIG].
     #[arg(long, global = true)]

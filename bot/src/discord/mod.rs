@@ -896,6 +896,11 @@ pub async fn run(
             .map(u64::to_string)
             .collect(),
     };
+    if access.users.is_empty() && access.roles.is_empty() {
+        warn!(
+            "no one may use the Discord bot: set CCRM_BOT_DISCORD_ALLOWED_USERS or CCRM_BOT_DISCORD_ALLOWED_ROLES"
+        );
+    }
     let core = ChatCore::new(
         state.clone(),
         Discord::new(rest),
