@@ -523,8 +523,7 @@ impl<P: ChatPlatform> ChatCore<P> {
         };
         let text = match answer {
             Ok(Some(t)) => t,
-            // Shown elsewhere (a new thread); an answer awaited in place still gets one.
-            Ok(None) if inc.reply.is_some() => Rich::text("Done."),
+            // Shown elsewhere (a new thread), with no answer awaited in place (`announce`).
             Ok(None) => return,
             Err(e) => Rich::text("⚠️ ").push(e),
         };
@@ -1251,12 +1250,7 @@ impl<P: ChatPlatform> ChatCore<P> {
         let full = head.clone().extend(body).push(tail.clone());
         // One message; else up to `answer_parts` messages (code blocks closed and
         // reopened at the cuts); else the start of it with the whole text as a file.
-        let parts = if measure(&full) <= limit {
-            Some(vec![full])
-        } else {
-            render::split(&full, limit, self.platform.answer_parts(), measure)
-        };
-        if let Some(parts) = parts {
+        if let Some(parts) = render::split(&full, limit, self.platform.answer_parts(), measure) {
             for place in self.places_of(&session) {
                 for part in &parts {
                     self.send(&place, Outgoing::text(part.clone())).await;

@@ -289,6 +289,9 @@ pub fn split(
     max_parts: usize,
     measure: impl Fn(&Rich) -> usize,
 ) -> Option<Vec<Rich>> {
+    if max_parts > 0 && measure(text) <= limit {
+        return Some(vec![text.clone()]);
+    }
     let mut parts: Vec<Rich> = Vec::new();
     let mut cur = Rich::default();
     for span in &text.0 {
