@@ -148,14 +148,10 @@ fn channel_id(s: &str) -> anyhow::Result<ChannelId> {
         .ok_or_else(|| anyhow::anyhow!("`{s}` is not a Discord channel id"))
 }
 
-fn json_body(v: &impl serde::Serialize) -> anyhow::Result<Option<Vec<u8>>> {
-    Ok(Some(serde_json::to_vec(v)?))
-}
-
 /// `text` as Discord Markdown within `limit` (cut at a line or word, marked with `…`).
 fn fit(text: &Rich, limit: usize) -> String {
-    if text.discord_len() <= limit {
-        let s = text.discord();
+    let s = text.discord();
+    if s.encode_utf16().count() <= limit {
         // Discord refuses an empty message.
         return if s.trim().is_empty() {
             "…".to_owned()
@@ -253,15 +249,17 @@ impl Discord {
         token: &str,
         resp: &CreateInteractionResponse,
     ) -> anyhow::Result<()> {
-        let req = Request::new(
-            Route::InteractionResponse {
-                interaction_id: id,
-                token,
-            },
-            LightMethod::Post,
-        )
-        .body(json_body(resp)?);
-        self.rest.call(Pace::Interaction, req).await?;
+        self.rest
+            .json(
+                Pace::Interaction,
+                Route::InteractionResponse {
+                    interaction_id: id,
+                    token,
+                },
+                LightMethod::Post,
+                resp,
+            )
+            .await?;
         Ok(())
     }
 
@@ -272,15 +270,17 @@ impl Discord {
             .content(fit(text, TEXT_LIMIT))
             .allowed_mentions(CreateAllowedMentions::new())
             .ephemeral(private);
-        let req = Request::new(
-            Route::WebhookFollowupMessages {
-                application_id,
-                token,
-            },
-            LightMethod::Post,
-        )
-        .body(json_body(&body)?);
-        self.rest.call(Pace::Interaction, req).await?;
+        self.rest
+            .json(
+                Pace::Interaction,
+                Route::WebhookFollowupMessages {
+                    application_id,
+                    token,
+                },
+                LightMethod::Post,
+                &body,
+            )
+            .await?;
         Ok(())
     }
 }
@@ -321,14 +321,17 @@ impl ChatPlatform for Discord {
             .content(fit(&msg.text, TEXT_LIMIT))
             .components(components(msg))
             .allowed_mentions(CreateAllowedMentions::new());
-        let req = Request::new(
-            Route::ChannelMessages {
-                channel_id: channel,
-            },
-            LightMethod::Post,
-        )
-        .body(json_body(&body)?);
-        let sent = self.rest.call(Pace::Channel(&to.chat), req).await?;
+        let sent = self
+            .rest
+            .json(
+                Pace::Channel(&to.chat),
+                Route::ChannelMessages {
+                    channel_id: channel,
+                },
+                LightMethod::Post,
+                &body,
+            )
+            .await?;
         message_id(&sent)
     }
 
@@ -344,15 +347,17 @@ impl ChatPlatform for Discord {
             .content(fit(&msg.text, TEXT_LIMIT))
             .components(components(msg))
             .allowed_mentions(CreateAllowedMentions::new());
-        let req = Request::new(
-            Route::ChannelMessage {
-                channel_id: channel,
-                message_id: id,
-            },
-            LightMethod::Patch,
-        )
-        .body(json_body(&body)?);
-        self.rest.call(Pace::Channel(&to.chat), req).await?;
+        self.rest
+            .json(
+                Pace::Channel(&to.chat),
+                Route::ChannelMessage {
+                    channel_id: channel,
+                    message_id: id,
+                },
+                LightMethod::Patch,
+                &body,
+            )
+            .await?;
         Ok(())
     }
 
@@ -393,14 +398,17 @@ impl ChatPlatform for Discord {
         let body = CreateThread::new(name)
             .kind(ChannelType::PublicThread)
             .auto_archive_duration(AutoArchiveDuration::OneWeek);
-        let req = Request::new(
-            Route::ChannelThreads {
-                channel_id: channel,
-            },
-            LightMethod::Post,
-        )
-        .body(json_body(&body)?);
-        let thread = self.rest.call(Pace::Global, req).await?;
+        let thread = self
+            .rest
+            .json(
+                Pace::Global,
+                Route::ChannelThreads {
+                    channel_id: channel,
+                },
+                LightMethod::Post,
+                &body,
+            )
+            .await?;
         Ok(Place {
             chat: message_id(&thread)?,
             thread: None,
@@ -421,19 +429,30 @@ impl ChatPlatform for Discord {
             .content(fit(&first, TEXT_LIMIT))
             .components(components(msg))
             .allowed_mentions(CreateAllowedMentions::new());
-        let req = Request::new(
-            Route::WebhookOriginalInteractionResponse {
-                application_id,
-                token,
-            },
-            LightMethod::Patch,
-        )
-        .body(json_body(&body)?);
-        self.rest.call(Pace::Interaction, req).await?;
+        self.rest
+            .json(
+                Pace::Interaction,
+                Route::WebhookOriginalInteractionResponse {
+                    application_id,
+                    token,
+                },
+                LightMethod::Patch,
+                &body,
+            )
+            .await?;
         for part in parts {
             self.follow_up(reply, &part, false).await?;
         }
         Ok(())
+    }
+}
+
+/// Where a channel's (or thread's) messages go: Discord threads are channels, so a place
+/// never has a separate thread id.
+fn place_of(channel: ChannelId) -> Place {
+    Place {
+        chat: channel.to_string(),
+        thread: None,
     }
 }
 
@@ -517,10 +536,7 @@ fn incoming_of(msg: &Message, bot: u64) -> Option<Incoming> {
     }
     let roles = msg.member.as_ref().map(|m| m.roles.as_slice());
     Some(Incoming {
-        place: Place {
-            chat: msg.channel_id.to_string(),
-            thread: None,
-        },
+        place: place_of(msg.channel_id),
         from: sender(&msg.author, roles),
         threads: false,
         direct: msg.guild_id.is_none() || mentioned,
@@ -747,10 +763,7 @@ impl Handler {
             .as_ref()
             .is_some_and(|c| matches!(c.kind, ChannelType::Text | ChannelType::News));
         let inc = Incoming {
-            place: Place {
-                chat: cmd.channel_id.to_string(),
-                thread: None,
-            },
+            place: place_of(cmd.channel_id),
             from,
             threads,
             direct: true,
@@ -777,10 +790,7 @@ impl Handler {
         };
         let roles = c.member.as_ref().map(|m| m.roles.as_slice());
         let inc = Incoming {
-            place: Place {
-                chat: c.channel_id.to_string(),
-                thread: None,
-            },
+            place: place_of(c.channel_id),
             from: sender(&c.user, roles),
             threads: false,
             direct: true,

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use reqwest012 as reqwest;
 use serde_json::Value;
-use serenity::http::Request;
+use serenity::http::{LightMethod, Request, Route};
 use tracing::warn;
 
 use crate::chat::ratelimit::{Outbound, OutboundQuotas};
@@ -135,6 +135,19 @@ impl Rest {
         self.proxy.as_deref()
     }
 
+    /// Sends `body` as JSON to `route` with `method` (see [`Rest::call`]).
+    pub async fn json(
+        &self,
+        pace: Pace<'_>,
+        route: Route<'_>,
+        method: LightMethod,
+        body: &impl serde::Serialize,
+    ) -> Result<Value, RestError> {
+        let body = serde_json::to_vec(body).map_err(|e| RestError::Build(e.to_string()))?;
+        self.call(pace, Request::new(route, method).body(Some(body)))
+            .await
+    }
+
     /// Sends `req`, paced as `pace` says; returns the JSON answer (`Null` for 204).
     pub async fn call(&self, pace: Pace<'_>, req: Request<'_>) -> Result<Value, RestError> {
         let route = route_label(&req);
@@ -249,7 +262,6 @@ pub fn route_label(req: &Request<'_>) -> String {
 
 #[cfg(test)]
 mod tests {
-    use serenity::http::{LightMethod, Route};
     use serenity::model::id::{ApplicationId, ChannelId};
 
     use super::*;
