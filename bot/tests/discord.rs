@@ -753,23 +753,8 @@ async fn strangers_are_refused_privately_and_audited_roles_grant_access() {
     t.dc.user_message(thread, MALLORY, "rm -rf everything");
     t.dc.user_message(thread, MALLORY, "please?");
     wait_msg(&t.dc, thread, |m| m.content.contains("not allowed")).await;
-    let db = Db::open(&t.w.dir.path().join("bot/ccrm.db"))
-        .await
-        .expect("db");
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        let rows = db.list_audit(200).await.expect("audit");
-        let refused = rows
-            .iter()
-            .filter(|r| r.actor == format!("discord:{MALLORY}") && r.action == "chat.refused")
-            .count();
-        if refused == 3 {
-            break;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "audit: {rows:#?}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    db.close().await;
+    t.w.wait_audit(&format!("discord:{MALLORY}"), "chat.refused", 3)
+        .await;
     assert_eq!(count(&t.dc, thread, "not allowed"), 1);
     let (_, v) = t.w.get("/api/sessions").await;
     assert_eq!(v["sessions"].as_array().expect("sessions").len(), 1, "{v}");

@@ -353,22 +353,8 @@ async fn unauthorised_user_is_refused_once_audited_and_reaches_no_daemon() {
     .await;
 
     // Every attempt is audited.
-    let db = Db::open(&t.w.dir.path().join("bot/ccrm.db"))
-        .await
-        .expect("db");
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        let rows = db.list_audit(100).await.expect("audit");
-        let refused = rows
-            .iter()
-            .filter(|r| r.actor == format!("telegram:{MALLORY}") && r.action == "chat.refused")
-            .count();
-        if refused == 3 {
-            break;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "audit: {rows:#?}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    t.w.wait_audit(&format!("telegram:{MALLORY}"), "chat.refused", 3)
+        .await;
     t.tg.wait_updates_confirmed(WAIT)
         .await
         .expect("updates handled");
@@ -406,7 +392,6 @@ async fn unauthorised_user_is_refused_once_audited_and_reaches_no_daemon() {
             .all(|r| !r.all_text().contains("hello?")),
         "Mallory's text reached the model"
     );
-    db.close().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

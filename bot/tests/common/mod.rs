@@ -284,6 +284,27 @@ impl World {
         }
     }
 
+    /// Waits (bounded) until the audit log holds exactly `n` rows of `action` by `actor`.
+    pub async fn wait_audit(&self, actor: &str, action: &str, n: usize) {
+        let db = Db::open(&self.dir.path().join("bot/ccrm.db"))
+            .await
+            .expect("db");
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let rows = db.list_audit(200).await.expect("audit");
+            let found = rows
+                .iter()
+                .filter(|r| r.actor == actor && r.action == action)
+                .count();
+            if found == n {
+                break;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "audit: {rows:#?}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        db.close().await;
+    }
+
     /// Waits (bounded) until chat `platform` has recorded showing `session`'s last turn
     /// result: after that a restart cannot show it again. (An answer is posted, then
     /// recorded; a kill between the two shows it twice, which is the honest at-least-once
