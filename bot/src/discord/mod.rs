@@ -31,6 +31,8 @@
 
 pub mod rest;
 
+use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
@@ -599,7 +601,9 @@ pub async fn catch_up(core: Arc<ChatCore<Discord>>, db: Db, bot: u64) {
             .filter(|m: &Message| (m.id.get() >> 22) + DISCORD_EPOCH_MS >= since)
             .collect();
         msgs.sort_by_key(|m| m.id);
+        // Looked up at most once per thread and once per author.
         let mut guild: Option<Option<GuildId>> = None;
+        let mut roles: HashMap<serenity::all::UserId, Vec<String>> = HashMap::new();
         for m in msgs {
             let Some(mut inc) = incoming_of(&m, bot) else {
                 continue;
@@ -609,7 +613,12 @@ pub async fn catch_up(core: Arc<ChatCore<Discord>>, db: Db, bot: u64) {
                     guild = Some(guild_of(rest, channel).await);
                 }
                 if let Some(Some(g)) = guild {
-                    inc.from.roles = member_roles(rest, g, m.author.id).await;
+                    inc.from.roles = match roles.entry(m.author.id) {
+                        Entry::Occupied(e) => e.get().clone(),
+                        Entry::Vacant(e) => {
+                            e.insert(member_roles(rest, g, m.author.id).await).clone()
+                        }
+                    };
                 }
             }
             if !claim(&db, m.id).await {
