@@ -401,14 +401,23 @@ impl Gateway {
             .is_some_and(|t| t == self.token)
     }
 
-    fn identify(&mut self, conn: u64, d: &Value) {
-        self.identifies += 1;
+    /// The checks IDENTIFY and RESUME share: not yet authenticated on this connection
+    /// (else 4005), and the right token (else 4004). False when the connection was closed.
+    fn admit(&mut self, conn: u64, d: &Value) -> bool {
         if self.conns.get(&conn).is_some_and(|c| c.authenticated) {
             self.close(conn, Some((4005, "Already authenticated.")));
-            return;
+            return false;
         }
         if !self.token_ok(d) {
             self.close(conn, Some((4004, "Authentication failed.")));
+            return false;
+        }
+        true
+    }
+
+    fn identify(&mut self, conn: u64, d: &Value) {
+        self.identifies += 1;
+        if !self.admit(conn, d) {
             return;
         }
         let Some(intents) = d.get("intents").and_then(Value::as_u64) else {
@@ -473,12 +482,7 @@ impl Gateway {
     }
 
     fn resume(&mut self, conn: u64, d: &Value) {
-        if self.conns.get(&conn).is_some_and(|c| c.authenticated) {
-            self.close(conn, Some((4005, "Already authenticated.")));
-            return;
-        }
-        if !self.token_ok(d) {
-            self.close(conn, Some((4004, "Authentication failed.")));
+        if !self.admit(conn, d) {
             return;
         }
         let (Some(session_id), Some(seq)) = (
