@@ -4,13 +4,13 @@
 //! stream-json child has exited); this module does the tmux and transcript work and never
 //! refers back to the session. Its parts, each usable on its own:
 //!
-//! - [`tmux`](self::tmux): [`Tmux`], ccrm's own tmux server per attached session (socket and
+//! - `tmux`: [`Tmux`], ccrm's own tmux server per attached session (socket and
 //!   session names, [`find_tmux`], [`tmux_missing`]), what runs in the pane ([`TuiSpec`],
 //!   [`tui_env`]), what tmux reports about it ([`Pane`]) and whether a pid is [`alive`].
-//! - [`transcript`](self::transcript): where claude keeps its transcripts
+//! - `transcript`: where claude keeps its transcripts
 //!   ([`claude_config_dir`], [`find_transcript`]) and [`Tail`], which turns what the TUI
 //!   appends into [`TuiItem`]s ([`transcript_items`]).
-//! - [`monitor`](self::monitor): [`run_tui`], the task of one attach that starts, watches and
+//! - `monitor`: [`run_tui`], the task of one attach that starts, watches and
 //!   ends the TUI, talking to the actor with [`FromTui`] and [`ToTui`].
 
 mod monitor;
