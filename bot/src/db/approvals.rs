@@ -5,7 +5,6 @@
 //! [`Db::list_approvals`] and [`Db::get_approval`].
 
 use std::collections::BTreeMap;
-use std::str::FromStr;
 
 use common::event::Decision;
 use common::ids::{ApprovalId, DaemonId, SessionId};
@@ -15,7 +14,9 @@ use serde_json::Value;
 use sqlx::Row;
 use sqlx::sqlite::SqliteRow;
 
-use super::{Db, DbError, DbResult, Tx, enum_from_str, enum_str, json_column, uint};
+use super::{
+    Db, DbError, DbResult, Tx, enum_from_str, enum_str, json_column, session_column, uint,
+};
 
 /// Whether an approval still waits for an answer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -180,15 +181,13 @@ pub(super) async fn decide(
 
 /// Decodes one row of `approvals`.
 fn approval_row(row: &SqliteRow) -> DbResult<ApprovalRow> {
-    let session: &str = row.try_get("session_id")?;
     let decision: Option<&str> = row.try_get("decision")?;
     let answers: Option<&str> = row.try_get("answers")?;
     let decided_ms: Option<i64> = row.try_get("decided_ms")?;
     Ok(ApprovalRow {
         id: ApprovalId(row.try_get("id")?),
         daemon_id: DaemonId(row.try_get("daemon_id")?),
-        session_id: SessionId::from_str(session)
-            .map_err(|e| DbError::other(format!("stored session id `{session}`: {e}")))?,
+        session_id: session_column(row, "session_id")?,
         kind: enum_from_str(row.try_get("kind")?)?,
         tool_name: row.try_get("tool_name")?,
         input: json_column(row, "input")?,

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use sqlx::Row;
 use sqlx::sqlite::SqliteRow;
 
-use super::{Db, DbError, DbResult, found, int, json_column, uint};
+use super::{Db, DbError, DbResult, found, int, json_column, session_column, uint};
 
 /// One chat thread bound to one session (see `bot/src/chat`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -305,10 +305,7 @@ fn chat_binding_row(r: &SqliteRow) -> DbResult<ChatBinding> {
         platform: r.try_get("platform")?,
         chat_id: r.try_get("chat_id")?,
         thread_id: opt_thread(r.try_get("thread_id")?),
-        session_id: r
-            .try_get::<String, _>("session_id")?
-            .parse()
-            .map_err(|_| DbError::other("stored session id does not parse"))?,
+        session_id: session_column(r, "session_id")?,
         daemon_id: DaemonId(r.try_get("daemon_id")?),
         created_by: r.try_get("created_by")?,
         created_ms: uint(r.try_get("created_ms")?),
@@ -321,10 +318,7 @@ fn chat_approval_row(r: &SqliteRow) -> DbResult<ChatApprovalRow> {
         id: r.try_get("id")?,
         platform: r.try_get("platform")?,
         approval_id: r.try_get("approval_id")?,
-        session_id: r
-            .try_get::<String, _>("session_id")?
-            .parse()
-            .map_err(|_| DbError::other("stored session id does not parse"))?,
+        session_id: session_column(r, "session_id")?,
         chat_id: r.try_get("chat_id")?,
         thread_id: opt_thread(r.try_get("thread_id")?),
         message_id: r.try_get("message_id")?,

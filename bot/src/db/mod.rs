@@ -33,8 +33,10 @@ mod sessions;
 
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::Path;
+use std::str::FromStr;
 use std::time::Duration;
 
+use common::ids::SessionId;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
@@ -203,6 +205,13 @@ fn json_column<T: DeserializeOwned>(row: &SqliteRow, column: &str) -> DbResult<T
     let text: &str = row.try_get(column)?;
     serde_json::from_str(text)
         .map_err(|e| DbError::other(format!("stored {column} does not parse: {e}")))
+}
+
+/// A session id column, parsed.
+fn session_column(row: &SqliteRow, column: &str) -> DbResult<SessionId> {
+    let text: &str = row.try_get(column)?;
+    SessionId::from_str(text)
+        .map_err(|e| DbError::other(format!("stored session id `{text}`: {e}")))
 }
 
 /// The wire name of a unit enum variant (`"allow_session"`).
