@@ -97,6 +97,16 @@ impl Db {
     }
 }
 
+/// A request for an answer, as carried by a permission request or question event.
+pub(super) struct Pending<'a> {
+    /// `permission` or `question` (the stored [`ApprovalKind`] name).
+    pub kind: &'a str,
+    /// The tool asked about (`AskUserQuestion` for questions).
+    pub tool_name: &'a str,
+    /// The tool input; for questions `{"questions": [...]}`.
+    pub input: &'a Value,
+}
+
 /// The outcome of an approval, as carried by a decision or answer event.
 pub(super) struct Decided<'a> {
     /// `permission` or `question`, used if the request was never stored.
@@ -115,15 +125,12 @@ pub(super) struct Decided<'a> {
 
 /// Adds a pending approval inside the ingest transaction. A request already stored keeps
 /// its row (resends and a decision that arrived first are not overwritten).
-#[expect(clippy::too_many_arguments, reason = "one column each; private helper")]
 pub(super) async fn insert_pending(
     tx: &mut Tx,
     daemon: &DaemonId,
     session: &str,
     id: &ApprovalId,
-    kind: &str,
-    tool_name: &str,
-    input: &Value,
+    p: &Pending<'_>,
     ts: i64,
 ) -> DbResult<()> {
     sqlx::query(
@@ -134,9 +141,9 @@ pub(super) async fn insert_pending(
     .bind(id.0.as_str())
     .bind(daemon.0.as_str())
     .bind(session)
-    .bind(kind)
-    .bind(tool_name)
-    .bind(input.to_string())
+    .bind(p.kind)
+    .bind(p.tool_name)
+    .bind(p.input.to_string())
     .bind(ts)
     .execute(&mut **tx)
     .await?;

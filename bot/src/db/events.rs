@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 use sqlx::Row;
 use sqlx::sqlite::SqliteRow;
 
-use super::approvals::{Decided, decide, insert_pending};
+use super::approvals::{Decided, Pending, decide, insert_pending};
 use super::sessions::record_state;
 use super::{Db, DbError, DbResult, Tx, int, uint};
 
@@ -236,34 +236,24 @@ async fn apply_event(tx: &mut Tx, daemon: &DaemonId, ev: &Event) -> DbResult<()>
             input,
             ..
         } => {
-            insert_pending(
-                tx,
-                daemon,
-                &session,
-                approval_id,
-                "permission",
+            let pending = Pending {
+                kind: "permission",
                 tool_name,
                 input,
-                ts,
-            )
-            .await?;
+            };
+            insert_pending(tx, daemon, &session, approval_id, &pending, ts).await?;
         }
         EventKind::Question {
             approval_id,
             questions,
         } => {
             let input = serde_json::json!({ "questions": questions });
-            insert_pending(
-                tx,
-                daemon,
-                &session,
-                approval_id,
-                "question",
-                "AskUserQuestion",
-                &input,
-                ts,
-            )
-            .await?;
+            let pending = Pending {
+                kind: "question",
+                tool_name: "AskUserQuestion",
+                input: &input,
+            };
+            insert_pending(tx, daemon, &session, approval_id, &pending, ts).await?;
         }
         EventKind::PermissionDecision {
             approval_id,
