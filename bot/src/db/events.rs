@@ -5,8 +5,8 @@
 //! and `approvals` in step with the events it stored. It reaches those tables only through
 //! the helpers `sessions.rs` and `approvals.rs` export for an open transaction
 //! ([`record_state`], [`insert_pending`], [`decide`]); they never call back here, so the
-//! dependency goes one way. The hub acks a daemon only after `insert_events` returns, so an
-//! acked event is committed.
+//! dependency goes one way. The daemon link ([`crate::ws`]) acks a batch only after
+//! `insert_events` returns, so an acked event is committed.
 //!
 //! Event rows get the bot's own increasing `id`: the keyset cursor for pages and the SSE
 //! `Last-Event-ID`. The readers here page by that id.
