@@ -1,0 +1,75 @@
+//! The `audit_log` table: who did what to what, appended by every surface that acts (the
+//! REST API, the chat core, the `ccrm-bot keys` commands) and read newest first.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use sqlx::Row;
+use sqlx::sqlite::SqliteRow;
+
+use super::{Db, DbResult, int, json_column, uint};
+
+/// One audit log entry.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AuditRow {
+    /// Row id (increasing).
+    pub id: i64,
+    /// When (Unix ms).
+    pub ts_ms: u64,
+    /// Who (`cli`, `rest:<key name>`, `telegram:<user>`, ...).
+    pub actor: String,
+    /// What (`key.create`, `prompt.send`, ...).
+    pub action: String,
+    /// On what (a session id, a key name, ...).
+    pub target: String,
+    /// Anything else worth keeping.
+    pub detail: Value,
+}
+
+impl Db {
+    /// Appends an audit entry.
+    #[tracing::instrument(skip_all, fields(actor, action))]
+    pub async fn audit(
+        &self,
+        actor: &str,
+        action: &str,
+        target: &str,
+        detail: Value,
+        now_ms: u64,
+    ) -> DbResult<()> {
+        sqlx::query(
+            "INSERT INTO audit_log (ts_ms, actor, action, target, detail) VALUES (?1, ?2, ?3, ?4, ?5)",
+        )
+        .bind(int(now_ms)?)
+        .bind(actor)
+        .bind(action)
+        .bind(target)
+        .bind(detail.to_string())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// The newest `limit` audit entries, newest first.
+    #[tracing::instrument(skip_all, fields(limit))]
+    pub async fn list_audit(&self, limit: u32) -> DbResult<Vec<AuditRow>> {
+        let rows = sqlx::query(
+            "SELECT id, ts_ms, actor, action, target, detail FROM audit_log ORDER BY id DESC LIMIT ?1",
+        )
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(audit_row).collect()
+    }
+}
+
+/// Decodes one row of `audit_log`.
+fn audit_row(r: &SqliteRow) -> DbResult<AuditRow> {
+    Ok(AuditRow {
+        id: r.try_get("id")?,
+        ts_ms: uint(r.try_get("ts_ms")?),
+        actor: r.try_get("actor")?,
+        action: r.try_get("action")?,
+        target: r.try_get("target")?,
+        detail: json_column(r, "detail")?,
+    })
+}

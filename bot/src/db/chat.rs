@@ -1,0 +1,329 @@
+//! The chat adapters' own state ([`crate::chat`], [`crate::telegram`],
+//! [`crate::discord`]): which session each chat thread shows (`chat_bindings`), the
+//! messages that carry approval buttons (`chat_approvals`, whose row id the buttons carry),
+//! how far each session's events have been shown (`chat_handled`), and on the inbound
+//! side the update cursor (`chat_offsets`) and the claims that make each update or message
+//! handled once (`chat_updates`). Only the chat code uses these tables.
+
+use common::ids::{DaemonId, SessionId};
+use serde::{Deserialize, Serialize};
+use sqlx::Row;
+use sqlx::sqlite::SqliteRow;
+
+use super::{Db, DbError, DbResult, found, int, json_column, session_column, uint};
+
+/// One chat thread bound to one session (see `bot/src/chat`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChatBinding {
+    /// `telegram`, `discord`.
+    pub platform: String,
+    /// The platform's chat (group, DM, channel) id.
+    pub chat_id: String,
+    /// The thread (forum topic, Discord thread) id; `None` for a whole chat.
+    pub thread_id: Option<String>,
+    /// The session shown there.
+    pub session_id: SessionId,
+    /// Its daemon.
+    pub daemon_id: DaemonId,
+    /// Who bound it.
+    pub created_by: String,
+    /// When (Unix ms).
+    pub created_ms: u64,
+}
+
+/// A chat message that carries approval or question buttons.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChatApprovalRow {
+    /// The short id the buttons carry.
+    pub id: i64,
+    /// `telegram`, `discord`.
+    pub platform: String,
+    /// The approval it is for.
+    pub approval_id: String,
+    /// Its session.
+    pub session_id: SessionId,
+    /// Where the message is.
+    pub chat_id: String,
+    /// Its thread, if any.
+    pub thread_id: Option<String>,
+    /// The platform message id.
+    pub message_id: String,
+    /// The message text without buttons (kept to edit it later).
+    pub title: String,
+    /// Question option labels (empty for permissions).
+    pub options: Vec<String>,
+    /// Whether the message already shows a decision.
+    pub decided: bool,
+}
+
+impl Db {
+    /// Binds a chat thread to a session, replacing what it showed before.
+    #[tracing::instrument(skip_all)]
+    pub async fn chat_bind(&self, b: &ChatBinding) -> DbResult<()> {
+        sqlx::query(
+            "INSERT INTO chat_bindings (platform, chat_id, thread_id, session_id, daemon_id, created_by, created_ms)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+             ON CONFLICT (platform, chat_id, thread_id) DO UPDATE SET session_id = ?4,
+                 daemon_id = ?5, created_by = ?6, created_ms = ?7",
+        )
+        .bind(&b.platform)
+        .bind(&b.chat_id)
+        .bind(thread_col(b.thread_id.as_deref()))
+        .bind(b.session_id.to_string())
+        .bind(&b.daemon_id.0)
+        .bind(&b.created_by)
+        .bind(int(b.created_ms)?)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// The session a chat thread shows, if any.
+    #[tracing::instrument(skip_all)]
+    pub async fn chat_binding(
+        &self,
+        platform: &str,
+        chat_id: &str,
+        thread_id: Option<&str>,
+    ) -> DbResult<Option<ChatBinding>> {
+        let row = sqlx::query(
+            "SELECT * FROM chat_bindings WHERE platform = ?1 AND chat_id = ?2 AND thread_id = ?3",
+        )
+        .bind(platform)
+        .bind(chat_id)
+        .bind(thread_col(thread_id))
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(chat_binding_row).transpose()
+    }
+
+    /// How far `platform` has shown each session's events (see the `chat_handled` table).
+    #[tracing::instrument(skip_all)]
+    pub async fn chat_handled(&self, platform: &str) -> DbResult<Vec<(SessionId, i64)>> {
+        let rows: Vec<(String, i64)> =
+            sqlx::query_as("SELECT session_id, event_id FROM chat_handled WHERE platform = ?1")
+                .bind(platform)
+                .fetch_all(&self.pool)
+                .await?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|(s, id)| s.parse().ok().map(|s| (s, id)))
+            .collect())
+    }
+
+    /// Records that `platform` has shown `session`'s events up to row `event_id` (never moves
+    /// back).
+    #[tracing::instrument(skip_all)]
+    pub async fn set_chat_handled(
+        &self,
+        platform: &str,
+        session: &SessionId,
+        event_id: i64,
+    ) -> DbResult<()> {
+        sqlx::query(
+            "INSERT INTO chat_handled (platform, session_id, event_id) VALUES (?1, ?2, ?3)
+             ON CONFLICT (platform, session_id) DO UPDATE
+             SET event_id = MAX(event_id, excluded.event_id)",
+        )
+        .bind(platform)
+        .bind(session.to_string())
+        .bind(event_id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Every binding (loaded once at start; the chat core keeps them in memory).
+    #[tracing::instrument(skip_all)]
+    pub async fn chat_bindings(&self, platform: &str) -> DbResult<Vec<ChatBinding>> {
+        let rows = sqlx::query("SELECT * FROM chat_bindings WHERE platform = ?1")
+            .bind(platform)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(chat_binding_row).collect()
+    }
+
+    /// Records a message with approval buttons; returns the id the buttons carry.
+    #[tracing::instrument(skip_all)]
+    pub async fn chat_approval_add(&self, a: &ChatApprovalRow, now_ms: u64) -> DbResult<i64> {
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO chat_approvals (platform, approval_id, session_id, chat_id, thread_id,
+                 message_id, title, options, decided, created_ms)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 0, ?9) RETURNING id",
+        )
+        .bind(&a.platform)
+        .bind(&a.approval_id)
+        .bind(a.session_id.to_string())
+        .bind(&a.chat_id)
+        .bind(thread_col(a.thread_id.as_deref()))
+        .bind(&a.message_id)
+        .bind(&a.title)
+        .bind(serde_json::to_string(&a.options).unwrap_or_else(|_| "[]".into()))
+        .bind(int(now_ms)?)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(id)
+    }
+
+    /// The approval message with button id `id`.
+    #[tracing::instrument(skip_all)]
+    pub async fn chat_approval(&self, id: i64) -> DbResult<ChatApprovalRow> {
+        let row = sqlx::query("SELECT * FROM chat_approvals WHERE id = ?1")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?
+            .ok_or(DbError::NotFound)?;
+        chat_approval_row(&row)
+    }
+
+    /// Marks the undecided messages of `approval_id` decided and returns them (so each is
+    /// edited once).
+    #[tracing::instrument(skip_all)]
+    pub async fn chat_approvals_decide(
+        &self,
+        platform: &str,
+        approval_id: &str,
+    ) -> DbResult<Vec<ChatApprovalRow>> {
+        let rows = sqlx::query(
+            "UPDATE chat_approvals SET decided = 1
+             WHERE platform = ?1 AND approval_id = ?2 AND decided = 0 RETURNING *",
+        )
+        .bind(platform)
+        .bind(approval_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(chat_approval_row).collect()
+    }
+
+    /// The stored update cursor of `platform` (0 when none).
+    #[tracing::instrument(skip_all)]
+    pub async fn chat_offset(&self, platform: &str) -> DbResult<i64> {
+        let v: Option<i64> =
+            sqlx::query_scalar("SELECT next_update FROM chat_offsets WHERE platform = ?1")
+                .bind(platform)
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(v.unwrap_or(0))
+    }
+
+    /// Stores the update cursor of `platform`.
+    #[tracing::instrument(skip_all)]
+    pub async fn set_chat_offset(&self, platform: &str, next_update: i64) -> DbResult<()> {
+        sqlx::query(
+            "INSERT INTO chat_offsets (platform, next_update) VALUES (?1, ?2)
+             ON CONFLICT (platform) DO UPDATE SET next_update = MAX(next_update, ?2)",
+        )
+        .bind(platform)
+        .bind(next_update)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Claims update `update_id`: true the first time, false if it was handled before.
+    /// Rows older than the newest 10,000 are trimmed now and then.
+    #[tracing::instrument(skip_all)]
+    pub async fn chat_claim_update(
+        &self,
+        platform: &str,
+        update_id: i64,
+        now_ms: u64,
+    ) -> DbResult<bool> {
+        let first = self.insert_claim(platform, update_id, now_ms).await?;
+        if update_id % 1000 == 0 {
+            sqlx::query("DELETE FROM chat_updates WHERE platform = ?1 AND update_id < ?2")
+                .bind(platform)
+                .bind(update_id - 10_000)
+                .execute(&self.pool)
+                .await?;
+        }
+        Ok(first)
+    }
+
+    /// Records that `id` of `platform` was handled; true if it was not recorded before.
+    async fn insert_claim(&self, platform: &str, id: i64, now_ms: u64) -> DbResult<bool> {
+        let done = sqlx::query(
+            "INSERT INTO chat_updates (platform, update_id, seen_ms) VALUES (?1, ?2, ?3)
+             ON CONFLICT (platform, update_id) DO NOTHING",
+        )
+        .bind(platform)
+        .bind(id)
+        .bind(int(now_ms)?)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Claims platform message `id` (a Discord snowflake): true the first time. Unlike
+    /// [`Db::chat_claim_update`], ids are not sequential, so old claims are trimmed by age:
+    /// those seen more than `keep_ms` ago (callers only ever look back less than that).
+    #[tracing::instrument(skip_all)]
+    pub async fn chat_claim_message(
+        &self,
+        platform: &str,
+        id: i64,
+        now_ms: u64,
+        keep_ms: u64,
+    ) -> DbResult<bool> {
+        let first = self.insert_claim(platform, id, now_ms).await?;
+        if id % 256 == 0 {
+            sqlx::query("DELETE FROM chat_updates WHERE platform = ?1 AND seen_ms < ?2")
+                .bind(platform)
+                .bind(int(now_ms.saturating_sub(keep_ms))?)
+                .execute(&self.pool)
+                .await?;
+        }
+        Ok(first)
+    }
+
+    /// Records the platform message id of approval message `id` once it is sent.
+    #[tracing::instrument(skip_all)]
+    pub async fn chat_approval_set_message(&self, id: i64, message_id: &str) -> DbResult<()> {
+        let done = sqlx::query("UPDATE chat_approvals SET message_id = ?2 WHERE id = ?1")
+            .bind(id)
+            .bind(message_id)
+            .execute(&self.pool)
+            .await?;
+        found(done.rows_affected())
+    }
+}
+
+/// The `thread_id` column of a place: `''` for a chat without threads (the column is part
+/// of the primary key and never NULL).
+fn thread_col(thread: Option<&str>) -> &str {
+    thread.unwrap_or("")
+}
+
+/// A stored `thread_id` column back as an optional thread.
+fn opt_thread(s: String) -> Option<String> {
+    (!s.is_empty()).then_some(s)
+}
+
+/// Decodes one row of `chat_bindings`.
+fn chat_binding_row(r: &SqliteRow) -> DbResult<ChatBinding> {
+    Ok(ChatBinding {
+        platform: r.try_get("platform")?,
+        chat_id: r.try_get("chat_id")?,
+        thread_id: opt_thread(r.try_get("thread_id")?),
+        session_id: session_column(r, "session_id")?,
+        daemon_id: DaemonId(r.try_get("daemon_id")?),
+        created_by: r.try_get("created_by")?,
+        created_ms: uint(r.try_get("created_ms")?),
+    })
+}
+
+/// Decodes one row of `chat_approvals`.
+fn chat_approval_row(r: &SqliteRow) -> DbResult<ChatApprovalRow> {
+    Ok(ChatApprovalRow {
+        id: r.try_get("id")?,
+        platform: r.try_get("platform")?,
+        approval_id: r.try_get("approval_id")?,
+        session_id: session_column(r, "session_id")?,
+        chat_id: r.try_get("chat_id")?,
+        thread_id: opt_thread(r.try_get("thread_id")?),
+        message_id: r.try_get("message_id")?,
+        title: r.try_get("title")?,
+        options: json_column(r, "options")?,
+        decided: r.try_get::<i64, _>("decided")? != 0,
+    })
+}

@@ -1,0 +1,248 @@
+//! The bot's storage: one SQLite file (WAL) behind the [`Db`] type, with one method per
+//! query. Schema lives in the top-level `migrations/` folder and is applied by [`Db::open`].
+//!
+//! This file is what every table family shares: the [`Db`] handle and how it opens the
+//! file (modes, pragmas, migrations), [`DbError`], and the column helpers the row decoders
+//! use. Each family has a file of its own with its row types, its queries (one `impl Db`
+//! block) and its row decoders, so a second backend can be added family by family:
+//!
+//! - `daemons.rs`, `sessions.rs`, `approvals.rs`: the *current* picture.
+//! - `events.rs`: the history, and [`Db::insert_events`], the only ingest path. It stores
+//!   each [`LinkEvent`](common::link::LinkEvent) once and, in the same transaction, keeps
+//!   `sessions` and `approvals` in step through their transaction helpers; those never
+//!   call back into events. Event rows get the bot's own increasing `id`: the keyset
+//!   cursor for pages and the SSE `Last-Event-ID`.
+//! - `api_keys.rs`: API keys, stored as SHA-256 hashes only (see [`crate::auth`]).
+//! - `chat.rs`: the chat adapters' bindings, approval messages, handled marks, update
+//!   offsets and claims.
+//! - `audit.rs`: the audit log; `metrics.rs`: the totals for `/metrics`.
+//!
+//! Everything database-specific stays in this folder so that moving to Postgres (DESIGN.md,
+//! "Past one machine") is a contained change. Callers see [`DbError`], never `sqlx` types
+//! in signatures, and can map [`DbError::NotFound`] to a 404. Every type is re-exported
+//! here, so callers name them `crate::db::X` whichever file holds them.
+
+mod api_keys;
+mod approvals;
+mod audit;
+mod chat;
+mod daemons;
+mod events;
+mod metrics;
+mod sessions;
+
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use common::ids::SessionId;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
+    SqliteSynchronous,
+};
+use sqlx::{Row, Sqlite, Transaction};
+
+pub use self::api_keys::KeyRow;
+pub use self::approvals::{ApprovalRow, ApprovalStatus};
+pub use self::audit::AuditRow;
+pub use self::chat::{ChatApprovalRow, ChatBinding};
+pub use self::daemons::DaemonRow;
+pub use self::events::StoredEvent;
+pub use self::metrics::Counts;
+pub use self::sessions::SessionRow;
+pub use crate::auth::KeyKind;
+
+/// The migrations of `../migrations`, embedded at build time (`build.rs` reruns on change).
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations");
+
+/// How long a connection waits for SQLite's write lock before giving up.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Page cache per connection, in KiB when negative (SQLite's default is 2 MiB): enough for
+/// the hot index pages of a large events table, so inserts and pages seldom go to disk.
+const CACHE_SIZE: &str = "-16384";
+
+/// Reads through a shared memory map of up to this many bytes instead of `read` calls
+/// into each connection's cache.
+const MMAP_SIZE: &str = "268435456";
+
+/// Connections in the pool. SQLite has one writer at a time; the rest serve readers
+/// (pages, SSE catch-up) concurrently thanks to WAL.
+const MAX_CONNECTIONS: u32 = 8;
+
+/// What went wrong in the storage layer.
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    /// The row asked for does not exist (handlers answer 404).
+    #[error("not found")]
+    NotFound,
+    /// SQLite or the pool failed.
+    #[error(transparent)]
+    Sqlx(#[from] sqlx::Error),
+    /// Anything else: file permissions, migrations, bad input, a stored row that no
+    /// longer parses.
+    #[error("{0}")]
+    Other(String),
+}
+
+impl DbError {
+    /// A [`DbError::Other`] with this message.
+    fn other(msg: impl Into<String>) -> Self {
+        Self::Other(msg.into())
+    }
+}
+
+/// Result of every [`Db`] method.
+pub type DbResult<T> = Result<T, DbError>;
+
+/// The write transaction [`Db::insert_events`] holds while the families it keeps in step
+/// add their rows.
+type Tx = Transaction<'static, Sqlite>;
+
+/// The bot's database: a cheap `Clone` handle on a SQLite connection pool.
+#[derive(Clone, Debug)]
+pub struct Db {
+    pool: SqlitePool,
+}
+
+impl Db {
+    /// Opens (creating if missing) the database at `path` and brings its schema up to date.
+    ///
+    /// The parent directory is created with mode 0700 (and tightened if it exists, unless
+    /// it is a shared sticky directory such as `/tmp`), the file
+    /// with mode 0600; SQLite gives its `-wal`/`-shm` files the same mode. Connections use
+    /// WAL, `synchronous=NORMAL` (a killed process loses nothing committed), foreign keys
+    /// and a busy timeout. Running it again on the same file is harmless.
+    #[tracing::instrument(skip_all, fields(path = %path.display()))]
+    pub async fn open(path: &Path) -> DbResult<Self> {
+        prepare_files(path)?;
+        let options = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .busy_timeout(BUSY_TIMEOUT)
+            .foreign_keys(true)
+            .pragma("cache_size", CACHE_SIZE)
+            .pragma("mmap_size", MMAP_SIZE);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(MAX_CONNECTIONS)
+            .connect_with(options)
+            .await?;
+        MIGRATOR
+            .run(&pool)
+            .await
+            .map_err(|e| DbError::other(format!("migrating {}: {e}", path.display())))?;
+        Ok(Self { pool })
+    }
+
+    /// Waits for running queries and closes every connection (checkpointing the WAL).
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+/// Creates the directory (0700) and the database file (0600) before SQLite does, so the
+/// file never exists with the umask's wider mode; tightens both if they already exist.
+fn prepare_files(path: &Path) -> DbResult<()> {
+    let io = |what: &str, p: &Path, e: std::io::Error| {
+        DbError::other(format!("cannot {what} {}: {e}", p.display()))
+    };
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(|e| io("create", dir, e))?;
+        tighten_dir(dir);
+    }
+    std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| io("create", path, e))?;
+    let mut files = vec![path.to_path_buf()];
+    for suffix in ["-wal", "-shm"] {
+        let mut name = path.as_os_str().to_owned();
+        name.push(suffix);
+        files.push(name.into());
+    }
+    for file in files.iter().filter(|f| f.exists()) {
+        std::fs::set_permissions(file, std::fs::Permissions::from_mode(0o600))
+            .map_err(|e| io("set mode 0600 on", file, e))?;
+    }
+    Ok(())
+}
+
+/// Sets an existing directory to 0700, except a shared sticky one like `/tmp` (a database
+/// path directly inside it must not lock everyone else out). The database file itself is
+/// 0600 regardless, so a directory we may not change only gets a warning.
+fn tighten_dir(dir: &Path) {
+    let mode = match std::fs::metadata(dir) {
+        Ok(meta) => meta.permissions().mode(),
+        Err(e) => {
+            tracing::warn!(dir = %dir.display(), %e, "cannot read the data directory's mode");
+            return;
+        }
+    };
+    if mode & 0o1000 != 0 || mode & 0o777 == 0o700 {
+        return;
+    }
+    if let Err(e) = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)) {
+        tracing::warn!(dir = %dir.display(), %e, "cannot set mode 0700 on the data directory");
+    }
+}
+
+/// A JSON text column, parsed.
+fn json_column<T: DeserializeOwned>(row: &SqliteRow, column: &str) -> DbResult<T> {
+    let text: &str = row.try_get(column)?;
+    serde_json::from_str(text)
+        .map_err(|e| DbError::other(format!("stored {column} does not parse: {e}")))
+}
+
+/// A session id column, parsed.
+fn session_column(row: &SqliteRow, column: &str) -> DbResult<SessionId> {
+    let text: &str = row.try_get(column)?;
+    SessionId::from_str(text)
+        .map_err(|e| DbError::other(format!("stored session id `{text}`: {e}")))
+}
+
+/// The wire name of a unit enum variant (`"allow_session"`).
+fn enum_str<T: Serialize>(value: &T) -> DbResult<String> {
+    match serde_json::to_value(value) {
+        Ok(Value::String(s)) => Ok(s),
+        _ => Err(DbError::other("value is not a plain name")),
+    }
+}
+
+/// The unit enum variant with this wire name.
+fn enum_from_str<T: DeserializeOwned>(name: &str) -> DbResult<T> {
+    serde_json::from_value(Value::String(name.to_owned()))
+        .map_err(|e| DbError::other(format!("stored value `{name}`: {e}")))
+}
+
+/// A protocol number as an SQLite integer; numbers past `i64::MAX` are refused.
+fn int(v: u64) -> DbResult<i64> {
+    i64::try_from(v).map_err(|_| DbError::other(format!("number {v} is out of range")))
+}
+
+/// A stored integer as a protocol number (stored values are never negative).
+fn uint(v: i64) -> u64 {
+    u64::try_from(v).unwrap_or_default()
+}
+
+/// `Ok` if a statement changed a row, else [`DbError::NotFound`].
+fn found(rows_affected: u64) -> DbResult<()> {
+    if rows_affected == 0 {
+        Err(DbError::NotFound)
+    } else {
+        Ok(())
+    }
+}

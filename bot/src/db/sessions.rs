@@ -1,0 +1,164 @@
+//! The `sessions` table: the current picture of each session, from the daemon's own
+//! [`SessionInfo`] (hello, session updates) with `state` and `reason` kept current by the
+//! state events the ingest stores.
+//!
+//! [`record_state`] is the piece of the ingest transaction that touches this table; the
+//! events family (`events.rs`) calls it, and nothing here calls back into events.
+
+use common::event::SessionState;
+use common::ids::{DaemonId, SessionId};
+use common::ipc::SessionInfo;
+use serde::{Deserialize, Serialize};
+use sqlx::Row;
+use sqlx::sqlite::SqliteRow;
+
+use super::{Db, DbError, DbResult, Tx, enum_from_str, int, json_column, uint};
+
+/// A session as the bot knows it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SessionRow {
+    /// The daemon the session lives on.
+    pub daemon_id: DaemonId,
+    /// The last [`SessionInfo`] the daemon sent, with `state` and `reason` taken from the
+    /// newest stored state event when that is more recent.
+    pub info: SessionInfo,
+    /// When the row last changed (Unix ms).
+    pub updated_ms: u64,
+}
+
+impl Db {
+    /// Creates or replaces a session's row from the daemon's [`SessionInfo`] (hello,
+    /// session update). Fails if the session id belongs to another daemon.
+    #[tracing::instrument(skip_all, fields(daemon = %daemon, session = %info.id))]
+    pub async fn upsert_session(
+        &self,
+        daemon: &DaemonId,
+        info: &SessionInfo,
+        now_ms: u64,
+    ) -> DbResult<()> {
+        let json = serde_json::to_string(info)
+            .map_err(|e| DbError::other(format!("cannot encode session: {e}")))?;
+        let done = sqlx::query(
+            "INSERT INTO sessions (id, daemon_id, name, cwd, model, permission_mode, state,
+                                   reason, created_ms, updated_ms, info)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
+             ON CONFLICT (id) DO UPDATE SET
+                name = excluded.name, cwd = excluded.cwd, model = excluded.model,
+                permission_mode = excluded.permission_mode, state = excluded.state,
+                reason = excluded.reason, created_ms = excluded.created_ms,
+                updated_ms = excluded.updated_ms, info = excluded.info
+             WHERE sessions.daemon_id = excluded.daemon_id",
+        )
+        .bind(info.id.to_string())
+        .bind(daemon.0.as_str())
+        .bind(info.name.as_deref())
+        .bind(info.cwd.to_string_lossy().into_owned())
+        .bind(info.model.as_deref())
+        .bind(info.permission_mode.as_str())
+        .bind(info.state.as_str())
+        .bind(info.reason.as_deref())
+        .bind(int(info.created_ms)?)
+        .bind(int(now_ms)?)
+        .bind(json)
+        .execute(&self.pool)
+        .await?;
+        if done.rows_affected() == 0 {
+            return Err(DbError::other(format!(
+                "session {} belongs to another daemon",
+                info.id
+            )));
+        }
+        Ok(())
+    }
+
+    /// Sessions, oldest first, optionally only those of one daemon and/or in one state
+    /// (`idle`, `active`, ...).
+    #[tracing::instrument(skip_all)]
+    pub async fn list_sessions(
+        &self,
+        daemon: Option<&str>,
+        state: Option<&str>,
+    ) -> DbResult<Vec<SessionRow>> {
+        let rows = sqlx::query(
+            "SELECT daemon_id, state, reason, updated_ms, info FROM sessions
+             WHERE (?1 IS NULL OR daemon_id = ?1) AND (?2 IS NULL OR state = ?2)
+             ORDER BY created_ms, id",
+        )
+        .bind(daemon)
+        .bind(state)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(session_row).collect()
+    }
+
+    /// One session. [`DbError::NotFound`] if unknown.
+    #[tracing::instrument(skip_all, fields(session = %id))]
+    pub async fn get_session(&self, id: &SessionId) -> DbResult<SessionRow> {
+        let row = sqlx::query(
+            "SELECT daemon_id, state, reason, updated_ms, info FROM sessions WHERE id = ?1",
+        )
+        .bind(id.to_string())
+        .fetch_optional(&self.pool)
+        .await?
+        .ok_or(DbError::NotFound)?;
+        session_row(&row)
+    }
+}
+
+/// Applies a stored state event to the `sessions` table inside the ingest transaction:
+/// sets the session's `state`, `reason` and `updated_ms`, creating a placeholder row if
+/// the daemon never described the session. Another daemon's session is left alone.
+pub(super) async fn record_state(
+    tx: &mut Tx,
+    daemon: &DaemonId,
+    session: &SessionId,
+    state: SessionState,
+    reason: Option<&str>,
+    ts_ms: u64,
+) -> DbResult<()> {
+    // The placeholder `info` carries only what the event tells us; the daemon's next
+    // session update replaces it.
+    let stub = serde_json::json!({
+        "id": session,
+        "cwd": "",
+        "permission_mode": "default",
+        "state": state,
+        "reason": reason,
+        "created_ms": ts_ms,
+        "last_event_ms": ts_ms,
+    });
+    sqlx::query(
+        "INSERT INTO sessions (id, daemon_id, cwd, permission_mode, state, reason,
+                               created_ms, updated_ms, info)
+         VALUES (?1, ?2, '', 'default', ?3, ?4, ?5, ?5, ?6)
+         ON CONFLICT (id) DO UPDATE SET
+            state = excluded.state, reason = excluded.reason,
+            updated_ms = excluded.updated_ms
+         WHERE sessions.daemon_id = excluded.daemon_id",
+    )
+    .bind(session.to_string())
+    .bind(daemon.0.as_str())
+    .bind(state.as_str())
+    .bind(reason)
+    .bind(int(ts_ms)?)
+    .bind(stub.to_string())
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// Decodes one row of `sessions`: the stored [`SessionInfo`] with the row's `state` and
+/// `reason` laid over it.
+fn session_row(row: &SqliteRow) -> DbResult<SessionRow> {
+    let mut info: SessionInfo = json_column(row, "info")?;
+    let state: &str = row.try_get("state")?;
+    if let Ok(state) = enum_from_str::<SessionState>(state) {
+        info.state = state;
+    }
+    info.reason = row.try_get("reason")?;
+    Ok(SessionRow {
+        daemon_id: DaemonId(row.try_get("daemon_id")?),
+        info,
+        updated_ms: uint(row.try_get("updated_ms")?),
+    })
+}
