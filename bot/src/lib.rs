@@ -60,30 +60,39 @@ impl AppState {
 /// All routes.
 pub fn router(state: Arc<AppState>) -> Router {
     let api = Router::new()
-        .route("/metrics", get(http::metrics))
-        .route("/api/daemons", get(http::list_daemons))
+        .route("/metrics", get(http::meta::metrics))
+        .route("/api/daemons", get(http::sessions::list_daemons))
         .route(
             "/api/sessions",
-            get(http::list_sessions).post(http::create_session),
+            get(http::sessions::list_sessions).post(http::sessions::create_session),
         )
-        .route("/api/sessions/{id}", get(http::get_session))
-        .route("/api/sessions/{id}/events", get(http::session_events))
-        .route("/api/sessions/{id}/stream", get(http::session_stream))
-        .route("/api/sessions/{id}/prompt", post(http::prompt))
-        .route("/api/sessions/{id}/{action}", post(http::session_action))
-        .route("/api/approvals", get(http::list_approvals))
-        .route("/api/approvals/{id}", post(http::decide))
-        .route("/api/openapi.json", get(http::openapi))
+        .route("/api/sessions/{id}", get(http::sessions::get_session))
+        .route(
+            "/api/sessions/{id}/events",
+            get(http::events::session_events),
+        )
+        .route(
+            "/api/sessions/{id}/stream",
+            get(http::events::session_stream),
+        )
+        .route("/api/sessions/{id}/prompt", post(http::sessions::prompt))
+        .route(
+            "/api/sessions/{id}/{action}",
+            post(http::sessions::session_action),
+        )
+        .route("/api/approvals", get(http::approvals::list_approvals))
+        .route("/api/approvals/{id}", post(http::approvals::decide))
+        .route("/api/openapi.json", get(http::meta::openapi))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             http::require_user,
         ));
     Router::new()
-        .route("/healthz", get(http::healthz))
+        .route("/healthz", get(http::meta::healthz))
         .route("/ws/daemon", get(ws::daemon_ws))
         .route("/ws/dashboard", get(ws::dashboard_ws))
         .merge(api)
-        .fallback(http::not_found)
+        .fallback(http::meta::not_found)
         .layer(DefaultBodyLimit::max(state.cfg.max_body_bytes))
         .with_state(state)
 }

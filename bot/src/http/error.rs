@@ -1,0 +1,159 @@
+//! The REST layer's errors and extractors: [`AppError`] (a status, a stable JSON `code` and a
+//! message; 5xx bodies say "internal error" and the detail goes to the log), the mapping of
+//! store, hub and daemon errors onto it, and [`AppJson`] / [`AppQuery`], which give a bad body
+//! or query string the same JSON error shape. The chat core shares these so its replies say
+//! what REST would.
+
+use axum::Json;
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{FromRequest, FromRequestParts, Query, Request};
+use axum::http::StatusCode;
+use axum::http::request::Parts;
+use axum::response::{IntoResponse, Response};
+use common::ipc::{ErrorBody, ErrorCode};
+use serde_json::json;
+use tracing::error;
+
+use crate::db::DbError;
+use crate::hub::HubError;
+
+/// An API error: status + stable code + message.
+#[derive(Debug)]
+pub struct AppError {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+}
+
+impl AppError {
+    /// Builds an error.
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            code,
+            message: message.into(),
+        }
+    }
+
+    /// A 500 whose detail goes to the log, not to the client.
+    pub fn internal(e: impl std::fmt::Display) -> Self {
+        error!(error = %e, "internal error");
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "internal error",
+        )
+    }
+}
+
+impl std::fmt::Display for AppError {
+    /// The message users see (chat adapters show it as is).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl IntoResponse for AppError {
+    fn into_response(self) -> Response {
+        (
+            self.status,
+            Json(json!({"error": {"code": self.code, "message": self.message}})),
+        )
+            .into_response()
+    }
+}
+
+impl From<DbError> for AppError {
+    fn from(e: DbError) -> Self {
+        match e {
+            DbError::NotFound => Self::new(StatusCode::NOT_FOUND, "not_found", "not found"),
+            other => Self::internal(other),
+        }
+    }
+}
+
+impl From<HubError> for AppError {
+    fn from(e: HubError) -> Self {
+        match e {
+            HubError::Offline(d) => Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "daemon_offline",
+                format!(
+                    "daemon {d} is offline; its sessions can be driven again once it reconnects"
+                ),
+            ),
+            HubError::Timeout(d, t) => Self::new(
+                StatusCode::GATEWAY_TIMEOUT,
+                "daemon_timeout",
+                format!("daemon {d} did not answer within {}s", t.as_secs()),
+            ),
+            HubError::Daemon(body) => daemon_error(body),
+        }
+    }
+}
+
+/// Maps a daemon error to an HTTP status, keeping its code and message.
+pub fn daemon_error(body: ErrorBody) -> AppError {
+    let (status, code) = match body.code {
+        ErrorCode::NotFound => (StatusCode::NOT_FOUND, "not_found"),
+        ErrorCode::Ambiguous => (StatusCode::CONFLICT, "ambiguous"),
+        ErrorCode::BadRequest | ErrorCode::ParseError | ErrorCode::UnknownCommand => {
+            (StatusCode::BAD_REQUEST, "bad_request")
+        }
+        ErrorCode::TooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "too_large"),
+        ErrorCode::BadState => (StatusCode::CONFLICT, "bad_state"),
+        ErrorCode::AlreadyDecided => (StatusCode::CONFLICT, "already_decided"),
+        ErrorCode::Conflict => (StatusCode::CONFLICT, "conflict"),
+        ErrorCode::NotSupported => (StatusCode::NOT_IMPLEMENTED, "not_supported"),
+        ErrorCode::SpawnFailed => (StatusCode::BAD_GATEWAY, "spawn_failed"),
+        ErrorCode::ShuttingDown => (StatusCode::SERVICE_UNAVAILABLE, "shutting_down"),
+        ErrorCode::Internal => (StatusCode::BAD_GATEWAY, "daemon_internal"),
+    };
+    AppError::new(status, code, body.message)
+}
+
+/// JSON body extractor that turns rejections into [`AppError`]s.
+pub struct AppJson<T>(pub T);
+
+impl<S: Send + Sync, T: serde::de::DeserializeOwned> FromRequest<S> for AppJson<T> {
+    type Rejection = AppError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        match Json::<T>::from_request(req, state).await {
+            Ok(Json(v)) => Ok(Self(v)),
+            Err(JsonRejection::BytesRejection(e))
+                if e.status() == StatusCode::PAYLOAD_TOO_LARGE =>
+            {
+                Err(AppError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "too_large",
+                    "request body too large",
+                ))
+            }
+            Err(e) => Err(AppError::new(
+                StatusCode::BAD_REQUEST,
+                "bad_request",
+                e.body_text(),
+            )),
+        }
+    }
+}
+
+/// Query string extractor that turns rejections into [`AppError`]s (a `?limit=abc` gets
+/// the same JSON error shape as a bad body).
+pub struct AppQuery<T>(pub T);
+
+impl<S: Send + Sync, T: serde::de::DeserializeOwned> FromRequestParts<S> for AppQuery<T> {
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        match Query::<T>::from_request_parts(parts, state).await {
+            Ok(Query(v)) => Ok(Self(v)),
+            Err(e) => Err(AppError::new(
+                StatusCode::BAD_REQUEST,
+                "bad_request",
+                e.body_text(),
+            )),
+        }
+    }
+}

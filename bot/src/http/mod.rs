@@ -1,0 +1,31 @@
+//! The REST API (`/api/...`), SSE streams, `/metrics` and the OpenAPI document; the router in
+//! the crate root puts them together with the WebSocket endpoints.
+//!
+//! Every route but `/healthz` needs `Authorization: Bearer <user token>` ([`access`]).
+//! Errors are JSON `{"error": {"code", "message"}}` with a stable `code` ([`error`]); 5xx
+//! bodies say "internal error" and the detail goes to the log. Bodies are size-limited and
+//! parsed by our own extractor so a bad body gets the same error shape. Commands go to the
+//! owning daemon through the hub; daemon errors map to HTTP statuses.
+//!
+//! - [`sessions`]: list, start, show, prompt and control sessions.
+//! - [`events`]: stored event pages and the SSE stream; [`sse`]: streaming plumbing.
+//! - [`approvals`]: pending approvals and decisions.
+//! - [`meta`]: health, metrics, the OpenAPI document, the JSON 404.
+
+pub mod access;
+pub mod approvals;
+pub mod error;
+pub mod events;
+pub mod meta;
+pub mod sessions;
+pub mod sse;
+
+use std::time::Duration;
+
+pub use access::{User, require_user};
+pub use error::{AppError, AppJson, AppQuery, daemon_error};
+pub use sessions::pick_daemon;
+pub use sse::ClientGuard;
+
+/// How long a REST (or chat) call waits for its daemon.
+pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(60);
