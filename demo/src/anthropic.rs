@@ -8,7 +8,7 @@
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, SystemTime};
 
 use anyhow::Context as _;
@@ -24,7 +24,6 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::script::{self, Reply};
-use crate::state::lock;
 use crate::wire::{self, Step};
 
 /// Default pause between text deltas of `SLOW` replies.
@@ -241,6 +240,11 @@ impl Drop for ServerTask {
     fn drop(&mut self) {
         self.0.abort();
     }
+}
+
+/// Locks a mutex, carrying on after a panic elsewhere: the data are plain records.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// State shared by the handlers and the handles.
