@@ -2,7 +2,7 @@
 //! key and a user token are generated once and kept (0600) in the data dir — prints the API
 //! URL and token, and keeps both running until Ctrl-C or SIGTERM, then stops them in order.
 //!
-//! `--demo` also serves the test kit's scripted model on loopback and points the daemon's
+//! `--demo` also serves the demo crate's scripted model on loopback and points the daemon's
 //! Claude Code at it (with a throwaway HOME), so someone without an Anthropic account sees
 //! the whole thing work. It says so loudly: nothing in demo mode talks to Claude.
 
@@ -222,13 +222,13 @@ pub async fn run(args: &UpArgs, json: bool) -> anyhow::Result<std::process::Exit
     let mut demo_env: Vec<(String, String)> = Vec::new();
     let mut _demo_guard = None;
     if args.demo {
-        let api = testkit::FakeApi::start()
+        let api = demo::FakeApi::start()
             .await
             .context("cannot start the demo model")?;
         let work = dir.join("demo-work");
         private_dir(&work)?;
-        let home = testkit::ClaudeHome::new(testkit::TEST_API_KEY, &[work.as_path()])?;
-        demo_env = testkit::claude_env(&api, home.path());
+        let home = demo::ClaudeHome::new(demo::TEST_API_KEY, &[work.as_path()])?;
+        demo_env = demo::claude_env(&api, home.path());
         demo_env.push((
             "CCRM_RUNTIME_DIR".into(),
             dir.join("demo-run").display().to_string(),

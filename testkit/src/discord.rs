@@ -75,8 +75,11 @@
 //! - `interactions`: slash commands and components, callbacks, follow-ups;
 //! - `shapes`: Discord's JSON objects; `validate`: Discord's body checks.
 
+mod connection;
+mod error;
 mod gateway;
 mod interactions;
+mod model;
 mod shapes;
 mod validate;
 mod world;
@@ -100,8 +103,9 @@ use tokio::task::JoinHandle;
 
 use crate::state::lock;
 
+use error::ApiError;
 pub use gateway::CLOSE_FRAME_OP;
-use world::{ApiError, ApiRequest, Upload, World};
+use world::{ApiRequest, Upload, World};
 
 /// The bot's user id (snowflake-sized).
 pub const BOT_USER_ID: u64 = 900_000_000_000_000_001;
@@ -836,7 +840,7 @@ async fn gateway_upgrade(State(shared): State<Arc<Shared>>, req: Request) -> Res
     let checked = gateway::check_query(&query);
     upgrade
         .max_message_size(16 * 1024 * 1024)
-        .on_upgrade(move |socket| gateway::serve(shared, socket, checked))
+        .on_upgrade(move |socket| connection::serve(shared, socket, checked))
 }
 
 /// Every REST request.

@@ -1,13 +1,21 @@
-//! Loopback fakes for tests and the offline demo: a scripted Anthropic Messages API
-//! that the real Claude Code CLI talks to, and a throwaway `$HOME` for that CLI.
+//! Loopback fakes for tests: a scripted Anthropic Messages API that the real Claude Code
+//! CLI talks to, a throwaway `$HOME` for that CLI, and fake Telegram and Discord servers
+//! for the bot's chat adapters.
+//!
+//! The scripted model and the home are the demo crate's (`ccrm_demo`, which the shipped
+//! `ccrm up --demo` links); this crate re-exports them at their old paths and adds what
+//! only tests need. Nothing here ships in a product binary: it is a dev-dependency only.
 //!
 //! # Layout
 //!
-//! - [`anthropic`]: [`FakeApi`], the axum server, and [`RecordedRequest`].
-//! - [`script`]: the pure keyword rules that pick a [`Reply`] from a request body.
-//! - `state`: the lock and change-waiting the fakes share.
-//! - `wire`: SSE frames, JSON Messages and error bodies for a [`Reply`].
-//! - [`home`]: [`ClaudeHome`], [`claude_env`] and [`claude_bin`].
+//! - [`anthropic`]: [`FakeApi`], the axum server, and [`RecordedRequest`] (from
+//!   `ccrm_demo`).
+//! - [`script`]: the pure keyword rules that pick a [`Reply`] from a request body (from
+//!   `ccrm_demo`).
+//! - [`home`]: [`ClaudeHome`] and [`claude_env`] (from `ccrm_demo`), and [`claude_bin`].
+//! - `state`: the lock and change-waiting the chat fakes share.
+//! - [`process`] and [`direct`]: child-process helpers and [`DirectClaude`], the CLI
+//!   driven with no ccrm in between.
 //! - [`telegram`]: [`FakeTelegram`], a fake Telegram Bot API for teloxide.
 //! - [`discord`]: [`FakeDiscord`], a fake Discord (REST and gateway) for serenity.
 //!
@@ -31,15 +39,14 @@
 //! # }
 //! ```
 
-pub mod anthropic;
+pub use demo::{anthropic, script};
+
 pub mod direct;
 pub mod discord;
 pub mod home;
 pub mod process;
-pub mod script;
 mod state;
 pub mod telegram;
-mod wire;
 
 pub use anthropic::{DEFAULT_CHUNK_DELAY, FakeApi, RecordedRequest};
 pub use direct::DirectClaude;

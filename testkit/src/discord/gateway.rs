@@ -1,5 +1,7 @@
-//! The gateway (API v10, JSON text frames, no transport compression): one task per
-//! WebSocket connection ([`serve`]) and the session state they share ([`Gateway`]).
+//! The gateway (API v10, JSON text frames, no transport compression): the protocol and
+//! the session state every connection shares ([`Gateway`]), as a state machine with no
+//! I/O of its own. Each connection's task (`connection`) feeds it the client's frames
+//! and writes what it queues.
 //!
 //! # Protocol, as Discord speaks it
 //!
@@ -31,16 +33,12 @@
 //! presence, voice and member-chunk requests (accepted and ignored), gateway rate limits.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::time::SystemTime;
 
-use axum::extract::ws::{CloseFrame, Message as WsMessage, WebSocket};
-use futures::SinkExt as _;
 use serde_json::{Value, json};
-use tokio::sync::mpsc::{self, UnboundedSender};
+use tokio::sync::mpsc::UnboundedSender;
 
-use super::world::World;
-use super::{APPLICATION_ID, Frame, GUILD_ID, GatewayStatus, Shared, lock};
+use super::{APPLICATION_ID, Frame, GUILD_ID, GatewayStatus};
 
 /// [`Frame::op`] of a close frame (close frames have no opcode).
 pub const CLOSE_FRAME_OP: u8 = u8::MAX;
@@ -62,7 +60,7 @@ pub(super) struct Outgoing {
     s: Option<u64>,
     d: Value,
     /// The interaction an INTERACTION_CREATE carries.
-    interaction: Option<u64>,
+    pub(super) interaction: Option<u64>,
 }
 
 impl Outgoing {
@@ -76,7 +74,7 @@ impl Outgoing {
         }
     }
 
-    fn json(&self) -> Value {
+    pub(super) fn json(&self) -> Value {
         json!({ "op": self.op, "d": self.d, "s": self.s, "t": self.t })
     }
 }
@@ -104,7 +102,7 @@ struct Session {
 }
 
 /// Gateway state: connections, the current session, frames and counters. Lives in the
-/// [`World`] so dispatches are ordered with the changes that cause them.
+/// [`World`](super::world::World) so dispatches are ordered with the changes that cause them.
 pub(super) struct Gateway {
     /// The bot token without `Bot `.
     token: String,
@@ -136,7 +134,7 @@ impl Gateway {
     }
 
     /// Registers a new connection and queues its HELLO.
-    fn open(&mut self, tx: UnboundedSender<ConnCmd>) -> u64 {
+    pub(super) fn open(&mut self, tx: UnboundedSender<ConnCmd>) -> u64 {
         self.connections += 1;
         let id = self.connections;
         let hello = Outgoing::op(
@@ -160,7 +158,7 @@ impl Gateway {
     }
 
     /// Forgets a connection that ended.
-    fn gone(&mut self, conn: u64) {
+    pub(super) fn gone(&mut self, conn: u64) {
         self.conns.remove(&conn);
         if let Some(s) = &mut self.session
             && s.conn == Some(conn)
@@ -179,7 +177,7 @@ impl Gateway {
 
     /// Detaches a connection and tells its task to close it (`None`: drop the TCP
     /// connection without a close frame).
-    fn close(&mut self, conn: u64, close: Option<(u16, &str)>) {
+    pub(super) fn close(&mut self, conn: u64, close: Option<(u16, &str)>) {
         if let Some(s) = &mut self.session
             && s.conn == Some(conn)
         {
@@ -319,7 +317,13 @@ impl Gateway {
         });
     }
 
-    fn record_close(&mut self, conn: u64, from_client: bool, at: SystemTime, code: Option<u16>) {
+    pub(super) fn record_close(
+        &mut self,
+        conn: u64,
+        from_client: bool,
+        at: SystemTime,
+        code: Option<u16>,
+    ) {
         self.frames.push(Frame {
             at,
             from_client,
@@ -333,7 +337,7 @@ impl Gateway {
     }
 
     /// A payload was written to the socket.
-    fn written(&mut self, conn: u64, out: &Outgoing, at: SystemTime) {
+    pub(super) fn written(&mut self, conn: u64, out: &Outgoing, at: SystemTime) {
         self.record(conn, false, at, &out.json());
         if matches!(out.t.as_deref(), Some("READY" | "RESUMED"))
             && let Some(c) = self.conns.get_mut(&conn)
@@ -345,7 +349,7 @@ impl Gateway {
     // ---- client payloads ---------------------------------------------------------------
 
     /// Handles a text frame from the client.
-    fn client_text(&mut self, conn: u64, text: &str, at: SystemTime) {
+    pub(super) fn client_text(&mut self, conn: u64, text: &str, at: SystemTime) {
         let Ok(payload) = serde_json::from_str::<Value>(text) else {
             self.frames.push(Frame {
                 at,
@@ -595,83 +599,4 @@ pub(super) fn check_query(query: &[(String, String)]) -> Result<(), (u16, &'stat
         return Err((4002, "FakeDiscord does not compress the transport."));
     }
     Ok(())
-}
-
-/// Serves one WebSocket connection until it ends or is closed.
-pub(super) async fn serve(
-    shared: Arc<Shared>,
-    mut socket: WebSocket,
-    query: Result<(), (u16, &'static str)>,
-) {
-    let (tx, mut rx) = mpsc::unbounded_channel();
-    let conn = {
-        let mut world = lock(&shared.world);
-        let conn = world.gw.open(tx);
-        if let Err((code, reason)) = query {
-            world.gw.close(conn, Some((code, reason)));
-        }
-        conn
-    };
-    shared.changed();
-    tracing::debug!(conn, "fake Discord gateway: connected");
-    loop {
-        tokio::select! {
-            cmd = rx.recv() => match cmd {
-                None | Some(ConnCmd::Drop) => break,
-                Some(ConnCmd::Send(out)) => {
-                    let text = out.json().to_string();
-                    if socket.send(WsMessage::Text(text.into())).await.is_err() {
-                        break;
-                    }
-                    let at = SystemTime::now();
-                    {
-                        let mut world = lock(&shared.world);
-                        world.gw.written(conn, &out, at);
-                        if let Some(id) = out.interaction {
-                            world.interaction_written(id, at);
-                        }
-                    }
-                    shared.changed();
-                }
-                Some(ConnCmd::Close(code, reason)) => {
-                    let frame = CloseFrame { code, reason: reason.into() };
-                    let _ = socket.send(WsMessage::Close(Some(frame))).await;
-                    let at = SystemTime::now();
-                    lock(&shared.world).gw.record_close(conn, false, at, Some(code));
-                    shared.changed();
-                    break;
-                }
-            },
-            msg = socket.recv() => {
-                let at = SystemTime::now();
-                match msg {
-                    None | Some(Err(_)) => break,
-                    Some(Ok(WsMessage::Text(text))) => {
-                        on_client_frame(&shared, |w| w.gw.client_text(conn, text.as_str(), at));
-                    }
-                    Some(Ok(WsMessage::Binary(_))) => {
-                        on_client_frame(&shared, |w| {
-                            w.gw.close(conn, Some((4002, "FakeDiscord speaks JSON text frames.")));
-                        });
-                    }
-                    Some(Ok(WsMessage::Close(frame))) => {
-                        let code = frame.map(|f| f.code);
-                        on_client_frame(&shared, |w| w.gw.record_close(conn, true, at, code));
-                        // Flushes the close reply tungstenite queued.
-                        let _ = socket.flush().await;
-                        break;
-                    }
-                    Some(Ok(WsMessage::Ping(_) | WsMessage::Pong(_))) => {}
-                }
-            }
-        }
-    }
-    lock(&shared.world).gw.gone(conn);
-    shared.changed();
-    tracing::debug!(conn, "fake Discord gateway: connection ended");
-}
-
-fn on_client_frame(shared: &Shared, f: impl FnOnce(&mut World)) {
-    f(&mut lock(&shared.world));
-    shared.changed();
 }

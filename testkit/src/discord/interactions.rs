@@ -18,53 +18,15 @@ use std::time::SystemTime;
 
 use serde_json::{Value, json};
 
-use super::validate::{self, FormErrors, MessageDraft, opt_int};
-use super::world::{
-    ApiError, ApiRequest, Channel, ChannelKind, FLAG_EPHEMERAL, FLAG_LOADING, FLAG_SUPPRESS_EMBEDS,
-    FLAG_SUPPRESS_NOTIFICATIONS, Stored, TOKEN_LIFETIME, TYPE_CHAT_INPUT_COMMAND, TYPE_DEFAULT,
-    World, body_or_empty, check_flags, snowflake,
+use super::error::ApiError;
+use super::model::{
+    Channel, ChannelKind, FLAG_EPHEMERAL, FLAG_LOADING, FLAG_SUPPRESS_EMBEDS,
+    FLAG_SUPPRESS_NOTIFICATIONS, InteractionRec, Stored, TOKEN_LIFETIME, TYPE_CHAT_INPUT_COMMAND,
+    TYPE_DEFAULT,
 };
-use super::{APPLICATION_ID, BOT_USER_ID, InteractionState};
-
-/// An interaction the fake handed out, and how the bot answered it.
-pub(super) struct InteractionRec {
-    pub(super) id: u64,
-    pub(super) token: String,
-    /// 2 (application command) or 3 (message component).
-    pub(super) kind: u8,
-    pub(super) channel: u64,
-    pub(super) user: u64,
-    /// Command name or component `custom_id`.
-    pub(super) name: String,
-    /// The message a component is on.
-    pub(super) message: Option<u64>,
-    pub(super) created: SystemTime,
-    pub(super) dispatched_at: SystemTime,
-    pub(super) written: bool,
-    pub(super) acked_at: Option<SystemTime>,
-    pub(super) ack_type: Option<u8>,
-    pub(super) original: Option<u64>,
-    pub(super) followups: Vec<u64>,
-}
-
-impl InteractionRec {
-    pub(super) fn public(&self) -> InteractionState {
-        InteractionState {
-            id: self.id,
-            kind: self.kind,
-            channel: self.channel,
-            user: self.user,
-            name: self.name.clone(),
-            message: self.message,
-            dispatched_at: self.dispatched_at,
-            written: self.written,
-            acked_at: self.acked_at,
-            ack_type: self.ack_type,
-            original: self.original,
-            followups: self.followups.clone(),
-        }
-    }
-}
+use super::validate::{self, FormErrors, MessageDraft, opt_int};
+use super::world::{ApiRequest, World, body_or_empty, check_flags, snowflake};
+use super::{APPLICATION_ID, BOT_USER_ID};
 
 impl World {
     /// An application command invocation; `Err` says why a real user could not send it.
@@ -359,11 +321,12 @@ impl World {
         let response_type = opt_int(obj, "type", "", &mut errors);
         errors.finish()?;
         let data = obj.get("data").cloned().unwrap_or_else(|| json!({}));
-        let invalid_type =
-            |message: &str| ApiError::field("type", "INTERACTION_RESPONSE_TYPE_INVALID", message);
+        let invalid_type = |message: &str| {
+            validate::field_error("type", "INTERACTION_RESPONSE_TYPE_INVALID", message)
+        };
         let original = match response_type {
             None => {
-                return Err(ApiError::field(
+                return Err(validate::field_error(
                     "type",
                     "BASE_TYPE_REQUIRED",
                     "This field is required",
@@ -426,14 +389,14 @@ impl World {
                 ));
             }
             Some(9 | 10 | 12) => {
-                return Err(ApiError::field(
+                return Err(validate::field_error(
                     "type",
                     "FAKE_DISCORD_UNSUPPORTED",
                     "FakeDiscord does not serve modals, premium prompts or activities",
                 ));
             }
             Some(_) => {
-                return Err(ApiError::field(
+                return Err(validate::field_error(
                     "type",
                     "BASE_TYPE_CHOICES",
                     "Value must be one of {1, 4, 5, 6, 7, 8, 9, 10, 12}.",

@@ -8,10 +8,11 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::{Value, json};
 
-use super::world::{
+use super::model::{
     ATTACHMENT_SIZE_LIMIT, BOT_PERMISSIONS, CHANNEL_DM, CHANNEL_TEXT, Channel, ChannelKind,
-    FLAG_EPHEMERAL, MEMBER_PERMISSIONS, Stored, World,
+    FLAG_EPHEMERAL, MEMBER_PERMISSIONS, Stored,
 };
+use super::world::World;
 use super::{APPLICATION_ID, BOT_USER_ID, BOT_USERNAME, GUILD_ID};
 
 impl World {

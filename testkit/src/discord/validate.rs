@@ -20,7 +20,7 @@ use std::collections::HashSet;
 
 use serde_json::{Map, Value, json};
 
-use super::world::ApiError;
+use super::error::ApiError;
 
 /// Longest message content.
 pub(super) const MAX_CONTENT: usize = 2000;
@@ -119,6 +119,13 @@ impl FormErrors {
     fn required(&mut self, path: &str) {
         self.add(path, "BASE_TYPE_REQUIRED", "This field is required");
     }
+}
+
+/// A 50035 with one error at `path`.
+pub(super) fn field_error(path: &str, code: &str, message: impl Into<String>) -> ApiError {
+    let mut errors = FormErrors::new();
+    errors.add(path, code, message);
+    errors.into_error()
 }
 
 /// `"a.b"` + `"c"` → `"a.b.c"` (no leading dot for an empty prefix).

@@ -4,8 +4,9 @@
 //! plain function of the world and the request ([`World::handle`]); what users do
 //! ([`World::user_message`], and the interactions in `interactions`) changes the world
 //! and emits gateway dispatches through [`Gateway`], filtered by the session's intents.
-//! JSON objects are built in `shapes`; the HTTP side lives in the parent module, the
-//! WebSocket side in `gateway`.
+//! JSON objects are built in `shapes`; the records and constants are in `model`, refused
+//! requests in `error`; the HTTP side lives in the parent module, the WebSocket side in
+//! `gateway` (protocol) and `connection` (one task per socket).
 //!
 //! Served here: the gateway URL, the current user and application, guild members
 //! (`GET /guilds/{guild}/members/{user}`: every user is a member), channels (get, thread
@@ -20,190 +21,15 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::{Value, json};
 
+use super::error::ApiError;
 use super::gateway::Gateway;
-use super::interactions::InteractionRec;
-use super::validate::{self, FormErrors, MessageDraft, opt_int, opt_string};
-use super::{
-    APPLICATION_ID, Attachment, BOT_USER_ID, Call, GUILD_ID, InteractionState, Message, intents,
+use super::model::{
+    Channel, ChannelKind, DISCORD_EPOCH_MS, FLAG_COMPONENTS_V2, FLAG_EPHEMERAL, FLAG_HAS_THREAD,
+    FLAG_LOADING, FLAG_SUPPRESS_EMBEDS, FLAG_SUPPRESS_NOTIFICATIONS, InteractionRec,
+    MAX_FILE_BYTES, MAX_FILES, MemberInfo, Stored, StoredFile, TYPE_DEFAULT, TYPE_REPLY,
 };
-
-/// Milliseconds from the Unix epoch to Discord's (2015-01-01).
-pub(super) const DISCORD_EPOCH_MS: u64 = 1_420_070_400_000;
-/// How long an interaction token works for follow-ups and edits.
-pub(super) const TOKEN_LIFETIME: Duration = Duration::from_secs(15 * 60);
-/// Largest file a bot may upload to a guild without boosts (10 MiB).
-pub(super) const MAX_FILE_BYTES: usize = 10 * 1024 * 1024;
-/// Most files in one message.
-pub(super) const MAX_FILES: usize = 10;
-/// `attachment_size_limit` in interactions.
-pub(super) const ATTACHMENT_SIZE_LIMIT: usize = MAX_FILE_BYTES;
-
-/// Message flags.
-pub(super) const FLAG_SUPPRESS_EMBEDS: u64 = 1 << 2;
-pub(super) const FLAG_HAS_THREAD: u64 = 1 << 5;
-pub(super) const FLAG_EPHEMERAL: u64 = 1 << 6;
-pub(super) const FLAG_LOADING: u64 = 1 << 7;
-pub(super) const FLAG_SUPPRESS_NOTIFICATIONS: u64 = 1 << 12;
-pub(super) const FLAG_COMPONENTS_V2: u64 = 1 << 15;
-
-/// Message types.
-pub(super) const TYPE_DEFAULT: u8 = 0;
-pub(super) const TYPE_REPLY: u8 = 19;
-pub(super) const TYPE_CHAT_INPUT_COMMAND: u8 = 20;
-
-/// Channel types.
-pub(super) const CHANNEL_TEXT: u8 = 0;
-pub(super) const CHANNEL_DM: u8 = 1;
-pub(super) const CHANNEL_PUBLIC_THREAD: u8 = 11;
-pub(super) const CHANNEL_PRIVATE_THREAD: u8 = 12;
-
-/// Permissions of the bot in every channel (`app_permissions`): view, send, embed,
-/// attach, history, mention everyone, external emojis, reactions, manage messages,
-/// application commands, threads (manage, create public/private, send in threads).
-pub(super) const BOT_PERMISSIONS: u64 = (1 << 6)
-    | (1 << 10)
-    | (1 << 11)
-    | (1 << 13)
-    | (1 << 14)
-    | (1 << 15)
-    | (1 << 16)
-    | (1 << 17)
-    | (1 << 18)
-    | (1 << 31)
-    | (1 << 34)
-    | (1 << 35)
-    | (1 << 36)
-    | (1 << 38);
-/// Permissions of a user member: view, send, embed, attach, history, reactions,
-/// application commands, create public threads, send in threads.
-pub(super) const MEMBER_PERMISSIONS: u64 = (1 << 6)
-    | (1 << 10)
-    | (1 << 11)
-    | (1 << 14)
-    | (1 << 15)
-    | (1 << 16)
-    | (1 << 31)
-    | (1 << 35)
-    | (1 << 38);
-
-/// A Discord error reply: HTTP status and JSON body.
-#[derive(Debug, Clone, PartialEq)]
-pub(super) struct ApiError {
-    pub status: u16,
-    /// `{"code":..,"message":..}` (+ `errors`), or the 429 body.
-    pub body: Value,
-    /// Set on 429s: seconds to wait.
-    pub retry_after: Option<f64>,
-}
-
-impl ApiError {
-    pub fn new(status: u16, code: u64, message: &str) -> Self {
-        Self {
-            status,
-            body: json!({ "message": message, "code": code }),
-            retry_after: None,
-        }
-    }
-
-    /// 400 50035 "Invalid Form Body" with an `errors` tree.
-    pub fn form(errors: Value) -> Self {
-        Self {
-            status: 400,
-            body: json!({ "code": 50035, "errors": errors, "message": "Invalid Form Body" }),
-            retry_after: None,
-        }
-    }
-
-    /// A 50035 with one error at `path`.
-    pub(super) fn field(path: &str, code: &str, message: impl Into<String>) -> Self {
-        let mut errors = FormErrors::new();
-        errors.add(path, code, message);
-        errors.into_error()
-    }
-
-    pub fn not_found() -> Self {
-        Self::new(404, 0, "404: Not Found")
-    }
-
-    pub fn unauthorized() -> Self {
-        Self::new(401, 0, "401: Unauthorized")
-    }
-
-    pub fn method_not_allowed() -> Self {
-        Self::new(405, 0, "405: Method Not Allowed")
-    }
-
-    pub fn invalid_json() -> Self {
-        Self::new(400, 50109, "The request body contains invalid JSON.")
-    }
-
-    pub fn too_large() -> Self {
-        Self::new(413, 40005, "Request entity too large")
-    }
-
-    pub(super) fn unknown_channel() -> Self {
-        Self::new(404, 10003, "Unknown Channel")
-    }
-
-    pub(super) fn unknown_message() -> Self {
-        Self::new(404, 10008, "Unknown Message")
-    }
-
-    pub(super) fn unknown_interaction() -> Self {
-        Self::new(404, 10062, "Unknown interaction")
-    }
-
-    pub(super) fn unknown_webhook() -> Self {
-        Self::new(404, 10015, "Unknown Webhook")
-    }
-
-    pub(super) fn invalid_webhook_token() -> Self {
-        Self::new(401, 50027, "Invalid Webhook Token")
-    }
-
-    pub(super) fn empty_message() -> Self {
-        Self::new(400, 50006, "Cannot send an empty message")
-    }
-
-    pub(super) fn wrong_channel_type() -> Self {
-        Self::new(400, 50024, "Cannot execute action on this channel type")
-    }
-
-    pub(super) fn missing_permissions() -> Self {
-        Self::new(403, 50013, "Missing Permissions")
-    }
-
-    /// Discord's user-scope 429 body (no `code`, like the real one).
-    pub fn rate_limited(retry_after: f64) -> Self {
-        Self {
-            status: 429,
-            body: json!({
-                "message": "You are being rate limited.",
-                "retry_after": retry_after,
-                "global": false,
-            }),
-            retry_after: Some(retry_after),
-        }
-    }
-
-    /// An injected failure with Discord's usual body for `status`.
-    pub fn injected(status: u16, retry_after: Option<f64>) -> Self {
-        match status {
-            429 => Self::rate_limited(retry_after.unwrap_or(1.0)),
-            400 => Self::form(json!({ "_errors": [{
-                "code": "FAKE_DISCORD_INJECTED",
-                "message": "Failure injected by FakeDiscord",
-            }]})),
-            401 => Self::unauthorized(),
-            403 => Self::missing_permissions(),
-            404 => Self::not_found(),
-            500 => Self::new(500, 0, "500: Internal Server Error"),
-            502 => Self::new(502, 0, "502: Bad Gateway"),
-            503 => Self::new(503, 0, "503: Service Unavailable"),
-            other => Self::new(other, 0, &format!("{other}: Injected by FakeDiscord")),
-        }
-    }
-}
+use super::validate::{self, FormErrors, MessageDraft, opt_int, opt_string};
+use super::{APPLICATION_ID, BOT_USER_ID, Call, GUILD_ID, InteractionState, Message, intents};
 
 /// A file part of a multipart request.
 #[derive(Debug, Clone)]
@@ -248,99 +74,6 @@ struct Fault {
     route: String,
     status: u16,
     retry_after: Option<f64>,
-}
-
-pub(super) enum ChannelKind {
-    /// A guild text channel.
-    Text,
-    Thread {
-        parent: u64,
-        owner: u64,
-        private: bool,
-        archived: bool,
-        locked: bool,
-        auto_archive: u64,
-        created: SystemTime,
-        archive_changed: SystemTime,
-    },
-    Dm {
-        user: u64,
-    },
-}
-
-pub(super) struct Channel {
-    pub(super) id: u64,
-    pub(super) name: String,
-    pub(super) kind: ChannelKind,
-    pub(super) last_message_id: Option<u64>,
-    /// Messages sent in a thread (Discord's `message_count`/`total_message_sent`).
-    pub(super) message_count: u64,
-}
-
-impl Channel {
-    pub(super) fn in_guild(&self) -> bool {
-        !matches!(self.kind, ChannelKind::Dm { .. })
-    }
-
-    pub(super) fn type_code(&self) -> u8 {
-        match self.kind {
-            ChannelKind::Text => CHANNEL_TEXT,
-            ChannelKind::Thread { private: false, .. } => CHANNEL_PUBLIC_THREAD,
-            ChannelKind::Thread { private: true, .. } => CHANNEL_PRIVATE_THREAD,
-            ChannelKind::Dm { .. } => CHANNEL_DM,
-        }
-    }
-}
-
-pub(super) struct MemberInfo {
-    pub(super) name: String,
-    pub(super) roles: Vec<u64>,
-    pub(super) joined: SystemTime,
-}
-
-#[derive(Clone)]
-pub(super) struct StoredFile {
-    pub(super) id: u64,
-    pub(super) filename: String,
-    pub(super) content_type: Option<String>,
-    pub(super) description: Option<String>,
-    pub(super) bytes: Vec<u8>,
-}
-
-#[derive(Clone)]
-pub(super) struct Stored {
-    pub(super) id: u64,
-    pub(super) channel: u64,
-    pub(super) author: u64,
-    pub(super) kind: u8,
-    pub(super) content: String,
-    pub(super) embeds: Vec<Value>,
-    pub(super) components: Vec<Value>,
-    pub(super) attachments: Vec<StoredFile>,
-    pub(super) flags: u64,
-    pub(super) tts: bool,
-    pub(super) mentions: Vec<u64>,
-    pub(super) mention_roles: Vec<u64>,
-    pub(super) mention_everyone: bool,
-    /// The message this one replies to.
-    pub(super) reference: Option<u64>,
-    /// The interaction it answers (responses and follow-ups).
-    pub(super) interaction: Option<u64>,
-    /// The thread started from it.
-    pub(super) thread: Option<u64>,
-    pub(super) edits: u32,
-    pub(super) created_at: SystemTime,
-    pub(super) edited_at: Option<SystemTime>,
-}
-
-impl Stored {
-    pub(super) fn is_empty(&self, has_other: bool) -> bool {
-        self.content.trim().is_empty()
-            && self.embeds.is_empty()
-            && self.attachments.is_empty()
-            && self.components.is_empty()
-            && !has_other
-    }
 }
 
 /// Everything the fake knows. Owned by one std `Mutex` in the parent module.
@@ -610,12 +343,12 @@ impl World {
         self.messages
             .values()
             .filter(|m| m.channel == channel)
-            .map(public_message)
+            .map(Stored::public)
             .collect()
     }
 
     pub fn message(&self, id: u64) -> Option<Message> {
-        self.messages.get(&id).map(public_message)
+        self.messages.get(&id).map(Stored::public)
     }
 
     pub fn threads(&self, parent: u64) -> Vec<(u64, String)> {
@@ -1016,7 +749,7 @@ impl World {
         }
         .filter(|id| *id != 0);
         let Some(recipient) = recipient else {
-            return Err(ApiError::field(
+            return Err(validate::field_error(
                 "recipient_id",
                 "BASE_TYPE_REQUIRED",
                 "This field is required",
@@ -1051,7 +784,7 @@ impl World {
             Some(raw) => match raw.parse::<usize>() {
                 Ok(n) if (1..=100).contains(&n) => n,
                 _ => {
-                    return Err(ApiError::field(
+                    return Err(validate::field_error(
                         "limit",
                         "NUMBER_TYPE_MAX",
                         "int value should be between 1 and 100.",
@@ -1178,7 +911,7 @@ impl World {
         r: &Value,
     ) -> Result<Option<u64>, ApiError> {
         let unknown = || {
-            ApiError::field(
+            validate::field_error(
                 "message_reference",
                 "MESSAGE_REFERENCE_UNKNOWN_MESSAGE",
                 "Unknown message",
@@ -1217,7 +950,7 @@ impl World {
         existing: &[StoredFile],
     ) -> Result<Vec<StoredFile>, ApiError> {
         if files.len() > MAX_FILES {
-            return Err(ApiError::field(
+            return Err(validate::field_error(
                 "files",
                 "BASE_TYPE_MAX_LENGTH",
                 format!("Must be {MAX_FILES} or fewer in length."),
@@ -1539,36 +1272,6 @@ fn normalize_options(options: &Value) -> Value {
     )
 }
 
-fn public_message(m: &Stored) -> Message {
-    Message {
-        id: m.id,
-        channel: m.channel,
-        author: m.author,
-        kind: m.kind,
-        content: m.content.clone(),
-        embeds: m.embeds.clone(),
-        components: m.components.clone(),
-        attachments: m
-            .attachments
-            .iter()
-            .map(|a| Attachment {
-                filename: a.filename.clone(),
-                bytes: a.bytes.clone(),
-                content_type: a.content_type.clone(),
-            })
-            .collect(),
-        flags: m.flags,
-        ephemeral: m.flags & FLAG_EPHEMERAL != 0,
-        interaction: m.interaction,
-        reply_to: m.reference,
-        thread: m.thread,
-        mentions: m.mentions.clone(),
-        edits: m.edits,
-        created_at: m.created_at,
-        edited_at: m.edited_at,
-    }
-}
-
 /// Mentions in `content` (`<@id>`, `<@!id>`, `<@&role>`, `@everyone`/`@here`) that
 /// `allowed_mentions` lets ping (all of them when it is absent), plus the replied-to
 /// author (always when absent, else only with `replied_user: true`).
@@ -1656,7 +1359,7 @@ fn parse_mentions(content: &str) -> (Vec<u64>, Vec<u64>) {
 /// A path id: a snowflake, else 400 50035 `NUMBER_TYPE_COERCE` like Discord.
 pub(super) fn snowflake(field: &str, raw: &str) -> Result<u64, ApiError> {
     raw.parse::<u64>().map_err(|_| {
-        ApiError::field(
+        validate::field_error(
             field,
             "NUMBER_TYPE_COERCE",
             format!("Value \"{raw}\" is not snowflake."),

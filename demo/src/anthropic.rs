@@ -8,13 +8,14 @@
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, SystemTime};
 
 use anyhow::Context as _;
 use axum::Router;
 use axum::body::{Body, Bytes};
-use axum::extract::{DefaultBodyLimit, State};
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, FromRequest, Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::any;
@@ -24,7 +25,6 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::script::{self, Reply};
-use crate::state::lock;
 use crate::wire::{self, Step};
 
 /// Default pause between text deltas of `SLOW` replies.
@@ -243,6 +243,11 @@ impl Drop for ServerTask {
     }
 }
 
+/// Locks a mutex, carrying on after a panic elsewhere: the data are plain records.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
 /// State shared by the handlers and the handles.
 struct Shared {
     log: Mutex<Vec<RecordedRequest>>,
@@ -311,6 +316,25 @@ struct Incoming {
     body: Bytes,
 }
 
+/// Every handler takes the whole request this way; the body limit of the router's
+/// [`DefaultBodyLimit`] applies as it does to a plain [`Bytes`] extractor.
+impl<S: Send + Sync> FromRequest<S> for Incoming {
+    type Rejection = BytesRejection;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let method = req.method().clone();
+        let uri = req.uri().clone();
+        let headers = req.headers().clone();
+        let body = Bytes::from_request(req, state).await?;
+        Ok(Self {
+            method,
+            uri,
+            headers,
+            body,
+        })
+    }
+}
+
 impl Incoming {
     /// Parses the body as JSON, or explains why not.
     fn json(&self) -> Result<Value, String> {
@@ -353,19 +377,7 @@ impl Incoming {
     }
 }
 
-async fn messages(
-    State(shared): State<Arc<Shared>>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    let incoming = Incoming {
-        method,
-        uri,
-        headers,
-        body,
-    };
+async fn messages(State(shared): State<Arc<Shared>>, incoming: Incoming) -> Response {
     if incoming.method != Method::POST {
         return respond_plain(&shared, incoming, None, not_found_response());
     }
@@ -425,19 +437,7 @@ async fn messages(
     response
 }
 
-async fn count_tokens(
-    State(shared): State<Arc<Shared>>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    let incoming = Incoming {
-        method,
-        uri,
-        headers,
-        body,
-    };
+async fn count_tokens(State(shared): State<Arc<Shared>>, incoming: Incoming) -> Response {
     if incoming.method != Method::POST {
         return respond_plain(&shared, incoming, None, not_found_response());
     }
@@ -450,19 +450,7 @@ async fn count_tokens(
     }
 }
 
-async fn not_found(
-    State(shared): State<Arc<Shared>>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    let incoming = Incoming {
-        method,
-        uri,
-        headers,
-        body,
-    };
+async fn not_found(State(shared): State<Arc<Shared>>, incoming: Incoming) -> Response {
     let parsed = incoming.json().ok();
     respond_plain(&shared, incoming, parsed.as_ref(), not_found_response())
 }
