@@ -1009,7 +1009,7 @@ async fn daemon_cmd(cli: &Cli, cmd: &DaemonCmd) -> Result<ExitCode, Failure> {
 
 async fn start_background(cli: &Cli, cfg: &Config, socket: &Path) -> anyhow::Result<u32> {
     use std::os::unix::fs::OpenOptionsExt;
-    crate::lifecycle::private_dir(&cfg.state_dir)?;
+    crate::fsutil::private_dir(&cfg.state_dir)?;
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)

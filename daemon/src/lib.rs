@@ -11,6 +11,7 @@
 //! - [`eventlog`]: bounded per-session event log with followers.
 //! - [`spawn`]: starting children safely (no shell, clean env, process groups, death signal).
 //! - [`store`]: session records on disk.
+//! - [`fsutil`]: private (0700) directories, shared by the daemon and the CLI.
 //! - [`spool`]: the on-disk event queue for the bot (delivery guarantee).
 //! - [`uplink`]: the WebSocket link to the bot.
 //! - [`up`]: `ccrm up`, a bot and a daemon wired together (optionally a demo model).
@@ -22,6 +23,7 @@ pub mod client;
 pub mod config;
 pub mod daemon;
 pub mod eventlog;
+pub mod fsutil;
 pub mod ipc;
 pub mod lifecycle;
 pub mod session;

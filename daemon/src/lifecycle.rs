@@ -2,7 +2,7 @@
 //! orphan sweep, the socket, signals, and the graceful shutdown that stops every child.
 
 use std::io::{Read, Seek, Write};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
@@ -14,20 +14,9 @@ use tracing::{info, warn};
 
 use crate::config::Config;
 use crate::daemon::Daemon;
+use crate::fsutil::private_dir;
 use crate::session::Ctx;
 use crate::spawn;
-
-/// Creates `dir` (and parents) with mode 0700, and tightens it if it already exists.
-pub fn private_dir(dir: &Path) -> anyhow::Result<()> {
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)
-        .with_context(|| format!("cannot create {}", dir.display()))?;
-    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
-        .with_context(|| format!("cannot set mode 0700 on {}", dir.display()))?;
-    Ok(())
-}
 
 /// The held pidfile lock; released (and the file removed) on drop.
 pub struct PidLock {
