@@ -8,57 +8,41 @@ use common::event::Decision;
 use common::ipc::{AnswerArgs, ApprovalInfo, ApprovalsArgs, Command, DecideArgs};
 
 use super::args::Cli;
-use super::call::{Failure, connect, decode};
-use super::output::{print_approvals, print_json};
+use super::call::{Failure, decode, send_and_print};
+use super::output::print_approvals;
 
 /// `ccrm approvals`: what waits for a decision, in one session or all.
 pub(super) async fn list(cli: &Cli, args: ApprovalsArgs) -> Result<ExitCode, Failure> {
-    let data = connect(cli)
-        .await?
-        .call(Command::ApprovalsList(args))
-        .await?;
-    if cli.json {
-        print_json(&data);
-    } else {
+    send_and_print(cli, Command::ApprovalsList(args), |data| {
         let list: Vec<ApprovalInfo> = decode(data)?;
         if list.is_empty() {
             println!("no pending approvals");
         }
         print_approvals(&list);
-    }
-    Ok(ExitCode::SUCCESS)
+        Ok(())
+    })
+    .await
 }
 
 /// `ccrm approve|deny`: decides a pending tool call.
 pub(super) async fn decide(cli: &Cli, args: DecideArgs) -> Result<ExitCode, Failure> {
-    let decision = args.decision;
-    let data = connect(cli)
-        .await?
-        .call(Command::ApprovalDecide(args))
-        .await?;
-    if cli.json {
-        print_json(&data);
-    } else {
-        let verb = match decision {
-            Decision::AllowSession => "allowed (and for the rest of the session)",
-            Decision::Allow => "allowed",
-            _ => "denied",
-        };
+    let verb = match args.decision {
+        Decision::AllowSession => "allowed (and for the rest of the session)",
+        Decision::Allow => "allowed",
+        _ => "denied",
+    };
+    send_and_print(cli, Command::ApprovalDecide(args), |_| {
         println!("{verb}");
-    }
-    Ok(ExitCode::SUCCESS)
+        Ok(())
+    })
+    .await
 }
 
 /// `ccrm answer`: answers a pending question.
 pub(super) async fn answer(cli: &Cli, args: AnswerArgs) -> Result<ExitCode, Failure> {
-    let data = connect(cli)
-        .await?
-        .call(Command::QuestionAnswer(args))
-        .await?;
-    if cli.json {
-        print_json(&data);
-    } else {
+    send_and_print(cli, Command::QuestionAnswer(args), |_| {
         println!("answered");
-    }
-    Ok(ExitCode::SUCCESS)
+        Ok(())
+    })
+    .await
 }

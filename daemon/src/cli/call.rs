@@ -1,13 +1,16 @@
 //! How a `ccrm` command reaches ccrmd: finding the socket (flag, else the config), connecting,
-//! decoding reply data, and [`Failure`], the error every command returns. The command modules
-//! ([`super::sessions`], [`super::approvals`], ...) build on this; it knows none of them.
+//! sending one request and printing its reply, decoding reply data, and [`Failure`], the
+//! error every command returns. The command modules ([`super::sessions`],
+//! [`super::approvals`], ...) build on this; it knows none of them.
 
 use std::path::PathBuf;
+use std::process::ExitCode;
 
-use common::ipc::SessionRef;
+use common::ipc::{Command, SessionRef};
 use serde_json::Value;
 
 use super::args::Cli;
+use super::output::print_json;
 use crate::client::{Client, ClientError};
 use crate::config::{Config, Overrides};
 
@@ -40,6 +43,22 @@ pub(super) fn load_config(cli: &Cli) -> anyhow::Result<Config> {
 /// Connects to ccrmd.
 pub(super) async fn connect(cli: &Cli) -> Result<Client, Failure> {
     Ok(Client::connect(&socket_path(cli)?).await?)
+}
+
+/// Sends `cmd` and prints the reply data: as JSON with `--json`, else with `human`. Most
+/// commands are this one request.
+pub(super) async fn send_and_print(
+    cli: &Cli,
+    cmd: Command,
+    human: impl FnOnce(Value) -> Result<(), Failure>,
+) -> Result<ExitCode, Failure> {
+    let data = connect(cli).await?.call(cmd).await?;
+    if cli.json {
+        print_json(&data);
+    } else {
+        human(data)?;
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Reads reply data as `T`; data of another shape is a protocol error.

@@ -9,19 +9,13 @@ use common::ipc::{ApprovalInfo, Command, NoArgs, PromptArgs, SessionInfo, StartA
 use serde_json::Value;
 
 use super::args::Cli;
-use super::call::{Failure, connect, decode, session_ref};
+use super::call::{Failure, connect, decode, send_and_print, session_ref};
 use super::events::Printer;
 use super::output::{print_approvals, print_json, print_session, print_sessions};
 
 /// `ccrm start`: starts a session and says how to prompt it.
 pub(super) async fn start(cli: &Cli, args: StartArgs) -> Result<ExitCode, Failure> {
-    let data = connect(cli)
-        .await?
-        .call(Command::SessionStart(args))
-        .await?;
-    if cli.json {
-        print_json(&data);
-    } else {
+    send_and_print(cli, Command::SessionStart(args), |data| {
         let info: SessionInfo = decode(data)?;
         println!("started session {} ({})", info.id, info.state);
         if let Some(reason) = &info.reason {
@@ -31,41 +25,32 @@ pub(super) async fn start(cli: &Cli, args: StartArgs) -> Result<ExitCode, Failur
             "  send a prompt: ccrm prompt {} \"...\" --follow",
             info.id.short()
         );
-    }
-    Ok(ExitCode::SUCCESS)
+        Ok(())
+    })
+    .await
 }
 
 /// `ccrm list`: every session, as a table.
 pub(super) async fn list(cli: &Cli) -> Result<ExitCode, Failure> {
-    let data = connect(cli)
-        .await?
-        .call(Command::SessionsList(NoArgs {}))
-        .await?;
-    if cli.json {
-        print_json(&data);
-    } else {
+    send_and_print(cli, Command::SessionsList(NoArgs {}), |data| {
         let list: Vec<SessionInfo> = decode(data)?;
         print_sessions(&list);
-    }
-    Ok(ExitCode::SUCCESS)
+        Ok(())
+    })
+    .await
 }
 
 /// `ccrm status <session>`: one session and its pending approvals.
 pub(super) async fn show(cli: &Cli, session: &str) -> Result<ExitCode, Failure> {
-    let data = connect(cli)
-        .await?
-        .call(Command::SessionGet(session_ref(session)))
-        .await?;
-    if cli.json {
-        print_json(&data);
-    } else {
+    send_and_print(cli, Command::SessionGet(session_ref(session)), |data| {
         let info: SessionInfo = decode(data.get("session").cloned().unwrap_or_default())?;
         let approvals: Vec<ApprovalInfo> =
             decode(data.get("approvals").cloned().unwrap_or_default())?;
         print_session(&info);
         print_approvals(&approvals);
-    }
-    Ok(ExitCode::SUCCESS)
+        Ok(())
+    })
+    .await
 }
 
 /// `ccrm prompt`: sends a prompt; with `--follow`, shows its turn and fails when the turn
@@ -127,31 +112,30 @@ pub(super) async fn prompt(cli: &Cli, args: PromptArgs) -> Result<ExitCode, Fail
 /// `ccrm stop|kill|resume`: `cmd` changes the session's run state; `verb` says how in the
 /// output ("stopped", "killed", "resumed").
 pub(super) async fn change_state(cli: &Cli, cmd: Command, verb: &str) -> Result<ExitCode, Failure> {
-    let data = connect(cli).await?.call(cmd).await?;
-    if cli.json {
-        print_json(&data);
-    } else {
+    send_and_print(cli, cmd, |data| {
         let info: SessionInfo = decode(data)?;
         println!("session {} {verb}: now {}", info.id.short(), info.state);
         if let Some(reason) = info.reason.filter(|_| info.state.as_str() == "failed") {
             println!("  reason: {reason}");
         }
-    }
-    Ok(ExitCode::SUCCESS)
+        Ok(())
+    })
+    .await
 }
 
 /// `ccrm interrupt`: interrupts the running turn, if any.
 pub(super) async fn interrupt(cli: &Cli, session: &str) -> Result<ExitCode, Failure> {
-    let data = connect(cli)
-        .await?
-        .call(Command::SessionInterrupt(session_ref(session)))
-        .await?;
-    if cli.json {
-        print_json(&data);
-    } else if data.get("interrupted").and_then(Value::as_bool) == Some(true) {
-        println!("interrupted the running turn");
-    } else {
-        println!("no turn was running");
-    }
-    Ok(ExitCode::SUCCESS)
+    send_and_print(
+        cli,
+        Command::SessionInterrupt(session_ref(session)),
+        |data| {
+            if data.get("interrupted").and_then(Value::as_bool) == Some(true) {
+                println!("interrupted the running turn");
+            } else {
+                println!("no turn was running");
+            }
+            Ok(())
+        },
+    )
+    .await
 }
