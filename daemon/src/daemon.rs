@@ -10,7 +10,7 @@ use common::event::{Event, EventKind, Origin, SessionState, Surface, now_ms};
 use common::ids::SessionId;
 use common::ipc::{
     ApprovalInfo, Command, DaemonStatus, ErrorBody, ErrorCode, EventsArgs, PromptArgs, SessionInfo,
-    StartArgs,
+    StartArgs, UplinkStatus,
 };
 use serde_json::{Value, json};
 use tokio::sync::{mpsc, watch};
@@ -51,8 +51,12 @@ pub struct Daemon {
     sessions: Mutex<BTreeMap<SessionId, (SessionHandle, JoinHandle<()>)>>,
     started_ms: u64,
     shutdown_tx: watch::Sender<bool>,
-    link: std::sync::OnceLock<Arc<crate::uplink::LinkState>>,
+    /// Reads the bot link's state for `daemon.status`; set only when there is an uplink.
+    uplink_status: std::sync::OnceLock<UplinkStatusFn>,
 }
+
+/// How [`Daemon::status`] reads the uplink's state without knowing the uplink.
+type UplinkStatusFn = Box<dyn Fn() -> UplinkStatus + Send + Sync>;
 
 impl Daemon {
     /// Builds the daemon and loads the sessions recorded on disk (as stopped).
@@ -63,7 +67,7 @@ impl Daemon {
             sessions: Mutex::new(BTreeMap::new()),
             started_ms: now_ms(),
             shutdown_tx: watch::channel(false).0,
-            link: std::sync::OnceLock::new(),
+            uplink_status: std::sync::OnceLock::new(),
         });
         for rec in store::load_all(&ctx.cfg.sessions_dir()) {
             match session::start(ctx.clone(), rec, Launch::Stored) {
@@ -82,9 +86,10 @@ impl Daemon {
         self.sessions.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Attaches the uplink's state (shown by `daemon.status`).
-    pub fn set_link(&self, link: Arc<crate::uplink::LinkState>) {
-        let _ = self.link.set(link);
+    /// Tells the daemon how to read the uplink's state, which `daemon.status` shows. The
+    /// wiring passes it in, so this module does not depend on the uplink.
+    pub fn set_uplink_status(&self, status: impl Fn() -> UplinkStatus + Send + Sync + 'static) {
+        let _ = self.uplink_status.set(Box::new(status));
     }
 
     /// Resolves after `daemon.stop` (or [`Daemon::request_shutdown`]).
@@ -380,7 +385,7 @@ impl Daemon {
             claude_bin: Some(self.ctx.claude_bin.clone()),
             sessions,
             pending_approvals: pending,
-            uplink: self.link.get().map(|l| l.status()),
+            uplink: self.uplink_status.get().map(|status| status()),
         }
     }
 

@@ -3,7 +3,8 @@
 //!
 //! Layout:
 //! - [`config`]: defaults → TOML → `CCRM_*` env → flags.
-//! - [`lifecycle`]: directories, pidfile lock, socket, signals, graceful shutdown.
+//! - [`lifecycle`]: directories, pidfile lock, socket, signals, graceful shutdown; it wires
+//!   the registry, the socket server and the uplink together.
 //! - [`ipc`]: the Unix-socket server (one task per connection and per request).
 //! - [`daemon`]: the session registry and command dispatch.
 //! - [`session`]: the session actor that owns a Claude Code child.
@@ -11,10 +12,12 @@
 //! - [`eventlog`]: bounded per-session event log with followers.
 //! - [`spawn`]: starting children safely (no shell, clean env, process groups, death signal).
 //! - [`store`]: session records on disk.
+//! - [`fsutil`]: private (0700) directories, shared by the daemon and the CLI.
 //! - [`spool`]: the on-disk event queue for the bot (delivery guarantee).
-//! - [`uplink`]: the WebSocket link to the bot.
+//! - [`uplink`]: the WebSocket link to the bot; it reaches the registry only through
+//!   [`uplink::LinkTarget`].
 //! - [`up`]: `ccrm up`, a bot and a daemon wired together (optionally a demo model).
-//! - [`client`] and [`cli`]: the `ccrm` command line.
+//! - [`client`] and [`cli`]: the `ccrm` command line (`cli/` has one file per command group).
 
 pub mod attach;
 pub mod cli;
@@ -22,6 +25,7 @@ pub mod client;
 pub mod config;
 pub mod daemon;
 pub mod eventlog;
+pub mod fsutil;
 pub mod ipc;
 pub mod lifecycle;
 pub mod session;

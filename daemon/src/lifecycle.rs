@@ -1,33 +1,31 @@
 //! Running ccrmd: private directories, the pidfile lock (one daemon per runtime dir), the
 //! orphan sweep, the socket, signals, and the graceful shutdown that stops every child.
+//!
+//! This is also where the parts are wired together: the [`Daemon`] registry, the control
+//! socket ([`crate::ipc`]) that serves it, and the bot [`crate::uplink`], which reaches the
+//! registry only through the [`LinkTarget`] implemented here, so the registry and the uplink
+//! do not know each other.
 
 use std::io::{Read, Seek, Write};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-
-use anyhow::{Context, bail};
-use nix::fcntl::{Flock, FlockArg};
 use std::sync::Arc;
 use std::time::Duration;
+
+use anyhow::{Context, bail};
+use common::ids::SessionId;
+use common::ipc::{Command, ErrorBody, SessionInfo};
+use nix::fcntl::{Flock, FlockArg};
+use serde_json::Value;
 use tokio::net::UnixListener;
 use tracing::{info, warn};
 
 use crate::config::Config;
 use crate::daemon::Daemon;
-use crate::session::Ctx;
+use crate::fsutil::private_dir;
+use crate::session::{Ctx, SessionHandle};
 use crate::spawn;
-
-/// Creates `dir` (and parents) with mode 0700, and tightens it if it already exists.
-pub fn private_dir(dir: &Path) -> anyhow::Result<()> {
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)
-        .with_context(|| format!("cannot create {}", dir.display()))?;
-    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
-        .with_context(|| format!("cannot set mode 0700 on {}", dir.display()))?;
-    Ok(())
-}
+use crate::uplink::LinkTarget;
 
 /// The held pidfile lock; released (and the file removed) on drop.
 pub struct PidLock {
@@ -132,7 +130,8 @@ pub async fn run(cfg: Config, opts: RunOptions) -> anyhow::Result<()> {
             spool: spool.clone(),
             connected: std::sync::atomic::AtomicBool::new(false),
         });
-        daemon.set_link(link.clone());
+        let status = link.clone();
+        daemon.set_uplink_status(move || status.status());
         background.spawn(crate::uplink::run(link, daemon.clone(), uplink_stop_rx));
         // Group fsyncs: at most one per 100 ms instead of one per event.
         let s = spool.clone();
@@ -180,4 +179,23 @@ pub async fn run(cfg: Config, opts: RunOptions) -> anyhow::Result<()> {
     let _ = server.await;
     info!("ccrmd stopped");
     Ok(())
+}
+
+/// The bot drives the daemon through the uplink much as the CLI does through the socket.
+impl LinkTarget for Daemon {
+    fn sessions(&self) -> Vec<SessionInfo> {
+        self.handles().iter().map(SessionHandle::info).collect()
+    }
+
+    fn session(&self, id: SessionId) -> Option<SessionInfo> {
+        self.resolve(&id.to_string()).ok().map(|h| h.info())
+    }
+
+    fn streams(cmd: &Command) -> bool {
+        Self::is_stream(cmd)
+    }
+
+    fn run(&self, cmd: Command) -> impl Future<Output = Result<Value, ErrorBody>> + Send {
+        self.execute(cmd)
+    }
 }

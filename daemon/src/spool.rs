@@ -104,7 +104,7 @@ fn read_segment(path: &Path) -> std::io::Result<(Vec<LinkEvent>, u64)> {
 impl Spool {
     /// Opens (or creates, 0700) the spool in `dir`.
     pub fn open(dir: &Path) -> std::io::Result<Self> {
-        crate::lifecycle::private_dir(dir).map_err(std::io::Error::other)?;
+        crate::fsutil::private_dir(dir).map_err(std::io::Error::other)?;
         let acked = std::fs::read_to_string(dir.join("acked"))
             .ok()
             .and_then(|s| s.trim().parse::<u64>().ok())

@@ -16,7 +16,7 @@ use anyhow::{Context, bail};
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::lifecycle::private_dir;
+use crate::fsutil::private_dir;
 
 /// Flags of `ccrm up`.
 #[derive(clap::Args, Debug)]

@@ -4,19 +4,21 @@
 //! Per connection: send `hello`, wait for `welcome` (which says what the bot already has),
 //! trim the spool to that, resend everything after it in batches, then stream new events as
 //! they are spooled, keeping at most [`WINDOW`] unacknowledged. Commands from the bot run on
-//! the [`Daemon`] like CLI commands, each in its own task. A ping goes out every
-//! `ping_interval`; a bot silent for `dead_after` is treated as gone. On any failure the
-//! task reconnects with capped exponential backoff and jitter.
+//! a [`LinkTarget`] (the daemon, as wired by [`crate::lifecycle`]) like CLI commands, each in
+//! its own task. A ping goes out every `ping_interval`; a bot silent for `dead_after` is
+//! treated as gone. On any failure the task reconnects with capped exponential backoff and
+//! jitter.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
 use common::event::EventKind;
-use common::ids::DaemonId;
-use common::ipc::{Command, ErrorBody, ErrorCode};
+use common::ids::{DaemonId, SessionId};
+use common::ipc::{Command, ErrorBody, ErrorCode, SessionInfo};
 use common::link::{DaemonMsg, HubMsg, LINK_PROTOCOL_VERSION, MAX_LINK_FRAME};
 use futures::{SinkExt, StreamExt};
+use serde_json::Value;
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Message;
@@ -24,13 +26,26 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tracing::{debug, info, warn};
 
-use crate::daemon::Daemon;
 use crate::spool::Spool;
 
 /// Most events in flight (sent, not yet acknowledged).
 pub const WINDOW: u64 = 5_000;
 /// Most events in one frame.
 pub const BATCH: usize = 500;
+
+/// What the uplink needs of the rest of the daemon: the sessions to report and a way to run
+/// the bot's commands. The wiring in [`crate::lifecycle`] implements it for the session
+/// registry, so the uplink does not depend on the registry, nor the registry on the uplink.
+pub trait LinkTarget: Send + Sync + 'static {
+    /// Every session's current info, oldest first (sent in `hello`).
+    fn sessions(&self) -> Vec<SessionInfo>;
+    /// One session's current info (sent after its state changed), if it still exists.
+    fn session(&self, id: SessionId) -> Option<SessionInfo>;
+    /// Whether `cmd` streams; the link does not offer streams, so such commands are refused.
+    fn streams(cmd: &Command) -> bool;
+    /// Runs one non-streaming command and returns its reply data.
+    fn run(&self, cmd: Command) -> impl Future<Output = Result<Value, ErrorBody>> + Send;
+}
 
 /// What the rest of the daemon can see of the uplink.
 pub struct LinkState {
@@ -103,7 +118,11 @@ pub fn daemon_ws_url(base: &str) -> String {
 }
 
 /// Runs until `shutdown` turns true.
-pub async fn run(link: Arc<LinkState>, daemon: Arc<Daemon>, mut shutdown: watch::Receiver<bool>) {
+pub async fn run<T: LinkTarget>(
+    link: Arc<LinkState>,
+    target: Arc<T>,
+    mut shutdown: watch::Receiver<bool>,
+) {
     let cfg = &link.cfg;
     let spool = &link.spool;
     let mut delay = cfg.backoff_min;
@@ -114,7 +133,7 @@ pub async fn run(link: Arc<LinkState>, daemon: Arc<Daemon>, mut shutdown: watch:
         let started = Instant::now();
         let mut inner = shutdown.clone();
         let result = tokio::select! {
-            r = connection(cfg, spool, &daemon, &mut inner, &link.connected) => r,
+            r = connection(cfg, spool, &target, &mut inner, &link.connected) => r,
             _ = shutdown.changed() => return,
         };
         link.connected
@@ -142,10 +161,10 @@ fn text<T: serde::Serialize>(msg: &T) -> anyhow::Result<Message> {
     Ok(Message::text(serde_json::to_string(msg)?))
 }
 
-async fn connection(
+async fn connection<T: LinkTarget>(
     cfg: &UplinkConfig,
     spool: &Spool,
-    daemon: &Arc<Daemon>,
+    target: &Arc<T>,
     shutdown: &mut watch::Receiver<bool>,
     connected: &std::sync::atomic::AtomicBool,
 ) -> anyhow::Result<()> {
@@ -177,7 +196,7 @@ async fn connection(
     })?;
     let (mut tx, mut rx) = ws.split();
 
-    let sessions = daemon.handles().iter().map(|h| h.info()).collect();
+    let sessions = target.sessions();
     tx.send(text(&DaemonMsg::Hello {
         protocol: LINK_PROTOCOL_VERSION,
         daemon_id: cfg.daemon_id.clone(),
@@ -241,9 +260,8 @@ async fn connection(
             tx.send(text(&DaemonMsg::Events { events })?).await?;
             sent = last;
             for id in changed {
-                if let Ok(h) = daemon.resolve(&id.to_string()) {
-                    tx.send(text(&DaemonMsg::Session { session: h.info() })?)
-                        .await?;
+                if let Some(session) = target.session(id) {
+                    tx.send(text(&DaemonMsg::Session { session })?).await?;
                 }
             }
         }
@@ -256,10 +274,10 @@ async fn connection(
                     Message::Text(t) => match serde_json::from_str::<HubMsg>(&t) {
                         Ok(HubMsg::Ack { seq }) => spool.ack(seq)?,
                         Ok(HubMsg::Command { req_id, cmd }) => {
-                            let d = daemon.clone();
+                            let t = target.clone();
                             let reply_tx = reply_tx.clone();
                             commands.spawn(async move {
-                                let reply = run_command(&d, req_id, cmd).await;
+                                let reply = run_command(&*t, req_id, cmd).await;
                                 let _ = reply_tx.send(reply).await;
                             });
                         }
@@ -287,14 +305,14 @@ async fn connection(
     }
 }
 
-async fn run_command(daemon: &Daemon, req_id: u64, cmd: Command) -> DaemonMsg {
+async fn run_command<T: LinkTarget>(target: &T, req_id: u64, cmd: Command) -> DaemonMsg {
     let refused = |why: &str| Err(ErrorBody::new(ErrorCode::BadRequest, why));
-    let result = if Daemon::is_stream(&cmd) {
+    let result = if T::streams(&cmd) {
         refused("streaming commands are not available over the uplink; events arrive on their own")
     } else if matches!(cmd, Command::DaemonStop(_)) {
         refused("the bot cannot stop a daemon")
     } else {
-        daemon.execute(cmd).await
+        target.run(cmd).await
     };
     match result {
         Ok(data) => DaemonMsg::Reply {

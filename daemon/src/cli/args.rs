@@ -1,0 +1,174 @@
+//! The clap definitions of `ccrm`: the global flags ([`Cli`]), the subcommands ([`Cmd`]) and
+//! `ccrm daemon ...` ([`DaemonCmd`]). Their doc comments are the `--help` text. Plain data:
+//! the dispatch in [`crate::cli`] turns a parsed [`Cli`] into calls of the command modules.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+/// Run and steer Claude Code sessions on this machine through the ccrmd daemon.
+#[derive(Parser, Debug)]
+#[command(name = "ccrm", version, about, long_about = None, after_help = "Sessions can be named by id, a unique id prefix, or their name.\nStart the daemon first: `ccrm daemon start`.")]
+pub struct Cli {
+    /// Print machine-readable JSON instead of text.
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// Control socket of ccrmd [default: $XDG_RUNTIME_DIR/ccrm/ccrmd.sock].
+    #[arg(long, global = true, env = "CCRM_SOCKET")]
+    pub socket: Option<PathBuf>,
+    /// ccrmd config file (used to find the socket and by `daemon start`).
+    #[arg(long, global = true, env = "CCRM_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// What to do.
+    #[command(subcommand)]
+    pub cmd: Cmd,
+}
+
+/// Subcommands.
+#[derive(Subcommand, Debug)]
+pub enum Cmd {
+    /// Start a new Claude Code session.
+    Start {
+        /// Working directory [default: the current directory].
+        #[arg(long)]
+        cwd: Option<PathBuf>,
+        /// Model name or alias (e.g. sonnet).
+        #[arg(long)]
+        model: Option<String>,
+        /// Claude Code permission mode: default, acceptEdits, plan, dontAsk, auto, bypassPermissions.
+        #[arg(long)]
+        permission_mode: Option<String>,
+        /// A name to refer to the session by.
+        #[arg(long)]
+        name: Option<String>,
+        /// Allow every tool without asking (dangerous; explicit opt-in).
+        #[arg(long)]
+        auto_allow: bool,
+        /// Tool allowed without asking (repeatable); replaces the read-only default list.
+        #[arg(long = "allow-tool", value_name = "TOOL")]
+        allow_tools: Vec<String>,
+    },
+    /// List sessions.
+    #[command(alias = "ls")]
+    List,
+    /// Show one session and its pending approvals.
+    Status {
+        /// Session id, prefix or name.
+        session: String,
+    },
+    /// Send a prompt (queued if a turn is running).
+    Prompt {
+        /// Session id, prefix or name.
+        session: String,
+        /// The prompt text (words are joined with spaces).
+        #[arg(required = true, num_args = 1..)]
+        text: Vec<String>,
+        /// Stream the turn: assistant text, tool activity, approval prompts; the exit status
+        /// is 0 when the turn succeeds and 1 when it fails.
+        #[arg(short, long)]
+        follow: bool,
+    },
+    /// Show a session's events.
+    Events {
+        /// Session id, prefix or name.
+        session: String,
+        /// Keep printing new events.
+        #[arg(short, long)]
+        follow: bool,
+        /// Only events after this sequence number.
+        #[arg(long, default_value_t = 0)]
+        after: u64,
+        /// At most this many events (without --follow).
+        #[arg(long)]
+        limit: Option<usize>,
+    },
+    /// Stop a session gracefully (it can be resumed).
+    Stop {
+        /// Session id, prefix or name.
+        session: String,
+    },
+    /// Kill a session's Claude Code process at once.
+    Kill {
+        /// Session id, prefix or name.
+        session: String,
+    },
+    /// Resume a stopped or failed session with its history.
+    Resume {
+        /// Session id, prefix or name.
+        session: String,
+    },
+    /// Interrupt the running turn (queued prompts stay queued).
+    Interrupt {
+        /// Session id, prefix or name.
+        session: String,
+    },
+    /// List pending approvals and questions.
+    Approvals {
+        /// Only this session.
+        session: Option<String>,
+    },
+    /// Allow a pending tool call.
+    Approve {
+        /// Session id, prefix or name.
+        session: String,
+        /// Approval id or prefix (optional when only one is pending).
+        request: Option<String>,
+        /// Also allow this tool for the rest of the session.
+        #[arg(long, visible_alias = "session")]
+        always: bool,
+    },
+    /// Deny a pending tool call.
+    Deny {
+        /// Session id, prefix or name.
+        session: String,
+        /// Approval id or prefix (optional when only one is pending).
+        request: Option<String>,
+        /// What to tell the model.
+        #[arg(short, long)]
+        message: Option<String>,
+    },
+    /// Answer a pending AskUserQuestion: one answer per question (option number, label or text).
+    Answer {
+        /// Session id, prefix or name.
+        session: String,
+        /// The answers, in question order.
+        #[arg(required = true, num_args = 1..)]
+        answers: Vec<String>,
+        /// Question id or prefix (optional when only one is pending).
+        #[arg(long)]
+        request: Option<String>,
+    },
+    /// Open the session in the Claude Code TUI (in tmux), with its history. It goes back to
+    /// the daemon when the TUI exits or the last tmux client detaches; prompts from other
+    /// surfaces wait until then.
+    Attach {
+        /// Session id, prefix or name.
+        session: String,
+        /// Interrupt a running turn instead of waiting for it to finish.
+        #[arg(long)]
+        now: bool,
+        /// Do not attach this terminal: print the tmux socket and session to attach to.
+        #[arg(long)]
+        no_attach: bool,
+    },
+    /// Manage the ccrmd daemon.
+    Daemon {
+        /// What to do.
+        #[command(subcommand)]
+        cmd: DaemonCmd,
+    },
+    /// Start a bot and a daemon wired together (keys generated once) and keep them running
+    /// until Ctrl-C; prints the API URL and token.
+    Up(crate::up::UpArgs),
+}
+
+/// `ccrm daemon ...`.
+#[derive(Subcommand, Debug)]
+pub enum DaemonCmd {
+    /// Start ccrmd in the background (logs go to the state dir).
+    Start,
+    /// Stop ccrmd: sessions are stopped gracefully first.
+    Stop,
+    /// Show whether ccrmd runs, its pid, version and sessions.
+    Status,
+}
