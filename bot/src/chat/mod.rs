@@ -2,26 +2,55 @@
 //! commands, debounced prompts, turns summarised for chat, approvals as buttons, access
 //! control with audit, and rate limits. Adapters ([`crate::telegram`], [`crate::discord`])
 //! implement [`ChatPlatform`] for the outbound side and hand inbound messages to
-//! [`core::ChatCore`] as [`Incoming`] values.
+//! [`core::ChatCore`] as [`Incoming`] values. This file is that boundary: the trait and
+//! the neutral types both sides speak.
 //!
-//! Layout:
-//! - [`core`]: bindings, commands, debounce, turn rendering, approvals, access.
+//! Layout (the parts that act work on the shared [`ctx::Ctx`]; none of them knows the core,
+//! which sits on top):
+//! - [`core`]: [`core::ChatCore`], the entry points the adapters call, delegating to the
+//!   parts below.
+//! - [`ctx`]: what every part shares: app state, platform, bindings, audit, owned tasks,
+//!   and the one way to send a daemon a command.
+//! - [`access`]: the allowlist, the per-user prompt limit, refusals and audit rows.
+//! - [`bindings`]: which places show which sessions (memory and `chat_bindings`).
+//! - [`commands`]: `/new`, `/list`, `/status`, `/stop`, `/interrupt`, `/bind`, `/prompt`,
+//!   `/help`.
+//! - [`debounce`] and [`prompts`]: messages a moment apart joined into one prompt, and
+//!   prompts sent to a session.
+//! - [`approvals`]: approval and question messages with buttons, decisions from presses.
+//! - [`outbound`]: hub events routed to one worker per bound session: progress message,
+//!   final answer, notices.
 //! - [`render`]: pure text formatting, escaping, splitting.
 //! - [`ratelimit`]: `governor` limiters for outbound pacing and inbound prompts.
 //!
 //! Storage is in [`crate::db`] (`chat_*` tables); daemons are driven only through the hub,
 //! like the REST layer.
 
+mod access;
+mod approvals;
+mod bindings;
+mod commands;
 pub mod core;
+mod ctx;
+mod debounce;
+mod outbound;
+mod prompts;
 pub mod ratelimit;
 pub mod render;
 
 use std::collections::HashSet;
 use std::future::Future;
+use std::sync::{Mutex, MutexGuard};
 
 use common::event::Surface;
 
 use self::render::Rich;
+
+/// Locks `m`, going on with the data when another task panicked while holding it (the
+/// core's critical sections are single map or set operations, so the data stays whole).
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
 
 /// Where a message goes: a chat and, on platforms with threads, a thread in it.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]

@@ -1,0 +1,111 @@
+//! Who may use the chat core and what they did: the [`Gate`] holds the allowlist
+//! ([`Access`]), the per-user prompt limit ([`Inbound`]), the memory of whom it already
+//! refused, and writes the audit rows of every action (actor `<platform>:<user id>`).
+//!
+//! [`super::core::ChatCore`] asks the gate before handling any input and says what
+//! [`Gate::refuse`] decides; the other parts write their audit rows through it.
+
+use std::collections::HashSet;
+use std::sync::Mutex;
+
+use common::event::now_ms;
+use common::ids::SessionId;
+use serde_json::{Value, json};
+use tracing::error;
+
+use super::ratelimit::Inbound;
+use super::{Access, Incoming, Input, Sender, lock};
+use crate::db::Db;
+
+/// What a refused sender is told.
+pub const REFUSAL: &str = "Sorry, you are not allowed to use this bot.";
+
+/// How to tell a refused sender (see [`Gate::refuse`]).
+pub enum Refusal {
+    /// Answer the input in place through this reply handle.
+    InPlace(String),
+    /// Send one message to the place.
+    Message,
+    /// Say nothing (told before, or a button press the adapter acknowledges itself).
+    Silent,
+}
+
+/// The allowlist, limits and audit log of one platform (see the module docs).
+pub struct Gate {
+    db: Db,
+    platform: &'static str,
+    access: Access,
+    inbound: Inbound,
+    refused: Mutex<HashSet<String>>,
+}
+
+impl Gate {
+    /// A gate for `platform` letting in `access`, with `prompts_per_minute` per user.
+    pub fn new(db: Db, platform: &'static str, access: Access, prompts_per_minute: u32) -> Self {
+        Self {
+            db,
+            platform,
+            access,
+            inbound: Inbound::new(prompts_per_minute),
+            refused: Mutex::default(),
+        }
+    }
+
+    /// True when `who` is on the allowlist.
+    pub fn allows(&self, who: &Sender) -> bool {
+        self.access.allows(who)
+    }
+
+    /// How `from` appears in audit rows and as the creator of a binding.
+    pub fn actor(&self, from: &Sender) -> String {
+        format!("{}:{}", self.platform, from.id)
+    }
+
+    /// Writes an audit row (a failed write is logged, never passed on).
+    pub async fn audit(&self, from: &Sender, action: &str, target: &str, detail: Value) {
+        if let Err(e) = self
+            .db
+            .audit(&self.actor(from), action, target, detail, now_ms())
+            .await
+        {
+            error!(error = %e, "audit write failed");
+        }
+    }
+
+    /// True when `from` may send another prompt to `session` now; else the refusal is
+    /// audited.
+    pub async fn within_rate(&self, from: &Sender, session: &SessionId) -> bool {
+        if self.inbound.check(&from.id) {
+            return true;
+        }
+        self.audit(from, "prompt.rate_limited", &session.to_string(), json!({}))
+            .await;
+        false
+    }
+
+    /// Audits a refused input and decides how to say so: every time when the input awaits
+    /// an answer in place (a Discord command), else once per user.
+    pub async fn refuse(&self, inc: &Incoming) -> Refusal {
+        let what = match &inc.input {
+            Input::Text(_) => "text",
+            Input::Command(_) => "command",
+            Input::Button(_) => "button",
+        };
+        self.audit(
+            &inc.from,
+            "chat.refused",
+            &inc.place.chat,
+            json!({"input": what, "name": inc.from.name}),
+        )
+        .await;
+        if let Some(reply) = &inc.reply {
+            return Refusal::InPlace(reply.clone());
+        }
+        let first = lock(&self.refused).insert(inc.from.id.clone());
+        if first && !matches!(inc.input, Input::Button(_)) {
+            Refusal::Message
+        } else {
+            Refusal::Silent
+        }
+    }
+}

@@ -1,0 +1,323 @@
+//! Approvals and questions in chat. A pending permission request or question is posted to
+//! every place that shows its session as a message with buttons ([`show`]); each message
+//! is a `chat_approvals` row, whose id the buttons carry (`a:<id>:<a|d|s>` allows, denies
+//! or allows for the session; `q:<id>:<n>` picks option n). A press is decided through the
+//! daemon ([`decide`]); when the daemon reports the decision, from whichever surface, every
+//! message of it is edited to say who decided, and its buttons go.
+//!
+//! The outbound workers ([`super::outbound`]) call [`show`]; the core calls [`decide`].
+
+use common::event::{Decision, EventKind, Question, now_ms};
+use common::ids::SessionId;
+use common::ipc::{AnswerArgs, Command, DecideArgs, ErrorCode};
+use serde_json::{Value, json};
+use tracing::{error, warn};
+
+use super::ctx::{Ctx, hub_msg};
+use super::render::{self, Rich};
+use super::{Ack, Button, ButtonStyle, ChatPlatform, Incoming, Outgoing, Place};
+use crate::db::{ChatApprovalRow, DbError};
+use crate::hub::HubError;
+
+/// Longest tool input preview in an approval message.
+const PREVIEW_CHARS: usize = 700;
+
+/// Shows an approval event of `session`: a permission request or question gets its
+/// message with buttons, a decision or answer closes its messages. Other events are not
+/// this module's.
+pub async fn show<P: ChatPlatform>(ctx: &Ctx<P>, session: SessionId, kind: &EventKind) {
+    match kind {
+        EventKind::PermissionRequest {
+            approval_id,
+            tool_name,
+            input,
+            description,
+            ..
+        } => {
+            let (head, preview) = permission_text(tool_name, input, description.as_deref());
+            post(ctx, session, &approval_id.0, head, preview, Vec::new()).await;
+        }
+        EventKind::Question {
+            approval_id,
+            questions,
+        } => {
+            let (head, options) = question_text(questions);
+            post(ctx, session, &approval_id.0, head, String::new(), options).await;
+        }
+        EventKind::PermissionDecision {
+            approval_id,
+            decision,
+            by,
+            ..
+        } => {
+            let verdict = match decision {
+                Decision::Allow => "✅ Allowed",
+                Decision::AllowSession => "✅ Allowed for this session",
+                Decision::Deny => "❌ Denied",
+                Decision::Cancelled => "➖ Cancelled",
+                Decision::Aborted => "➖ Aborted",
+            };
+            close(ctx, &approval_id.0, format!("{verdict} by {by}")).await;
+        }
+        EventKind::Answer {
+            approval_id,
+            answers,
+            by,
+            decision,
+        } => {
+            let text = if decision.allows() {
+                let picked: Vec<_> = answers.values().cloned().collect();
+                format!("💬 {} (answered by {by})", picked.join("; "))
+            } else {
+                format!("➖ Not answered ({decision:?} by {by})")
+            };
+            close(ctx, &approval_id.0, text).await;
+        }
+        _ => {}
+    }
+}
+
+/// The head and input preview of a permission request's message.
+fn permission_text(tool_name: &str, input: &Value, description: Option<&str>) -> (String, String) {
+    let mut head = format!("🔐 {tool_name} needs approval");
+    if let Some(d) = description {
+        head.push_str(&format!(
+            ": {}",
+            render::truncate(&render::one_line(d), 300)
+        ));
+    }
+    (head, render::tool_preview(tool_name, input, PREVIEW_CHARS))
+}
+
+/// The head of a question's message (every question) and the options its buttons offer.
+fn question_text(questions: &[Question]) -> (String, Vec<String>) {
+    let mut head = String::from("❓ ");
+    for (i, q) in questions.iter().enumerate() {
+        if i > 0 {
+            head.push('\n');
+        }
+        head.push_str(&q.question);
+    }
+    // Buttons answer the first question; several questions at once are answered from the
+    // CLI, REST or the dashboard.
+    let options = questions
+        .first()
+        .map(|q| q.options.iter().map(|o| o.label.clone()).collect())
+        .unwrap_or_default();
+    (render::truncate(&head, 2000), options)
+}
+
+/// Posts an approval message to every place of `session`, storing each (the row id goes
+/// into the buttons) and then its message id.
+async fn post<P: ChatPlatform>(
+    ctx: &Ctx<P>,
+    session: SessionId,
+    approval_id: &str,
+    head: String,
+    preview: String,
+    options: Vec<String>,
+) {
+    let title = json!([head, preview]).to_string();
+    for place in ctx.bindings.places_of(&session) {
+        let mut row = ChatApprovalRow {
+            id: 0,
+            platform: ctx.platform.name().to_owned(),
+            approval_id: approval_id.to_owned(),
+            session_id: session,
+            chat_id: place.chat.clone(),
+            thread_id: place.thread.clone(),
+            message_id: String::new(),
+            title: title.clone(),
+            options: options.clone(),
+            decided: false,
+        };
+        row.id = match ctx.state.db.chat_approval_add(&row, now_ms()).await {
+            Ok(id) => id,
+            Err(e) => {
+                error!(error = %e, "storing an approval message failed");
+                continue;
+            }
+        };
+        let msg = Outgoing {
+            text: approval_text(&title, None),
+            choice: !options.is_empty(),
+            buttons: buttons(row.id, &options),
+        };
+        if let Some(id) = ctx.send(&place, msg).await
+            && let Err(e) = ctx.state.db.chat_approval_set_message(row.id, &id).await
+        {
+            error!(error = %e, "storing an approval message id failed");
+        }
+    }
+}
+
+/// The buttons of approval message `row`: allow / deny / allow for the session, or one
+/// per option of a question.
+fn buttons(row: i64, options: &[String]) -> Vec<Vec<Button>> {
+    let button = |label: &str, data: String, style| Button {
+        label: label.to_owned(),
+        data,
+        style,
+    };
+    if options.is_empty() {
+        return vec![
+            vec![
+                button("✅ Allow", format!("a:{row}:a"), ButtonStyle::Success),
+                button("❌ Deny", format!("a:{row}:d"), ButtonStyle::Danger),
+            ],
+            vec![button(
+                "✅ Allow for this session",
+                format!("a:{row}:s"),
+                ButtonStyle::Primary,
+            )],
+        ];
+    }
+    options
+        .iter()
+        .enumerate()
+        .map(|(i, o)| {
+            vec![button(
+                &render::truncate(o, 60),
+                format!("q:{row}:{i}"),
+                ButtonStyle::Secondary,
+            )]
+        })
+        .collect()
+}
+
+/// Marks the messages of `approval_id` decided and edits them to show `verdict` (without
+/// buttons).
+async fn close<P: ChatPlatform>(ctx: &Ctx<P>, approval_id: &str, verdict: String) {
+    let rows = match ctx
+        .state
+        .db
+        .chat_approvals_decide(ctx.platform.name(), approval_id)
+        .await
+    {
+        Ok(r) => r,
+        Err(e) => {
+            error!(error = %e, "reading approval messages failed");
+            return;
+        }
+    };
+    for row in rows {
+        if row.message_id.is_empty() {
+            continue;
+        }
+        let place = Place {
+            chat: row.chat_id.clone(),
+            thread: row.thread_id.clone(),
+        };
+        let msg = Outgoing::text(approval_text(&row.title, Some(&verdict)));
+        if let Err(e) = ctx.platform.edit(&place, &row.message_id, &msg).await {
+            warn!(error = %e, "approval edit failed");
+        }
+    }
+}
+
+/// An approval message from its stored title (`[head, preview]`) and verdict.
+fn approval_text(title: &str, verdict: Option<&str>) -> Rich {
+    let (head, preview) = serde_json::from_str::<(String, String)>(title)
+        .unwrap_or_else(|_| (title.to_owned(), String::new()));
+    let mut text = Rich::default().bold(head);
+    if !preview.is_empty() {
+        text = text.pre(preview);
+    }
+    if let Some(v) = verdict {
+        text = text.push(format!("\n{v}"));
+    }
+    text
+}
+
+/// A button press in `inc` carrying `data` (see the module docs): decides the approval or
+/// answers the question through the daemon, audits it, and says how it went.
+pub async fn decide<P: ChatPlatform>(ctx: &Ctx<P>, inc: &Incoming, data: &str) -> Ack {
+    let no = |text: &str| Ack {
+        text: text.to_owned(),
+        ok: false,
+    };
+    let mut parts = data.splitn(3, ':');
+    let (Some(kind), Some(id), Some(choice)) = (parts.next(), parts.next(), parts.next()) else {
+        return no("Unknown button");
+    };
+    let Ok(id) = id.parse::<i64>() else {
+        return no("Unknown button");
+    };
+    let row = match ctx.state.db.chat_approval(id).await {
+        Ok(r) => r,
+        Err(DbError::NotFound) => return no("Unknown button"),
+        Err(e) => {
+            error!(error = %e, "reading a chat approval failed");
+            return no("Internal error");
+        }
+    };
+    let daemon = match ctx.state.db.get_session(&row.session_id).await {
+        Ok(s) => s.daemon_id,
+        Err(e) => return no(&format!("Session unknown: {e}")),
+    };
+    let session = row.session_id.to_string();
+    let origin = Some(ctx.origin(&inc.from));
+    let (cmd, action, toast) = match (kind, choice) {
+        ("a", c) => {
+            let (decision, toast) = match c {
+                "a" => (Decision::Allow, "Allowed"),
+                "s" => (Decision::AllowSession, "Allowed for this session"),
+                _ => (Decision::Deny, "Denied"),
+            };
+            let cmd = Command::ApprovalDecide(DecideArgs {
+                session,
+                approval: Some(row.approval_id.clone()),
+                decision,
+                message: (decision == Decision::Deny)
+                    .then(|| format!("Denied by {} in chat", inc.from.name)),
+                origin,
+            });
+            (cmd, "approval.decide", toast.to_owned())
+        }
+        ("q", n) => {
+            let Some(label) = n.parse::<usize>().ok().and_then(|n| row.options.get(n)) else {
+                return no("Unknown option");
+            };
+            let cmd = Command::QuestionAnswer(AnswerArgs {
+                session,
+                approval: Some(row.approval_id.clone()),
+                answers: vec![label.clone()],
+                origin,
+            });
+            (cmd, "question.answer", format!("Answered: {label}"))
+        }
+        _ => return no("Unknown button"),
+    };
+    let result = ctx.command(&daemon, cmd).await;
+    let detail = json!({"button": data, "ok": result.is_ok()});
+    ctx.gate
+        .audit(&inc.from, action, &row.approval_id, detail)
+        .await;
+    match result {
+        Ok(_) => Ack {
+            text: toast,
+            ok: true,
+        },
+        Err(HubError::Daemon(e)) if e.code == ErrorCode::AlreadyDecided => no("Already decided"),
+        Err(e) => no(&hub_msg(e)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn approval_text_keeps_the_preview_and_adds_the_verdict() {
+        let title = json!(["🔐 Write needs approval", "/tmp/x <b>"]).to_string();
+        let open = approval_text(&title, None);
+        assert_eq!(
+            open.html(),
+            "<b>🔐 Write needs approval</b><pre>/tmp/x &lt;b&gt;</pre>"
+        );
+        let closed = approval_text(&title, Some("✅ Allowed by telegram:1")).plain();
+        assert!(closed.ends_with("\n✅ Allowed by telegram:1"), "{closed}");
+        // A title that is not the stored pair still renders.
+        assert_eq!(approval_text("plain", None).plain(), "plain");
+    }
+}

@@ -1,0 +1,114 @@
+//! Prompts from chat. Text written in a bound place passes the per-user limit and goes
+//! into that place's [`Debounce`] window; each closed window is sent to the session as one
+//! prompt by [`send`], which `/prompt` ([`super::commands`]) also uses to send at once.
+//! What the daemon says back (queued behind others, a note) is told to the place.
+
+use std::sync::Arc;
+
+use common::ipc::{Command, PromptAccepted, PromptArgs};
+use serde_json::json;
+
+use super::ctx::{Ctx, hub_msg};
+use super::debounce::{Debounce, Piece, Window};
+use super::render::Rich;
+use super::{ChatPlatform, Incoming, Outgoing, Place, Sender};
+use crate::db::ChatBinding;
+
+/// Handles text written in `inc.place`: a hint when no session is bound there, a word
+/// when the writer is over their limit, else a piece of the place's next prompt.
+pub async fn on_text<P: ChatPlatform>(
+    ctx: &Arc<Ctx<P>>,
+    debounce: &Debounce,
+    inc: Incoming,
+    text: String,
+) {
+    let Some(b) = ctx.bindings.get(&inc.place) else {
+        ctx.gate
+            .audit(&inc.from, "chat.unbound_text", &inc.place.chat, json!({}))
+            .await;
+        ctx.reply(
+            &inc.place,
+            Rich::text(format!(
+                "No session here yet. Start one with {}, or /bind <session>. /help lists the commands.",
+                ctx.platform.new_usage()
+            )),
+        );
+        return;
+    };
+    if !ctx.gate.within_rate(&inc.from, &b.session_id).await {
+        ctx.reply(
+            &inc.place,
+            Rich::text(
+                "You are sending prompts faster than allowed; please wait a moment and try again.",
+            ),
+        );
+        return;
+    }
+    let piece = Piece {
+        from: inc.from,
+        text,
+        order: inc.msg_id,
+    };
+    if let Some(window) = debounce.push(&inc.place, piece) {
+        let me = ctx.clone();
+        ctx.spawn(async move { deliver(&me, inc.place, b, window).await });
+    }
+}
+
+/// Waits for `window` to close and sends what it collected as one prompt, telling `place`
+/// what came of it when there is something to say.
+async fn deliver<P: ChatPlatform>(ctx: &Ctx<P>, place: Place, b: ChatBinding, window: Window) {
+    let Some(joined) = window.collect().await else {
+        return;
+    };
+    let notes = match send(ctx, &b, &joined.from, joined.text, joined.pieces).await {
+        Ok(notes) => notes,
+        Err(msg) => format!("⚠️ Prompt not delivered: {msg}"),
+    };
+    if !notes.is_empty() {
+        ctx.send(&place, Outgoing::text(Rich::text(notes))).await;
+    }
+}
+
+/// Sends `text` to the bound session as one prompt from `from` and audits it. Returns what
+/// the sender should be told (queued behind others, a note from the daemon), or why it
+/// failed.
+pub async fn send<P: ChatPlatform>(
+    ctx: &Ctx<P>,
+    b: &ChatBinding,
+    from: &Sender,
+    text: String,
+    pieces: usize,
+) -> Result<String, String> {
+    let cmd = Command::PromptSend(PromptArgs {
+        session: b.session_id.to_string(),
+        text,
+        follow: false,
+        origin: Some(ctx.origin(from)),
+    });
+    let target = b.session_id.to_string();
+    match ctx.command(&b.daemon_id, cmd).await {
+        Ok(v) => {
+            ctx.gate
+                .audit(from, "prompt.send", &target, json!({"pieces": pieces}))
+                .await;
+            let mut notes = Vec::new();
+            if let Ok(a) = serde_json::from_value::<PromptAccepted>(v) {
+                if a.queued_behind > 0 {
+                    notes.push(format!("Queued behind {} prompt(s).", a.queued_behind));
+                }
+                if let Some(n) = a.note {
+                    notes.push(n);
+                }
+            }
+            Ok(notes.join(" "))
+        }
+        Err(e) => {
+            let msg = hub_msg(e);
+            ctx.gate
+                .audit(from, "prompt.failed", &target, json!({"error": msg}))
+                .await;
+            Err(msg)
+        }
+    }
+}

@@ -1,0 +1,101 @@
+//! What arrives from Discord, in the chat core's neutral terms: the [`Place`] of a channel
+//! (Discord threads are channels), the [`Sender`] of a user with their roles, a user's
+//! message as an [`Incoming`] prompt (the bot's mention stripped), and what a button press
+//! or menu choice carries.
+//!
+//! Every message is claimed in SQLite ([`claim`]) before it is handled, so one that
+//! arrives both from the gateway ([`super::gateway`]) and from a catch-up read
+//! ([`super::catch_up`]) is handled once.
+
+use common::event::now_ms;
+use serenity::all::{ChannelId, ComponentInteraction, ComponentInteractionDataKind, Message};
+use serenity::model::id::{MessageId, RoleId};
+use serenity::model::user::User;
+use tracing::warn;
+
+use super::PLATFORM;
+use crate::chat::{Incoming, Input, Place, Sender};
+use crate::db::Db;
+
+/// How long message claims are kept (longer than the catch-up window).
+const CLAIM_KEEP_MS: u64 = 3 * 24 * 3600 * 1000;
+
+/// Where a channel's (or thread's) messages go: Discord threads are channels, so a place
+/// never has a separate thread id.
+pub fn place_of(channel: ChannelId) -> Place {
+    Place {
+        chat: channel.to_string(),
+        thread: None,
+    }
+}
+
+/// `user` as a sender, with their role ids in the server when known.
+pub fn sender(user: &User, roles: Option<&[RoleId]>) -> Sender {
+    Sender {
+        id: user.id.to_string(),
+        name: user
+            .global_name
+            .clone()
+            .unwrap_or_else(|| format!("@{}", user.name)),
+        roles: roles
+            .unwrap_or_default()
+            .iter()
+            .map(ToString::to_string)
+            .collect(),
+    }
+}
+
+/// What a button press or menu choice carries.
+pub fn component_data(c: &ComponentInteraction) -> Option<String> {
+    match &c.data.kind {
+        ComponentInteractionDataKind::Button => Some(c.data.custom_id.clone()),
+        ComponentInteractionDataKind::StringSelect { values } => values.first().cloned(),
+        _ => None,
+    }
+}
+
+/// The chat input of a user's message, or `None` for bots' messages and messages with
+/// nothing to say. `bot` is the bot's user id (0 before READY).
+pub fn incoming_of(msg: &Message, bot: u64) -> Option<Incoming> {
+    if msg.author.bot {
+        return None;
+    }
+    let mentioned = bot != 0 && msg.mentions.iter().any(|u| u.id.get() == bot);
+    let mut text = msg.content.trim();
+    for m in [format!("<@{bot}>"), format!("<@!{bot}>")] {
+        if let Some(rest) = text.strip_prefix(m.as_str()) {
+            text = rest.trim_start();
+        }
+    }
+    if text.is_empty() {
+        return None;
+    }
+    let roles = msg.member.as_ref().map(|m| m.roles.as_slice());
+    Some(Incoming {
+        place: place_of(msg.channel_id),
+        from: sender(&msg.author, roles),
+        threads: false,
+        direct: msg.guild_id.is_none() || mentioned,
+        msg_id: Some(msg.id.get()),
+        reply: None,
+        input: Input::Text(text.to_owned()),
+    })
+}
+
+/// True the first time message `id` is claimed (see the module docs).
+pub async fn claim(db: &Db, id: MessageId) -> bool {
+    let Ok(id) = i64::try_from(id.get()) else {
+        return true;
+    };
+    match db
+        .chat_claim_message(PLATFORM, id, now_ms(), CLAIM_KEEP_MS)
+        .await
+    {
+        Ok(first) => first,
+        Err(e) => {
+            // Better to handle a message twice than to lose it.
+            warn!(error = %e, "cannot record a handled message");
+            true
+        }
+    }
+}
