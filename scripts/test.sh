@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Sets up everything the tests need on a fresh machine, then runs the full check:
-# formatting, clippy (warnings are errors) and every test of the workspace.
+# formatting, the structure rules (module docs, file sizes, no module cycles), clippy
+# (warnings are errors) and every test of the workspace.
 # Installs when missing: tmux, python3 (stand-in fault child), Node.js/npm, and the pinned
 # Claude Code CLI (scripts/install-claude.sh, cached in .tools/).
 set -euo pipefail
@@ -23,5 +24,6 @@ export CCRM_CLAUDE_BIN
 echo "claude: $CCRM_CLAUDE_BIN ($("$CCRM_CLAUDE_BIN" --version))"
 
 cargo fmt --all --check
+python3 scripts/check-structure.py
 cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo test --workspace --locked
