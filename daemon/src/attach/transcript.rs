@@ -12,6 +12,7 @@ use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use common::child;
 use common::ids::SessionId;
 use serde_json::Value;
 use tokio::time::Instant;
@@ -160,7 +161,7 @@ fn user_items(content: Option<&Value>) -> Vec<TuiItem> {
                 match b.get("type").and_then(Value::as_str) {
                     Some("tool_result") => items.push(TuiItem::ToolResult {
                         id: str_field(b, "tool_use_id"),
-                        content: tool_result_text(b.get("content")),
+                        content: child::content_text(b.get("content").unwrap_or(&Value::Null)),
                         is_error: b.get("is_error").and_then(Value::as_bool).unwrap_or(false),
                     }),
                     Some("text") => {
@@ -185,18 +186,6 @@ fn str_field(v: &Value, k: &str) -> String {
         .and_then(Value::as_str)
         .unwrap_or_default()
         .to_owned()
-}
-
-fn tool_result_text(v: Option<&Value>) -> String {
-    match v {
-        Some(Value::String(s)) => s.clone(),
-        Some(Value::Array(parts)) => parts
-            .iter()
-            .filter_map(|p| p.get("text").and_then(Value::as_str))
-            .collect::<Vec<_>>()
-            .join("\n"),
-        _ => String::new(),
-    }
 }
 
 /// Follows what is appended to a session's transcript from a starting point on.
