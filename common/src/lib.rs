@@ -8,6 +8,8 @@
 //! - [`link`]: `ccrmd` ⇄ `ccrm-bot` frames over WebSocket, with the delivery guarantee.
 //! - [`child`]: what the Claude Code CLI prints on stdout, typed as far as we need it.
 //! - [`codec`]: [`codec::JsonLines`], length-capped newline-delimited JSON over any stream.
+//! - `props` (tests and fuzzing only): the properties of the parsers that face outside input,
+//!   checked by proptest in `cargo test` and by the cargo-fuzz targets in `fuzz/`.
 
 pub mod child;
 pub mod codec;
@@ -15,6 +17,8 @@ pub mod event;
 pub mod ids;
 pub mod ipc;
 pub mod link;
+#[cfg(any(test, fuzzing))]
+pub mod props;
 
 /// Version of the `ccrm` ⇄ `ccrmd` socket protocol. Sent in `daemon.status`; the CLI refuses
 /// to talk to a daemon with another version and says how to restart it.
