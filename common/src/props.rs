@@ -161,7 +161,7 @@ mod tests {
         (seeds, any::<u16>(), "[ -~]{0,8}").prop_map(|(s, at, junk)| {
             let at = usize::from(at) % (s.len() + 1);
             let at = (0..=at).rev().find(|i| s.is_char_boundary(*i)).unwrap_or(0);
-            let mut out = s.clone();
+            let mut out = s;
             if junk.is_empty() {
                 out.truncate(at);
             } else {
