@@ -89,18 +89,6 @@ pub enum SecureCookie {
     Never,
 }
 
-impl std::str::FromStr for SecureCookie {
-    type Err = ();
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "auto" => Ok(Self::Auto),
-            "always" => Ok(Self::Always),
-            "never" => Ok(Self::Never),
-            _ => Err(()),
-        }
-    }
-}
-
 impl fmt::Debug for BotConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("BotConfig")
@@ -266,12 +254,8 @@ impl BotConfig {
                 .chat_prompts_per_minute
                 .unwrap_or(defaults.chat_prompts_per_minute),
             chat_default_dir: file.chat_default_dir,
-            web_session_hours: file
-                .web_session_hours
-                .unwrap_or(defaults.web_session_hours),
-            web_secure_cookie: file
-                .web_secure_cookie
-                .unwrap_or(defaults.web_secure_cookie),
+            web_session_hours: file.web_session_hours.unwrap_or(defaults.web_session_hours),
+            web_secure_cookie: file.web_secure_cookie.unwrap_or(defaults.web_secure_cookie),
             web_login_attempts_per_minute: file
                 .web_login_attempts_per_minute
                 .unwrap_or(defaults.web_login_attempts_per_minute),
@@ -348,8 +332,12 @@ impl BotConfig {
                 parse_env("CCRM_BOT_WEB_SESSION_HOURS", &v, "a number of hours")?;
         }
         if let Some(v) = env("CCRM_BOT_WEB_SECURE_COOKIE") {
-            cfg.web_secure_cookie =
-                parse_env("CCRM_BOT_WEB_SECURE_COOKIE", &v, "auto, always or never")?;
+            cfg.web_secure_cookie = serde_json::from_value(serde_json::Value::String(v.clone()))
+                .map_err(|_| {
+                    anyhow::anyhow!(
+                        "CCRM_BOT_WEB_SECURE_COOKIE must be auto, always or never, got `{v}`"
+                    )
+                })?;
         }
         if let Some(v) = env("CCRM_BOT_WEB_LOGIN_ATTEMPTS_PER_MINUTE") {
             cfg.web_login_attempts_per_minute =
@@ -414,7 +402,9 @@ impl BotConfig {
             && (!(url.starts_with("http://") || url.starts_with("https://"))
                 || url.trim_end_matches('/').matches('/').count() != 2)
         {
-            bail!("public_url must be an http(s) origin like https://ccrm.example.com, got `{url}`");
+            bail!(
+                "public_url must be an http(s) origin like https://ccrm.example.com, got `{url}`"
+            );
         }
         if self.ping_interval_secs == 0 {
             bail!("ping_interval_secs must be at least 1");

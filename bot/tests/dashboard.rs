@@ -184,7 +184,8 @@ async fn approvals_show_diffs_and_decisions_from_anywhere() {
         "+hello from the dashboard",
     )
     .await;
-    b.wait_text(".ev-permission_request .diff-file", "a.txt").await;
+    b.wait_text(".ev-permission_request .diff-file", "a.txt")
+        .await;
     b.wait_js(
         "the pending count in the title",
         "return document.title.startsWith('(1) ')",
@@ -192,8 +193,11 @@ async fn approvals_show_diffs_and_decisions_from_anywhere() {
     .await;
     b.screenshots("session-diff").await;
     b.goto(&format!("{base}/approvals")).await;
-    b.wait_text("#approvals .approval .diff .dl.add", "+hello from the dashboard")
-        .await;
+    b.wait_text(
+        "#approvals .approval .diff .dl.add",
+        "+hello from the dashboard",
+    )
+    .await;
     b.screenshots("approvals").await;
     b.click("#approvals .approval button.allow").await;
     b.wait_text("#approvals .decided-list", "allowed by dashboard:alice")
@@ -289,7 +293,10 @@ async fn a_two_question_ask_is_answered_from_the_page() {
     b.wait_text(".ev-question .outcome", "answered by dashboard:alice")
         .await;
     let seen = wait_tool_result(&w, &["Red", "Cats, Dogs"]).await;
-    assert!(seen.contains("Which colour?") || seen.contains("Red"), "{seen}");
+    assert!(
+        seen.contains("Which colour?") || seen.contains("Red"),
+        "{seen}"
+    );
     b.wait_text(".ev-answer", "Cats, Dogs").await;
     b.close().await;
 }
@@ -312,8 +319,7 @@ async fn dom_counts(b: &Browser) -> std::collections::HashMap<i64, u64> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_page_survives_a_bot_kill_and_shows_every_event_once() {
-    let Some(b) = browser("the_page_survives_a_bot_kill_and_shows_every_event_once").await
-    else {
+    let Some(b) = browser("the_page_survives_a_bot_kill_and_shows_every_event_once").await else {
         return;
     };
     let mut w = World::start().await;
@@ -340,7 +346,8 @@ async fn the_page_survives_a_bot_kill_and_shows_every_event_once() {
     // Back up on the same address: the page reconnects by itself and catches up.
     w.start_bot();
     b.wait_text("#conn", "live").await;
-    b.wait_text(".ev-assistant_text", "Echo: after the restart").await;
+    b.wait_text(".ev-assistant_text", "Echo: after the restart")
+        .await;
     b.wait_js(
         "the last turn's summary",
         "return document.querySelectorAll('.ev-turn_result').length === 3",
@@ -363,7 +370,11 @@ async fn the_page_survives_a_bot_kill_and_shows_every_event_once() {
             shown += 1;
         }
     }
-    assert_eq!(counts.len(), shown, "the page shows events that are not stored");
+    assert_eq!(
+        counts.len(),
+        shown,
+        "the page shows events that are not stored"
+    );
     assert!(
         stored
             .iter()
@@ -403,15 +414,20 @@ async fn hostile_output_is_inert_forgery_fails_and_no_url_carries_the_token() {
         [ok](https://example.com/)\n";
     w.api.push_script(Reply::Text(hostile.to_owned()));
     b.type_into("#prompt-text", "go\n").await;
-    b.find(".ev-permission_request .approval:not(.decided)").await;
+    b.find(".ev-permission_request .approval:not(.decided)")
+        .await;
     b.wait_text(".ev-permission_request .summary", "<img src=x onerror=")
         .await;
     b.wait_text(".ev-permission_request .dl.add", "+<script>window.__pwned")
         .await;
     b.click(".ev-permission_request button.deny").await;
-    b.wait_text(".ev-assistant_text", "<script>window.__pwned='script'</script>")
+    b.wait_text(
+        ".ev-assistant_text",
+        "<script>window.__pwned='script'</script>",
+    )
+    .await;
+    b.wait_text(".ev-assistant_text", "<img src=x onerror=")
         .await;
-    b.wait_text(".ev-assistant_text", "<img src=x onerror=").await;
     // Try the links too.
     for link in b
         .client

@@ -20,7 +20,11 @@ fn client() -> reqwest::Client {
 }
 
 /// Logs in with `token`; returns the response headers.
-async fn login(w: &World, token: &str, extra: &[(&'static str, &'static str)]) -> reqwest::Response {
+async fn login(
+    w: &World,
+    token: &str,
+    extra: &[(&'static str, &'static str)],
+) -> reqwest::Response {
     let mut req = client()
         .post(w.url("/login"))
         .header("origin", format!("http://{}", w.addr))
@@ -100,12 +104,18 @@ async fn pages_need_a_login_and_carry_the_security_headers() {
     let csp = h["content-security-policy"].to_str().expect("csp");
     assert!(csp.contains("script-src 'self'"), "{csp}");
     assert!(csp.contains("frame-ancestors 'none'"), "{csp}");
-    assert!(!csp.contains("unsafe-inline") && !csp.contains("unsafe-eval"), "{csp}");
+    assert!(
+        !csp.contains("unsafe-inline") && !csp.contains("unsafe-eval"),
+        "{csp}"
+    );
     assert_eq!(h["x-frame-options"], "DENY");
     assert_eq!(h["referrer-policy"], "same-origin");
     assert_eq!(h["x-content-type-options"], "nosniff");
     let html = res.text().await.expect("html");
-    assert!(!html.contains("<script>") && !html.contains("onclick"), "inline script: {html}");
+    assert!(
+        !html.contains("<script>") && !html.contains("onclick"),
+        "inline script: {html}"
+    );
     // The REST API and its JSON 404 are as before.
     let res = c.get(w.url("/api/sessions")).send().await.expect("api");
     assert_eq!(res.status(), 401);
@@ -134,10 +144,12 @@ async fn pages_need_a_login_and_carry_the_security_headers() {
         .expect("css");
     assert_eq!(res.status(), 200);
     assert_eq!(res.headers()["content-encoding"], "gzip");
-    assert!(res.headers()["cache-control"]
-        .to_str()
-        .expect("cc")
-        .contains("immutable"));
+    assert!(
+        res.headers()["cache-control"]
+            .to_str()
+            .expect("cc")
+            .contains("immutable")
+    );
 }
 
 #[tokio::test]
@@ -147,7 +159,10 @@ async fn login_gives_a_strict_cookie_and_logout_or_revoking_ends_it() {
     assert_eq!(res.status(), 303);
     let location = res.headers()["location"].to_str().expect("loc").to_owned();
     assert_eq!(location, "/sessions/x");
-    let set = res.headers()["set-cookie"].to_str().expect("cookie").to_owned();
+    let set = res.headers()["set-cookie"]
+        .to_str()
+        .expect("cookie")
+        .to_owned();
     for part in ["HttpOnly", "SameSite=Strict", "Path=/", "Max-Age=604800"] {
         assert!(set.contains(part), "{set}");
     }
@@ -156,7 +171,12 @@ async fn login_gives_a_strict_cookie_and_logout_or_revoking_ends_it() {
     let cookie = cookie_of(&res);
     // Behind an https proxy the cookie is Secure.
     let res = login(&w, &w.user_token, &[("x-forwarded-proto", "https")]).await;
-    assert!(res.headers()["set-cookie"].to_str().expect("c").contains("; Secure"));
+    assert!(
+        res.headers()["set-cookie"]
+            .to_str()
+            .expect("c")
+            .contains("; Secure")
+    );
 
     let page = client()
         .get(w.url("/"))
@@ -178,7 +198,12 @@ async fn login_gives_a_strict_cookie_and_logout_or_revoking_ends_it() {
         .await
         .expect("logout");
     assert_eq!(res.status(), 303);
-    assert!(res.headers()["set-cookie"].to_str().expect("c").contains("Max-Age=0"));
+    assert!(
+        res.headers()["set-cookie"]
+            .to_str()
+            .expect("c")
+            .contains("Max-Age=0")
+    );
     let res = client()
         .get(w.url("/partials/pending"))
         .header("cookie", &cookie)
@@ -189,13 +214,17 @@ async fn login_gives_a_strict_cookie_and_logout_or_revoking_ends_it() {
 
     // Revoking the token ends its logins too.
     let cookie = cookie_of(&login(&w, &w.user_token, &[]).await);
-    let db = Db::open(&w.dir.path().join("bot/ccrm.db")).await.expect("db");
+    let db = Db::open(&w.dir.path().join("bot/ccrm.db"))
+        .await
+        .expect("db");
     let keys = db.list_keys().await.expect("keys");
     let alice = keys
         .iter()
         .find(|k| k.name == "alice" && k.kind == KeyKind::User)
         .expect("alice");
-    db.revoke_key(&alice.id.to_string(), 2).await.expect("revoke");
+    db.revoke_key(&alice.id.to_string(), 2)
+        .await
+        .expect("revoke");
     db.close().await;
     let res = client()
         .get(w.url("/partials/pending"))
@@ -227,20 +256,40 @@ async fn changes_need_this_origin_and_the_login_token() {
     };
     let ours = format!("http://{}", w.addr);
     // Another origin (another port of the same host is same-site, not same-origin).
-    let res = post(Some("http://127.0.0.1:1"), None, Some(&csrf)).await.expect("post");
+    let res = post(Some("http://127.0.0.1:1"), None, Some(&csrf))
+        .await
+        .expect("post");
     assert_eq!(res.status(), 403);
-    assert!(res.text().await.expect("html").contains("did not come from a dashboard page"));
-    let res = post(Some(&ours), Some("same-site"), Some(&csrf)).await.expect("post");
+    assert!(
+        res.text()
+            .await
+            .expect("html")
+            .contains("did not come from a dashboard page")
+    );
+    let res = post(Some(&ours), Some("same-site"), Some(&csrf))
+        .await
+        .expect("post");
     assert_eq!(res.status(), 403);
     // This origin without the login's token, or with a wrong one.
-    let res = post(Some(&ours), Some("same-origin"), None).await.expect("post");
+    let res = post(Some(&ours), Some("same-origin"), None)
+        .await
+        .expect("post");
     assert_eq!(res.status(), 403);
-    let res = post(Some(&ours), None, Some("0".repeat(64).as_str())).await.expect("post");
+    let res = post(Some(&ours), None, Some("0".repeat(64).as_str()))
+        .await
+        .expect("post");
     assert_eq!(res.status(), 403);
     // With both, the request is carried out (here: the session does not exist).
-    let res = post(Some(&ours), Some("same-origin"), Some(&csrf)).await.expect("post");
+    let res = post(Some(&ours), Some("same-origin"), Some(&csrf))
+        .await
+        .expect("post");
     assert_eq!(res.status(), 404);
-    assert!(res.text().await.expect("html").contains("There is no session"));
+    assert!(
+        res.text()
+            .await
+            .expect("html")
+            .contains("There is no session")
+    );
     // The script's form of the same: JSON errors.
     let res = client()
         .post(&target)
@@ -269,8 +318,18 @@ async fn failed_logins_are_limited_per_address_and_audited() {
     // Over the limit even the right token waits.
     let res = login(&w, &w.user_token, &[]).await;
     assert_eq!(res.status(), 429);
-    assert!(res.text().await.expect("html").contains("Too many login attempts"));
-    w.wait_audit("dashboard:127.0.0.1", "web.login_failed", 3).await;
-    w.wait_audit("dashboard:127.0.0.1", "web.login_limited", 1).await;
-    assert!(!w.bot_log_text().contains(&w.user_token), "a token was logged");
+    assert!(
+        res.text()
+            .await
+            .expect("html")
+            .contains("Too many login attempts")
+    );
+    w.wait_audit("dashboard:127.0.0.1", "web.login_failed", 3)
+        .await;
+    w.wait_audit("dashboard:127.0.0.1", "web.login_limited", 1)
+        .await;
+    assert!(
+        !w.bot_log_text().contains(&w.user_token),
+        "a token was logged"
+    );
 }

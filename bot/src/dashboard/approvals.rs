@@ -18,12 +18,12 @@ use common::ids::SessionId;
 use common::ipc::{AnswerArgs, ApprovalKind, Command, DecideArgs};
 use serde_json::{Value, json};
 
+use super::Web;
 use super::cookies::WebUser;
 use super::csrf;
 use super::errors::WebError;
 use super::page::{Base, Done, Fields, Mode, audit, origin, pending_total, render};
 use super::render::{Body, approval_row_view, short_id, time, tools};
-use super::Web;
 use crate::db::{ApprovalRow, DbError};
 use crate::http::COMMAND_TIMEOUT;
 
@@ -284,7 +284,10 @@ mod tests {
             ("q2".into(), "B".into()),
             ("q2_text".into(), "my own".into()),
         ]);
-        assert_eq!(answers(&qs, &form).expect("answers"), ["A", "A, B", "my own"]);
+        assert_eq!(
+            answers(&qs, &form).expect("answers"),
+            ["A", "A, B", "my own"]
+        );
         let missing = Fields(vec![("q0".into(), "A".into())]);
         assert!(answers(&qs, &missing).is_err());
     }

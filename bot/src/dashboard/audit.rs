@@ -6,11 +6,11 @@ use axum::extract::{Query, State};
 use axum::response::Response;
 use serde::Deserialize;
 
+use super::Web;
 use super::cookies::WebUser;
 use super::errors::WebError;
 use super::page::{Base, render};
 use super::render::{time, tools};
-use super::Web;
 
 /// Entries per page.
 const PAGE: u32 = 50;

@@ -159,7 +159,13 @@ mod tests {
     fn cookie_attributes() {
         let v = set("s3cret", 60, true).expect("value");
         let v = v.to_str().expect("ascii");
-        for part in ["HttpOnly", "SameSite=Strict", "Max-Age=60", "Secure", "Path=/"] {
+        for part in [
+            "HttpOnly",
+            "SameSite=Strict",
+            "Max-Age=60",
+            "Secure",
+            "Path=/",
+        ] {
             assert!(v.contains(part), "{v}");
         }
         let v = set("s", 60, false).expect("value");

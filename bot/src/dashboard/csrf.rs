@@ -64,13 +64,13 @@ pub fn verify(headers: &HeaderMap, user: &WebUser, field: Option<&str>) -> Resul
 /// `Ok` when the request's `Sec-Fetch-Site` and `Origin` (where the browser sent them)
 /// say it came from this server; otherwise why not.
 pub fn same_origin(headers: &HeaderMap, cfg: &BotConfig) -> Result<(), String> {
-    if let Some(site) = headers.get("sec-fetch-site") {
-        if site != "same-origin" {
-            return Err(format!(
-                "Sec-Fetch-Site is {}",
-                site.to_str().unwrap_or("not text")
-            ));
-        }
+    if let Some(site) = headers.get("sec-fetch-site")
+        && site != "same-origin"
+    {
+        return Err(format!(
+            "Sec-Fetch-Site is {}",
+            site.to_str().unwrap_or("not text")
+        ));
     }
     let Some(origin) = headers.get(header::ORIGIN) else {
         return Ok(());
@@ -130,14 +130,24 @@ mod tests {
         let cfg = BotConfig::default();
         let ok = [
             headers(&[("host", "127.0.0.1:7878")]),
-            headers(&[("host", "127.0.0.1:7878"), ("origin", "http://127.0.0.1:7878")]),
-            headers(&[("host", "h:1"), ("sec-fetch-site", "same-origin"), ("origin", "https://h:1")]),
+            headers(&[
+                ("host", "127.0.0.1:7878"),
+                ("origin", "http://127.0.0.1:7878"),
+            ]),
+            headers(&[
+                ("host", "h:1"),
+                ("sec-fetch-site", "same-origin"),
+                ("origin", "https://h:1"),
+            ]),
         ];
         for h in &ok {
             assert!(same_origin(h, &cfg).is_ok(), "{h:?}");
         }
         let bad = [
-            headers(&[("host", "127.0.0.1:7878"), ("origin", "http://127.0.0.1:9999")]),
+            headers(&[
+                ("host", "127.0.0.1:7878"),
+                ("origin", "http://127.0.0.1:9999"),
+            ]),
             headers(&[("host", "127.0.0.1:7878"), ("origin", "null")]),
             headers(&[("host", "127.0.0.1:7878"), ("sec-fetch-site", "same-site")]),
             headers(&[("host", "127.0.0.1:7878"), ("sec-fetch-site", "cross-site")]),
@@ -149,7 +159,10 @@ mod tests {
             public_url: Some("https://ccrm.example".into()),
             ..BotConfig::default()
         };
-        let proxied = headers(&[("host", "127.0.0.1:7878"), ("origin", "https://ccrm.example")]);
+        let proxied = headers(&[
+            ("host", "127.0.0.1:7878"),
+            ("origin", "https://ccrm.example"),
+        ]);
         assert!(same_origin(&proxied, &cfg).is_ok());
     }
 

@@ -83,10 +83,18 @@ pub async fn stream(
     let csrf = user.csrf;
     let stream = async_stream(move |tx| async move {
         let _guard = ClientGuard::new(&app);
-        let out = Out { app: &app, tx, csrf };
+        let out = Out {
+            app: &app,
+            tx,
+            csrf,
+        };
         if out
             .tx
-            .send(SseEvent::default().retry(Duration::from_millis(1000)).comment("hello"))
+            .send(
+                SseEvent::default()
+                    .retry(Duration::from_millis(1000))
+                    .comment("hello"),
+            )
             .await
             .is_err()
         {

@@ -11,15 +11,21 @@ use common::ids::DaemonId;
 use common::ipc::{Command, SessionInfo, StartArgs};
 use serde_json::json;
 
+use super::Web;
 use super::cookies::WebUser;
 use super::csrf;
 use super::errors::WebError;
 use super::page::{Base, Done, Fields, Mode, audit, origin, render};
-use super::Web;
 use crate::http::COMMAND_TIMEOUT;
 
 /// The permission modes the form offers (the CLI's `--permission-mode`).
-pub const MODES: [&str; 5] = ["default", "acceptEdits", "plan", "dontAsk", "bypassPermissions"];
+pub const MODES: [&str; 5] = [
+    "default",
+    "acceptEdits",
+    "plan",
+    "dontAsk",
+    "bypassPermissions",
+];
 
 /// A daemon to choose.
 pub struct DaemonChoice {
@@ -84,7 +90,9 @@ pub async fn create(
         if let Some(m) = &permission_mode
             && !MODES.contains(&m.as_str())
         {
-            return Err(WebError::BadRequest(format!("Unknown permission mode `{m}`.")));
+            return Err(WebError::BadRequest(format!(
+                "Unknown permission mode `{m}`."
+            )));
         }
         let daemon = match form.text("daemon") {
             Some(d) => DaemonId(d),

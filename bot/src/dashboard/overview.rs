@@ -12,11 +12,11 @@ use axum::response::Response;
 use common::event::{SessionState, now_ms};
 use serde::Deserialize;
 
+use super::Web;
 use super::cookies::WebUser;
 use super::errors::{WebError, urlencode};
 use super::page::{Base, pending_total, render};
 use super::render::{short_id, state_label, time};
-use super::Web;
 
 /// The filters (query string of `/` and `/partials/overview`).
 #[derive(Clone, Debug, Default, Deserialize)]
@@ -34,7 +34,9 @@ pub struct Filters {
 
 impl Filters {
     fn active(&self) -> bool {
-        self.active.as_deref().is_some_and(|a| !a.is_empty() && a != "0")
+        self.active
+            .as_deref()
+            .is_some_and(|a| !a.is_empty() && a != "0")
     }
 
     fn query(&self) -> String {

@@ -131,7 +131,9 @@ impl Mode {
                 Json(json!({"ok": true, "message": done.message, "location": done.location}))
                     .into_response()
             }
-            (Ok(done), false) => Redirect::to(done.location.as_deref().unwrap_or(back)).into_response(),
+            (Ok(done), false) => {
+                Redirect::to(done.location.as_deref().unwrap_or(back)).into_response()
+            }
             (Err(e), true) => e.json(),
             (Err(e), false) => e.into_response(),
         }

@@ -17,12 +17,12 @@ use common::ipc::{Command, PromptAccepted, PromptArgs, SessionRef};
 use serde::Deserialize;
 use serde_json::json;
 
+use super::Web;
 use super::cookies::WebUser;
 use super::csrf;
 use super::errors::WebError;
 use super::page::{Base, Done, Fields, Mode, audit, origin, render};
 use super::render::{EventView, Lookups, short_id, state_label, time, views};
-use super::Web;
 use crate::db::{DbError, SessionRow};
 use crate::http::COMMAND_TIMEOUT;
 

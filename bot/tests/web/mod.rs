@@ -78,7 +78,10 @@ impl WebDriverCompatibleCommand for GetLog {
         base_url: &url::Url,
         session_id: Option<&str>,
     ) -> Result<url::Url, url::ParseError> {
-        base_url.join(&format!("session/{}/se/log", session_id.unwrap_or_default()))
+        base_url.join(&format!(
+            "session/{}/se/log",
+            session_id.unwrap_or_default()
+        ))
     }
 
     fn method_and_body(&self, _: &url::Url) -> (axum::http::Method, Option<String>) {
@@ -166,7 +169,10 @@ impl Browser {
             }
             if tokio::time::Instant::now() > deadline {
                 let text = self
-                    .js("return document.body ? document.body.innerText : ''", vec![])
+                    .js(
+                        "return document.body ? document.body.innerText : ''",
+                        vec![],
+                    )
                     .await;
                 let url = self.url().await;
                 panic!("timed out waiting for {what} on {url}; page text:\n{text}");

@@ -212,13 +212,15 @@ impl Lookups {
         for ev in events {
             match &ev.event.kind {
                 EventKind::PermissionRequest { approval_id, .. }
-                | EventKind::Question { approval_id, .. } => match db.get_approval(&approval_id.0).await {
-                    Ok(row) => {
-                        out.approvals.insert(approval_id.0.clone(), row);
+                | EventKind::Question { approval_id, .. } => {
+                    match db.get_approval(&approval_id.0).await {
+                        Ok(row) => {
+                            out.approvals.insert(approval_id.0.clone(), row);
+                        }
+                        Err(DbError::NotFound) => {}
+                        Err(e) => return Err(e),
                     }
-                    Err(DbError::NotFound) => {}
-                    Err(e) => return Err(e),
-                },
+                }
                 EventKind::TurnResult { .. } => {
                     let tools = db.turn_tools(&ev.event.session_id, ev.id).await?;
                     out.turns.insert(ev.id, tools);
@@ -299,7 +301,12 @@ pub fn view(ev: &StoredEvent, lookups: &Lookups) -> EventView {
         } => Body::Prompt {
             text: text.clone(),
             origin: origin.to_string(),
-            surface: origin.to_string().split(':').next().unwrap_or("").to_owned(),
+            surface: origin
+                .to_string()
+                .split(':')
+                .next()
+                .unwrap_or("")
+                .to_owned(),
             queued_behind: *queued_behind,
         },
         EventKind::TurnStarted { .. } => Body::TurnStarted,
@@ -409,8 +416,13 @@ pub fn view(ev: &StoredEvent, lookups: &Lookups) -> EventView {
             error,
         } => Body::Retry(format!(
             "API retry {attempt}{}{}",
-            status.map(|s| format!(" after HTTP {s}")).unwrap_or_default(),
-            error.as_ref().map(|e| format!(" ({e})")).unwrap_or_default()
+            status
+                .map(|s| format!(" after HTTP {s}"))
+                .unwrap_or_default(),
+            error
+                .as_ref()
+                .map(|e| format!(" ({e})"))
+                .unwrap_or_default()
         )),
         EventKind::Error { message } => Body::Error(message.clone()),
         EventKind::Interrupted { by } => Body::Interrupted(by.clone()),

@@ -96,11 +96,13 @@ pub fn turn_summary(
     let mut files: Vec<String> = Vec::new();
     for (name, input) in calls {
         *counts.entry(name.as_str()).or_default() += 1;
-        if matches!(name.as_str(), "Write" | "Edit" | "MultiEdit" | "NotebookEdit")
-            && let Some(p) = input
-                .get("file_path")
-                .or_else(|| input.get("notebook_path"))
-                .and_then(Value::as_str)
+        if matches!(
+            name.as_str(),
+            "Write" | "Edit" | "MultiEdit" | "NotebookEdit"
+        ) && let Some(p) = input
+            .get("file_path")
+            .or_else(|| input.get("notebook_path"))
+            .and_then(Value::as_str)
             && !files.iter().any(|f| f == p)
         {
             files.push(p.to_owned());
@@ -153,7 +155,10 @@ mod tests {
     #[test]
     fn summaries_pick_the_telling_field() {
         assert_eq!(summary("Bash", &json!({"command": "ls\n-la"})), "ls -la");
-        assert_eq!(summary("Write", &json!({"file_path": "/a", "content": "x"})), "/a");
+        assert_eq!(
+            summary("Write", &json!({"file_path": "/a", "content": "x"})),
+            "/a"
+        );
         assert_eq!(summary("mcp__x", &json!({"q": "hi"})), "hi");
         assert_eq!(one_line(&"x".repeat(10), 5), "xxxx…");
     }
@@ -176,10 +181,18 @@ mod tests {
 
     #[test]
     fn details() {
-        assert!(matches!(detail("Bash", &json!({"command": "ls"})), Detail::Command(c) if c == "ls"));
-        assert!(matches!(detail("Read", &json!({"file_path": "/a"})), Detail::Json(_)));
+        assert!(
+            matches!(detail("Bash", &json!({"command": "ls"})), Detail::Command(c) if c == "ls")
+        );
         assert!(matches!(
-            detail("Edit", &json!({"file_path": "/a", "old_string": "a", "new_string": "b"})),
+            detail("Read", &json!({"file_path": "/a"})),
+            Detail::Json(_)
+        ));
+        assert!(matches!(
+            detail(
+                "Edit",
+                &json!({"file_path": "/a", "old_string": "a", "new_string": "b"})
+            ),
             Detail::Diff(_)
         ));
     }
