@@ -185,6 +185,7 @@
     const sentinel = document.getElementById("older");
     if (!sentinel || loadingOlder) return;
     loadingOlder = true;
+    let loaded = false;
     try {
       const res = await fetch("/sessions/" + log.dataset.session + "/events?before=" + sentinel.dataset.before,
         { credentials: "same-origin", headers: { "Accept": "text/html" } });
@@ -203,9 +204,15 @@
         sentinel.replaceWith(start);
       }
       window.scrollTo(0, top + document.body.scrollHeight - height);
+      loaded = true;
+    } catch (_) {
+      /* offline: scrolling again retries */
     } finally {
       loadingOlder = false;
     }
+    // Still in view (a page of mostly hidden events): the observer will not fire again.
+    const again = document.getElementById("older");
+    if (loaded && again && again.getBoundingClientRect().bottom > -400) setTimeout(loadOlder, 0);
   }
   if (log) {
     localTimes(log);

@@ -140,12 +140,26 @@ async fn login_start_a_session_prompt_and_watch_it_stream() {
     .await;
     b.wait_text("#state", "idle").await;
 
+    // The control buttons: stop, then resume with the conversation kept.
+    b.click("form[action$='/control/stop'] button").await;
+    b.wait_text("#state", "stopped").await;
+    b.click("form[action$='/control/resume'] button").await;
+    b.wait_text("#state", "idle").await;
+    b.wait_text("#attach-cmd", &format!("ccrm attach {}", &session[..8]))
+        .await;
+
     b.goto(&format!("{base}/sessions/{session}")).await;
     b.wait_text(".ev-assistant_text", "chunk15").await;
     b.screenshots("session").await;
     b.goto(&format!("{base}/")).await;
     b.wait_text("table.sessions", "web").await;
     b.screenshots("overview").await;
+
+    // The audit page lists the refused login and what the dashboard did.
+    b.click("nav a[href='/audit']").await;
+    b.wait_text("table.audit tr.refused", "web.login_failed")
+        .await;
+    b.wait_text("table.audit", "session.resume").await;
 
     // Logging out ends the login: the overview sends the browser back to the login page.
     b.click("form.logout button").await;
@@ -334,7 +348,7 @@ async fn the_page_survives_a_bot_kill_and_shows_every_event_once() {
     // The bot dies hard; the daemon keeps running turns and spools their events.
     World::kill9(&mut w.bot);
     b.wait_text("#conn", "reconnecting").await;
-    let out = ccrm(&w, &["prompt", &session, "DELTAS:60", "--follow"]);
+    let out = ccrm(&w, &["prompt", &session, "DELTAS:150", "--follow"]);
     assert!(
         out.status.success(),
         "ccrm prompt: {}",
@@ -382,6 +396,32 @@ async fn the_page_survives_a_bot_kill_and_shows_every_event_once() {
             .count()
             == 3
     );
+
+    // Opened afresh, the page holds the newest 100 events; scrolling up pages in the rest,
+    // each once.
+    assert!(stored.len() > 120, "{} events", stored.len());
+    b.goto(&format!("{base}/sessions/{session}")).await;
+    b.find("#older").await;
+    let first = b
+        .js(
+            "return document.querySelectorAll('#log [data-id]').length",
+            vec![],
+        )
+        .await;
+    assert!(first.as_u64().unwrap_or(0) <= 100, "{first}");
+    b.wait_js(
+        "the start of the session after scrolling up",
+        "window.scrollTo(0, 0); return !!document.getElementById('start')",
+    )
+    .await;
+    let counts = dom_counts(&b).await;
+    for ev in &stored {
+        let id = ev["id"].as_i64().expect("id");
+        let kind = ev["event"]["kind"].as_str().unwrap_or_default();
+        let n = counts.get(&id).copied().unwrap_or(0);
+        let want = u64::from(kind != "assistant_delta");
+        assert_eq!(n, want, "after paging, event {id} ({kind}) shown {n} times");
+    }
     b.close().await;
 }
 

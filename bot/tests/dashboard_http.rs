@@ -305,6 +305,7 @@ async fn changes_need_this_origin_and_the_login_token() {
     let v: serde_json::Value = res.json().await.expect("json");
     assert_eq!(v["error"]["code"], "not_found");
     w.wait_audit("dashboard:127.0.0.1", "web.refused", 2).await;
+    w.wait_audit("dashboard:alice", "web.refused", 2).await;
 }
 
 #[tokio::test]

@@ -168,7 +168,7 @@ pub async fn decide(
         .unwrap_or("/approvals")
         .to_owned();
     let result = async {
-        csrf::verify(&headers, &user, form.get("csrf"))?;
+        csrf::check(&web, &headers, &user, form.get("csrf")).await?;
         let row = web.app.db.get_approval(&id).await.map_err(|e| match e {
             DbError::NotFound => WebError::NotFound(format!("There is no approval {id}.")),
             other => other.into(),

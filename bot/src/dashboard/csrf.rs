@@ -61,6 +61,28 @@ pub fn verify(headers: &HeaderMap, user: &WebUser, field: Option<&str>) -> Resul
     }
 }
 
+/// [`verify`], with a refusal counted and audited under the user's name.
+pub async fn check(
+    web: &Web,
+    headers: &HeaderMap,
+    user: &WebUser,
+    field: Option<&str>,
+) -> Result<(), WebError> {
+    let checked = verify(headers, user, field);
+    if checked.is_err() {
+        web.app.hub.metrics.reject();
+        super::page::audit(
+            web,
+            &user.name,
+            "web.refused",
+            "csrf",
+            json!({"reason": "missing or wrong CSRF token"}),
+        )
+        .await;
+    }
+    checked
+}
+
 /// `Ok` when the request's `Sec-Fetch-Site` and `Origin` (where the browser sent them)
 /// say it came from this server; otherwise why not.
 pub fn same_origin(headers: &HeaderMap, cfg: &BotConfig) -> Result<(), String> {

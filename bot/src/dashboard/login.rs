@@ -166,7 +166,7 @@ pub async fn logout(
     headers: HeaderMap,
     form: Fields,
 ) -> Response {
-    if let Err(e) = csrf::verify(&headers, &user, form.get("csrf")) {
+    if let Err(e) = csrf::check(&web, &headers, &user, form.get("csrf")).await {
         return e.into_response();
     }
     if let Err(e) = web.app.db.delete_web_session(&user.hash).await {

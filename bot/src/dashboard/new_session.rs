@@ -77,7 +77,7 @@ pub async fn create(
     form: Fields,
 ) -> Response {
     let result = async {
-        csrf::verify(&headers, &user, form.get("csrf"))?;
+        csrf::check(&web, &headers, &user, form.get("csrf")).await?;
         let cwd = form.text("cwd").ok_or_else(|| {
             WebError::BadRequest("Give the directory the session works in.".to_owned())
         })?;

@@ -228,7 +228,7 @@ pub async fn prompt(
 ) -> Response {
     let back = format!("/sessions/{id}");
     let result = async {
-        csrf::verify(&headers, &user, form.get("csrf"))?;
+        csrf::check(&web, &headers, &user, form.get("csrf")).await?;
         let id = parse_id(&id)?;
         let row = session_row(&web, &id).await?;
         let text = form
@@ -274,7 +274,7 @@ pub async fn control(
 ) -> Response {
     let back = format!("/sessions/{id}");
     let result = async {
-        csrf::verify(&headers, &user, form.get("csrf"))?;
+        csrf::check(&web, &headers, &user, form.get("csrf")).await?;
         let id = parse_id(&id)?;
         let row = session_row(&web, &id).await?;
         let r = SessionRef {
