@@ -229,7 +229,8 @@
         }, { rootMargin: "400px 0px 0px 0px" }).observe(older);
       });
     }
-    requestAnimationFrame(() => { window.ccrmReady = performance.now(); });
+    // The frame after the first one at the bottom has been painted: "newest events shown".
+    requestAnimationFrame(() => requestAnimationFrame(() => { window.ccrmReady = performance.now(); }));
   } else {
     localTimes(document);
   }

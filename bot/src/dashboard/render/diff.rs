@@ -26,9 +26,9 @@ pub struct DiffView {
     pub path: String,
     /// A note on what the diff is (`new content`, `every occurrence`).
     pub note: Option<String>,
-    /// The lines, at most [`MAX_LINES`].
+    /// The lines, at most 400.
     pub lines: Vec<DiffLine>,
-    /// Lines left out past [`MAX_LINES`].
+    /// Lines left out past the first 400.
     pub more: usize,
 }
 

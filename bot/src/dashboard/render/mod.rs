@@ -8,7 +8,7 @@
 //! - [`diff`]: `Edit`/`MultiEdit`/`Write` input → a unified diff.
 //! - [`tools`]: one-line summaries of tool calls, tool input for display, turn summaries.
 //! - [`time`]: timestamps, "5 min ago", money and durations.
-//! - [`views`]: the view types the templates render.
+//! - [`views`](mod@views): the view types the templates render.
 
 pub mod diff;
 pub mod markdown;
