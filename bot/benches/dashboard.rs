@@ -479,7 +479,7 @@ async fn main() -> anyhow::Result<()> {
     );
     println!(
         "bot RSS with {CLIENTS} dashboard clients, 200 events/s for {STREAM_SECS} s ({:.0} events/s reached): peak {:.1} MB   \
-         baseline idle: {:.1} MB   target ≤ 30 MB: {}",
+         baseline before they connected: {:.1} MB   target ≤ 30 MB: {}",
         total as f64 / start.elapsed().as_secs_f64(),
         peak as f64 / 1024.0,
         idle as f64 / 1024.0,
@@ -499,9 +499,9 @@ async fn open_session(browser: &web::Browser, base: &str, id: SessionId) -> (f64
         let v = browser
             .wait_js(
                 "the page's ready mark",
-                "if (!window.ccrmReady) return null; \
-                 const p = performance.getEntriesByName('first-contentful-paint')[0]; \
-                 return { ready: window.ccrmReady, fcp: p ? p.startTime : 0 };",
+                "const p = performance.getEntriesByName('first-contentful-paint')[0]; \
+                 if (!window.ccrmReady || !p) return null; \
+                 return { ready: window.ccrmReady, fcp: p.startTime };",
             )
             .await;
         ready.push(v["ready"].as_f64().unwrap_or(f64::NAN));
