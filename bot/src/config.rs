@@ -64,6 +64,29 @@ pub struct BotConfig {
     pub chat_prompts_per_minute: u32,
     /// The directory `/new` uses when given none (on the session's daemon).
     pub chat_default_dir: Option<PathBuf>,
+    /// How long a dashboard login lasts, in hours.
+    pub web_session_hours: u64,
+    /// When the dashboard's session cookie is marked `Secure`.
+    pub web_secure_cookie: SecureCookie,
+    /// Dashboard login attempts one client address may make per minute.
+    pub web_login_attempts_per_minute: u32,
+    /// The address people reach the bot at when it is behind a proxy
+    /// (`https://ccrm.example.com`): printed at start and accepted as the dashboard's origin.
+    pub public_url: Option<String>,
+}
+
+/// When the dashboard's session cookie carries the `Secure` attribute.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SecureCookie {
+    /// When the login came over https (a proxy's `X-Forwarded-Proto: https`, or a
+    /// `public_url` starting with `https://`).
+    #[default]
+    Auto,
+    /// Always (the dashboard is only reached over https).
+    Always,
+    /// Never (plain http on a trusted network).
+    Never,
 }
 
 impl fmt::Debug for BotConfig {
@@ -86,6 +109,13 @@ impl fmt::Debug for BotConfig {
             .field("discord_api_url", &self.discord_api_url)
             .field("chat_prompts_per_minute", &self.chat_prompts_per_minute)
             .field("chat_default_dir", &self.chat_default_dir)
+            .field("web_session_hours", &self.web_session_hours)
+            .field("web_secure_cookie", &self.web_secure_cookie)
+            .field(
+                "web_login_attempts_per_minute",
+                &self.web_login_attempts_per_minute,
+            )
+            .field("public_url", &self.public_url)
             .finish()
     }
 }
@@ -117,6 +147,10 @@ pub struct FileConfig {
     discord_api_url: Option<String>,
     chat_prompts_per_minute: Option<u32>,
     chat_default_dir: Option<PathBuf>,
+    web_session_hours: Option<u64>,
+    web_secure_cookie: Option<SecureCookie>,
+    web_login_attempts_per_minute: Option<u32>,
+    public_url: Option<String>,
 }
 
 /// Values given on the command line (they override everything else).
@@ -151,6 +185,10 @@ impl Default for BotConfig {
             discord_api_url: DEFAULT_DISCORD_API_URL.to_owned(),
             chat_prompts_per_minute: 20,
             chat_default_dir: None,
+            web_session_hours: 168,
+            web_secure_cookie: SecureCookie::Auto,
+            web_login_attempts_per_minute: 10,
+            public_url: None,
         }
     }
 }
@@ -216,6 +254,12 @@ impl BotConfig {
                 .chat_prompts_per_minute
                 .unwrap_or(defaults.chat_prompts_per_minute),
             chat_default_dir: file.chat_default_dir,
+            web_session_hours: file.web_session_hours.unwrap_or(defaults.web_session_hours),
+            web_secure_cookie: file.web_secure_cookie.unwrap_or(defaults.web_secure_cookie),
+            web_login_attempts_per_minute: file
+                .web_login_attempts_per_minute
+                .unwrap_or(defaults.web_login_attempts_per_minute),
+            public_url: file.public_url,
         };
 
         if let Some(v) = env("CCRM_BOT_LISTEN") {
@@ -283,6 +327,25 @@ impl BotConfig {
             cfg.chat_prompts_per_minute =
                 parse_env("CCRM_BOT_CHAT_PROMPTS_PER_MINUTE", &v, "a number")?;
         }
+        if let Some(v) = env("CCRM_BOT_WEB_SESSION_HOURS") {
+            cfg.web_session_hours =
+                parse_env("CCRM_BOT_WEB_SESSION_HOURS", &v, "a number of hours")?;
+        }
+        if let Some(v) = env("CCRM_BOT_WEB_SECURE_COOKIE") {
+            cfg.web_secure_cookie = serde_json::from_value(serde_json::Value::String(v.clone()))
+                .map_err(|_| {
+                    anyhow::anyhow!(
+                        "CCRM_BOT_WEB_SECURE_COOKIE must be auto, always or never, got `{v}`"
+                    )
+                })?;
+        }
+        if let Some(v) = env("CCRM_BOT_WEB_LOGIN_ATTEMPTS_PER_MINUTE") {
+            cfg.web_login_attempts_per_minute =
+                parse_env("CCRM_BOT_WEB_LOGIN_ATTEMPTS_PER_MINUTE", &v, "a number")?;
+        }
+        if let Some(v) = env("CCRM_BOT_PUBLIC_URL") {
+            cfg.public_url = Some(v);
+        }
         cfg.telegram_token = env("CCRM_BOT_TELEGRAM_TOKEN");
         cfg.discord_token = env("CCRM_BOT_DISCORD_TOKEN");
 
@@ -327,6 +390,20 @@ impl BotConfig {
             bail!(
                 "chat_default_dir must be an absolute path, got `{}`",
                 d.display()
+            );
+        }
+        if !(1..=24 * 365).contains(&self.web_session_hours) {
+            bail!("web_session_hours must be between 1 and 8760");
+        }
+        if self.web_login_attempts_per_minute == 0 {
+            bail!("web_login_attempts_per_minute must be at least 1");
+        }
+        if let Some(url) = &self.public_url
+            && (!(url.starts_with("http://") || url.starts_with("https://"))
+                || url.trim_end_matches('/').matches('/').count() != 2)
+        {
+            bail!(
+                "public_url must be an http(s) origin like https://ccrm.example.com, got `{url}`"
             );
         }
         if self.ping_interval_secs == 0 {
@@ -651,6 +728,44 @@ mod tests {
                     || err.to_string().contains(bad.0),
                 "{err}"
             );
+        }
+    }
+
+    #[test]
+    fn dashboard_settings_from_file_and_env() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = write(
+            dir.path(),
+            "web_session_hours = 2\nweb_secure_cookie = \"always\"\npublic_url = \"https://c.example\"\n",
+        );
+        let over = Overrides {
+            config_file: Some(file),
+            data_dir: Some("/tmp/x".into()),
+            ..Overrides::default()
+        };
+        let cfg = load(&over, &[]).expect("file");
+        assert_eq!(cfg.web_session_hours, 2);
+        assert_eq!(cfg.web_secure_cookie, SecureCookie::Always);
+        assert_eq!(cfg.web_login_attempts_per_minute, 10);
+        assert_eq!(cfg.public_url.as_deref(), Some("https://c.example"));
+        let cfg = load(
+            &over,
+            &[
+                ("CCRM_BOT_WEB_SECURE_COOKIE", "never"),
+                ("CCRM_BOT_WEB_LOGIN_ATTEMPTS_PER_MINUTE", "3"),
+                ("CCRM_BOT_PUBLIC_URL", "http://10.0.0.2:7878"),
+            ],
+        )
+        .expect("env");
+        assert_eq!(cfg.web_secure_cookie, SecureCookie::Never);
+        assert_eq!(cfg.web_login_attempts_per_minute, 3);
+        assert_eq!(cfg.public_url.as_deref(), Some("http://10.0.0.2:7878"));
+        for bad in [
+            ("CCRM_BOT_WEB_SECURE_COOKIE", "sometimes"),
+            ("CCRM_BOT_WEB_SESSION_HOURS", "0"),
+            ("CCRM_BOT_PUBLIC_URL", "https://c.example/dash"),
+        ] {
+            assert!(load(&over, &[bad]).is_err(), "{bad:?}");
         }
     }
 

@@ -9,12 +9,14 @@
 //! - [`hub`]: connected daemons, bot → daemon commands, live event fan-out.
 //! - [`ws`]: the daemon link (`/ws/daemon`) and the dashboard socket (`/ws/dashboard`).
 //! - [`http`]: REST routes, SSE, metrics; [`openapi`]: the API document.
+//! - [`dashboard`]: the web dashboard at `/` (login cookie, pages, live stream).
 //! - [`chat`]: the platform-neutral chat core; [`telegram`] and [`discord`]: its adapters,
 //!   started by [`serve`] when `CCRM_BOT_TELEGRAM_TOKEN` / `CCRM_BOT_DISCORD_TOKEN` is set.
 
 pub mod auth;
 pub mod chat;
 pub mod config;
+pub mod dashboard;
 pub mod db;
 pub mod discord;
 pub mod http;
@@ -92,6 +94,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/ws/daemon", get(ws::daemon_ws))
         .route("/ws/dashboard", get(ws::dashboard_ws))
         .merge(api)
+        .merge(dashboard::routes(state.clone()))
         .fallback(http::meta::not_found)
         .layer(DefaultBodyLimit::max(state.cfg.max_body_bytes))
         .with_state(state)
@@ -135,7 +138,9 @@ pub async fn serve(
         shutdown.await;
         let _ = stop_tx.send(true);
     };
-    let served = axum::serve(listener, router(state))
+    // The client address is what the dashboard's login limiter counts by.
+    let app = router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    let served = axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await;
     for a in adapters {

@@ -113,7 +113,17 @@ async fn serve(cfg: BotConfig) -> anyhow::Result<()> {
     let state = ccrm_bot::AppState::open(cfg)
         .await
         .with_context(|| format!("cannot open the database {}", db_path.display()))?;
-    tracing::info!(addr = %listener.local_addr()?, db = %db_path.display(), "ccrm-bot listening");
+    let addr = listener.local_addr()?;
+    tracing::info!(%addr, db = %db_path.display(), "ccrm-bot listening");
+    let dashboard = state
+        .cfg
+        .public_url
+        .clone()
+        .unwrap_or_else(|| format!("http://{addr}"));
+    tracing::info!(
+        url = %format!("{}/", dashboard.trim_end_matches('/')),
+        "dashboard: open it in a browser and log in with a user token"
+    );
     let served = ccrm_bot::serve(listener, state.clone(), shutdown_signal()).await;
     state.db.close().await;
     served

@@ -16,6 +16,8 @@
 //! - `chat.rs`: the chat adapters' bindings, approval messages, handled marks, update
 //!   offsets and claims.
 //! - `audit.rs`: the audit log; `metrics.rs`: the totals for `/metrics`.
+//! - `web.rs`: dashboard logins and the dashboard's read queries (history read
+//!   backwards, turn summaries, overview activity, recent decisions, audit pages).
 //!
 //! Everything database-specific stays in this folder so that moving to Postgres (DESIGN.md,
 //! "Past one machine") is a contained change. Callers see [`DbError`], never `sqlx` types
@@ -30,6 +32,7 @@ mod daemons;
 mod events;
 mod metrics;
 mod sessions;
+mod web;
 
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::Path;
@@ -54,6 +57,7 @@ pub use self::daemons::DaemonRow;
 pub use self::events::StoredEvent;
 pub use self::metrics::Counts;
 pub use self::sessions::SessionRow;
+pub use self::web::{SessionActivity, WebSessionRow};
 pub use crate::auth::KeyKind;
 
 /// The migrations of `../migrations`, embedded at build time (`build.rs` reruns on change).
