@@ -77,7 +77,7 @@ pub async fn show<P: ChatPlatform>(ctx: &Ctx<P>, session: SessionId, kind: &Even
                 Decision::Cancelled => "➖ Cancelled",
                 Decision::Aborted => "➖ Aborted",
             };
-            let who = render::person(by, ctx.platform.surface());
+            let who = ctx.gate.who(by, ctx.platform.surface());
             close(ctx, &approval_id.0, format!("{verdict} by {who}")).await;
         }
         EventKind::Answer {
@@ -86,7 +86,7 @@ pub async fn show<P: ChatPlatform>(ctx: &Ctx<P>, session: SessionId, kind: &Even
             by,
             decision,
         } => {
-            let who = render::person(by, ctx.platform.surface());
+            let who = ctx.gate.who(by, ctx.platform.surface());
             let text = if decision.allows() {
                 let picked: Vec<_> = answers.values().cloned().collect();
                 format!("💬 {} (answered by {who})", picked.join("; "))

@@ -27,6 +27,19 @@ use crate::db::{ChatBinding, SessionRow};
 /// Recent directories offered by `/new` without one.
 const RECENT_DIRS: usize = 6;
 
+/// Longest directory shown on a `/new` menu button (its end: the part that tells them apart).
+const DIR_LABEL: usize = 56;
+
+/// The last `max` characters of `s`, starting with `…` when cut.
+fn tail(s: &str, max: usize) -> String {
+    let n = s.chars().count();
+    if n <= max {
+        return s.to_owned();
+    }
+    let rest: String = s.chars().skip(n - max + 1).collect();
+    format!("…{rest}")
+}
+
 /// What people call a session: its name, else its directory's last component.
 pub fn title(info: &SessionInfo) -> String {
     if let Some(n) = info.name.as_deref().filter(|n| !n.trim().is_empty()) {
@@ -102,7 +115,7 @@ pub async fn new<P: ChatPlatform>(ctx: &Ctx<P>, inc: &Incoming, args: NewArgs) -
         .iter()
         .enumerate()
         .map(|(i, (daemon, dir))| {
-            let mut label = dir.clone();
+            let mut label = tail(dir, DIR_LABEL);
             if several {
                 label = format!("{label} ({})", daemon_label(&known, daemon));
             }
@@ -480,5 +493,7 @@ mod tests {
         assert_eq!(dir_title("/srv/app/").as_deref(), Some("app"));
         assert_eq!(dir_title("/"), None);
         assert_eq!(resume_button(SessionId::new()).data.len(), 38);
+        assert_eq!(tail("/home/me/src/app", 8), "…src/app");
+        assert_eq!(tail("/a", 8), "/a");
     }
 }

@@ -83,8 +83,8 @@ pub struct Turn {
 }
 
 impl Turn {
-    /// A turn of `session` shown in `places`, none of them with a message yet; when
-    /// `typing`, "typing…" is due at once.
+    /// A turn of `session` shown in `places`, none of them with a message yet; "typing…"
+    /// is due at once.
     pub fn new(session: SessionId, places: Vec<Place>) -> Self {
         let now = Instant::now();
         Self {
