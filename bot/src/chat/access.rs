@@ -136,3 +136,28 @@ impl Gate {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn decisions_name_people_the_gate_has_seen() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = Db::open(&dir.path().join("t.db")).await.expect("db");
+        let g = Gate::new(db.clone(), "discord", Access::users(["7".to_owned()]), 5);
+        let ally = Sender {
+            id: "7".into(),
+            name: "Ally".into(),
+            roles: Vec::new(),
+        };
+        assert!(g.allows(&ally));
+        // An older daemon names the decider by id; a newer one by name and surface.
+        assert_eq!(g.who("discord:7", Surface::Discord), "Ally");
+        assert_eq!(g.who("Ally (discord)", Surface::Discord), "Ally");
+        assert_eq!(g.who("Bo (telegram)", Surface::Discord), "Bo (telegram)");
+        assert_eq!(g.who("rest:alice", Surface::Discord), "rest:alice");
+        assert_eq!(g.who("discord:8", Surface::Discord), "discord:8");
+        db.close().await;
+    }
+}

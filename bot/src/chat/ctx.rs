@@ -59,8 +59,12 @@ fn list_online(daemons: &[DaemonRow], online: &[DaemonId]) -> String {
     let names: Vec<String> = online.iter().map(|id| daemon_label(daemons, id)).collect();
     format!("connected: {}", names.join(", "))
 }
-/// Most `/new` menus remembered (older ones answer "run /new again").
+/// Most `/new` menus remembered (older ones answer "run /new again"); also the most
+/// notices waiting to be hushed.
 const OFFERS_KEPT: usize = 200;
+
+/// Most prompts held for one stopped session.
+const HELD_KEPT: usize = 20;
 
 /// A notice a command already gave in a place, so the session's worker does not repeat it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -141,7 +145,12 @@ impl<P: ChatPlatform> Ctx<P> {
 
     /// Notes that a command in `place` already said what `what` would (see [`Hush`]).
     pub fn hush(&self, session: SessionId, place: &Place, what: Hush) {
-        lock(&self.hushed).insert((session, place.clone(), what));
+        let mut hushed = lock(&self.hushed);
+        // A notice that never came (the session was gone) must not pile up.
+        if hushed.len() >= OFFERS_KEPT {
+            hushed.clear();
+        }
+        hushed.insert((session, place.clone(), what));
     }
 
     /// True (once) when the worker should not tell `place` about `what`.
@@ -158,8 +167,10 @@ impl<P: ChatPlatform> Ctx<P> {
     pub fn hold(&self, session: SessionId, held: Held) {
         let mut map = lock(&self.held);
         let list = map.entry(session).or_default();
-        // One per place is enough: the latest says what the writer wants now.
-        list.retain(|h| h.place != held.place);
+        // Bounded: past this many, the oldest goes (it was answered with a Resume offer).
+        if list.len() >= HELD_KEPT {
+            list.remove(0);
+        }
         list.push(held);
     }
 
