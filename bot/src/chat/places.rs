@@ -79,7 +79,13 @@ pub async fn new<P: ChatPlatform>(ctx: &Ctx<P>, inc: &Incoming, args: NewArgs) -
     let daemons: Vec<DaemonId> = match ctx.pick_daemon(wanted.clone()).await {
         Ok(d) => vec![d],
         Err(e) if wanted.is_some() => return Err(e),
-        Err(_) => ctx.state.hub.online(),
+        Err(e) => {
+            let online = ctx.state.hub.online();
+            if online.is_empty() {
+                return Err(e);
+            }
+            online
+        }
     };
     let dirs = recent_dirs(ctx, &daemons).await;
     let default = ctx
