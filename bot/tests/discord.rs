@@ -280,12 +280,19 @@ async fn new_is_deferred_in_time_opens_a_thread_and_the_answer_arrives_there() {
     })
     .await;
     assert!(answer.content.contains("🔧 0 tools"), "{}", answer.content);
+    // A short turn is one bot message, the answer, with "typing…" while it ran.
     assert!(
-        bot_messages(&t.dc, thread)
+        !bot_messages(&t.dc, thread)
             .iter()
-            .any(|m| m.content.starts_with("**✅ Done**")),
+            .any(|m| m.content.contains("Working")),
         "{:#?}",
         t.dc.messages_in(thread)
+    );
+    assert!(
+        t.dc.calls_to("POST /channels/{id}/typing")
+            .iter()
+            .any(|c| c.ok() && c.channel == Some(thread)),
+        "typing in the thread"
     );
     let id = session_id(&t.w).await;
     let events = t.w.all_events(&id).await;
@@ -596,15 +603,15 @@ async fn long_answers_are_split_without_breaking_code_or_attached_and_pacing_hol
 
     // A burst under 429s: every request waits its retry_after, nothing is lost.
     t.dc.fail_next("POST /channels/{id}/messages", 429, Some(1.0));
-    t.dc.fail_next("PATCH /channels/{id}/messages/{id}", 429, Some(0.5));
+    t.dc.fail_next("POST /channels/{id}/messages", 429, Some(0.5));
     t.dc.fail_next("POST /channels/{id}/messages", 429, Some(1.5));
     t.dc.user_message(thread, ALICE, "DELTAS:200");
     // Not just "d199": the session's id in its first message may hold that too.
     let burst = wait_msg(&t.dc, thread, |m| m.content.contains("d198 d199")).await;
     assert!(burst.content.contains("d0 d1 d2"), "{}", burst.content);
     // A burst for one thread: five prompts from REST at once, each shown (who sent it),
-    // with its progress message and its answer: the thread gets about fifteen messages
-    // at once, and they go out at most five in any five seconds.
+    // with its answer: the thread gets about ten messages at once, and they go out at
+    // most five in any five seconds.
     let id = session_id(&t.w).await;
     for i in 0..5 {
         let (status, _) =
@@ -644,11 +651,11 @@ async fn a_dropped_gateway_is_resumed_or_reidentified_and_no_output_is_lost() {
 
     // The gateway closes (resumable) in the middle of a streaming turn: the answer still
     // arrives whole, and a message written while the bot was away is handled once.
-    t.dc.user_message(thread, ALICE, "SLOW:20:100");
+    t.dc.user_message(thread, ALICE, "SLOW:50:100");
     wait_msg(&t.dc, thread, |m| m.content.contains("Working")).await;
     t.dc.close_gateway(4000);
     t.dc.user_message(thread, ALICE, "sent during the outage");
-    wait_msg(&t.dc, thread, |m| m.content.contains("chunk19")).await;
+    wait_msg(&t.dc, thread, |m| m.content.contains("chunk49")).await;
     wait_msg(&t.dc, thread, |m| {
         m.content.contains("Echo: sent during the outage")
     })
@@ -699,7 +706,7 @@ async fn a_dropped_gateway_is_resumed_or_reidentified_and_no_output_is_lost() {
     assert_eq!(
         prompts,
         [
-            "SLOW:20:100",
+            "SLOW:50:100",
             "sent during the outage",
             "after the drop",
             "after the new session"

@@ -86,6 +86,10 @@ pub struct Origin {
     /// A user name or id on that surface, when there is one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user: Option<String>,
+    /// The user's display name on that surface (a chat user's name as people see it),
+    /// when it differs from `user`; absent from older peers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
 }
 
 impl Origin {
@@ -94,6 +98,7 @@ impl Origin {
         Self {
             surface,
             user: None,
+            name: None,
         }
     }
 
@@ -102,7 +107,15 @@ impl Origin {
         Self {
             surface,
             user: Some(user.into()),
+            name: None,
         }
+    }
+
+    /// The same origin with the user's display name (ignored when empty).
+    pub fn named(mut self, name: impl Into<String>) -> Self {
+        let name = name.into();
+        self.name = (!name.trim().is_empty()).then_some(name);
+        self
     }
 }
 
@@ -112,9 +125,12 @@ impl std::fmt::Display for Origin {
             .ok()
             .and_then(|v| v.as_str().map(str::to_owned))
             .unwrap_or_default();
-        match &self.user {
-            Some(user) => write!(f, "{surface}:{user}"),
-            None => f.write_str(&surface),
+        // A display name reads best: "Alice (discord)"; else the surface and the user
+        // id or key name: "rest:alice".
+        match (&self.name, &self.user) {
+            (Some(name), _) => write!(f, "{name} ({surface})"),
+            (None, Some(user)) => write!(f, "{surface}:{user}"),
+            (None, None) => f.write_str(&surface),
         }
     }
 }
@@ -492,5 +508,14 @@ mod tests {
             "discord:bob"
         );
         assert_eq!(Origin::new(Surface::Cli).to_string(), "cli");
+        let alice = Origin::user(Surface::Telegram, "42").named("Alice");
+        assert_eq!(alice.to_string(), "Alice (telegram)");
+        assert_eq!(Origin::user(Surface::Rest, "k").named(" ").name, None);
+        // Older peers send no name, and an origin with one still parses for them.
+        let old: Origin =
+            serde_json::from_str(r#"{"surface":"discord","user":"7"}"#).expect("old origin");
+        assert_eq!(old, Origin::user(Surface::Discord, "7"));
+        let v = serde_json::to_value(&alice).expect("json");
+        assert_eq!(v["name"], "Alice");
     }
 }

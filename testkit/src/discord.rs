@@ -436,6 +436,12 @@ impl FakeDiscord {
         self.world().member(user, name, roles);
     }
 
+    /// Sets (or with `None` clears) `user`'s nickname in the guild, which member objects
+    /// then carry as `nick` (a user never set up becomes a member named `user<id>`).
+    pub fn set_nick(&self, user: u64, nick: Option<&str>) {
+        self.world().set_nick(user, nick);
+    }
+
     // ---- what users do ---------------------------------------------------------------
 
     /// MESSAGE_CREATE from `user` in `channel` (text channel, thread or DM); returns the

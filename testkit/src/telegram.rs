@@ -274,10 +274,26 @@ impl FakeTelegram {
 
     /// Queues a text message from user `from` (in topic `thread_id`, if any) and returns
     /// its `message_id`. A text starting with `/` gets a `bot_command` entity over its
-    /// first word, e.g. `/new@ccrm_test_bot x`. A chat id never set up is taken as a
+    /// first word, e.g. `/new@ccrm_test_bot x`, and every `@username` a `mention` entity. A chat id never set up is taken as a
     /// private chat (positive) or a plain supergroup (negative).
     pub fn user_message(&self, chat_id: i64, from: i64, text: &str, thread_id: Option<i32>) -> i32 {
         let id = self.world().user_message(chat_id, from, text, thread_id);
+        self.shared.changed();
+        id
+    }
+
+    /// Queues a message from user `from` that replies to the bot's message `reply_to` (in
+    /// that message's topic); returns its `message_id`. `@username`s in the text get
+    /// `mention` entities, as in [`FakeTelegram::user_message`].
+    ///
+    /// # Panics
+    ///
+    /// If the bot sent no such message in that chat: a real user could not reply to it.
+    pub fn user_reply(&self, chat_id: i64, from: i64, text: &str, reply_to: i32) -> i32 {
+        let id = self.world().user_reply(chat_id, from, text, reply_to);
+        let Some(id) = id else {
+            panic!("FakeTelegram::user_reply: the bot has no message {reply_to} in chat {chat_id}");
+        };
         self.shared.changed();
         id
     }

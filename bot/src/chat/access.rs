@@ -1,21 +1,28 @@
 //! Who may use the chat core and what they did: the [`Gate`] holds the allowlist
 //! ([`Access`]), the per-user prompt limit ([`Inbound`]), the memory of whom it already
-//! refused, and writes the audit rows of every action (actor `<platform>:<user id>`).
+//! refused, the names of the people it has seen (so a decision an older daemon reports as
+//! `<platform>:<user id>` still shows a name, [`Gate::who`]), and writes the audit rows of
+//! every action (actor `<platform>:<user id>`).
 //!
 //! [`super::core::ChatCore`] asks the gate before handling any input and says what
 //! [`Gate::refuse`] decides; the other parts write their audit rows through it.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 
-use common::event::now_ms;
+use common::event::{Surface, now_ms};
 use common::ids::SessionId;
 use serde_json::{Value, json};
 use tracing::error;
 
 use super::ratelimit::Inbound;
+use super::render;
 use super::{Access, Incoming, Input, Sender, lock};
 use crate::db::Db;
+
+/// People whose names the gate keeps (enough for any team; beyond it only known ones are
+/// updated).
+const NAMES_KEPT: usize = 10_000;
 
 /// What a refused sender is told.
 pub const REFUSAL: &str = "Sorry, you are not allowed to use this bot.";
@@ -37,6 +44,7 @@ pub struct Gate {
     access: Access,
     inbound: Inbound,
     refused: Mutex<HashSet<String>>,
+    names: Mutex<HashMap<String, String>>,
 }
 
 impl Gate {
@@ -48,12 +56,31 @@ impl Gate {
             access,
             inbound: Inbound::new(prompts_per_minute),
             refused: Mutex::default(),
+            names: Mutex::default(),
         }
     }
 
-    /// True when `who` is on the allowlist.
+    /// True when `who` is on the allowlist (and remembers their name).
     pub fn allows(&self, who: &Sender) -> bool {
+        if !who.name.is_empty() {
+            let mut names = lock(&self.names);
+            if names.len() < NAMES_KEPT || names.contains_key(&who.id) {
+                names.insert(who.id.clone(), who.name.clone());
+            }
+        }
         self.access.allows(who)
+    }
+
+    /// Who did something, as a decision's `by` names them, for people on `own`: without
+    /// the surface when it is `own` ("Alice", not "Alice (discord)"), and by name when an
+    /// older daemon gave only `<platform>:<user id>` of someone the gate has seen.
+    pub fn who(&self, by: &str, own: Surface) -> String {
+        if let Some(id) = by.strip_prefix(&format!("{}:", self.platform))
+            && let Some(name) = lock(&self.names).get(id)
+        {
+            return name.clone();
+        }
+        render::person(by, own)
     }
 
     /// How `from` appears in audit rows and as the creator of a binding.
@@ -107,5 +134,30 @@ impl Gate {
         } else {
             Refusal::Silent
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn decisions_name_people_the_gate_has_seen() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = Db::open(&dir.path().join("t.db")).await.expect("db");
+        let g = Gate::new(db.clone(), "discord", Access::users(["7".to_owned()]), 5);
+        let ally = Sender {
+            id: "7".into(),
+            name: "Ally".into(),
+            roles: Vec::new(),
+        };
+        assert!(g.allows(&ally));
+        // An older daemon names the decider by id; a newer one by name and surface.
+        assert_eq!(g.who("discord:7", Surface::Discord), "Ally");
+        assert_eq!(g.who("Ally (discord)", Surface::Discord), "Ally");
+        assert_eq!(g.who("Bo (telegram)", Surface::Discord), "Bo (telegram)");
+        assert_eq!(g.who("rest:alice", Surface::Discord), "rest:alice");
+        assert_eq!(g.who("discord:8", Surface::Discord), "discord:8");
+        db.close().await;
     }
 }

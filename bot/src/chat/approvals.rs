@@ -3,7 +3,12 @@
 //! is a `chat_approvals` row, whose id the buttons carry (`a:<id>:<a|d|s>` allows, denies
 //! or allows for the session; `q:<id>:<n>` picks option n). A press is decided through the
 //! daemon ([`decide`]); when the daemon reports the decision, from whichever surface, every
-//! message of it is edited to say who decided, and its buttons go.
+//! message of it is edited to say who decided, by the name people know them by, and its
+//! buttons go.
+//!
+//! An `Edit`, `MultiEdit` or `Write` shows the change as a unified diff
+//! ([`render::diff`]): in a code block when it fits the message, else its start there and
+//! the whole as a `.diff` file sent just before the message.
 //!
 //! The outbound workers ([`super::outbound`]) call [`show`]; the core calls [`decide`].
 
@@ -22,6 +27,9 @@ use crate::hub::HubError;
 /// Longest tool input preview in an approval message.
 const PREVIEW_CHARS: usize = 700;
 
+/// Room kept in an approval message for the verdict line added when it is decided.
+const VERDICT_ROOM: usize = 200;
+
 /// Shows an approval event of `session`: a permission request or question gets its
 /// message with buttons, a decision or answer closes its messages. Other events are not
 /// this module's.
@@ -35,14 +43,26 @@ pub async fn show<P: ChatPlatform>(ctx: &Ctx<P>, session: SessionId, kind: &Even
             ..
         } => {
             let (head, preview) = permission_text(tool_name, input, description.as_deref());
-            post(ctx, session, &approval_id.0, head, preview, Vec::new()).await;
+            match render::diff::change(tool_name, input) {
+                Some(change) => {
+                    let body = fit_diff(ctx, session, &head, change).await;
+                    post(ctx, session, &approval_id.0, head, body, Vec::new()).await;
+                }
+                None => {
+                    let body = Body {
+                        text: preview,
+                        lang: String::new(),
+                    };
+                    post(ctx, session, &approval_id.0, head, body, Vec::new()).await;
+                }
+            }
         }
         EventKind::Question {
             approval_id,
             questions,
         } => {
             let (head, options) = question_text(questions);
-            post(ctx, session, &approval_id.0, head, String::new(), options).await;
+            post(ctx, session, &approval_id.0, head, Body::default(), options).await;
         }
         EventKind::PermissionDecision {
             approval_id,
@@ -57,7 +77,8 @@ pub async fn show<P: ChatPlatform>(ctx: &Ctx<P>, session: SessionId, kind: &Even
                 Decision::Cancelled => "➖ Cancelled",
                 Decision::Aborted => "➖ Aborted",
             };
-            close(ctx, &approval_id.0, format!("{verdict} by {by}")).await;
+            let who = ctx.gate.who(by, ctx.platform.surface());
+            close(ctx, &approval_id.0, format!("{verdict} by {who}")).await;
         }
         EventKind::Answer {
             approval_id,
@@ -65,11 +86,12 @@ pub async fn show<P: ChatPlatform>(ctx: &Ctx<P>, session: SessionId, kind: &Even
             by,
             decision,
         } => {
+            let who = ctx.gate.who(by, ctx.platform.surface());
             let text = if decision.allows() {
                 let picked: Vec<_> = answers.values().cloned().collect();
-                format!("💬 {} (answered by {by})", picked.join("; "))
+                format!("💬 {} (answered by {who})", picked.join("; "))
             } else {
-                format!("➖ Not answered ({decision:?} by {by})")
+                format!("➖ Not answered ({decision:?} by {who})")
             };
             close(ctx, &approval_id.0, text).await;
         }
@@ -107,6 +129,74 @@ fn question_text(questions: &[Question]) -> (String, Vec<String>) {
     (render::truncate(&head, 2000), options)
 }
 
+/// The code block under an approval's head: the tool input, or a diff.
+#[derive(Default)]
+struct Body {
+    text: String,
+    /// The block's language (`diff`), or empty.
+    lang: String,
+}
+
+/// The diff of `change` as the body of an approval message headed `head`: whole when the
+/// message can hold it, else its start, with the whole diff sent as a file to every place
+/// of `session` first.
+async fn fit_diff<P: ChatPlatform>(
+    ctx: &Ctx<P>,
+    session: SessionId,
+    head: &str,
+    change: render::diff::Change,
+) -> Body {
+    let platform = &ctx.platform;
+    // Room for the verdict added when it is decided.
+    let limit = platform.text_limit().saturating_sub(VERDICT_ROOM);
+    let fits = |text: &str| {
+        let msg = Rich::default()
+            .bold(head.to_owned())
+            .pre_lang("diff", text.to_owned());
+        platform.measure(&msg) <= limit
+    };
+    if fits(&change.diff) {
+        return Body {
+            text: change.diff,
+            lang: "diff".to_owned(),
+        };
+    }
+    let name = format!(
+        "{}.diff",
+        std::path::Path::new(&change.file)
+            .file_name()
+            .map_or_else(|| "change".to_owned(), |n| n.to_string_lossy().into_owned())
+    );
+    let caption = Rich::text("📄 The change to ")
+        .code(change.file.clone())
+        .push(format!(
+            " ({} lines), for the approval below.",
+            change.diff.lines().count()
+        ));
+    for place in ctx.bindings.places_of(&session) {
+        if let Err(e) = platform
+            .send_file(&place, &name, change.diff.clone().into_bytes(), &caption)
+            .await
+        {
+            error!(error = format!("{e:#}"), "sending a diff file failed");
+        }
+    }
+    let note = format!("… (the whole diff is in {name} above)\n");
+    let mut lines: Vec<&str> = change.diff.lines().collect();
+    loop {
+        let mut text = lines.join("\n");
+        text.push('\n');
+        text.push_str(&note);
+        if fits(&text) || lines.is_empty() {
+            return Body {
+                text,
+                lang: "diff".to_owned(),
+            };
+        }
+        lines.truncate(lines.len() * 9 / 10);
+    }
+}
+
 /// Posts an approval message to every place of `session`, storing each (the row id goes
 /// into the buttons) and then its message id.
 async fn post<P: ChatPlatform>(
@@ -114,10 +204,10 @@ async fn post<P: ChatPlatform>(
     session: SessionId,
     approval_id: &str,
     head: String,
-    preview: String,
+    body: Body,
     options: Vec<String>,
 ) {
-    let title = json!([head, preview]).to_string();
+    let title = json!([head, body.text, body.lang]).to_string();
     for place in ctx.bindings.places_of(&session) {
         let mut row = ChatApprovalRow {
             id: 0,
@@ -215,13 +305,17 @@ async fn close<P: ChatPlatform>(ctx: &Ctx<P>, approval_id: &str, verdict: String
     }
 }
 
-/// An approval message from its stored title (`[head, preview]`) and verdict.
+/// An approval message from its stored title (`[head, body, language]`; older rows have
+/// no language) and verdict.
 fn approval_text(title: &str, verdict: Option<&str>) -> Rich {
-    let (head, preview) = serde_json::from_str::<(String, String)>(title)
-        .unwrap_or_else(|_| (title.to_owned(), String::new()));
+    let (head, preview, lang) = serde_json::from_str::<(String, String, String)>(title)
+        .or_else(|_| {
+            serde_json::from_str::<(String, String)>(title).map(|(h, p)| (h, p, String::new()))
+        })
+        .unwrap_or_else(|_| (title.to_owned(), String::new(), String::new()));
     let mut text = Rich::default().bold(head);
     if !preview.is_empty() {
-        text = text.pre(preview);
+        text = text.pre_lang(lang, preview);
     }
     if let Some(v) = verdict {
         text = text.push(format!("\n{v}"));
@@ -269,7 +363,7 @@ pub async fn decide<P: ChatPlatform>(ctx: &Ctx<P>, inc: &Incoming, data: &str) -
                 approval: Some(row.approval_id.clone()),
                 decision,
                 message: (decision == Decision::Deny)
-                    .then(|| format!("Denied by {} in chat", inc.from.name)),
+                    .then(|| format!("Denied by {} in chat", render::one_line(&inc.from.name))),
                 origin,
             });
             (cmd, "approval.decide", toast.to_owned())
@@ -315,8 +409,13 @@ mod tests {
             open.html(),
             "<b>🔐 Write needs approval</b><pre>/tmp/x &lt;b&gt;</pre>"
         );
-        let closed = approval_text(&title, Some("✅ Allowed by telegram:1")).plain();
-        assert!(closed.ends_with("\n✅ Allowed by telegram:1"), "{closed}");
+        let closed = approval_text(&title, Some("✅ Allowed by Alice")).plain();
+        assert!(closed.ends_with("\n✅ Allowed by Alice"), "{closed}");
+        let diff = json!(["🔐 Edit needs approval", "-a\n+b\n", "diff"]).to_string();
+        assert_eq!(
+            approval_text(&diff, None).discord(),
+            "**🔐 Edit needs approval**\n```diff\n-a\n+b\n```"
+        );
         // A title that is not the stored pair still renders.
         assert_eq!(approval_text("plain", None).plain(), "plain");
     }

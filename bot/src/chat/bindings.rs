@@ -80,6 +80,22 @@ impl Bindings {
             .unwrap_or_default()
     }
 
+    /// The thread that shows `session` in `chat` (one the bot opened from it, or a topic of
+    /// it), if any.
+    pub fn thread_of(&self, session: &SessionId, chat: &str) -> Option<Place> {
+        let maps = lock(&self.maps);
+        let places = maps.by_session.get(session)?;
+        places
+            .iter()
+            .find(|p| {
+                maps.by_place.get(*p).is_some_and(|b| {
+                    b.parent.as_deref() == Some(chat)
+                        || (b.chat_id == chat && b.thread_id.is_some())
+                })
+            })
+            .cloned()
+    }
+
     /// True when some place shows `session`.
     pub fn is_bound(&self, session: &SessionId) -> bool {
         lock(&self.maps).by_session.contains_key(session)

@@ -5,7 +5,8 @@
 //!   addressed to the bot is ignored; everything else passes the access gate
 //!   ([`super::access`]; others get one short refusal and nothing reaches a daemon) and
 //!   goes to [`super::prompts`] (text, debounced by [`super::debounce`]),
-//!   [`super::commands`] or [`super::approvals`] (button presses). It returns quickly:
+//!   [`super::commands`], [`super::approvals`] (approval and question buttons) or
+//!   [`super::places`] (Resume, Bind and `/new` menu buttons). It returns quickly:
 //!   slow work (starting a session, sending a prompt) runs in tasks the core owns, so an
 //!   adapter's dispatcher is never blocked by a daemon or by a pending approval.
 //! - **Outbound** ([`ChatCore::run_events`]): the feed of [`super::outbound`], one worker
@@ -29,7 +30,7 @@ use super::outbound::Feed;
 use super::render::Rich;
 use super::{
     Access, Ack, ChatPlatform, Incoming, Input, Outgoing, Place, Sender, approvals, commands,
-    prompts,
+    places, prompts,
 };
 use crate::AppState;
 
@@ -130,7 +131,10 @@ impl<P: ChatPlatform> ChatCore<P> {
                     .spawn(async move { commands::run(&ctx, inc, cmd).await });
                 None
             }
-            Input::Button(data) => Some(approvals::decide(&self.ctx, &inc, &data).await),
+            Input::Button(data) if data.starts_with("a:") || data.starts_with("q:") => {
+                Some(approvals::decide(&self.ctx, &inc, &data).await)
+            }
+            Input::Button(data) => Some(places::press(&self.ctx, &inc, &data).await),
         }
     }
 

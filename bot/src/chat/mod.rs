@@ -13,8 +13,11 @@
 //!   and the one way to send a daemon a command.
 //! - [`access`]: the allowlist, the per-user prompt limit, refusals and audit rows.
 //! - [`bindings`]: which places show which sessions (memory and `chat_bindings`).
-//! - [`commands`]: `/new`, `/list`, `/status`, `/stop`, `/interrupt`, `/bind`, `/prompt`,
-//!   `/help`.
+//! - [`commands`]: `/list`, `/status`, `/stop`, `/interrupt`, `/resume`, `/prompt`,
+//!   `/help`, each platform's commands in its own syntax.
+//! - [`places`]: `/new` (with a menu of recent directories), `/bind` and the Bind, Resume
+//!   and menu buttons: sessions shown in a place, a thread per session where the chat has
+//!   them.
 //! - [`debounce`] and [`prompts`]: messages a moment apart joined into one prompt, and
 //!   prompts sent to a session.
 //! - [`approvals`]: approval and question messages with buttons, decisions from presses.
@@ -34,6 +37,7 @@ pub mod core;
 mod ctx;
 mod debounce;
 mod outbound;
+mod places;
 mod prompts;
 pub mod ratelimit;
 pub mod render;
@@ -44,6 +48,7 @@ use std::sync::{Mutex, MutexGuard};
 
 use common::event::Surface;
 
+pub use self::ratelimit::Lane;
 use self::render::Rich;
 
 /// Locks `m`, going on with the data when another task panicked while holding it (the
@@ -178,6 +183,60 @@ impl NewArgs {
     }
 }
 
+/// The commands a platform may offer, for `/help` and usage hints (see
+/// [`ChatPlatform::usage`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CommandKind {
+    /// `/new`.
+    New,
+    /// `/list` (Telegram), `/sessions` (Discord).
+    List,
+    /// `/status`.
+    Status,
+    /// `/stop`.
+    Stop,
+    /// `/interrupt`.
+    Interrupt,
+    /// `/resume`.
+    Resume,
+    /// `/bind`.
+    Bind,
+    /// `/prompt`.
+    Prompt,
+    /// `/help`.
+    Help,
+}
+
+impl CommandKind {
+    /// Every command, in the order help lists them.
+    pub const ALL: [Self; 9] = [
+        Self::New,
+        Self::List,
+        Self::Status,
+        Self::Bind,
+        Self::Prompt,
+        Self::Interrupt,
+        Self::Stop,
+        Self::Resume,
+        Self::Help,
+    ];
+
+    /// What the command does, in a few words (help text and command menus).
+    pub fn about(self) -> &'static str {
+        match self {
+            Self::New => "start a session (pick a recent directory when you give none)",
+            Self::List => "all sessions, with buttons to show one here",
+            Self::Status => "the session shown here: state, machine, directory, cost",
+            Self::Stop => "stop the session shown here",
+            Self::Interrupt => "end its running turn (queued prompts stay)",
+            Self::Resume => "bring a stopped or failed session back, with its history",
+            Self::Bind => "show an existing session here",
+            Self::Prompt => "send a prompt at once, without waiting for more messages",
+            Self::Help => "this list",
+        }
+    }
+}
+
 /// A command, parsed by the adapter from its own syntax.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ChatCommand {
@@ -191,6 +250,8 @@ pub enum ChatCommand {
     Stop,
     /// Interrupt the bound session's turn.
     Interrupt,
+    /// Resume the bound session (stopped or failed).
+    Resume,
     /// Bind to an existing session (id, id prefix or name).
     Bind(String),
     /// Send a prompt to the bound session at once (no joining with other messages).
@@ -226,6 +287,7 @@ pub struct Incoming {
     pub direct: bool,
     /// The platform's id of the message, increasing in time within a chat. Pieces of one
     /// prompt are joined in this order, since adapters may handle messages concurrently.
+    /// For a button press: the message that carries the button.
     pub msg_id: Option<u64>,
     /// A handle for answering this input in place (a Discord interaction); `None`: answers
     /// are new messages.
@@ -245,7 +307,8 @@ pub struct Ack {
 
 /// The outbound side of a chat platform. Implementations pace their requests (see
 /// [`ratelimit`]) and retry when the platform says "too many requests", so a call
-/// returns once the message is really delivered or has failed for good.
+/// returns once the message is really delivered or has failed for good; only
+/// [`Lane::Progress`] requests may be skipped instead.
 pub trait ChatPlatform: Send + Sync + 'static {
     /// Short lowercase name, the `platform` column of the `chat_*` tables.
     fn name(&self) -> &'static str;
@@ -263,26 +326,56 @@ pub trait ChatPlatform: Send + Sync + 'static {
     /// Most messages a long final answer is split into; a longer one is sent as a file.
     fn answer_parts(&self) -> usize;
 
-    /// How `/new` is written here, for help and usage errors.
-    fn new_usage(&self) -> &'static str;
+    /// How `cmd` is written here (`/new directory:<dir>` on Discord), or `None` when the
+    /// platform does not offer it.
+    fn usage(&self, cmd: CommandKind) -> Option<&'static str>;
 
-    /// A clickable reference to `place`, where the platform has one (Discord `<#id>`).
-    fn link(&self, place: &Place) -> Option<String>;
+    /// A clickable reference to `place` (a thread or topic titled `title`), where the
+    /// platform has one (Discord `<#id>`, a Telegram topic link).
+    fn link(&self, place: &Place, title: &str) -> Option<Rich>;
 
-    /// Sends a message; returns its id.
+    /// Sends a message as [`Lane::Answer`]; returns its id.
     fn send(
         &self,
         to: &Place,
         msg: &Outgoing,
-    ) -> impl Future<Output = anyhow::Result<String>> + Send;
+    ) -> impl Future<Output = anyhow::Result<String>> + Send {
+        async move {
+            self.send_in(Lane::Answer, to, msg)
+                .await?
+                .ok_or_else(|| anyhow::anyhow!("an answer was not sent"))
+        }
+    }
 
-    /// Replaces the text and buttons of message `id`.
+    /// Sends a message in `lane`; `None` when a [`Lane::Progress`] message was skipped.
+    fn send_in(
+        &self,
+        lane: Lane,
+        to: &Place,
+        msg: &Outgoing,
+    ) -> impl Future<Output = anyhow::Result<Option<String>>> + Send;
+
+    /// Replaces the text and buttons of message `id`, as [`Lane::Answer`].
     fn edit(
         &self,
         to: &Place,
         id: &str,
         msg: &Outgoing,
-    ) -> impl Future<Output = anyhow::Result<()>> + Send;
+    ) -> impl Future<Output = anyhow::Result<()>> + Send {
+        async move { self.edit_in(Lane::Answer, to, id, msg).await.map(drop) }
+    }
+
+    /// Replaces message `id` in `lane`; false when a [`Lane::Progress`] edit was skipped.
+    fn edit_in(
+        &self,
+        lane: Lane,
+        to: &Place,
+        id: &str,
+        msg: &Outgoing,
+    ) -> impl Future<Output = anyhow::Result<bool>> + Send;
+
+    /// Shows "typing…" in `to` for a few seconds (or until the bot's next message).
+    fn typing(&self, to: &Place) -> impl Future<Output = anyhow::Result<()>> + Send;
 
     /// Sends `caption` with a file: one message where the platform can, else the caption
     /// first and then the file.

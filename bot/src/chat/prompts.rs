@@ -1,17 +1,21 @@
 //! Prompts from chat. Text written in a bound place passes the per-user limit and goes
 //! into that place's [`Debounce`] window; each closed window is sent to the session as one
 //! prompt by [`send`], which `/prompt` ([`super::commands`]) also uses to send at once.
-//! What the daemon says back (queued behind others, a note) is told to the place.
+//! What the daemon says back (queued behind others, a note) is told to the place. A prompt
+//! to a stopped or failed session is held and the place is offered a Resume button
+//! ([`not_sent`]); resuming sends it.
 
 use std::sync::Arc;
 
 use common::ipc::{Command, PromptAccepted, PromptArgs};
 use serde_json::json;
 
-use super::ctx::{Ctx, hub_msg};
+use super::commands::usage;
+use super::ctx::{Ctx, Held, hub_msg};
 use super::debounce::{Debounce, Piece, Window};
+use super::places::resume_button;
 use super::render::Rich;
-use super::{ChatPlatform, Incoming, Outgoing, Place, Sender};
+use super::{ChatPlatform, CommandKind, Incoming, Outgoing, Sender};
 use crate::db::ChatBinding;
 
 /// Handles text written in `inc.place`: a hint when no session is bound there, a word
@@ -29,8 +33,10 @@ pub async fn on_text<P: ChatPlatform>(
         ctx.reply(
             &inc.place,
             Rich::text(format!(
-                "No session here yet. Start one with {}, or /bind <session>. /help lists the commands.",
-                ctx.platform.new_usage()
+                "No session here yet. Start one with {}, or show one with {}. {} lists the commands.",
+                usage(ctx, CommandKind::New),
+                usage(ctx, CommandKind::Bind),
+                usage(ctx, CommandKind::Help),
             )),
         );
         return;
@@ -45,28 +51,73 @@ pub async fn on_text<P: ChatPlatform>(
         return;
     }
     let piece = Piece {
-        from: inc.from,
+        from: inc.from.clone(),
         text,
         order: inc.msg_id,
     };
     if let Some(window) = debounce.push(&inc.place, piece) {
         let me = ctx.clone();
-        ctx.spawn(async move { deliver(&me, inc.place, b, window).await });
+        ctx.spawn(async move { deliver(&me, inc, b, window).await });
     }
 }
 
-/// Waits for `window` to close and sends what it collected as one prompt, telling `place`
-/// what came of it when there is something to say.
-async fn deliver<P: ChatPlatform>(ctx: &Ctx<P>, place: Place, b: ChatBinding, window: Window) {
+/// Waits for `window` to close and sends what it collected as one prompt, telling the
+/// place of `inc` what came of it when there is something to say.
+async fn deliver<P: ChatPlatform>(ctx: &Ctx<P>, inc: Incoming, b: ChatBinding, window: Window) {
     let Some(joined) = window.collect().await else {
         return;
     };
-    let notes = match send(ctx, &b, &joined.from, joined.text, joined.pieces).await {
-        Ok(notes) => notes,
-        Err(msg) => format!("⚠️ Prompt not delivered: {msg}"),
+    let place = inc.place.clone();
+    let msg = match send(ctx, &b, &joined.from, joined.text.clone(), joined.pieces).await {
+        Ok(notes) if notes.is_empty() => return,
+        Ok(notes) => Outgoing::text(Rich::text(notes)),
+        Err(e) => {
+            let inc = Incoming {
+                from: joined.from,
+                ..inc
+            };
+            not_sent(ctx, &b, &inc, joined.text, e).await
+        }
     };
-    if !notes.is_empty() {
-        ctx.send(&place, Outgoing::text(Rich::text(notes))).await;
+    ctx.send(&place, msg).await;
+}
+
+/// What to tell the writer of a prompt `text` that `send` refused with `error`: a stopped
+/// or failed session holds it and offers to resume; anything else says why.
+pub async fn not_sent<P: ChatPlatform>(
+    ctx: &Ctx<P>,
+    b: &ChatBinding,
+    inc: &Incoming,
+    text: String,
+    error: String,
+) -> Outgoing {
+    let state = ctx
+        .state
+        .db
+        .get_session(&b.session_id)
+        .await
+        .ok()
+        .map(|r| r.info.state);
+    match state {
+        Some(s) if !s.is_live() => {
+            ctx.hold(
+                b.session_id,
+                Held {
+                    from: inc.from.clone(),
+                    text,
+                    place: inc.place.clone(),
+                },
+            );
+            Outgoing {
+                text: Rich::text(format!(
+                    "⏹ This session is {s}. Resume it and your prompt goes right after ({} does the same).",
+                    usage(ctx, CommandKind::Resume)
+                )),
+                buttons: vec![vec![resume_button(b.session_id)]],
+                choice: false,
+            }
+        }
+        _ => Outgoing::text(Rich::text(format!("⚠️ Prompt not delivered: {error}"))),
     }
 }
 

@@ -1,7 +1,9 @@
 //! The chat adapters' own state ([`crate::chat`], [`crate::telegram`],
 //! [`crate::discord`]): which session each chat thread shows (`chat_bindings`), the
 //! messages that carry approval buttons (`chat_approvals`, whose row id the buttons carry),
-//! how far each session's events have been shown (`chat_handled`), and on the inbound
+//! how far each session's events have been shown (`chat_handled`), the progress message of
+//! each running turn (`chat_progress`, so one left by a killed bot is finished after the
+//! restart), and on the inbound
 //! side the update cursor (`chat_offsets`) and the claims that make each update or message
 //! handled once (`chat_updates`). Only the chat code uses these tables.
 
@@ -29,6 +31,22 @@ pub struct ChatBinding {
     pub created_by: String,
     /// When (Unix ms).
     pub created_ms: u64,
+    /// The chat the thread was opened from (a forum, a text channel), when the bot opened
+    /// it; `None` for a place bound as it is.
+    pub parent: Option<String>,
+}
+
+/// A turn's progress message in one chat place (see the `chat_progress` table).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChatProgressRow {
+    /// The session whose turn it shows.
+    pub session_id: SessionId,
+    /// Where the message is.
+    pub chat_id: String,
+    /// Its thread, if any.
+    pub thread_id: Option<String>,
+    /// The platform message id.
+    pub message_id: String,
 }
 
 /// A chat message that carries approval or question buttons.
@@ -61,10 +79,10 @@ impl Db {
     #[tracing::instrument(skip_all)]
     pub async fn chat_bind(&self, b: &ChatBinding) -> DbResult<()> {
         sqlx::query(
-            "INSERT INTO chat_bindings (platform, chat_id, thread_id, session_id, daemon_id, created_by, created_ms)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+            "INSERT INTO chat_bindings (platform, chat_id, thread_id, session_id, daemon_id, created_by, created_ms, parent_id)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
              ON CONFLICT (platform, chat_id, thread_id) DO UPDATE SET session_id = ?4,
-                 daemon_id = ?5, created_by = ?6, created_ms = ?7",
+                 daemon_id = ?5, created_by = ?6, created_ms = ?7, parent_id = ?8",
         )
         .bind(&b.platform)
         .bind(&b.chat_id)
@@ -73,6 +91,7 @@ impl Db {
         .bind(&b.daemon_id.0)
         .bind(&b.created_by)
         .bind(int(b.created_ms)?)
+        .bind(b.parent.as_deref().unwrap_or(""))
         .execute(&self.pool)
         .await?;
         Ok(())
@@ -276,6 +295,76 @@ impl Db {
         Ok(first)
     }
 
+    /// Records a turn's progress message (see [`ChatProgressRow`]).
+    #[tracing::instrument(skip_all)]
+    pub async fn chat_progress_add(
+        &self,
+        platform: &str,
+        row: &ChatProgressRow,
+        now_ms: u64,
+    ) -> DbResult<()> {
+        sqlx::query(
+            "INSERT INTO chat_progress (platform, session_id, chat_id, thread_id, message_id, created_ms)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT DO NOTHING",
+        )
+        .bind(platform)
+        .bind(row.session_id.to_string())
+        .bind(&row.chat_id)
+        .bind(thread_col(row.thread_id.as_deref()))
+        .bind(&row.message_id)
+        .bind(int(now_ms)?)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// The progress messages of `session` whose turn's end has not been shown yet.
+    #[tracing::instrument(skip_all)]
+    pub async fn chat_progress(
+        &self,
+        platform: &str,
+        session: &SessionId,
+    ) -> DbResult<Vec<ChatProgressRow>> {
+        let rows = sqlx::query(
+            "SELECT * FROM chat_progress WHERE platform = ?1 AND session_id = ?2 ORDER BY created_ms",
+        )
+        .bind(platform)
+        .bind(session.to_string())
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(chat_progress_row).collect()
+    }
+
+    /// Forgets one progress message (its final state is shown).
+    #[tracing::instrument(skip_all)]
+    pub async fn chat_progress_done(
+        &self,
+        platform: &str,
+        chat_id: &str,
+        message_id: &str,
+    ) -> DbResult<()> {
+        sqlx::query(
+            "DELETE FROM chat_progress WHERE platform = ?1 AND chat_id = ?2 AND message_id = ?3",
+        )
+        .bind(platform)
+        .bind(chat_id)
+        .bind(message_id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Forgets progress messages older than `before_ms` (a session nobody shows any more).
+    #[tracing::instrument(skip_all)]
+    pub async fn chat_progress_trim(&self, platform: &str, before_ms: u64) -> DbResult<u64> {
+        let done = sqlx::query("DELETE FROM chat_progress WHERE platform = ?1 AND created_ms < ?2")
+            .bind(platform)
+            .bind(int(before_ms)?)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected())
+    }
+
     /// Records the platform message id of approval message `id` once it is sent.
     #[tracing::instrument(skip_all)]
     pub async fn chat_approval_set_message(&self, id: i64, message_id: &str) -> DbResult<()> {
@@ -309,6 +398,17 @@ fn chat_binding_row(r: &SqliteRow) -> DbResult<ChatBinding> {
         daemon_id: DaemonId(r.try_get("daemon_id")?),
         created_by: r.try_get("created_by")?,
         created_ms: uint(r.try_get("created_ms")?),
+        parent: opt_thread(r.try_get("parent_id")?),
+    })
+}
+
+/// Decodes one row of `chat_progress`.
+fn chat_progress_row(r: &SqliteRow) -> DbResult<ChatProgressRow> {
+    Ok(ChatProgressRow {
+        session_id: session_column(r, "session_id")?,
+        chat_id: r.try_get("chat_id")?,
+        thread_id: opt_thread(r.try_get("thread_id")?),
+        message_id: r.try_get("message_id")?,
     })
 }
 

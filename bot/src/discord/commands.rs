@@ -1,8 +1,9 @@
 //! The slash commands: their definitions ([`commands`]), their registration on the first
 //! READY ([`register`]: a bulk overwrite per configured server, and/or globally), and
-//! their handling ([`on_command`]): each is deferred at once (a stranger's defer is
-//! private) and handed to the chat core, which answers it by editing the deferred response
-//! ([`super::platform`]).
+//! their handling ([`on_command`]): each is deferred at once and handed to the chat core,
+//! which answers it by editing the deferred response ([`super::platform`]). Answers only
+//! the asker needs (`/status`, `/sessions`, `/help`) are private unless they pass
+//! `share:true`, and so is a stranger's refusal.
 //!
 //! The gateway handler ([`super::gateway`]) calls [`register`] and [`on_command`].
 
@@ -27,6 +28,13 @@ pub fn commands() -> Vec<CreateCommand> {
     let text = |name: &str, what: &str, required: bool| {
         CreateCommandOption::new(CommandOptionType::String, name, what).required(required)
     };
+    let share = || {
+        CreateCommandOption::new(
+            CommandOptionType::Boolean,
+            "share",
+            "Show the answer to everyone here (it is private otherwise)",
+        )
+    };
     vec![
         CreateCommand::new("new")
             .description("Start a Claude Code session in a new thread")
@@ -41,17 +49,25 @@ pub fn commands() -> Vec<CreateCommand> {
                 false,
             ))
             .add_option(text("name", "A name for the session", false)),
-        CreateCommand::new("sessions").description("List sessions"),
-        CreateCommand::new("status").description("Show the session bound here"),
-        CreateCommand::new("stop").description("Stop the session bound here"),
-        CreateCommand::new("interrupt").description("Interrupt the running turn"),
+        CreateCommand::new("sessions")
+            .description("List sessions, with buttons to show one here")
+            .add_option(share()),
+        CreateCommand::new("status")
+            .description("The session shown here: state, machine, directory, cost")
+            .add_option(share()),
+        CreateCommand::new("stop").description("Stop the session shown here"),
+        CreateCommand::new("interrupt").description("End the running turn (queued prompts stay)"),
+        CreateCommand::new("resume")
+            .description("Bring a stopped or failed session back, with its history"),
         CreateCommand::new("bind")
             .description("Show an existing session here")
             .add_option(text("session", "Session id, id prefix or name", true)),
         CreateCommand::new("prompt")
             .description("Send a prompt to the session bound here")
             .add_option(text("text", "The prompt", true)),
-        CreateCommand::new("help").description("What the bot can do"),
+        CreateCommand::new("help")
+            .description("What the bot can do")
+            .add_option(share()),
     ]
 }
 
@@ -127,6 +143,7 @@ fn command_of(cmd: &CommandInteraction) -> Option<ChatCommand> {
         "status" => ChatCommand::Status,
         "stop" => ChatCommand::Stop,
         "interrupt" => ChatCommand::Interrupt,
+        "resume" => ChatCommand::Resume,
         "bind" => ChatCommand::Bind(opt("session").unwrap_or_default()),
         "prompt" => ChatCommand::Prompt(opt("text").unwrap_or_default()),
         "help" => ChatCommand::Help,
@@ -139,7 +156,8 @@ fn command_of(cmd: &CommandInteraction) -> Option<ChatCommand> {
 pub async fn on_command(core: &Arc<ChatCore<Discord>>, cmd: CommandInteraction) {
     let platform = core.platform();
     let roles = cmd.member.as_ref().map(|m| m.roles.as_slice());
-    let from = sender(&cmd.user, roles);
+    let nick = cmd.member.as_ref().and_then(|m| m.nick.as_deref());
+    let from = sender(&cmd.user, nick, roles);
     let Some(command) = command_of(&cmd) else {
         let msg = CreateInteractionResponseMessage::new()
             .content("Unknown command: the bot's commands have changed; try again in a moment.")
@@ -156,8 +174,17 @@ pub async fn on_command(core: &Arc<ChatCore<Discord>>, cmd: CommandInteraction) 
         return;
     };
     // Acknowledge first: Discord drops an interaction not answered within 3 s. A refusal
-    // is answered privately.
-    let private = !core.allows(&from);
+    // is answered privately, and so are answers only the asker needs unless shared.
+    let shared = cmd
+        .data
+        .options
+        .iter()
+        .any(|o| o.name == "share" && matches!(o.value, CommandDataOptionValue::Boolean(true)));
+    let personal = matches!(
+        command,
+        ChatCommand::Status | ChatCommand::List | ChatCommand::Help
+    );
+    let private = !core.allows(&from) || (personal && !shared);
     let defer = CreateInteractionResponse::Defer(
         CreateInteractionResponseMessage::new().ephemeral(private),
     );
@@ -208,6 +235,7 @@ mod tests {
                 "status",
                 "stop",
                 "interrupt",
+                "resume",
                 "bind",
                 "prompt",
                 "help"
@@ -216,6 +244,8 @@ mod tests {
         let new = &v[0];
         assert_eq!(new["options"][0]["name"], "directory");
         assert_eq!(new["options"][0]["type"], 3);
-        assert_eq!(v[5]["options"][0]["required"], true);
+        assert_eq!(v[6]["options"][0]["required"], true);
+        assert_eq!(v[1]["options"][0]["name"], "share");
+        assert_eq!(v[1]["options"][0]["type"], 5);
     }
 }

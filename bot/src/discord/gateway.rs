@@ -16,8 +16,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use serenity::all::{
-    ComponentInteraction, Context, CreateInteractionResponse, EventHandler, GatewayIntents,
-    Interaction, Message, Ready, ResumedEvent,
+    ChannelType, ComponentInteraction, Context, CreateInteractionResponse, EventHandler,
+    GatewayIntents, Interaction, Message, Ready, ResumedEvent,
 };
 use tracing::{info, warn};
 
@@ -80,12 +80,17 @@ impl Handler {
             return;
         };
         let roles = c.member.as_ref().map(|m| m.roles.as_slice());
+        let nick = c.member.as_ref().and_then(|m| m.nick.as_deref());
+        let threads = c
+            .channel
+            .as_ref()
+            .is_some_and(|ch| matches!(ch.kind, ChannelType::Text | ChannelType::News));
         let inc = Incoming {
             place: place_of(c.channel_id),
-            from: sender(&c.user, roles),
-            threads: false,
+            from: sender(&c.user, nick, roles),
+            threads,
             direct: true,
-            msg_id: None,
+            msg_id: Some(c.message.id.get()),
             reply: None,
             input: Input::Button(data),
         };

@@ -29,14 +29,17 @@ pub fn place_of(channel: ChannelId) -> Place {
     }
 }
 
-/// `user` as a sender, with their role ids in the server when known.
-pub fn sender(user: &User, roles: Option<&[RoleId]>) -> Sender {
+/// `user` as a sender, named as the server shows them (their nickname there, else their
+/// display name, else their username), with their role ids in the server when known.
+pub fn sender(user: &User, nick: Option<&str>, roles: Option<&[RoleId]>) -> Sender {
+    let name = nick
+        .or(user.global_name.as_deref())
+        .map(str::trim)
+        .filter(|n| !n.is_empty())
+        .map_or_else(|| user.name.clone(), str::to_owned);
     Sender {
         id: user.id.to_string(),
-        name: user
-            .global_name
-            .clone()
-            .unwrap_or_else(|| format!("@{}", user.name)),
+        name,
         roles: roles
             .unwrap_or_default()
             .iter()
@@ -71,9 +74,10 @@ pub fn incoming_of(msg: &Message, bot: u64) -> Option<Incoming> {
         return None;
     }
     let roles = msg.member.as_ref().map(|m| m.roles.as_slice());
+    let nick = msg.member.as_ref().and_then(|m| m.nick.as_deref());
     Some(Incoming {
         place: place_of(msg.channel_id),
-        from: sender(&msg.author, roles),
+        from: sender(&msg.author, nick, roles),
         threads: false,
         direct: msg.guild_id.is_none() || mentioned,
         msg_id: Some(msg.id.get()),

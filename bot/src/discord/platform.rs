@@ -24,7 +24,7 @@ use super::render::{components, fit};
 use super::rest::{Pace, Rest};
 use super::{ANSWER_PARTS, PLATFORM, TEXT_LIMIT};
 use crate::chat::render::{self, Rich};
-use crate::chat::{ChatPlatform, Outgoing, Place};
+use crate::chat::{ChatPlatform, CommandKind, Lane, Outgoing, Place};
 
 /// Embed description limit.
 const EMBED_LIMIT: usize = 4096;
@@ -66,6 +66,15 @@ fn parse_reply(reply: &str) -> anyhow::Result<(ApplicationId, &str)> {
         .filter(|v| *v != 0)
         .ok_or_else(|| anyhow::anyhow!("bad application id in a reply handle"))?;
     Ok((ApplicationId::new(app), token))
+}
+
+/// How a message of `lane` to `channel` is paced.
+fn pace(lane: Lane, channel: &str) -> Pace<'_> {
+    match lane {
+        Lane::Answer => Pace::Channel(channel),
+        Lane::Tidy => Pace::Tidy(channel),
+        Lane::Progress => Pace::Progress(channel),
+    }
 }
 
 /// The outbound side: [`Rest`] with Discord's limits.
@@ -149,15 +158,30 @@ impl ChatPlatform for Discord {
         ANSWER_PARTS
     }
 
-    fn new_usage(&self) -> &'static str {
-        "/new directory:<dir> name:<name>"
+    fn usage(&self, cmd: CommandKind) -> Option<&'static str> {
+        Some(match cmd {
+            CommandKind::New => "/new directory:<dir> name:<name> daemon:<machine>",
+            CommandKind::List => "/sessions",
+            CommandKind::Status => "/status",
+            CommandKind::Stop => "/stop",
+            CommandKind::Interrupt => "/interrupt",
+            CommandKind::Resume => "/resume",
+            CommandKind::Bind => "/bind session:<session>",
+            CommandKind::Prompt => "/prompt text:<text>",
+            CommandKind::Help => "/help",
+        })
     }
 
-    fn link(&self, place: &Place) -> Option<String> {
-        Some(format!("<#{}>", place.chat))
+    fn link(&self, place: &Place, _title: &str) -> Option<Rich> {
+        Some(Rich::default().md(format!("<#{}>", place.chat)))
     }
 
-    async fn send(&self, to: &Place, msg: &Outgoing) -> anyhow::Result<String> {
+    async fn send_in(
+        &self,
+        lane: Lane,
+        to: &Place,
+        msg: &Outgoing,
+    ) -> anyhow::Result<Option<String>> {
         let channel = channel_id(&to.chat)?;
         let body = CreateMessage::new()
             .content(fit(&msg.text, TEXT_LIMIT))
@@ -165,8 +189,8 @@ impl ChatPlatform for Discord {
             .allowed_mentions(CreateAllowedMentions::new());
         let sent = self
             .rest
-            .json(
-                Pace::Channel(&to.chat),
+            .try_json(
+                pace(lane, &to.chat),
                 Route::ChannelMessages {
                     channel_id: channel,
                 },
@@ -174,10 +198,29 @@ impl ChatPlatform for Discord {
                 &body,
             )
             .await?;
-        message_id(&sent)
+        sent.map(|v| message_id(&v)).transpose()
     }
 
-    async fn edit(&self, to: &Place, id: &str, msg: &Outgoing) -> anyhow::Result<()> {
+    async fn typing(&self, to: &Place) -> anyhow::Result<()> {
+        let channel = channel_id(&to.chat)?;
+        let req = Request::new(
+            Route::ChannelTyping {
+                channel_id: channel,
+            },
+            LightMethod::Post,
+        );
+        // Not a message: the bot-wide pace only.
+        self.rest.call(Pace::Global, req).await?;
+        Ok(())
+    }
+
+    async fn edit_in(
+        &self,
+        lane: Lane,
+        to: &Place,
+        id: &str,
+        msg: &Outgoing,
+    ) -> anyhow::Result<bool> {
         let channel = channel_id(&to.chat)?;
         let id = id
             .parse::<u64>()
@@ -189,9 +232,10 @@ impl ChatPlatform for Discord {
             .content(fit(&msg.text, TEXT_LIMIT))
             .components(components(msg))
             .allowed_mentions(CreateAllowedMentions::new());
-        self.rest
-            .json(
-                Pace::Channel(&to.chat),
+        let done = self
+            .rest
+            .try_json(
+                pace(lane, &to.chat),
                 Route::ChannelMessage {
                     channel_id: channel,
                     message_id: id,
@@ -200,7 +244,7 @@ impl ChatPlatform for Discord {
                 &body,
             )
             .await?;
-        Ok(())
+        Ok(done.is_some())
     }
 
     async fn send_file(

@@ -18,7 +18,7 @@ use serde_json::Value;
 use serenity::http::{LightMethod, Request, Route};
 use tracing::warn;
 
-use crate::chat::ratelimit::{Outbound, OutboundQuotas};
+use crate::chat::ratelimit::{Lane, Outbound, OutboundQuotas};
 
 /// Attempts per request; 429s wait their `retry_after` in between.
 const ATTEMPTS: u32 = 12;
@@ -44,8 +44,14 @@ pub const DISCORD_QUOTAS: OutboundQuotas = OutboundQuotas {
 /// What a request counts against.
 #[derive(Clone, Copy, Debug)]
 pub enum Pace<'a> {
-    /// A message (sent or edited) in this channel: per channel and global limits.
+    /// A message (sent or edited) in this channel: per channel and global limits, ahead
+    /// of tidy-ups and progress ([`Lane::Answer`]).
     Channel(&'a str),
+    /// A tidy-up in this channel: waits behind answers ([`Lane::Tidy`]).
+    Tidy(&'a str),
+    /// Progress in this channel: only when the channel's budget is free now, and never
+    /// retried after a 429 ([`Lane::Progress`]).
+    Progress(&'a str),
     /// Anything else of the bot's: the global limit.
     Global,
     /// An interaction response: not bound by the bot's limits, and it must not wait behind
@@ -148,13 +154,47 @@ impl Rest {
             .await
     }
 
+    /// Like [`Rest::json`], but `None` when a [`Pace::Progress`] request did not go.
+    pub async fn try_json(
+        &self,
+        pace: Pace<'_>,
+        route: Route<'_>,
+        method: LightMethod,
+        body: &impl serde::Serialize,
+    ) -> Result<Option<Value>, RestError> {
+        let body = serde_json::to_vec(body).map_err(|e| RestError::Build(e.to_string()))?;
+        self.try_call(pace, Request::new(route, method).body(Some(body)))
+            .await
+    }
+
     /// Sends `req`, paced as `pace` says; returns the JSON answer (`Null` for 204).
     pub async fn call(&self, pace: Pace<'_>, req: Request<'_>) -> Result<Value, RestError> {
         let route = route_label(&req);
+        self.try_call(pace, req)
+            .await?
+            .ok_or(RestError::RateLimited { route })
+    }
+
+    /// Like [`Rest::call`], but `None` when a [`Pace::Progress`] request did not go.
+    pub async fn try_call(
+        &self,
+        pace: Pace<'_>,
+        req: Request<'_>,
+    ) -> Result<Option<Value>, RestError> {
+        let route = route_label(&req);
         let mut transient = 0;
+        let progress = matches!(pace, Pace::Progress(_));
         for _ in 0..ATTEMPTS {
             match pace {
                 Pace::Channel(c) => self.limits.message(c, false).await,
+                Pace::Tidy(c) => {
+                    self.limits.message_in(Lane::Tidy, c, false).await;
+                }
+                Pace::Progress(c) => {
+                    if !self.limits.message_in(Lane::Progress, c, false).await {
+                        return Ok(None);
+                    }
+                }
                 Pace::Global => self.limits.other().await,
                 Pace::Interaction => {}
             }
@@ -185,7 +225,10 @@ impl Rest {
             })?;
             let json: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
             if status.is_success() {
-                return Ok(json);
+                return Ok(Some(json));
+            }
+            if status.as_u16() == 429 && progress {
+                return Ok(None);
             }
             if status.as_u16() == 429 {
                 let wait = retry_after(&headers, &json).min(MAX_RETRY_AFTER);

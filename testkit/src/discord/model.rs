@@ -115,6 +115,8 @@ impl Channel {
 
 pub(super) struct MemberInfo {
     pub(super) name: String,
+    /// The member's nickname in the guild, if they set one.
+    pub(super) nick: Option<String>,
     pub(super) roles: Vec<u64>,
     pub(super) joined: SystemTime,
 }

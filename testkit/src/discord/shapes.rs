@@ -52,16 +52,17 @@ impl World {
 
     /// The guild member object; `with_user` for interactions, without for messages.
     pub(super) fn member_json(&self, id: u64, with_user: bool, permissions: bool) -> Value {
-        let (roles, joined) = match self.members.get(&id) {
-            Some(m) => (m.roles.clone(), m.joined),
+        let (roles, joined, nick) = match self.members.get(&id) {
+            Some(m) => (m.roles.clone(), m.joined, m.nick.clone()),
             None => (
                 Vec::new(),
                 SystemTime::UNIX_EPOCH + Duration::from_secs(1_600_000_000),
+                None,
             ),
         };
         let mut member = json!({
             "roles": roles.iter().map(u64::to_string).collect::<Vec<_>>(),
-            "nick": null,
+            "nick": nick,
             "avatar": null,
             "banner": null,
             "premium_since": null,

@@ -170,10 +170,21 @@ impl World {
             user,
             MemberInfo {
                 name: name.to_owned(),
+                nick: None,
                 roles: roles.to_vec(),
                 joined: SystemTime::now(),
             },
         );
+    }
+
+    pub fn set_nick(&mut self, user: u64, nick: Option<&str>) {
+        let member = self.members.entry(user).or_insert_with(|| MemberInfo {
+            name: format!("user{user}"),
+            nick: None,
+            roles: Vec::new(),
+            joined: SystemTime::now(),
+        });
+        member.nick = nick.map(str::to_owned);
     }
 
     pub fn fail_next(&mut self, route: &str, status: u16, retry_after: Option<f64>) {

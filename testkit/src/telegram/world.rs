@@ -455,16 +455,43 @@ impl World {
             "text": text,
         });
         chat.place_in_thread(&mut message, thread_id);
+        let mut entities = Vec::new();
         if text.starts_with('/') {
             let command = text.split(char::is_whitespace).next().unwrap_or(text);
-            message["entities"] = json!([{
+            entities.push(json!({
                 "type": "bot_command",
                 "offset": 0,
                 "length": markup::utf16_len(command),
-            }]);
+            }));
+        }
+        entities.extend(mention_entities(text));
+        if !entities.is_empty() {
+            message["entities"] = Value::Array(entities);
         }
         self.enqueue("message", message);
         message_id
+    }
+
+    /// A user's message that replies to the bot's message `reply_to` (the update carries
+    /// that message as `reply_to_message`, as Telegram does). `None` if the bot sent no
+    /// such message in that chat.
+    pub fn user_reply(
+        &mut self,
+        chat_id: i64,
+        from: i64,
+        text: &str,
+        reply_to: i32,
+    ) -> Option<i32> {
+        let bot = self.bot_json();
+        let chat = self.chats.get(&chat_id)?;
+        let stored = chat.messages.iter().find(|m| m.message_id == reply_to)?;
+        let replied = chat.message_json(stored, &bot);
+        let thread_id = stored.thread_id;
+        let id = self.user_message(chat_id, from, text, thread_id);
+        if let Some((_, update)) = self.queue.back_mut() {
+            update["message"]["reply_to_message"] = replied;
+        }
+        Some(id)
     }
 
     /// Queues a callback query for a button of a bot message. `None` if the bot sent no
@@ -1288,6 +1315,37 @@ fn check_button(button: &Value) -> Result<(), Failure> {
         return Ok(());
     }
     Err(parse("Text buttons are unallowed in the inline keyboard"))
+}
+
+/// A `mention` entity for every `@username` in `text` (5 to 32 letters, digits or `_`), as
+/// Telegram reports them.
+fn mention_entities(text: &str) -> Vec<Value> {
+    let mut out = Vec::new();
+    let mut offset = 0; // UTF-16 units before `i`
+    let chars: Vec<char> = text.chars().collect();
+    let mut i = 0;
+    while i < chars.len() {
+        let starts_word = i == 0 || !(chars[i - 1].is_alphanumeric() || chars[i - 1] == '_');
+        if chars[i] == '@' && starts_word {
+            let name_len = chars[i + 1..]
+                .iter()
+                .take_while(|c| c.is_ascii_alphanumeric() || **c == '_')
+                .count();
+            if (5..=32).contains(&name_len) {
+                out.push(json!({
+                    "type": "mention",
+                    "offset": offset,
+                    "length": name_len + 1,
+                }));
+                offset += name_len + 1;
+                i += name_len + 1;
+                continue;
+            }
+        }
+        offset += chars[i].len_utf16();
+        i += 1;
+    }
+    out
 }
 
 /// True when a command request has no scope or the default one.

@@ -1,18 +1,25 @@
-//! The end of a turn: its progress message marked done or ended, then the final answer
-//! with a summary line, in every place that shows the session. The answer goes as one
-//! message when it fits the platform's limit; else split into up to the platform's
-//! `answer_parts` messages ([`render::split`]: at line ends, code blocks closed and
-//! reopened); else as the start of it with the whole text attached as `answer.md`.
+//! The end of a turn: the final answer with its summary line, in every place that shows
+//! the session, as soon as the turn ends. Nothing cosmetic goes before it:
+//!
+//! - An answer that fits one message replaces the turn's progress message where there is
+//!   one (one edit, one message per turn), else it is one new message.
+//! - A longer answer is split into up to the platform's `answer_parts` messages
+//!   ([`render::split`]: at line ends, code blocks closed and reopened), or beyond that its
+//!   start goes with the whole text as `answer.md`; the progress message is tidied up
+//!   afterwards, behind any answer waiting for the same chat ([`Lane::Tidy`]).
+//!
+//! The summary line counts only what happened: files changed by calls that succeeded,
+//! denied and failed calls, and says when the turn was interrupted or failed.
 //!
 //! The session's worker ([`super::worker`]) calls [`post`] on a `TurnResult` event.
 
 use common::ids::SessionId;
-use tracing::error;
+use tracing::{error, warn};
 
-use super::progress::{Phase, Turn};
+use super::progress::{Phase, Turn, forget};
 use crate::chat::ctx::Ctx;
 use crate::chat::render::{self, Rich};
-use crate::chat::{ChatPlatform, Outgoing};
+use crate::chat::{ChatPlatform, Lane, Outgoing, Place};
 
 /// How a turn ended, from its `TurnResult` event.
 pub struct Outcome<'a> {
@@ -28,22 +35,110 @@ pub struct Outcome<'a> {
     pub duration_ms: Option<u64>,
 }
 
+/// What the answer looks like on this platform.
+enum Shape {
+    /// One message or a few.
+    Parts(Vec<Rich>),
+    /// The start of it, with the whole text as a file.
+    File { preview: Rich, text: String },
+}
+
 /// Ends `turn` of `session` as `end` says and posts its answer (see the module docs).
-pub async fn post<P: ChatPlatform>(ctx: &Ctx<P>, session: SessionId, turn: Turn, end: Outcome<'_>) {
-    let phase = if end.is_error {
-        Phase::Failed
-    } else {
-        Phase::Done
+pub async fn post<P: ChatPlatform>(
+    ctx: &Ctx<P>,
+    session: SessionId,
+    mut turn: Turn,
+    end: Outcome<'_>,
+) {
+    turn.ledger.end();
+    let interrupted = turn.interrupted && end.is_error;
+    let phase = match (interrupted, end.is_error) {
+        (true, _) => Phase::Interrupted,
+        (false, true) => Phase::Failed,
+        (false, false) => Phase::Done,
     };
-    turn.edit(ctx, phase).await;
+    let shape = shape(ctx, &turn, &end, interrupted);
+    // Every place that shows the session now, and any a progress message is in.
+    let mut places = ctx.bindings.places_of(&session);
+    for s in &turn.shown {
+        if !places.contains(&s.place) {
+            places.push(s.place.clone());
+        }
+    }
+    for place in places {
+        let progress = turn
+            .shown
+            .iter_mut()
+            .find(|s| s.place == place)
+            .and_then(|s| s.id.take());
+        match (&shape, progress) {
+            (Shape::Parts(parts), Some(id)) if parts.len() == 1 => {
+                let msg = Outgoing::text(parts[0].clone());
+                match ctx.platform.edit_in(Lane::Answer, &place, &id, &msg).await {
+                    Ok(_) => {}
+                    Err(e) => {
+                        // The progress message is gone (deleted, say): the answer is new.
+                        warn!(
+                            error = format!("{e:#}"),
+                            "the answer could not replace the progress message"
+                        );
+                        ctx.send(&place, msg).await;
+                    }
+                }
+                forget(ctx, &place, &id).await;
+            }
+            (shape, progress) => {
+                send(ctx, &place, shape).await;
+                if let Some(id) = progress {
+                    let text = Outgoing::text(turn.progress_text(phase));
+                    if let Err(e) = ctx.platform.edit_in(Lane::Tidy, &place, &id, &text).await {
+                        warn!(error = format!("{e:#}"), "progress edit failed");
+                    }
+                    forget(ctx, &place, &id).await;
+                }
+            }
+        }
+    }
+}
+
+/// Sends the answer in `shape` to `place`, as new messages.
+async fn send<P: ChatPlatform>(ctx: &Ctx<P>, place: &Place, shape: &Shape) {
+    match shape {
+        Shape::Parts(parts) => {
+            for part in parts {
+                ctx.send(place, Outgoing::text(part.clone())).await;
+            }
+        }
+        Shape::File { preview, text } => {
+            if let Err(e) = ctx
+                .platform
+                .send_file(place, "answer.md", text.clone().into_bytes(), preview)
+                .await
+            {
+                error!(error = format!("{e:#}"), "sending the answer file failed");
+            }
+        }
+    }
+}
+
+/// The answer of a turn as this platform shows it: head (how the turn ended), the text,
+/// and the summary line.
+fn shape<P: ChatPlatform>(
+    ctx: &Ctx<P>,
+    turn: &Turn,
+    end: &Outcome<'_>,
+    interrupted: bool,
+) -> Shape {
     let answer = end
         .text
         .filter(|s| !s.trim().is_empty())
         .unwrap_or_else(|| turn.text())
         .to_owned();
-    let summary = turn.summary(end.cost_usd, end.duration_ms);
+    let summary = render::summary_line(&turn.ledger.tally(), end.cost_usd, end.duration_ms);
     let mut head = Rich::default();
-    if end.is_error {
+    if interrupted {
+        head = head.bold("⏸ Interrupted").push("\n");
+    } else if end.is_error {
         head = head
             .bold(format!("❌ The turn failed ({})", end.subtype))
             .push("\n");
@@ -53,16 +148,13 @@ pub async fn post<P: ChatPlatform>(ctx: &Ctx<P>, session: SessionId, turn: Turn,
     let measure = |r: &Rich| platform.measure(r);
     let tail = format!("\n\n{summary}");
     let body = render::markdown(&answer);
-    let full = head.clone().extend(body).push(tail.clone());
-    // One message; else up to `answer_parts` messages (code blocks closed and reopened at
-    // the cuts); else the start of it with the whole text as a file.
+    let full = if answer.trim().is_empty() {
+        head.clone().push(summary)
+    } else {
+        head.clone().extend(body).push(tail.clone())
+    };
     if let Some(parts) = render::split(&full, limit, platform.answer_parts(), measure) {
-        for place in ctx.bindings.places_of(&session) {
-            for part in &parts {
-                ctx.send(&place, Outgoing::text(part.clone())).await;
-            }
-        }
-        return;
+        return Shape::Parts(parts);
     }
     let note = format!(
         "\n\n(full answer, {} characters, attached as a file){tail}",
@@ -82,12 +174,8 @@ pub async fn post<P: ChatPlatform>(ctx: &Ctx<P>, session: SessionId, turn: Turn,
         }
         room = room * 9 / 10;
     };
-    for place in ctx.bindings.places_of(&session) {
-        if let Err(e) = platform
-            .send_file(&place, "answer.md", answer.clone().into_bytes(), &preview)
-            .await
-        {
-            error!(error = format!("{e:#}"), "sending the answer file failed");
-        }
+    Shape::File {
+        preview,
+        text: answer,
     }
 }

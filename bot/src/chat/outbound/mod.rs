@@ -11,11 +11,14 @@
 //! stopped (say, waiting out a 429) is posted after the restart, once.
 //!
 //! - [`worker`]: one session's worker task.
-//! - [`progress`]: the running turn and its progress message.
-//! - [`answer`]: the final answer with its summary line, split or sent as a file.
+//! - [`progress`]: the running turn, "typing…", and its progress message.
+//! - [`tools`]: the turn's tool calls and how each ended, for a truthful summary.
+//! - [`answer`]: the final answer with its summary line, in place of the progress message
+//!   when it fits, else split or sent as a file.
 
 mod answer;
 mod progress;
+mod tools;
 mod worker;
 
 use std::collections::HashMap;
@@ -48,6 +51,9 @@ impl Feed {
         // Resume from the lowest "shown up to" mark of the bound sessions, so what was
         // committed but not yet shown when the bot last stopped is shown now.
         let last = db.last_event_id().await?;
+        // Progress messages of sessions nobody shows any more are not finished after a week.
+        let week_ago = common::event::now_ms().saturating_sub(7 * 24 * 3600 * 1000);
+        db.chat_progress_trim(platform, week_ago).await?;
         let handled: HashMap<SessionId, i64> = db
             .chat_handled(platform)
             .await?

@@ -7,9 +7,11 @@
 //! - [`split`](fn@split): a long text cut into messages, code blocks closed and reopened.
 //! - [`turn`]: how a turn reads in chat: tool lines, tool previews, changed files, the
 //!   summary line.
+//! - [`diff`]: a file-editing tool call as a unified diff, for approval messages.
 //!
 //! Nothing here does I/O, so it is all unit-tested.
 
+pub mod diff;
 mod markdown;
 mod split;
 mod turn;
@@ -18,7 +20,7 @@ use std::fmt::Write as _;
 
 pub use self::markdown::markdown;
 pub use self::split::split;
-pub use self::turn::{changed_file, duration, summary_line, tool_line, tool_preview};
+pub use self::turn::{Tally, changed_file, duration, summary_line, tool_line, tool_preview};
 
 /// One piece of [`Rich`] text.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -32,6 +34,13 @@ pub enum Span {
     Bold(String),
     /// Inline code.
     Code(String),
+    /// A link: `text` pointing at `url`.
+    Link {
+        /// What the reader sees.
+        text: String,
+        /// Where it goes (`https://…`).
+        url: String,
+    },
     /// A code block; `lang` may be empty.
     Pre {
         /// The fence's language (`rust`, `sh`, ...).
@@ -46,6 +55,7 @@ impl Span {
     fn body(&self) -> &str {
         match self {
             Self::Text(t) | Self::Md(t) | Self::Bold(t) | Self::Code(t) => t,
+            Self::Link { text, .. } => text,
             Self::Pre { code, .. } => code,
         }
     }
@@ -57,6 +67,10 @@ impl Span {
             Self::Md(_) => Self::Md(text),
             Self::Bold(_) => Self::Bold(text),
             Self::Code(_) => Self::Code(text),
+            Self::Link { url, .. } => Self::Link {
+                text,
+                url: url.clone(),
+            },
             Self::Pre { lang, .. } => Self::Pre {
                 lang: lang.clone(),
                 code: text,
@@ -76,6 +90,7 @@ impl Span {
     fn push_str(&mut self, s: &str) {
         match self {
             Self::Text(t) | Self::Md(t) | Self::Bold(t) | Self::Code(t) => t.push_str(s),
+            Self::Link { text, .. } => text.push_str(s),
             Self::Pre { code, .. } => code.push_str(s),
         }
     }
@@ -123,6 +138,17 @@ impl Rich {
         self
     }
 
+    /// Appends a link to `url` reading `text` (only `http(s)://` URLs; others stay text).
+    pub fn link(mut self, text: impl Into<String>, url: impl Into<String>) -> Self {
+        let (text, url) = (text.into(), url.into());
+        if url.starts_with("https://") || url.starts_with("http://") {
+            self.0.push(Span::Link { text, url });
+        } else {
+            self.0.push(Span::Text(text));
+        }
+        self
+    }
+
     /// Appends Markdown that Discord shows as such (see [`Span::Md`]).
     pub fn md(mut self, s: impl Into<String>) -> Self {
         self.0.push(Span::Md(s.into()));
@@ -141,6 +167,9 @@ impl Rich {
         for s in &self.0 {
             match s {
                 Span::Text(t) | Span::Md(t) | Span::Bold(t) | Span::Code(t) => out.push_str(t),
+                Span::Link { text, url } => {
+                    let _ = write!(out, "{text} ({url})");
+                }
                 Span::Pre { code: t, .. } => {
                     if !out.is_empty() && !out.ends_with('\n') {
                         out.push('\n');
@@ -166,6 +195,14 @@ impl Rich {
                 }
                 Span::Code(t) => {
                     let _ = write!(out, "<code>{}</code>", escape_html(t));
+                }
+                Span::Link { text, url } => {
+                    let _ = write!(
+                        out,
+                        "<a href=\"{}\">{}</a>",
+                        escape_html(url),
+                        escape_html(text)
+                    );
                 }
                 Span::Pre { lang, code } => match fence_lang(lang) {
                     Some(l) => {
@@ -201,6 +238,10 @@ impl Rich {
                     let _ = write!(out, "**{}**", escape_discord(t));
                 }
                 Span::Code(t) if !t.is_empty() => out.push_str(&discord_code(t)),
+                Span::Link { text, url } => {
+                    let text = escape_discord(&text.replace(['[', ']'], ""));
+                    let _ = write!(out, "[{text}](<{url}>)");
+                }
                 Span::Bold(_) | Span::Code(_) => {}
                 Span::Pre { lang, code } => {
                     if !out.is_empty() && !out.ends_with('\n') {
@@ -315,6 +356,19 @@ pub fn truncate(s: &str, max: usize) -> String {
     out
 }
 
+/// Who did something, as a decision's `by` names them (`Alice (discord)`, `rest:alice`),
+/// without the surface when it is `own`: in Discord, a Discord user is just `Alice`.
+pub fn person(by: &str, own: common::event::Surface) -> String {
+    let own = serde_json::to_value(own)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_default();
+    by.strip_suffix(&format!(" ({own})"))
+        .filter(|name| !name.is_empty())
+        .unwrap_or(by)
+        .to_owned()
+}
+
 /// `s` on one line (newlines and runs of whitespace become one space).
 pub fn one_line(s: &str) -> String {
     s.split_whitespace().collect::<Vec<_>>().join(" ")
@@ -335,6 +389,21 @@ mod tests {
             "a&lt;b&gt;&amp;c<b>&quot;x&quot;</b><code>&lt;i&gt;</code><pre>if a &lt; b {}</pre>"
         );
         assert_eq!(r.plain(), "a<b>&c\"x\"<i>\nif a < b {}\n");
+    }
+
+    #[test]
+    fn people_are_named_without_their_own_surface() {
+        use common::event::Surface;
+        assert_eq!(person("Alice (discord)", Surface::Discord), "Alice");
+        assert_eq!(
+            person("Alice (discord)", Surface::Telegram),
+            "Alice (discord)"
+        );
+        assert_eq!(person("rest:alice", Surface::Telegram), "rest:alice");
+        let link = Rich::text("see ").link("app", "https://t.me/c/1/2");
+        assert_eq!(link.html(), "see <a href=\"https://t.me/c/1/2\">app</a>");
+        assert_eq!(link.discord(), "see [app](<https://t.me/c/1/2>)");
+        assert_eq!(Rich::default().link("x", "javascript:1").plain(), "x");
     }
 
     #[test]

@@ -68,20 +68,34 @@ pub fn duration(ms: u64) -> String {
     }
 }
 
-/// The one-line turn summary: tools used, files changed, cost, duration.
-pub fn summary_line(
-    tools: usize,
-    files: usize,
-    cost_usd: Option<f64>,
-    duration_ms: Option<u64>,
-) -> String {
-    let mut parts = vec![
-        format!("🔧 {tools} tool{}", if tools == 1 { "" } else { "s" }),
-        format!(
-            "📝 {files} file{} changed",
-            if files == 1 { "" } else { "s" }
-        ),
-    ];
+/// What a turn's tool calls came to, for its summary line.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Tally {
+    /// Tool calls made.
+    pub tools: usize,
+    /// Files changed by editing tools that ran and succeeded.
+    pub files: usize,
+    /// Tool calls refused (by a person or a rule).
+    pub denied: usize,
+    /// Tool calls that ran and failed.
+    pub failed: usize,
+}
+
+/// The one-line turn summary: tools used, files changed (only by calls that succeeded),
+/// calls denied or failed, cost, duration.
+pub fn summary_line(t: &Tally, cost_usd: Option<f64>, duration_ms: Option<u64>) -> String {
+    let plural = |n: usize| if n == 1 { "" } else { "s" };
+    let mut parts = vec![format!("🔧 {} tool{}", t.tools, plural(t.tools))];
+    parts.push(match t.files {
+        0 => "📝 no files changed".to_owned(),
+        n => format!("📝 {n} file{} changed", plural(n)),
+    });
+    if t.denied > 0 {
+        parts.push(format!("🚫 {} denied", t.denied));
+    }
+    if t.failed > 0 {
+        parts.push(format!("⚠️ {} failed", t.failed));
+    }
     if let Some(c) = cost_usd {
         parts.push(format!("💰 ${c:.4}"));
     }
@@ -118,13 +132,28 @@ mod tests {
 
     #[test]
     fn summary_line_reads_well() {
+        let t = Tally {
+            tools: 1,
+            files: 2,
+            ..Tally::default()
+        };
         assert_eq!(
-            summary_line(1, 2, Some(0.01234), Some(1500)),
+            summary_line(&t, Some(0.01234), Some(1500)),
             "🔧 1 tool · 📝 2 files changed · 💰 $0.0123 · ⏱ 1.5s"
         );
         assert_eq!(
-            summary_line(0, 0, None, None),
-            "🔧 0 tools · 📝 0 files changed"
+            summary_line(&Tally::default(), None, None),
+            "🔧 0 tools · 📝 no files changed"
+        );
+        let t = Tally {
+            tools: 3,
+            files: 0,
+            denied: 1,
+            failed: 2,
+        };
+        assert_eq!(
+            summary_line(&t, None, None),
+            "🔧 3 tools · 📝 no files changed · 🚫 1 denied · ⚠️ 2 failed"
         );
         assert_eq!(duration(125_000), "2m 5s");
     }
