@@ -14,8 +14,10 @@
 //! - subscribers see events in row-id order across all daemons, and only once they are
 //!   committed: a `kill -9` of the bot never takes back something a surface showed.
 //!
-//! If a commit fails, every job of the group gets the error (their links close and the
-//! daemons resend after reconnecting) and the task opens a fresh connection.
+//! If a group fails, each of its jobs is committed alone, so only a job SQLite refuses
+//! (say, a seq out of its range) fails: that link closes and the others go on. A daemon
+//! whose frame failed resends it after reconnecting. A connection that stopped answering
+//! is replaced.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -127,67 +129,82 @@ async fn run(
                 Err(_) => break,
             }
         }
-        let result = {
-            let writes: Vec<(&DaemonId, Write<'_>)> = jobs
-                .iter()
-                .map(|j| {
-                    let w = match &j.op {
-                        Op::Events(e) => Write::Events(e),
-                        Op::Session(info, now) => Write::Session(info, *now),
-                        Op::Touch(now) => Write::Touch(*now),
-                    };
-                    (&j.daemon, w)
-                })
-                .collect();
-            writer.commit(&writes).await
-        };
+        let writes: Vec<(&DaemonId, Write<'_>)> = jobs.iter().map(write_of).collect();
+        let result = writer.commit(&writes).await;
+        drop(writes);
         match result {
             Ok(written) => {
                 for (job, w) in jobs.into_iter().zip(written) {
-                    let outcome = match w {
-                        Written::Events(stored) => {
-                            let total = match &job.op {
-                                Op::Events(e) => e.len(),
-                                _ => 0,
-                            };
-                            let n = stored.len();
-                            for ev in stored {
-                                let _ = live.send(Arc::new(ev));
-                            }
-                            Outcome::Events {
-                                stored: n,
-                                duplicate: total.saturating_sub(n),
-                            }
-                        }
-                        Written::Done => Outcome::Done,
-                        Written::Refused(why) => Outcome::Refused(why),
-                    };
-                    let _ = job.done.send(Ok(outcome));
+                    finish(job, Ok(w), &live);
+                }
+            }
+            // One job can spoil a group (a value SQLite refuses): commit each job alone,
+            // so only that link hears of it and every other goes on.
+            Err(_) if jobs.len() > 1 => {
+                for job in jobs {
+                    let alone = writer.commit(&[write_of(&job)]).await;
+                    let result = alone.and_then(|mut w| {
+                        w.pop()
+                            .ok_or_else(|| crate::db::DbError::Other("no result".into()))
+                    });
+                    if let Err(e) = &result {
+                        warn!(daemon = %job.daemon, error = %e, "storing one daemon's frame failed");
+                    }
+                    finish(job, result, &live);
                 }
             }
             Err(e) => {
-                error!(error = %e, jobs = jobs.len(), "ingest commit failed; the links will resend");
+                error!(error = %e, "ingest commit failed; the link will resend");
                 for job in jobs {
                     let _ = job.done.send(Err(e.to_string()));
                 }
-                // The connection may be what broke: start over on a fresh one.
-                loop {
-                    match db.event_writer().await {
-                        Ok(w) => {
-                            writer = w;
-                            break;
-                        }
-                        Err(e) if rx.is_closed() => {
-                            warn!(error = %e, "ingest stops");
-                            return;
-                        }
-                        Err(e) => {
-                            warn!(error = %e, "cannot reopen the ingest connection; retrying");
-                            tokio::time::sleep(Duration::from_millis(500)).await;
-                        }
-                    }
+            }
+        }
+        // The connection may be what broke: start over on a fresh one.
+        while !writer.ping().await {
+            match db.event_writer().await {
+                Ok(w) => writer = w,
+                Err(e) if rx.is_closed() => {
+                    warn!(error = %e, "ingest stops");
+                    return;
+                }
+                Err(e) => {
+                    warn!(error = %e, "cannot reopen the ingest connection; retrying");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
                 }
             }
         }
     }
+}
+
+fn write_of(job: &Job) -> (&DaemonId, Write<'_>) {
+    let w = match &job.op {
+        Op::Events(e) => Write::Events(e),
+        Op::Session(info, now) => Write::Session(info, *now),
+        Op::Touch(now) => Write::Touch(*now),
+    };
+    (&job.daemon, w)
+}
+
+/// Publishes a committed job's new events, then answers it.
+fn finish(job: Job, result: DbResult<Written>, live: &broadcast::Sender<Arc<StoredEvent>>) {
+    let outcome = result.map_err(|e| e.to_string()).map(|w| match w {
+        Written::Events(stored) => {
+            let total = match &job.op {
+                Op::Events(e) => e.len(),
+                _ => 0,
+            };
+            let n = stored.len();
+            for ev in stored {
+                let _ = live.send(Arc::new(ev));
+            }
+            Outcome::Events {
+                stored: n,
+                duplicate: total.saturating_sub(n),
+            }
+        }
+        Written::Done => Outcome::Done,
+        Written::Refused(why) => Outcome::Refused(why),
+    });
+    let _ = job.done.send(outcome);
 }

@@ -179,6 +179,58 @@ async fn many_links_at_once_store_every_event_once_and_subscribers_see_row_id_or
 }
 
 #[tokio::test]
+async fn a_frame_the_store_refuses_closes_that_link_only() {
+    let w = World::bot_only().await;
+    let (good_s, bad_s) = (SessionId::new(), SessionId::new());
+    let mut good = fake_daemon(&w, "good", good_s).await;
+    let mut bad = fake_daemon(&w, "bad", bad_s).await;
+    let frame = |seq: u64, session: SessionId| {
+        let events = vec![LinkEvent {
+            seq,
+            event: Event {
+                seq: 1,
+                ts_ms: 1,
+                session_id: session,
+                kind: EventKind::AssistantText { text: "x".into() },
+                raw: None,
+            },
+        }];
+        Message::text(serde_json::to_string(&DaemonMsg::Events { events }).expect("frame"))
+    };
+    // Both at once, so they may well share a group: a seq SQLite cannot store, and a fine one.
+    let (a, b) = tokio::join!(
+        bad.send(frame(u64::MAX, bad_s)),
+        good.send(frame(1, good_s))
+    );
+    a.expect("send bad");
+    b.expect("send good");
+    match serde_json::from_value::<HubMsg>(next_json(&mut good).await).expect("hub msg") {
+        HubMsg::Ack { seq: 1 } => {}
+        other => panic!("the good link got {other:?}"),
+    }
+    // The bad link is closed by the bot.
+    let closed = tokio::time::timeout(WAIT, async {
+        loop {
+            match bad.next().await {
+                None | Some(Err(_)) | Some(Ok(Message::Close(_))) => return,
+                Some(Ok(_)) => {}
+            }
+        }
+    })
+    .await;
+    assert!(
+        closed.is_ok(),
+        "the link with the refused frame stayed open"
+    );
+    // The good link goes on.
+    good.send(frame(2, good_s)).await.expect("send");
+    match serde_json::from_value::<HubMsg>(next_json(&mut good).await).expect("hub msg") {
+        HubMsg::Ack { seq: 2 } => {}
+        other => panic!("the good link got {other:?}"),
+    }
+}
+
+#[tokio::test]
 async fn a_key_revoked_by_the_cli_while_the_server_runs_stops_working_at_once() {
     let w = World::bot_only().await;
     // The token verifies (and is now cached), twice.

@@ -10,7 +10,7 @@
 //!    and are not counted). Target: ≤ 10 MB idle. A claude child's RSS is printed beside
 //!    it for scale.
 //!
-//! Run with `cargo bench -p ccrm-daemon --bench overhead` (env `BENCH_TURNS`, default 100).
+//! Run with `cargo bench -p ccrm-daemon --bench overhead` (env `BENCH_TURNS`, default 200).
 
 #[path = "support/mod.rs"]
 mod support;
@@ -36,7 +36,7 @@ async fn run() -> anyhow::Result<()> {
     let turns: usize = std::env::var("BENCH_TURNS")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(100);
+        .unwrap_or(200);
     let api = FakeApi::start().await?;
     let dir = tempfile::tempdir()?;
     let work = dir.path().join("work");

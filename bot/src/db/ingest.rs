@@ -147,6 +147,12 @@ impl Db {
 }
 
 impl EventWriter {
+    /// Whether the connection still answers (after a failed commit, to decide whether to
+    /// open a new one).
+    pub async fn ping(&mut self) -> bool {
+        self.conn.ping().await.is_ok()
+    }
+
     /// Commits `writes` (from any daemons, in order) in one transaction and returns what
     /// each did, in the same order. An error means nothing of the group was stored.
     #[tracing::instrument(skip_all, fields(n = writes.len()))]
