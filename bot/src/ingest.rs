@@ -42,7 +42,7 @@ pub enum Op {
     /// A frame of link events.
     Events(Vec<LinkEvent>),
     /// The daemon's new picture of a session, at this time.
-    Session(SessionInfo, u64),
+    Session(Box<SessionInfo>, u64),
     /// The daemon was heard from at this time.
     Touch(u64),
 }
@@ -180,7 +180,7 @@ async fn run(
 fn write_of(job: &Job) -> (&DaemonId, Write<'_>) {
     let w = match &job.op {
         Op::Events(e) => Write::Events(e),
-        Op::Session(info, now) => Write::Session(info, *now),
+        Op::Session(info, now) => Write::Session(info.as_ref(), *now),
         Op::Touch(now) => Write::Touch(*now),
     };
     (&job.daemon, w)

@@ -226,7 +226,7 @@ async fn link_loop(
                     }
                     Ok(DaemonMsg::Session { session }) => {
                         let id = session.id;
-                        in_flight.push_back(submit(Op::Session(session, now_ms()), Sent::Session(id)));
+                        in_flight.push_back(submit(Op::Session(Box::new(session), now_ms()), Sent::Session(id)));
                     }
                     Ok(DaemonMsg::Hello { .. }) => reject(state, tx, "hello was already received").await?,
                     Err(e) => reject(state, tx, &format!("bad frame: {e}")).await?,

@@ -139,7 +139,7 @@ impl History {
             let Some(seq) = line.strip_suffix('\n').and_then(line_seq) else {
                 break;
             };
-            if seg.events % INDEX_STRIDE == 0 {
+            if seg.events.is_multiple_of(INDEX_STRIDE) {
                 seg.index.push((seq, seg.bytes));
             }
             seg.events += 1;
@@ -204,7 +204,7 @@ impl History {
         if let Some(f) = &mut self.file {
             f.write_all(&line)?;
         }
-        if seg.events % INDEX_STRIDE == 0 {
+        if seg.events.is_multiple_of(INDEX_STRIDE) {
             seg.index.push((event.seq, seg.bytes));
         }
         seg.events += 1;
