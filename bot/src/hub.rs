@@ -241,12 +241,22 @@ impl Hub {
             routes.insert(id, daemon.clone());
         }
     }
+}
 
-    /// Forgets the route of session `id` (the next lookup asks the database).
-    pub fn forget_route(&self, id: &SessionId) {
-        self.routes
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(id);
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routes_follow_the_latest_daemon_a_session_was_recorded_on() {
+        let hub = Hub::new();
+        let s = SessionId::new();
+        assert_eq!(hub.route(&s), None);
+        hub.set_route(s, &DaemonId("a".into()));
+        assert_eq!(hub.route(&s), Some(DaemonId("a".into())));
+        // The session moved: the next command goes to its new daemon.
+        hub.set_route(s, &DaemonId("b".into()));
+        assert_eq!(hub.route(&s), Some(DaemonId("b".into())));
+        assert_eq!(hub.route(&SessionId::new()), None);
     }
 }
