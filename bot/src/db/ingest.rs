@@ -63,6 +63,9 @@ fn chunk_sql(rest: usize) -> (&'static str, usize) {
         .map_or((INSERT_EVENT_ONE, 1), |(sql, n)| (sql.as_str(), *n))
 }
 
+/// Groups of at most this many events keep their one-trip script in the statement cache.
+const CACHED_SCRIPT_EVENTS: usize = 16;
+
 /// One thing a daemon link asks the store to do.
 #[derive(Clone, Copy, Debug)]
 pub enum Write<'a> {
@@ -208,22 +211,31 @@ impl EventWriter {
             };
             r.map_err(|e| DbError::other(format!("cannot bind a value: {e}")))
         };
+        // Every event of the group, in order, in as few multi-row INSERTs as fit (rows of
+        // different daemons share a statement: each row binds its own daemon).
+        let rows: Vec<(&DaemonId, &LinkEvent)> = writes
+            .iter()
+            .filter_map(|(d, w)| match w {
+                Write::Events(events) => Some(events.iter().map(move |e| (*d, e))),
+                _ => None,
+            })
+            .flatten()
+            .collect();
+        let mut rest: &[(&DaemonId, &LinkEvent)] = &rows;
+        while !rest.is_empty() {
+            let (stmt, n) = chunk_sql(rest.len());
+            let (chunk, tail) = rest.split_at(n);
+            rest = tail;
+            let _ = writeln!(sql, "{stmt};");
+            for (daemon, link) in chunk {
+                for v in event_binds(daemon, link)? {
+                    add(&mut args, v)?;
+                }
+            }
+        }
         for (daemon, write) in writes {
             match write {
-                Write::Events(events) => {
-                    let mut rest: &[LinkEvent] = events;
-                    while !rest.is_empty() {
-                        let (stmt, n) = chunk_sql(rest.len());
-                        let (chunk, tail) = rest.split_at(n);
-                        rest = tail;
-                        let _ = writeln!(sql, "{stmt};");
-                        for link in chunk {
-                            for v in event_binds(daemon, link)? {
-                                add(&mut args, v)?;
-                            }
-                        }
-                    }
-                }
+                Write::Events(_) => {}
                 Write::Touch(now) => {
                     sql.push_str("UPDATE daemons SET last_seen_ms = ? WHERE id = ?;\n");
                     add(&mut args, Bind::Int(int(*now)?))?;
@@ -235,9 +247,12 @@ impl EventWriter {
             }
         }
         sql.push_str("COMMIT;");
-        // The script's text depends only on the group's shape (how many events in which
-        // chunk sizes), so the common shapes stay prepared in the statement cache.
+        // The script's text depends only on how many events and touches the group has. Small
+        // groups (a live turn's frames) stay prepared in the statement cache; big ones are
+        // prepared for the occasion, so the cache never holds hundreds of big scripts.
+        let persistent = rows.len() <= CACHED_SCRIPT_EVENTS;
         let rows = sqlx::query_with(sqlx::AssertSqlSafe(sql), args)
+            .persistent(persistent)
             .fetch_all(&mut self.conn)
             .await?;
         let mut returned: Vec<Returned> = Vec::with_capacity(rows.len());
@@ -284,8 +299,8 @@ fn event_binds(daemon: &DaemonId, link: &LinkEvent) -> DbResult<[Bind; 7]> {
 /// Matches the rows a one-trip script returned to the events of `writes`.
 ///
 /// `RETURNING` lists only the rows inserted, in no promised order; row ids grow in
-/// insertion order, which is statement order, and each statement holds events of one write.
-/// So, in id order, the rows of a write are the next ones of its daemon whose seq is one of
+/// insertion order, which is the order of the writes and of their events. So, in id order,
+/// the rows of a write are the next ones of its daemon whose seq is one of
 /// its events' (an event that was new was inserted by the first write that carried it).
 fn match_rows(
     writes: &[(&DaemonId, Write<'_>)],

@@ -32,6 +32,9 @@ use crate::ingest::{Op, Outcome};
 /// stops reading its socket until one commits (the daemon's own window bounds it too).
 pub const IN_FLIGHT: usize = 16;
 
+/// Read buffer per link socket.
+const LINK_BUFFER: usize = 8 * 1024;
+
 /// How often at most a link records that its daemon was heard from.
 const TOUCH_EVERY: Duration = Duration::from_secs(5);
 
@@ -58,8 +61,12 @@ pub async fn daemon_ws(
         }
     };
     let key_id = row.id;
+    // Small socket buffers: a link carries small frames most of the time, and a bot keeps
+    // hundreds of links (tungstenite's default is 128 KiB each way per socket).
     ws.max_message_size(MAX_LINK_FRAME)
         .max_frame_size(MAX_LINK_FRAME)
+        .read_buffer_size(LINK_BUFFER)
+        .write_buffer_size(0)
         .on_upgrade(move |socket| async move {
             if let Err(e) = serve_link(state, socket, key_id)
                 .instrument(info_span!("daemon_link", key = key_id))
