@@ -15,7 +15,7 @@
 //!    faster of the two. Target: hub ≥ 30 % of raw. For information, also 64 rows per
 //!    statement (the statement shape `Db::insert_events` uses), the floor for SQLite here.
 //! 3. Idle RSS: the `ccrm-bot` binary with a fresh data dir, right after its
-//!    "ccrm-bot listening" line (and again after one `/healthz`). Target: ≤ 30 MB.
+//!    "ccrm-bot listening" line (and again after one `/healthz`). Target: ≤ 20 MB.
 //!
 //! Run with `cargo bench -p ccrm-bot --bench ingest` (env `BENCH_EVENTS`, default 100000).
 
@@ -46,7 +46,7 @@ const SESSIONS: usize = 2;
 /// Bound for every wait.
 const WAIT: Duration = Duration::from_secs(120);
 const TARGET_RATIO: f64 = 0.30;
-const TARGET_RSS_KB: u64 = 30 * 1024;
+const TARGET_RSS_KB: u64 = 20 * 1024;
 
 /// The event with daemon-wide `seq`: mostly assistant text, some tool calls and results,
 /// now and then a state change (which also updates the session row).

@@ -14,7 +14,7 @@
 //! back. Nothing extra listens during the run (a ccrmd follower would add load).
 //!
 //! Run with `cargo build --release -p ccrm-daemon && cargo bench -p ccrm-bot --bench
-//! rest_latency` (env `BENCH_TURNS`, default 60).
+//! rest_latency` (env `BENCH_TURNS`, default 200).
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -167,7 +167,7 @@ async fn run() -> anyhow::Result<()> {
     let turns: usize = std::env::var("BENCH_TURNS")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(60);
+        .unwrap_or(200);
     ensure!(turns > 0, "BENCH_TURNS must be positive");
     let ccrmd = ccrmd_bin()?;
     let api = FakeApi::start().await?;

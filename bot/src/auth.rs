@@ -7,9 +7,21 @@
 //! daemon key is refused before any lookup, and a leaked secret is easy to recognise by
 //! secret scanners. Only `sha256(secret)` in hex is stored. Secrets never go to logs: use
 //! [`redact`] when a key must be mentioned.
+//!
+//! [`KeyCache`] keeps the keys that verified recently in memory (by hash, compared in
+//! constant time), so a request does not wait for the database to admit it. It forgets
+//! everything when a key is revoked: at once in the revoking process, and in any other
+//! process sharing the database (the server while `ccrm-bot keys revoke` runs beside it)
+//! through the revocation marker, a file next to the database that every revocation
+//! replaces and every lookup checks with one `stat`. Entries also expire after
+//! [`KEY_CACHE_TTL`], so nothing stays trusted long without a fresh look at the database.
 
 use std::fmt;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use axum::http::HeaderMap;
 use serde::{Deserialize, Serialize};
@@ -165,6 +177,155 @@ pub fn bearer_token(headers: &HeaderMap) -> Option<&str> {
     Some(token.trim()).filter(|t| !t.is_empty())
 }
 
+/// How long a verified key is trusted from memory before the database is asked again.
+pub const KEY_CACHE_TTL: Duration = Duration::from_secs(30);
+
+/// Most keys held (only keys that verified are cached, so this is never reached in
+/// practice; past it the cache starts over).
+const KEY_CACHE_MAX: usize = 4096;
+
+/// What identifies one version of the revocation marker: inode, change time and size
+/// (every revocation renames a new file into place, so the inode alone changes).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Stamp(u64, i64, i64);
+
+fn stamp(path: &Path) -> Option<Stamp> {
+    std::fs::metadata(path)
+        .ok()
+        .map(|m| Stamp(m.ino(), m.ctime(), m.ctime_nsec()))
+}
+
+struct Entry<T> {
+    hash: String,
+    kind: KeyKind,
+    at: Instant,
+    value: T,
+}
+
+struct CacheInner<T> {
+    entries: Vec<Entry<T>>,
+    /// The marker as it was when the entries were last known good.
+    seen: Option<Stamp>,
+    /// Bumped on every invalidation, so a lookup that raced one does not cache.
+    generation: u64,
+}
+
+/// Keys verified recently, by the SHA-256 of their secret; see the module docs.
+pub struct KeyCache<T> {
+    marker: PathBuf,
+    inner: Mutex<CacheInner<T>>,
+}
+
+impl<T> fmt::Debug for KeyCache<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KeyCache")
+            .field("marker", &self.marker)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<T: Clone> KeyCache<T> {
+    /// An empty cache watching the revocation marker at `marker`.
+    pub fn new(marker: PathBuf) -> Self {
+        let seen = stamp(&marker);
+        Self {
+            marker,
+            inner: Mutex::new(CacheInner {
+                entries: Vec::new(),
+                seen,
+                generation: 0,
+            }),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, CacheInner<T>> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Forgets everything if the marker changed since the entries were last known good.
+    fn check_marker(&self, inner: &mut CacheInner<T>) {
+        let now = stamp(&self.marker);
+        if now != inner.seen {
+            inner.entries.clear();
+            inner.seen = now;
+            inner.generation += 1;
+        }
+    }
+
+    /// The cached value for a key of `kind` whose secret hashes to `hash`, if it verified
+    /// less than [`KEY_CACHE_TTL`] ago and nothing was revoked since. Every entry of that
+    /// kind is compared, in constant time, with no early exit.
+    pub fn get(&self, hash: &str, kind: KeyKind) -> Option<T> {
+        let mut inner = self.lock();
+        self.check_marker(&mut inner);
+        inner.entries.retain(|e| e.at.elapsed() < KEY_CACHE_TTL);
+        let mut found = None;
+        for e in inner.entries.iter().filter(|e| e.kind == kind) {
+            if hashes_equal(hash, &e.hash) {
+                found = Some(e.value.clone());
+            }
+        }
+        found
+    }
+
+    /// The current generation; pass it to [`KeyCache::insert`] after asking the database.
+    pub fn generation(&self) -> u64 {
+        let mut inner = self.lock();
+        self.check_marker(&mut inner);
+        inner.generation
+    }
+
+    /// Caches a key the database just verified, unless something was revoked since
+    /// `generation` was read (the answer may already be stale).
+    pub fn insert(&self, generation: u64, hash: String, kind: KeyKind, value: T) {
+        let mut inner = self.lock();
+        self.check_marker(&mut inner);
+        if inner.generation != generation {
+            return;
+        }
+        if inner.entries.len() >= KEY_CACHE_MAX {
+            inner.entries.clear();
+        }
+        inner.entries.retain(|e| e.hash != hash);
+        inner.entries.push(Entry {
+            hash,
+            kind,
+            at: Instant::now(),
+            value,
+        });
+    }
+
+    /// Forgets every key here and tells every other process sharing the marker to do the
+    /// same (call after a revocation is committed).
+    pub fn revoked(&self) -> std::io::Result<()> {
+        {
+            let mut inner = self.lock();
+            inner.entries.clear();
+            inner.generation += 1;
+        }
+        let mut tmp = self.marker.clone().into_os_string();
+        tmp.push(".tmp");
+        let tmp = PathBuf::from(tmp);
+        {
+            let mut f = std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(0o600)
+                .open(&tmp)?;
+            std::io::Write::write_all(
+                &mut f,
+                b"ccrm-bot: an API key was revoked; running servers drop their key cache\n",
+            )?;
+        }
+        std::fs::rename(&tmp, &self.marker)?;
+        let mut inner = self.lock();
+        // Our own entries are already gone; note the new marker so it does not clear again.
+        inner.seen = stamp(&self.marker);
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -219,6 +380,40 @@ mod tests {
         let r = redact(&s);
         assert!(r.starts_with("ccrm_user_") && r.len() < s.len(), "{r}");
         assert_eq!(redact("hunter2"), "<redacted>");
+    }
+
+    #[test]
+    fn the_cache_admits_verified_keys_and_forgets_them_on_revocation() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let marker = dir.path().join("ccrm.db-revoked");
+        let a = KeyCache::<i64>::new(marker.clone());
+        // A second process's cache on the same database.
+        let b = KeyCache::<i64>::new(marker);
+        let h = hash_secret("ccrm_user_x");
+        assert_eq!(a.get(&h, KeyKind::User), None);
+        let gen_a = a.generation();
+        a.insert(gen_a, h.clone(), KeyKind::User, 7);
+        b.insert(b.generation(), h.clone(), KeyKind::User, 7);
+        assert_eq!(a.get(&h, KeyKind::User), Some(7));
+        assert_eq!(a.get(&h, KeyKind::Daemon), None, "kinds never mix");
+        assert_eq!(a.get(&hash_secret("other"), KeyKind::User), None);
+        assert_eq!(b.get(&h, KeyKind::User), Some(7));
+
+        a.revoked().expect("revoke");
+        assert_eq!(a.get(&h, KeyKind::User), None);
+        assert_eq!(
+            b.get(&h, KeyKind::User),
+            None,
+            "the other process saw the marker"
+        );
+        // A lookup that started before the revocation does not put the key back.
+        a.insert(gen_a, h.clone(), KeyKind::User, 7);
+        assert_eq!(a.get(&h, KeyKind::User), None);
+        b.insert(b.generation(), h.clone(), KeyKind::User, 8);
+        assert_eq!(b.get(&h, KeyKind::User), Some(8));
+        // A second revocation is seen too (a new file each time).
+        a.revoked().expect("revoke again");
+        assert_eq!(b.get(&h, KeyKind::User), None);
     }
 
     #[test]

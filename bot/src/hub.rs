@@ -1,6 +1,8 @@
 //! The hub: the registry of connected daemons, the bot → daemon command path (with
-//! `req_id` correlation and timeouts), and the live fan-out of committed events to SSE and
-//! dashboard subscribers.
+//! `req_id` correlation and timeouts), the live fan-out of committed events to SSE and
+//! dashboard subscribers, and the session → daemon routes that REST and chat commands use
+//! without asking the database (filled from hellos, session updates and lookups; a route
+//! is replaced whenever a session is recorded on a daemon).
 //!
 //! Shared state is small and never locked across an `.await` (std `Mutex`); each daemon
 //! connection owns its socket in [`crate::ws`] and receives [`HubMsg`]s over a bounded
@@ -11,7 +13,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::ids::DaemonId;
+use common::ids::{DaemonId, SessionId};
 use common::ipc::{Command, ErrorBody};
 use common::link::HubMsg;
 use serde_json::Value;
@@ -67,6 +69,7 @@ pub struct Hub {
     next_req: AtomicU64,
     next_conn: AtomicU64,
     events: broadcast::Sender<Arc<StoredEvent>>,
+    routes: Mutex<HashMap<SessionId, DaemonId>>,
     /// Counters for `/metrics`.
     pub metrics: Metrics,
 }
@@ -86,6 +89,7 @@ impl Hub {
             next_req: AtomicU64::new(1),
             next_conn: AtomicU64::new(1),
             events: broadcast::channel(4096).0,
+            routes: Mutex::new(HashMap::new()),
             metrics: Metrics::default(),
         }
     }
@@ -211,5 +215,48 @@ impl Hub {
     /// should catch up from the database.
     pub fn subscribe(&self) -> broadcast::Receiver<Arc<StoredEvent>> {
         self.events.subscribe()
+    }
+
+    /// The sender behind [`Hub::subscribe`], for the ingest task that publishes committed
+    /// events in commit order.
+    pub fn events_sender(&self) -> broadcast::Sender<Arc<StoredEvent>> {
+        self.events.clone()
+    }
+
+    /// The daemon that session `id` lives on, if known here (else ask the database and
+    /// [`Hub::set_route`] the answer).
+    pub fn route(&self, id: &SessionId) -> Option<DaemonId> {
+        self.routes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(id)
+            .cloned()
+    }
+
+    /// Records that session `id` lives on `daemon` (call after the database recorded it),
+    /// replacing any earlier route: a session that moved is routed to its new daemon.
+    pub fn set_route(&self, id: SessionId, daemon: &DaemonId) {
+        let mut routes = self.routes.lock().unwrap_or_else(|e| e.into_inner());
+        if routes.get(&id) != Some(daemon) {
+            routes.insert(id, daemon.clone());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routes_follow_the_latest_daemon_a_session_was_recorded_on() {
+        let hub = Hub::new();
+        let s = SessionId::new();
+        assert_eq!(hub.route(&s), None);
+        hub.set_route(s, &DaemonId("a".into()));
+        assert_eq!(hub.route(&s), Some(DaemonId("a".into())));
+        // The session moved: the next command goes to its new daemon.
+        hub.set_route(s, &DaemonId("b".into()));
+        assert_eq!(hub.route(&s), Some(DaemonId("b".into())));
+        assert_eq!(hub.route(&SessionId::new()), None);
     }
 }

@@ -6,7 +6,8 @@
 //! - [`config`]: defaults → TOML → `CCRM_BOT_*` env → flags.
 //! - [`db`]: the SQLite store (sqlx, WAL, `migrations/`).
 //! - [`auth`] and [`keys`]: hashed API keys and user tokens, constant-time checks.
-//! - [`hub`]: connected daemons, bot → daemon commands, live event fan-out.
+//! - [`hub`]: connected daemons, bot → daemon commands, live event fan-out, session routes.
+//! - [`ingest`]: the group-commit task every daemon link stores through.
 //! - [`ws`]: the daemon link (`/ws/daemon`) and the dashboard socket (`/ws/dashboard`).
 //! - [`http`]: REST routes, SSE, metrics; [`openapi`]: the API document.
 //! - [`dashboard`]: the web dashboard at `/` (login cookie, pages, live stream).
@@ -21,6 +22,7 @@ pub mod db;
 pub mod discord;
 pub mod http;
 pub mod hub;
+pub mod ingest;
 pub mod keys;
 pub mod openapi;
 pub mod telegram;
@@ -43,6 +45,8 @@ pub struct AppState {
     pub hub: hub::Hub,
     /// Settings.
     pub cfg: config::BotConfig,
+    /// Where daemon links hand what they receive to be committed.
+    pub ingest: ingest::Ingest,
 }
 
 impl AppState {
@@ -51,10 +55,15 @@ impl AppState {
         let db = db::Db::open(&cfg.db_path()).await?;
         // Links from before a restart are gone; daemons say hello again.
         db.set_all_daemons_offline().await?;
+        let hub = hub::Hub::new();
+        let ingest = ingest::Ingest::start(&db, hub.events_sender()).await?;
+        // WAL checkpoints off the ingest path; the task ends when the pool closes.
+        tokio::spawn(db.clone().checkpoint_loop());
         Ok(Arc::new(Self {
             db,
-            hub: hub::Hub::new(),
+            hub,
             cfg,
+            ingest,
         }))
     }
 }

@@ -724,3 +724,119 @@ async fn large_overlapping_batches_store_each_seq_once_in_order() {
         3
     );
 }
+
+/// The ingest writer's group commit: frames of several daemons (resends, the same seqs on
+/// two daemons, state changes and approvals, session updates, touches) in one transaction
+/// each, with what it reports matching what was stored.
+#[tokio::test]
+async fn group_commits_store_each_event_once_and_report_it_exactly() {
+    use ccrm_bot::db::{Write, Written};
+    let f = fixture().await;
+    let d1 = daemon(&f.db, "d1").await;
+    let d2 = daemon(&f.db, "d2").await;
+    let (s1, s2) = (SessionId::new(), SessionId::new());
+    let mut w = f.db.event_writer().await.expect("writer");
+    let stored = |r: &Written| match r {
+        Written::Events(e) => e
+            .iter()
+            .map(|e| (e.daemon_id.0.clone(), e.seq))
+            .collect::<Vec<_>>(),
+        other => panic!("expected events, got {other:?}"),
+    };
+
+    // The one-trip path: plain events only. d1 3..4 was sent twice (a resend in the same
+    // group), d2 uses the same seqs as d1, and d1's second frame overlaps its first.
+    f.db.insert_events(&d1, &[text(1, s1, 1), text(2, s1, 2)])
+        .await
+        .expect("first");
+    let a: Vec<LinkEvent> = (1..=4).map(|i| text(i, s1, i)).collect();
+    let b: Vec<LinkEvent> = (1..=70).map(|i| text(i, s2, i)).collect();
+    let c: Vec<LinkEvent> = (3..=6).map(|i| text(i, s1, i)).collect();
+    let out = w
+        .commit(&[
+            (&d1, Write::Events(&a)),
+            (&d2, Write::Events(&b)),
+            (&d1, Write::Events(&c)),
+            (&d2, Write::Touch(77_000)),
+        ])
+        .await
+        .expect("group");
+    assert_eq!(stored(&out[0]), [("d1".into(), 3), ("d1".into(), 4)]);
+    assert_eq!(stored(&out[1]).len(), 70);
+    assert_eq!(stored(&out[2]), [("d1".into(), 5), ("d1".into(), 6)]);
+    assert!(matches!(out[3], Written::Done));
+    // What was reported is what is stored, with the same row ids.
+    let all = f.db.events_since_id(0, 1000).await.expect("all");
+    assert_eq!(all.len(), 2 + 2 + 70 + 2);
+    for r in &out[..3] {
+        let Written::Events(evs) = r else {
+            unreachable!()
+        };
+        for e in evs {
+            assert!(all.contains(e), "reported {e:?} is not stored as such");
+        }
+    }
+    let daemons = f.db.list_daemons().await.expect("daemons");
+    assert_eq!(
+        daemons.iter().find(|d| d.id == d2).map(|d| d.last_seen_ms),
+        Some(77_000)
+    );
+
+    // The transaction path: a state change, an approval and a session update, plus a
+    // session of another daemon, refused without failing the group.
+    let approval = ApprovalId("toolu_1".into());
+    let frame = vec![
+        event(
+            7,
+            s1,
+            7,
+            EventKind::State {
+                state: SessionState::Active,
+                reason: None,
+            },
+        ),
+        event(
+            8,
+            s1,
+            8,
+            EventKind::PermissionRequest {
+                approval_id: approval.clone(),
+                tool_name: "Write".into(),
+                input: serde_json::json!({"file_path": "/x"}),
+                tool_use_id: None,
+                description: None,
+            },
+        ),
+    ];
+    let mine = info(s1, SessionState::Active);
+    let theirs = info(s2, SessionState::Idle);
+    f.db.upsert_session(&d2, &theirs, 1)
+        .await
+        .expect("d2 owns s2");
+    let out = w
+        .commit(&[
+            (&d1, Write::Events(&frame)),
+            (&d1, Write::Session(&mine, 90_000)),
+            (&d1, Write::Session(&theirs, 90_000)),
+            (&d1, Write::Events(&frame)),
+        ])
+        .await
+        .expect("group with derived rows");
+    assert_eq!(stored(&out[0]), [("d1".into(), 7), ("d1".into(), 8)]);
+    assert!(matches!(out[1], Written::Done));
+    assert!(matches!(&out[2], Written::Refused(why) if why.contains("another daemon")));
+    assert!(
+        stored(&out[3]).is_empty(),
+        "the resend in the same group is a duplicate"
+    );
+    assert_eq!(
+        f.db.get_session(&s1).await.expect("s1").info.state,
+        SessionState::Active
+    );
+    let pending =
+        f.db.list_approvals(true, Some(&s1))
+            .await
+            .expect("approvals");
+    assert_eq!(pending.len(), 1);
+    assert_eq!(f.db.get_session(&s2).await.expect("s2").daemon_id, d2);
+}

@@ -133,16 +133,21 @@ pub async fn run(cfg: Config, opts: RunOptions) -> anyhow::Result<()> {
         let status = link.clone();
         daemon.set_uplink_status(move || status.status());
         background.spawn(crate::uplink::run(link, daemon.clone(), uplink_stop_rx));
-        // Group fsyncs: at most one per 100 ms instead of one per event.
+        // Group fsyncs: at most one per 100 ms instead of one per event, each on a blocking
+        // thread so the runtime's only thread (the sessions, the socket) never waits on disk.
         let s = spool.clone();
         let mut stop = uplink_stop.subscribe();
         background.spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_millis(100));
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 tokio::select! {
                     _ = tick.tick() => {
-                        if let Err(e) = s.sync() {
-                            warn!(error = %e, "spool fsync failed");
+                        let s = s.clone();
+                        match tokio::task::spawn_blocking(move || s.sync()).await {
+                            Ok(Ok(())) => {}
+                            Ok(Err(e)) => warn!(error = %e, "spool fsync failed"),
+                            Err(e) => warn!(error = %e, "spool fsync task failed"),
                         }
                     }
                     _ = stop.changed() => return,

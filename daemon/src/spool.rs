@@ -17,7 +17,7 @@ use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use common::event::Event;
 use common::link::LinkEvent;
@@ -29,7 +29,10 @@ pub const SEGMENT_EVENTS: u64 = 10_000;
 pub const MEMORY_EVENTS: usize = 50_000;
 
 struct Inner {
-    file: File,
+    /// The current segment, shared with a [`Spool::sync`] in progress.
+    file: Arc<File>,
+    /// Full segments written since the last sync, to flush on the next one.
+    to_sync: Vec<Arc<File>>,
     seg_first: u64,
     next_seq: u64,
     acked: u64,
@@ -132,7 +135,8 @@ impl Spool {
         let spool = Self {
             dir: dir.to_owned(),
             inner: Mutex::new(Inner {
-                file,
+                file: Arc::new(file),
+                to_sync: Vec::new(),
                 seg_first,
                 next_seq,
                 acked,
@@ -175,17 +179,18 @@ impl Spool {
             let seq = inner.next_seq;
             let event = make(seq);
             if seq >= inner.seg_first + SEGMENT_EVENTS {
+                let next = Arc::new(open_append(&self.dir.join(seg_name(seq)))?);
+                let full = std::mem::replace(&mut inner.file, next);
                 if inner.unsynced {
-                    inner.file.sync_data()?;
+                    inner.to_sync.push(full);
                 }
-                inner.file = open_append(&self.dir.join(seg_name(seq)))?;
                 inner.seg_first = seq;
                 inner.segs.push_back(seq);
             }
             let le = LinkEvent { seq, event };
             let mut line = serde_json::to_vec(&le).map_err(std::io::Error::other)?;
             line.push(b'\n');
-            inner.file.write_all(&line)?;
+            (&*inner.file).write_all(&line)?;
             inner.next_seq += 1;
             inner.unsynced = true;
             if inner.mem.len() == MEMORY_EVENTS {
@@ -199,17 +204,36 @@ impl Spool {
         Ok((seq, event))
     }
 
-    /// `fsync`s the current segment if anything was written since the last sync, and
-    /// writes the ack mark if it moved. Called on a timer, so both happen in batches.
+    /// `fsync`s what was written since the last sync (the current segment and any that
+    /// filled up meanwhile) and writes the ack mark if it moved. Called on a timer, so both
+    /// happen in batches; it blocks on the disk, so call it off the runtime's thread
+    /// (`spawn_blocking`). Appends go on meanwhile: the lock is held only to take what
+    /// needs flushing.
     pub fn sync(&self) -> std::io::Result<()> {
-        let mut inner = self.lock();
-        if inner.unsynced {
-            inner.file.sync_data()?;
-            inner.unsynced = false;
+        let (current, full, acked) = {
+            let mut inner = self.lock();
+            let current = std::mem::take(&mut inner.unsynced).then(|| inner.file.clone());
+            let full = std::mem::take(&mut inner.to_sync);
+            let acked = std::mem::take(&mut inner.acked_dirty).then_some(inner.acked);
+            (current, full, acked)
+        };
+        let flushed = full
+            .iter()
+            .chain(current.as_ref())
+            .try_for_each(|f| f.sync_data());
+        if let Err(e) = flushed {
+            // Try again next time.
+            let mut inner = self.lock();
+            inner.unsynced |= current.is_some();
+            inner.to_sync.extend(full);
+            inner.acked_dirty |= acked.is_some();
+            return Err(e);
         }
-        if inner.acked_dirty {
-            self.write_acked(inner.acked)?;
-            inner.acked_dirty = false;
+        if let Some(seq) = acked
+            && let Err(e) = self.write_acked(seq)
+        {
+            self.lock().acked_dirty = true;
+            return Err(e);
         }
         Ok(())
     }
@@ -319,7 +343,11 @@ impl Spool {
         }
         inner.next_seq = seq + 1;
         inner.mem.clear();
-        inner.file = open_append(&self.dir.join(seg_name(seq + 1)))?;
+        let next = Arc::new(open_append(&self.dir.join(seg_name(seq + 1)))?);
+        let old = std::mem::replace(&mut inner.file, next);
+        if inner.unsynced {
+            inner.to_sync.push(old);
+        }
         inner.seg_first = seq + 1;
         inner.segs.push_back(seq + 1);
         drop(inner);
@@ -388,6 +416,36 @@ mod tests {
         assert_eq!(spool.append(ev(0)).expect("append"), 25_001);
         let tail = spool.read_after(25_000, 10).expect("tail");
         assert_eq!(tail.len(), 1);
+    }
+
+    #[test]
+    fn sync_runs_beside_appends_and_flushes_full_segments_too() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let spool = Arc::new(Spool::open(dir.path()).expect("open"));
+        let syncer = {
+            let spool = spool.clone();
+            std::thread::spawn(move || {
+                for _ in 0..50 {
+                    spool.sync().expect("sync");
+                }
+            })
+        };
+        for i in 0..(SEGMENT_EVENTS + 5) {
+            spool.append(ev(i)).expect("append");
+        }
+        syncer.join().expect("syncer");
+        spool.ack(3).expect("ack");
+        spool.sync().expect("final sync");
+        let inner = spool.lock();
+        assert!(!inner.unsynced && inner.to_sync.is_empty() && !inner.acked_dirty);
+        drop(inner);
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("acked")).expect("mark"),
+            "3"
+        );
+        assert_eq!(segments(dir.path()).expect("segs").len(), 2);
+        let reopened = Spool::open(dir.path()).expect("reopen");
+        assert_eq!(reopened.last_seq(), SEGMENT_EVENTS + 5);
     }
 
     #[test]

@@ -3,7 +3,9 @@
 //! What a secret looks like, how it is made, hashed and compared is [`crate::auth`]'s
 //! business; this file only stores and looks up. The `ccrm-bot keys` commands
 //! ([`crate::keys`]) create, list and revoke keys here; the daemon link, the dashboard
-//! socket and the REST bearer-token middleware check them with [`Db::verify_key`].
+//! socket and the REST bearer-token middleware check them with [`Db::verify_key`], which
+//! answers from the [`auth::KeyCache`] the [`Db`] holds when it can, and revocation clears
+//! that cache here and in every other process on the same database.
 
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
@@ -95,18 +97,28 @@ impl Db {
                 .bind(int(now_ms)?)
                 .execute(&self.pool)
                 .await?;
-        found(done.rows_affected())
+        found(done.rows_affected())?;
+        if let Err(e) = self.keys.revoked() {
+            // The server drops the key within its cache lifetime anyway.
+            tracing::warn!(error = %e, "cannot write the key revocation marker");
+        }
+        Ok(())
     }
 
     /// Checks a presented secret. Returns the key if it is an active key of `kind`; a user
     /// token never passes as a daemon key or the other way round, and revoked keys fail.
-    /// The secret's hash is compared with every candidate in constant time.
+    /// The secret's hash is compared with every candidate in constant time. A key that
+    /// verified recently is answered from memory ([`auth::KeyCache`]); revocation clears it.
     #[tracing::instrument(skip_all, fields(%kind))]
     pub async fn verify_key(&self, secret: &str, kind: KeyKind) -> DbResult<Option<KeyRow>> {
         if !secret.starts_with(kind.prefix()) {
             return Ok(None);
         }
         let presented = auth::hash_secret(secret);
+        if let Some(row) = self.keys.get(&presented, kind) {
+            return Ok(Some(row));
+        }
+        let generation = self.keys.generation();
         let rows = sqlx::query(
             "SELECT id, name, kind, created_ms, revoked_ms, hash FROM api_keys
              WHERE kind = ?1 AND revoked_ms IS NULL",
@@ -122,7 +134,11 @@ impl Db {
                 matched = Some(row);
             }
         }
-        matched.map(key_row).transpose()
+        let row = matched.map(key_row).transpose()?;
+        if let Some(row) = &row {
+            self.keys.insert(generation, presented, kind, row.clone());
+        }
+        Ok(row)
     }
 }
 

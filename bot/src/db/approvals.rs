@@ -126,7 +126,7 @@ pub(super) struct Decided<'a> {
 /// Adds a pending approval inside the ingest transaction. A request already stored keeps
 /// its row (resends and a decision that arrived first are not overwritten).
 pub(super) async fn insert_pending(
-    tx: &mut Tx,
+    tx: &mut Tx<'_>,
     daemon: &DaemonId,
     session: &str,
     id: &ApprovalId,
@@ -154,7 +154,7 @@ pub(super) async fn insert_pending(
 /// stored (it cannot normally happen, events arrive in order) the decided row is created
 /// so the outcome is not lost. A row that is already decided keeps its first outcome.
 pub(super) async fn decide(
-    tx: &mut Tx,
+    tx: &mut Tx<'_>,
     daemon: &DaemonId,
     session: &str,
     id: &ApprovalId,

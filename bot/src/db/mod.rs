@@ -30,6 +30,7 @@ mod audit;
 mod chat;
 mod daemons;
 mod events;
+mod ingest;
 mod metrics;
 mod sessions;
 mod web;
@@ -55,6 +56,7 @@ pub use self::audit::AuditRow;
 pub use self::chat::{ChatApprovalRow, ChatBinding, ChatProgressRow};
 pub use self::daemons::DaemonRow;
 pub use self::events::StoredEvent;
+pub use self::ingest::{EventWriter, Write, Written};
 pub use self::metrics::Counts;
 pub use self::sessions::SessionRow;
 pub use self::web::{SessionActivity, WebSessionRow};
@@ -75,8 +77,20 @@ const CACHE_SIZE: &str = "-16384";
 const MMAP_SIZE: &str = "268435456";
 
 /// Connections in the pool. SQLite has one writer at a time; the rest serve readers
-/// (pages, SSE catch-up) concurrently thanks to WAL.
+/// (pages, SSE catch-up) concurrently thanks to WAL. The ingest has a connection of its
+/// own ([`EventWriter`]).
 const MAX_CONNECTIONS: u32 = 8;
+
+/// WAL pages after which a committing connection checkpoints by itself. Checkpoints belong
+/// to [`Db::checkpoint`], run off the ingest path by a background task; this is only the
+/// safety net if that task falls far behind (about 64 MB of WAL).
+const WAL_AUTOCHECKPOINT: &str = "16384";
+
+/// What a checkpointed WAL file is truncated to, so one burst does not keep a huge file.
+const JOURNAL_SIZE_LIMIT: &str = "67108864";
+
+/// How often the background task checkpoints the WAL (see [`Db::checkpoint_loop`]).
+pub const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
 
 /// What went wrong in the storage layer.
 #[derive(Debug, thiserror::Error)]
@@ -103,14 +117,18 @@ impl DbError {
 /// Result of every [`Db`] method.
 pub type DbResult<T> = Result<T, DbError>;
 
-/// The write transaction [`Db::insert_events`] holds while the families it keeps in step
-/// add their rows.
-type Tx = Transaction<'static, Sqlite>;
+/// The write transaction the ingest ([`Db::insert_events`], [`EventWriter`]) holds while
+/// the families it keeps in step add their rows.
+type Tx<'c> = Transaction<'c, Sqlite>;
 
 /// The bot's database: a cheap `Clone` handle on a SQLite connection pool.
 #[derive(Clone, Debug)]
 pub struct Db {
     pool: SqlitePool,
+    /// How connections are made (the ingest's own connection uses it too).
+    options: SqliteConnectOptions,
+    /// Keys that verified recently ([`Db::verify_key`]).
+    keys: std::sync::Arc<crate::auth::KeyCache<KeyRow>>,
 }
 
 impl Db {
@@ -132,16 +150,52 @@ impl Db {
             .busy_timeout(BUSY_TIMEOUT)
             .foreign_keys(true)
             .pragma("cache_size", CACHE_SIZE)
-            .pragma("mmap_size", MMAP_SIZE);
+            .pragma("mmap_size", MMAP_SIZE)
+            .pragma("wal_autocheckpoint", WAL_AUTOCHECKPOINT)
+            .pragma("journal_size_limit", JOURNAL_SIZE_LIMIT);
         let pool = SqlitePoolOptions::new()
             .max_connections(MAX_CONNECTIONS)
-            .connect_with(options)
+            .connect_with(options.clone())
             .await?;
         MIGRATOR
             .run(&pool)
             .await
             .map_err(|e| DbError::other(format!("migrating {}: {e}", path.display())))?;
-        Ok(Self { pool })
+        let keys = crate::auth::KeyCache::new(sibling(path, "-revoked"));
+        Ok(Self {
+            pool,
+            options,
+            keys: std::sync::Arc::new(keys),
+        })
+    }
+
+    /// Copies what the WAL holds into the database file without waiting for readers or
+    /// the writer (`PRAGMA wal_checkpoint(PASSIVE)`); returns the WAL's size and how much
+    /// of it is now in the database, in pages.
+    pub async fn checkpoint(&self) -> DbResult<(i64, i64)> {
+        let row = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok((row.try_get(1)?, row.try_get(2)?))
+    }
+
+    /// Checkpoints every [`CHECKPOINT_EVERY`] until the pool closes, so the fsyncs of a
+    /// checkpoint happen on this task's connection and never in an ingest commit (the
+    /// server starts it; short-lived users such as `ccrm-bot keys` rely on close).
+    pub async fn checkpoint_loop(self) {
+        let mut tick = tokio::time::interval(CHECKPOINT_EVERY);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            if self.pool.is_closed() {
+                return;
+            }
+            match self.checkpoint().await {
+                Ok(_) => {}
+                Err(DbError::Sqlx(sqlx::Error::PoolClosed)) => return,
+                Err(e) => tracing::warn!(error = %e, "WAL checkpoint failed"),
+            }
+        }
     }
 
     /// Waits for running queries and closes every connection (checkpointing the WAL).
@@ -173,16 +227,21 @@ fn prepare_files(path: &Path) -> DbResult<()> {
         .open(path)
         .map_err(|e| io("create", path, e))?;
     let mut files = vec![path.to_path_buf()];
-    for suffix in ["-wal", "-shm"] {
-        let mut name = path.as_os_str().to_owned();
-        name.push(suffix);
-        files.push(name.into());
+    for suffix in ["-wal", "-shm", "-revoked"] {
+        files.push(sibling(path, suffix));
     }
     for file in files.iter().filter(|f| f.exists()) {
         std::fs::set_permissions(file, std::fs::Permissions::from_mode(0o600))
             .map_err(|e| io("set mode 0600 on", file, e))?;
     }
     Ok(())
+}
+
+/// `path` with `suffix` appended to its file name (`ccrm.db` → `ccrm.db-wal`).
+fn sibling(path: &Path, suffix: &str) -> std::path::PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(suffix);
+    name.into()
 }
 
 /// Sets an existing directory to 0700, except a shared sticky one like `/tmp` (a database

@@ -36,37 +36,11 @@ impl Db {
         info: &SessionInfo,
         now_ms: u64,
     ) -> DbResult<()> {
-        let json = serde_json::to_string(info)
-            .map_err(|e| DbError::other(format!("cannot encode session: {e}")))?;
-        let done = sqlx::query(
-            "INSERT INTO sessions (id, daemon_id, name, cwd, model, permission_mode, state,
-                                   reason, created_ms, updated_ms, info)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
-             ON CONFLICT (id) DO UPDATE SET
-                name = excluded.name, cwd = excluded.cwd, model = excluded.model,
-                permission_mode = excluded.permission_mode, state = excluded.state,
-                reason = excluded.reason, created_ms = excluded.created_ms,
-                updated_ms = excluded.updated_ms, info = excluded.info
-             WHERE sessions.daemon_id = excluded.daemon_id",
-        )
-        .bind(info.id.to_string())
-        .bind(daemon.0.as_str())
-        .bind(info.name.as_deref())
-        .bind(info.cwd.to_string_lossy().into_owned())
-        .bind(info.model.as_deref())
-        .bind(info.permission_mode.as_str())
-        .bind(info.state.as_str())
-        .bind(info.reason.as_deref())
-        .bind(int(info.created_ms)?)
-        .bind(int(now_ms)?)
-        .bind(json)
-        .execute(&self.pool)
-        .await?;
+        let done = upsert_query(daemon, info, now_ms)?
+            .execute(&self.pool)
+            .await?;
         if done.rows_affected() == 0 {
-            return Err(DbError::other(format!(
-                "session {} belongs to another daemon",
-                info.id
-            )));
+            return Err(refused(info));
         }
         Ok(())
     }
@@ -105,11 +79,65 @@ impl Db {
     }
 }
 
+/// [`Db::upsert_session`] inside the ingest transaction; `Err(message)` (the transaction
+/// goes on) when the session belongs to another daemon.
+pub(super) async fn upsert_session_tx(
+    tx: &mut Tx<'_>,
+    daemon: &DaemonId,
+    info: &SessionInfo,
+    now_ms: u64,
+) -> DbResult<Result<(), String>> {
+    let done = upsert_query(daemon, info, now_ms)?
+        .execute(&mut **tx)
+        .await?;
+    Ok(if done.rows_affected() == 0 {
+        Err(refused(info).to_string())
+    } else {
+        Ok(())
+    })
+}
+
+fn refused(info: &SessionInfo) -> DbError {
+    DbError::other(format!("session {} belongs to another daemon", info.id))
+}
+
+/// The statement behind [`Db::upsert_session`], bound.
+fn upsert_query<'q>(
+    daemon: &'q DaemonId,
+    info: &'q SessionInfo,
+    now_ms: u64,
+) -> DbResult<sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments>> {
+    let json = serde_json::to_string(info)
+        .map_err(|e| DbError::other(format!("cannot encode session: {e}")))?;
+    Ok(sqlx::query(
+        "INSERT INTO sessions (id, daemon_id, name, cwd, model, permission_mode, state,
+                               reason, created_ms, updated_ms, info)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
+         ON CONFLICT (id) DO UPDATE SET
+            name = excluded.name, cwd = excluded.cwd, model = excluded.model,
+            permission_mode = excluded.permission_mode, state = excluded.state,
+            reason = excluded.reason, created_ms = excluded.created_ms,
+            updated_ms = excluded.updated_ms, info = excluded.info
+         WHERE sessions.daemon_id = excluded.daemon_id",
+    )
+    .bind(info.id.to_string())
+    .bind(daemon.0.as_str())
+    .bind(info.name.as_deref())
+    .bind(info.cwd.to_string_lossy().into_owned())
+    .bind(info.model.as_deref())
+    .bind(info.permission_mode.as_str())
+    .bind(info.state.as_str())
+    .bind(info.reason.as_deref())
+    .bind(int(info.created_ms)?)
+    .bind(int(now_ms)?)
+    .bind(json))
+}
+
 /// Applies a stored state event to the `sessions` table inside the ingest transaction:
 /// sets the session's `state`, `reason` and `updated_ms`, creating a placeholder row if
 /// the daemon never described the session. Another daemon's session is left alone.
 pub(super) async fn record_state(
-    tx: &mut Tx,
+    tx: &mut Tx<'_>,
     daemon: &DaemonId,
     session: &SessionId,
     state: SessionState,

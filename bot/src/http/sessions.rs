@@ -1,6 +1,8 @@
 //! Sessions over REST: list (by daemon and state), start on a daemon, one session with its
 //! pending approvals, prompts, and the control actions (interrupt, stop, kill, resume). Every
-//! command goes to the owning daemon through the hub and is audited.
+//! command goes to the owning daemon through the hub and is audited. Which daemon owns a
+//! session comes from the hub's routes when it knows ([`daemon_of`]), so a prompt leaves
+//! without a database round trip.
 
 use std::sync::Arc;
 
@@ -29,9 +31,13 @@ pub(super) fn parse_session(id: &str) -> Result<SessionId, AppError> {
     })
 }
 
-/// The daemon that owns session `id`, or 404.
+/// The daemon that owns session `id`, or 404: the hub's route, else the database (and the
+/// answer becomes the route).
 pub(super) async fn daemon_of(state: &AppState, id: &SessionId) -> Result<DaemonId, AppError> {
-    Ok(state
+    if let Some(daemon) = state.hub.route(id) {
+        return Ok(daemon);
+    }
+    let daemon = state
         .db
         .get_session(id)
         .await
@@ -43,7 +49,9 @@ pub(super) async fn daemon_of(state: &AppState, id: &SessionId) -> Result<Daemon
             ),
             other => other.into(),
         })?
-        .daemon_id)
+        .daemon_id;
+    state.hub.set_route(*id, &daemon);
+    Ok(daemon)
 }
 
 /// `GET /api/daemons`.
@@ -132,6 +140,7 @@ pub async fn create_session(
         .await?;
     if let Ok(info) = serde_json::from_value::<common::ipc::SessionInfo>(data.clone()) {
         state.db.upsert_session(&daemon, &info, now_ms()).await?;
+        state.hub.set_route(info.id, &daemon);
         audit(
             &state,
             &user,

@@ -152,9 +152,10 @@ pub fn start(
     rec: SessionRecord,
     launch: Launch,
 ) -> Result<(SessionHandle, tokio::task::JoinHandle<()>), ErrorBody> {
-    let log = Arc::new(EventLog::new(
+    let log = Arc::new(EventLog::open(
         rec.id,
         ctx.cfg.event_log_capacity,
+        &ctx.cfg.state_dir.join("events").join(rec.id.to_string()),
         ctx.spool.clone(),
     ));
     let (tx, rx) = mpsc::channel(64);

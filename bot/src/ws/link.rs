@@ -1,8 +1,11 @@
 //! `/ws/daemon`: one task per daemon link. It authenticates the `X-API-Key`, checks the
-//! hello and protocol version, answers with the highest committed seq, then commits event
-//! batches to SQLite (dedup on `(daemon_id, seq)`) and acknowledges them cumulatively,
-//! relays command replies to the hub, and pings. A silent daemon is dropped after
-//! `daemon_timeout`. Bad frames get an error frame; the link and every other client go on.
+//! hello and protocol version, answers with the highest committed seq, then hands event
+//! frames, session updates and "last heard" marks to the ingest task ([`crate::ingest`]),
+//! which commits them in groups with every other link's (dedup on `(daemon_id, seq)`), and
+//! acknowledges each frame cumulatively once its group committed. The link keeps reading
+//! while earlier frames commit (at most [`IN_FLIGHT`] of them), relays command replies to
+//! the hub, and pings. A silent daemon is dropped after `daemon_timeout`. Bad frames get an
+//! error frame; the link and every other client go on.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,6 +18,7 @@ use common::event::now_ms;
 use common::ids::DaemonId;
 use common::ipc::{ErrorBody, ErrorCode};
 use common::link::{DaemonMsg, HubMsg, LINK_PROTOCOL_VERSION, MAX_LINK_FRAME};
+use futures::stream::FuturesOrdered;
 use futures::{SinkExt, StreamExt};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -22,6 +26,17 @@ use tracing::{Instrument, info, info_span, warn};
 
 use crate::AppState;
 use crate::auth::KeyKind;
+use crate::ingest::{Op, Outcome};
+
+/// Frames of one link handed to the ingest task and not yet committed; past this the link
+/// stops reading its socket until one commits (the daemon's own window bounds it too).
+pub const IN_FLIGHT: usize = 16;
+
+/// Read buffer per link socket.
+const LINK_BUFFER: usize = 8 * 1024;
+
+/// How often at most a link records that its daemon was heard from.
+const TOUCH_EVERY: Duration = Duration::from_secs(5);
 
 /// `GET /ws/daemon`.
 pub async fn daemon_ws(
@@ -46,8 +61,12 @@ pub async fn daemon_ws(
         }
     };
     let key_id = row.id;
+    // Small socket buffers: a link carries small frames most of the time, and a bot keeps
+    // hundreds of links (tungstenite's default is 128 KiB each way per socket).
     ws.max_message_size(MAX_LINK_FRAME)
         .max_frame_size(MAX_LINK_FRAME)
+        .read_buffer_size(LINK_BUFFER)
+        .write_buffer_size(0)
         .on_upgrade(move |socket| async move {
             if let Err(e) = serve_link(state, socket, key_id)
                 .instrument(info_span!("daemon_link", key = key_id))
@@ -115,6 +134,7 @@ async fn serve_link(state: Arc<AppState>, socket: WebSocket, key_id: i64) -> any
         .await?;
     for s in &sessions {
         state.db.upsert_session(&daemon_id, s, now).await?;
+        state.hub.set_route(s.id, &daemon_id);
     }
     let acked = state.db.max_seq(&daemon_id).await?;
     tx.send(frame(&HubMsg::Welcome {
@@ -139,6 +159,16 @@ async fn serve_link(state: Arc<AppState>, socket: WebSocket, key_id: i64) -> any
     result
 }
 
+/// What a frame handed to the ingest task was, to act on its outcome.
+enum Sent {
+    /// Events up to this seq: ack it once committed.
+    Events(u64),
+    /// A session update: route the session here once recorded.
+    Session(common::ids::SessionId),
+    /// A "last heard" mark.
+    Touch,
+}
+
 async fn link_loop(
     state: &AppState,
     daemon_id: &DaemonId,
@@ -152,14 +182,29 @@ async fn link_loop(
     ping.reset();
     let mut last_heard = Instant::now();
     let mut last_touch = Instant::now();
+    // Frames handed to the ingest task, answered in the order they were handed in.
+    let mut in_flight = FuturesOrdered::new();
+    let submit = |op: Op, sent: Sent| {
+        let ingest = state.ingest.clone();
+        async move {
+            let pending = ingest.submit(daemon_id, op).await;
+            let outcome = match pending {
+                Some(rx) => rx
+                    .await
+                    .unwrap_or_else(|_| Err("the ingest task stopped".into())),
+                None => Err("the server is shutting down".into()),
+            };
+            (sent, outcome)
+        }
+    };
     loop {
         tokio::select! {
-            msg = rx.next() => {
+            msg = rx.next(), if in_flight.len() < IN_FLIGHT => {
                 let Some(msg) = msg else { return Ok(()) };
                 let msg = msg?;
                 last_heard = Instant::now();
-                if last_touch.elapsed() > Duration::from_secs(5) {
-                    state.db.touch_daemon(daemon_id, now_ms()).await?;
+                if last_touch.elapsed() > TOUCH_EVERY {
+                    in_flight.push_back(submit(Op::Touch(now_ms()), Sent::Touch));
                     last_touch = Instant::now();
                 }
                 let text = match msg {
@@ -173,17 +218,10 @@ async fn link_loop(
                 };
                 match serde_json::from_str::<DaemonMsg>(&text) {
                     Ok(DaemonMsg::Events { events }) => {
-                        if events.is_empty() {
+                        let Some(last) = events.iter().map(|e| e.seq).max() else {
                             continue;
-                        }
-                        let last = events.iter().map(|e| e.seq).max().unwrap_or(acked);
-                        let stored = state.db.insert_events(daemon_id, &events).await?;
-                        let dup = events.len() - stored.len();
-                        state.hub.metrics.events_ingested.fetch_add(stored.len() as u64, std::sync::atomic::Ordering::Relaxed);
-                        state.hub.metrics.events_duplicate.fetch_add(dup as u64, std::sync::atomic::Ordering::Relaxed);
-                        state.hub.publish(stored);
-                        acked = acked.max(last);
-                        tx.send(frame(&HubMsg::Ack { seq: acked })?).await?;
+                        };
+                        in_flight.push_back(submit(Op::Events(events), Sent::Events(last)));
                     }
                     Ok(DaemonMsg::Reply { req_id, ok, data, error }) => {
                         let result = if ok {
@@ -194,10 +232,26 @@ async fn link_loop(
                         state.hub.complete(req_id, result);
                     }
                     Ok(DaemonMsg::Session { session }) => {
-                        state.db.upsert_session(daemon_id, &session, now_ms()).await?;
+                        let id = session.id;
+                        in_flight.push_back(submit(Op::Session(Box::new(session), now_ms()), Sent::Session(id)));
                     }
                     Ok(DaemonMsg::Hello { .. }) => reject(state, tx, "hello was already received").await?,
                     Err(e) => reject(state, tx, &format!("bad frame: {e}")).await?,
+                }
+            }
+            Some((sent, outcome)) = in_flight.next(), if !in_flight.is_empty() => {
+                let outcome = outcome.map_err(|e| anyhow::anyhow!("storing what daemon {daemon_id} sent failed: {e}"))?;
+                match (sent, outcome) {
+                    (Sent::Events(last), Outcome::Events { stored, duplicate }) => {
+                        let m = &state.hub.metrics;
+                        m.events_ingested.fetch_add(stored as u64, std::sync::atomic::Ordering::Relaxed);
+                        m.events_duplicate.fetch_add(duplicate as u64, std::sync::atomic::Ordering::Relaxed);
+                        acked = acked.max(last);
+                        tx.send(frame(&HubMsg::Ack { seq: acked })?).await?;
+                    }
+                    (Sent::Session(id), Outcome::Done) => state.hub.set_route(id, daemon_id),
+                    (_, Outcome::Refused(why)) => anyhow::bail!("daemon {daemon_id}: {why}"),
+                    _ => {}
                 }
             }
             out = out_rx.recv() => {
@@ -227,145 +281,4 @@ async fn reject(
     })?)
     .await?;
     Ok(())
-}
-
-/// `GET /ws/dashboard`: live events for the sessions a client subscribes to. The user token
-/// comes in the `Authorization: Bearer` header or, for browsers, as the first message
-/// `{"type":"auth","token":"..."}`; it is never logged. Client messages:
-/// `{"type":"subscribe","sessions":["<id>",...]}`, `{"type":"subscribe","all":true}`,
-/// `{"type":"unsubscribe","sessions":[...]}`. Server messages: `{"type":"ready","user"}`,
-/// `{"type":"event","event":<stored event>}`, `{"type":"error","code","message"}`.
-pub async fn dashboard_ws(
-    State(state): State<Arc<AppState>>,
-    headers: HeaderMap,
-    ws: WebSocketUpgrade,
-) -> Response {
-    let pre_auth = match crate::auth::bearer_token(&headers) {
-        Some(token) => match state.db.verify_key(token, KeyKind::User).await {
-            Ok(Some(row)) => Some(row.name),
-            Ok(None) => {
-                state.hub.metrics.reject();
-                return (StatusCode::UNAUTHORIZED, "invalid bearer token").into_response();
-            }
-            Err(e) => {
-                warn!(error = %e, "token check failed");
-                return StatusCode::INTERNAL_SERVER_ERROR.into_response();
-            }
-        },
-        None => None,
-    };
-    ws.max_message_size(64 * 1024)
-        .on_upgrade(move |socket| async move {
-            if let Err(e) = serve_dashboard(state, socket, pre_auth).await {
-                warn!(error = %format!("{e:#}"), "dashboard socket ended with an error");
-            }
-        })
-}
-
-#[derive(serde::Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
-enum DashboardMsg {
-    Auth {
-        token: String,
-    },
-    Subscribe {
-        #[serde(default)]
-        sessions: Vec<common::ids::SessionId>,
-        #[serde(default)]
-        all: bool,
-    },
-    Unsubscribe {
-        #[serde(default)]
-        sessions: Vec<common::ids::SessionId>,
-    },
-}
-
-fn json_frame(v: serde_json::Value) -> Message {
-    Message::Text(v.to_string().into())
-}
-
-async fn serve_dashboard(
-    state: Arc<AppState>,
-    socket: WebSocket,
-    pre_auth: Option<String>,
-) -> anyhow::Result<()> {
-    let (mut tx, mut rx) = socket.split();
-    let user = match pre_auth {
-        Some(u) => u,
-        None => {
-            let first = tokio::time::timeout(Duration::from_secs(10), rx.next()).await;
-            let token = match first {
-                Ok(Some(Ok(Message::Text(t)))) => match serde_json::from_str::<DashboardMsg>(&t) {
-                    Ok(DashboardMsg::Auth { token }) => token,
-                    _ => String::new(),
-                },
-                _ => String::new(),
-            };
-            match state.db.verify_key(&token, KeyKind::User).await? {
-                Some(row) => row.name,
-                None => {
-                    state.hub.metrics.reject();
-                    let _ = tx.send(json_frame(serde_json::json!({"type": "error", "code": "unauthorized", "message": "send {\"type\":\"auth\",\"token\":\"...\"} first, or an Authorization header"}))).await;
-                    let _ = tx.close().await;
-                    return Ok(());
-                }
-            }
-        }
-    };
-    let _guard = crate::http::ClientGuard::new(&state);
-    tx.send(json_frame(
-        serde_json::json!({"type": "ready", "user": user}),
-    ))
-    .await?;
-    let mut live = state.hub.subscribe();
-    let mut all = false;
-    let mut sessions = std::collections::HashSet::new();
-    let mut last_id = state.db.last_event_id().await?;
-    loop {
-        tokio::select! {
-            msg = rx.next() => {
-                let Some(msg) = msg else { return Ok(()) };
-                let text = match msg? {
-                    Message::Text(t) => t,
-                    Message::Close(_) => return Ok(()),
-                    _ => continue,
-                };
-                match serde_json::from_str::<DashboardMsg>(&text) {
-                    Ok(DashboardMsg::Subscribe { sessions: s, all: a }) => {
-                        all |= a;
-                        sessions.extend(s);
-                        tx.send(json_frame(serde_json::json!({"type": "subscribed", "all": all, "sessions": sessions}))).await?;
-                    }
-                    Ok(DashboardMsg::Unsubscribe { sessions: s }) => {
-                        for id in s {
-                            sessions.remove(&id);
-                        }
-                    }
-                    Ok(DashboardMsg::Auth { .. }) => {}
-                    Err(e) => {
-                        state.hub.metrics.reject();
-                        tx.send(json_frame(serde_json::json!({"type": "error", "code": "bad_request", "message": format!("bad message: {e}")}))).await?;
-                    }
-                }
-            }
-            ev = live.recv() => {
-                let batch = match ev {
-                    Ok(ev) => vec![ev],
-                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
-                        state.db.events_since_id(last_id, 1000).await?.into_iter().map(Arc::new).collect()
-                    }
-                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return Ok(()),
-                };
-                for ev in batch {
-                    if ev.id <= last_id {
-                        continue;
-                    }
-                    last_id = ev.id;
-                    if all || sessions.contains(&ev.event.session_id) {
-                        tx.send(json_frame(serde_json::json!({"type": "event", "event": &*ev}))).await?;
-                    }
-                }
-            }
-        }
-    }
 }

@@ -1,0 +1,501 @@
+//! The one ingest path into the store: link events, session updates and "last heard" marks
+//! from the daemons, written in transactions that keep `sessions` and `approvals` in step.
+//!
+//! [`EventWriter`] is what the bot's ingest task ([`crate::ingest`]) drives: it owns one
+//! SQLite connection of its own (no pool round trip, never waiting for a pooled writer) and
+//! commits a whole group of [`Write`]s, from any number of daemons, in one transaction
+//! (group commit). The common group, events only and none of them a state change or an
+//! approval, goes to SQLite as a single multi-statement `BEGIN IMMEDIATE; INSERT ...
+//! RETURNING; COMMIT`: one hop to SQLite's thread instead of one per statement. Any other
+//! group runs statement by statement in a transaction, applying each newly stored event to
+//! the derived tables through the helpers `sessions.rs` and `approvals.rs` export for an
+//! open transaction ([`record_state`], [`insert_pending`], [`decide`],
+//! [`upsert_session_tx`]); they never call back here, so the dependency goes one way.
+//! [`Db::insert_events`] is the same for one daemon's batch on a pooled connection.
+//!
+//! Each event is stored once: `ON CONFLICT (daemon_id, seq) DO NOTHING RETURNING` lists
+//! only the rows inserted, so resends after a reconnect are harmless and the derived
+//! tables see each event once. The daemon link acks a batch only after its group
+//! committed, and publishes the stored events only then, so whatever a subscriber saw is
+//! durable.
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::sync::LazyLock;
+
+use common::event::{Event, EventKind};
+use common::ids::DaemonId;
+use common::ipc::SessionInfo;
+use common::link::LinkEvent;
+use sqlx::sqlite::SqliteConnection;
+use sqlx::{Connection, Row};
+
+use super::approvals::{Decided, Pending, decide, insert_pending};
+use super::sessions::{record_state, upsert_session_tx};
+use super::{Db, DbError, DbResult, StoredEvent, Tx, int};
+
+/// Single-row event insert; dedup on `(daemon_id, seq)`.
+const INSERT_EVENT_ONE: &str =
+    "INSERT INTO events (daemon_id, seq, session_id, session_seq, ts_ms, kind, data)
+     VALUES (?, ?, ?, ?, ?, ?, ?)
+     ON CONFLICT (daemon_id, seq) DO NOTHING RETURNING daemon_id, seq, id";
+
+/// Multi-row event inserts, largest first, with their row counts (64 rows bind 448
+/// parameters, well under SQLite's limit).
+static INSERT_EVENTS: LazyLock<[(String, usize); 3]> =
+    LazyLock::new(|| [64, 16, 4].map(|n| (insert_events_sql(n), n)));
+
+fn insert_events_sql(rows: usize) -> String {
+    let values = vec!["(?, ?, ?, ?, ?, ?, ?)"; rows].join(", ");
+    format!(
+        "INSERT INTO events (daemon_id, seq, session_id, session_seq, ts_ms, kind, data)
+         VALUES {values}
+         ON CONFLICT (daemon_id, seq) DO NOTHING RETURNING daemon_id, seq, id"
+    )
+}
+
+/// The statement for the first `rest.len()` events: the largest fixed size that fits, so
+/// every size stays a cached prepared statement. Returns it and its row count.
+fn chunk_sql(rest: usize) -> (&'static str, usize) {
+    INSERT_EVENTS
+        .iter()
+        .find(|(_, n)| *n <= rest)
+        .map_or((INSERT_EVENT_ONE, 1), |(sql, n)| (sql.as_str(), *n))
+}
+
+/// Groups of at most this many events keep their one-trip script in the statement cache.
+const CACHED_SCRIPT_EVENTS: usize = 16;
+
+/// One thing a daemon link asks the store to do.
+#[derive(Clone, Copy, Debug)]
+pub enum Write<'a> {
+    /// Store these link events (ascending seq).
+    Events(&'a [LinkEvent]),
+    /// The daemon's new picture of one session ([`Db::upsert_session`]).
+    Session(&'a SessionInfo, u64),
+    /// The daemon was heard from at this time ([`Db::touch_daemon`]).
+    Touch(u64),
+}
+
+/// What one [`Write`] did.
+#[derive(Debug)]
+pub enum Written {
+    /// The events that were new, in order, with their row ids.
+    Events(Vec<StoredEvent>),
+    /// Done.
+    Done,
+    /// Refused without failing the group (a session of another daemon).
+    Refused(String),
+}
+
+/// Whether storing `ev` also changes a derived table.
+fn derives(ev: &Event) -> bool {
+    matches!(
+        ev.kind,
+        EventKind::State { .. }
+            | EventKind::PermissionRequest { .. }
+            | EventKind::Question { .. }
+            | EventKind::PermissionDecision { .. }
+            | EventKind::Answer { .. }
+    )
+}
+
+/// The ingest connection; see the module docs.
+pub struct EventWriter {
+    conn: SqliteConnection,
+}
+
+impl std::fmt::Debug for EventWriter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("EventWriter")
+    }
+}
+
+impl Db {
+    /// Opens the connection the ingest task writes through (same file and settings as the
+    /// pool).
+    pub async fn event_writer(&self) -> DbResult<EventWriter> {
+        Ok(EventWriter {
+            conn: sqlx::ConnectOptions::connect(&self.options).await?,
+        })
+    }
+
+    /// Stores a batch of events from one daemon in one transaction (on a pooled
+    /// connection; the daemon link goes through [`EventWriter::commit`] instead).
+    ///
+    /// Each event is inserted unless its `(daemon, seq)` is already stored. For the events
+    /// that were new, the same transaction also keeps the derived tables current:
+    /// [`EventKind::State`] sets the session's `state`/`reason`/`updated_ms` (creating a
+    /// placeholder session row if the daemon never described the session),
+    /// [`EventKind::PermissionRequest`]/[`EventKind::Question`] add a pending approval, and
+    /// [`EventKind::PermissionDecision`]/[`EventKind::Answer`] decide it. Returns the events
+    /// actually inserted, in order, with their new row ids. The daemon must have said hello
+    /// ([`Db::upsert_daemon`]) first.
+    #[tracing::instrument(skip_all, fields(daemon = %daemon, n = events.len()))]
+    pub async fn insert_events(
+        &self,
+        daemon: &DaemonId,
+        events: &[LinkEvent],
+    ) -> DbResult<Vec<StoredEvent>> {
+        if events.is_empty() {
+            return Ok(Vec::new());
+        }
+        // IMMEDIATE takes the write lock up front, so the busy timeout applies instead of a
+        // deferred transaction failing when it upgrades from read to write.
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let stored = store_events(&mut tx, daemon, events).await?;
+        tx.commit().await?;
+        Ok(stored)
+    }
+}
+
+impl EventWriter {
+    /// Whether the connection still answers (after a failed commit, to decide whether to
+    /// open a new one).
+    pub async fn ping(&mut self) -> bool {
+        self.conn.ping().await.is_ok()
+    }
+
+    /// Commits `writes` (from any daemons, in order) in one transaction and returns what
+    /// each did, in the same order. An error means nothing of the group was stored.
+    #[tracing::instrument(skip_all, fields(n = writes.len()))]
+    pub async fn commit(&mut self, writes: &[(&DaemonId, Write<'_>)]) -> DbResult<Vec<Written>> {
+        let simple = writes.iter().all(|(_, w)| match w {
+            Write::Events(events) => !events.iter().any(|e| derives(&e.event)),
+            Write::Touch(_) => true,
+            Write::Session(..) => false,
+        });
+        if simple {
+            let done = self.commit_one_trip(writes).await;
+            if done.is_err() {
+                // The group failed part-way: end the transaction the script opened.
+                let _ = sqlx::raw_sql("ROLLBACK").execute(&mut self.conn).await;
+            }
+            return done;
+        }
+        let mut tx = self.conn.begin_with("BEGIN IMMEDIATE").await?;
+        let mut out = Vec::with_capacity(writes.len());
+        for (daemon, write) in writes {
+            out.push(match write {
+                Write::Events(events) => {
+                    Written::Events(store_events(&mut tx, daemon, events).await?)
+                }
+                Write::Session(info, now) => {
+                    match upsert_session_tx(&mut tx, daemon, info, *now).await? {
+                        Ok(()) => Written::Done,
+                        Err(why) => Written::Refused(why),
+                    }
+                }
+                Write::Touch(now) => {
+                    touch(&mut tx, daemon, *now).await?;
+                    Written::Done
+                }
+            });
+        }
+        tx.commit().await?;
+        Ok(out)
+    }
+
+    /// The common group (events with no derived changes, touches) as one script: `BEGIN
+    /// IMMEDIATE`, the inserts and updates, `COMMIT`, sent to SQLite in one go.
+    async fn commit_one_trip(
+        &mut self,
+        writes: &[(&DaemonId, Write<'_>)],
+    ) -> DbResult<Vec<Written>> {
+        let mut sql = String::from("BEGIN IMMEDIATE;\n");
+        let mut args = sqlx::sqlite::SqliteArguments::default();
+        let add = |args: &mut sqlx::sqlite::SqliteArguments, v: Bind| -> DbResult<()> {
+            let r = match v {
+                Bind::Text(s) => sqlx::Arguments::add(args, s),
+                Bind::Int(i) => sqlx::Arguments::add(args, i),
+            };
+            r.map_err(|e| DbError::other(format!("cannot bind a value: {e}")))
+        };
+        // Every event of the group, in order, in as few multi-row INSERTs as fit (rows of
+        // different daemons share a statement: each row binds its own daemon).
+        let rows: Vec<(&DaemonId, &LinkEvent)> = writes
+            .iter()
+            .filter_map(|(d, w)| match w {
+                Write::Events(events) => Some(events.iter().map(move |e| (*d, e))),
+                _ => None,
+            })
+            .flatten()
+            .collect();
+        let mut rest: &[(&DaemonId, &LinkEvent)] = &rows;
+        while !rest.is_empty() {
+            let (stmt, n) = chunk_sql(rest.len());
+            let (chunk, tail) = rest.split_at(n);
+            rest = tail;
+            let _ = writeln!(sql, "{stmt};");
+            for (daemon, link) in chunk {
+                for v in event_binds(daemon, link)? {
+                    add(&mut args, v)?;
+                }
+            }
+        }
+        for (daemon, write) in writes {
+            match write {
+                Write::Events(_) => {}
+                Write::Touch(now) => {
+                    sql.push_str("UPDATE daemons SET last_seen_ms = ? WHERE id = ?;\n");
+                    add(&mut args, Bind::Int(int(*now)?))?;
+                    add(&mut args, Bind::Text(daemon.0.clone()))?;
+                }
+                Write::Session(..) => {
+                    return Err(DbError::other("a session update needs a full transaction"));
+                }
+            }
+        }
+        sql.push_str("COMMIT;");
+        // The script's text depends only on how many events and touches the group has. Small
+        // groups (a live turn's frames) stay prepared in the statement cache; big ones are
+        // prepared for the occasion, so the cache never holds hundreds of big scripts.
+        let persistent = rows.len() <= CACHED_SCRIPT_EVENTS;
+        let rows = sqlx::query_with(sqlx::AssertSqlSafe(sql), args)
+            .persistent(persistent)
+            .fetch_all(&mut self.conn)
+            .await?;
+        let mut returned: Vec<Returned> = Vec::with_capacity(rows.len());
+        for r in &rows {
+            returned.push(Returned {
+                daemon: r.try_get("daemon_id")?,
+                seq: r.try_get("seq")?,
+                id: r.try_get("id")?,
+            });
+        }
+        match_rows(writes, returned)
+    }
+}
+
+/// One row a one-trip script's `RETURNING` gave back.
+struct Returned {
+    daemon: String,
+    seq: i64,
+    id: i64,
+}
+
+/// One bound value of the one-trip script.
+enum Bind {
+    Text(String),
+    Int(i64),
+}
+
+/// The seven values of one event row, in the order of the INSERT's columns.
+fn event_binds(daemon: &DaemonId, link: &LinkEvent) -> DbResult<[Bind; 7]> {
+    let ev = &link.event;
+    let data = serde_json::to_string(ev)
+        .map_err(|e| DbError::other(format!("cannot encode event: {e}")))?;
+    Ok([
+        Bind::Text(daemon.0.clone()),
+        Bind::Int(int(link.seq)?),
+        Bind::Text(ev.session_id.to_string()),
+        Bind::Int(int(ev.seq)?),
+        Bind::Int(int(ev.ts_ms)?),
+        Bind::Text(ev.kind.name().to_owned()),
+        Bind::Text(data),
+    ])
+}
+
+/// Matches the rows a one-trip script returned to the events of `writes`.
+///
+/// `RETURNING` lists only the rows inserted, in no promised order; row ids grow in
+/// insertion order, which is the order of the writes and of their events. So, in id order,
+/// the rows of a write are the next ones of its daemon whose seq is one of
+/// its events' (an event that was new was inserted by the first write that carried it).
+fn match_rows(
+    writes: &[(&DaemonId, Write<'_>)],
+    mut rows: Vec<Returned>,
+) -> DbResult<Vec<Written>> {
+    rows.sort_by_key(|r| r.id);
+    let mut next = 0;
+    let mut out = Vec::with_capacity(writes.len());
+    for (daemon, write) in writes {
+        let Write::Events(events) = write else {
+            out.push(Written::Done);
+            continue;
+        };
+        let mut index: HashMap<i64, (usize, bool)> = HashMap::with_capacity(events.len());
+        for (i, e) in events.iter().enumerate() {
+            index.insert(int(e.seq)?, (i, false));
+        }
+        let mut found: Vec<(usize, i64)> = Vec::new();
+        while let Some(row) = rows.get(next) {
+            if row.daemon != daemon.0 {
+                break;
+            }
+            match index.get_mut(&row.seq) {
+                Some((i, taken)) if !*taken => {
+                    *taken = true;
+                    found.push((*i, row.id));
+                    next += 1;
+                }
+                _ => break,
+            }
+        }
+        found.sort_by_key(|(i, _)| *i);
+        out.push(Written::Events(
+            found
+                .into_iter()
+                .map(|(i, id)| StoredEvent {
+                    id,
+                    daemon_id: (*daemon).clone(),
+                    seq: events[i].seq,
+                    event: events[i].event.clone(),
+                })
+                .collect(),
+        ));
+    }
+    if next != rows.len() {
+        return Err(DbError::other(
+            "the store returned rows that match no event",
+        ));
+    }
+    Ok(out)
+}
+
+/// Inserts one daemon's events inside `tx` and applies the new ones to the derived tables.
+async fn store_events(
+    tx: &mut Tx<'_>,
+    daemon: &DaemonId,
+    events: &[LinkEvent],
+) -> DbResult<Vec<StoredEvent>> {
+    let mut stored = Vec::with_capacity(events.len());
+    let mut rest = events;
+    while !rest.is_empty() {
+        // Multi-row INSERTs of a few fixed sizes: far fewer round trips to SQLite's worker
+        // thread than one statement per event, and every size stays a cached statement.
+        let (sql, n) = chunk_sql(rest.len());
+        let (chunk, tail) = rest.split_at(n);
+        rest = tail;
+        let mut query = sqlx::query(sql);
+        for link in chunk {
+            let ev = &link.event;
+            let data = serde_json::to_string(ev)
+                .map_err(|e| DbError::other(format!("cannot encode event: {e}")))?;
+            query = query
+                .bind(daemon.0.as_str())
+                .bind(int(link.seq)?)
+                .bind(ev.session_id.to_string())
+                .bind(int(ev.seq)?)
+                .bind(int(ev.ts_ms)?)
+                .bind(ev.kind.name())
+                .bind(data);
+        }
+        // RETURNING lists only the rows inserted (not the ignored duplicates), in no
+        // promised order: match them back to the events by seq.
+        let mut inserted: Vec<(i64, i64)> = query
+            .fetch_all(&mut **tx)
+            .await?
+            .iter()
+            .map(|r| Ok((r.try_get("seq")?, r.try_get("id")?)))
+            .collect::<DbResult<_>>()?;
+        for link in chunk {
+            let seq = int(link.seq)?;
+            let Some(pos) = inserted.iter().position(|(s, _)| *s == seq) else {
+                continue;
+            };
+            let (_, id) = inserted.remove(pos);
+            apply_event(tx, daemon, &link.event).await?;
+            stored.push(StoredEvent {
+                id,
+                daemon_id: daemon.clone(),
+                seq: link.seq,
+                event: link.event.clone(),
+            });
+        }
+    }
+    Ok(stored)
+}
+
+/// "Last heard" inside the ingest transaction (an unknown daemon is not an error here).
+async fn touch(tx: &mut Tx<'_>, daemon: &DaemonId, now_ms: u64) -> DbResult<()> {
+    sqlx::query("UPDATE daemons SET last_seen_ms = ?2 WHERE id = ?1")
+        .bind(daemon.0.as_str())
+        .bind(int(now_ms)?)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+/// Keeps the derived tables in step with one newly stored event (inside the ingest
+/// transaction): state events go to `sessions`, requests and their outcomes to
+/// `approvals`; every other kind is history only.
+async fn apply_event(tx: &mut Tx<'_>, daemon: &DaemonId, ev: &Event) -> DbResult<()> {
+    let ts = int(ev.ts_ms)?;
+    let session = ev.session_id.to_string();
+    match &ev.kind {
+        EventKind::State { state, reason } => {
+            record_state(
+                tx,
+                daemon,
+                &ev.session_id,
+                *state,
+                reason.as_deref(),
+                ev.ts_ms,
+            )
+            .await?;
+        }
+        EventKind::PermissionRequest {
+            approval_id,
+            tool_name,
+            input,
+            ..
+        } => {
+            let pending = Pending {
+                kind: "permission",
+                tool_name,
+                input,
+            };
+            insert_pending(tx, daemon, &session, approval_id, &pending, ts).await?;
+        }
+        EventKind::Question {
+            approval_id,
+            questions,
+        } => {
+            let input = serde_json::json!({ "questions": questions });
+            let pending = Pending {
+                kind: "question",
+                tool_name: "AskUserQuestion",
+                input: &input,
+            };
+            insert_pending(tx, daemon, &session, approval_id, &pending, ts).await?;
+        }
+        EventKind::PermissionDecision {
+            approval_id,
+            tool_name,
+            decision,
+            by,
+            message,
+        } => {
+            let decided = Decided {
+                kind: "permission",
+                tool_name,
+                decision: *decision,
+                by,
+                message: message.as_deref(),
+                answers: None,
+            };
+            decide(tx, daemon, &session, approval_id, &decided, ts).await?;
+        }
+        EventKind::Answer {
+            approval_id,
+            answers,
+            by,
+            decision,
+        } => {
+            let answers = serde_json::to_string(answers)
+                .map_err(|e| DbError::other(format!("cannot encode answers: {e}")))?;
+            let decided = Decided {
+                kind: "question",
+                tool_name: "AskUserQuestion",
+                decision: *decision,
+                by,
+                message: None,
+                answers: Some(answers),
+            };
+            decide(tx, daemon, &session, approval_id, &decided, ts).await?;
+        }
+        _ => {}
+    }
+    Ok(())
+}
