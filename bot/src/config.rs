@@ -64,6 +64,9 @@ pub struct BotConfig {
     pub chat_prompts_per_minute: u32,
     /// The directory `/new` uses when given none (on the session's daemon).
     pub chat_default_dir: Option<PathBuf>,
+    /// Largest workspace zip accepted by `POST /api/daemons/{daemon}/workspaces`, checked
+    /// while it streams (that route is exempt from `max_body_bytes`).
+    pub workspace_max_upload_bytes: u64,
 }
 
 impl fmt::Debug for BotConfig {
@@ -86,6 +89,10 @@ impl fmt::Debug for BotConfig {
             .field("discord_api_url", &self.discord_api_url)
             .field("chat_prompts_per_minute", &self.chat_prompts_per_minute)
             .field("chat_default_dir", &self.chat_default_dir)
+            .field(
+                "workspace_max_upload_bytes",
+                &self.workspace_max_upload_bytes,
+            )
             .finish()
     }
 }
@@ -117,6 +124,7 @@ pub struct FileConfig {
     discord_api_url: Option<String>,
     chat_prompts_per_minute: Option<u32>,
     chat_default_dir: Option<PathBuf>,
+    workspace_max_upload_bytes: Option<u64>,
 }
 
 /// Values given on the command line (they override everything else).
@@ -151,6 +159,7 @@ impl Default for BotConfig {
             discord_api_url: DEFAULT_DISCORD_API_URL.to_owned(),
             chat_prompts_per_minute: 20,
             chat_default_dir: None,
+            workspace_max_upload_bytes: 100 * 1024 * 1024,
         }
     }
 }
@@ -216,6 +225,9 @@ impl BotConfig {
                 .chat_prompts_per_minute
                 .unwrap_or(defaults.chat_prompts_per_minute),
             chat_default_dir: file.chat_default_dir,
+            workspace_max_upload_bytes: file
+                .workspace_max_upload_bytes
+                .unwrap_or(defaults.workspace_max_upload_bytes),
         };
 
         if let Some(v) = env("CCRM_BOT_LISTEN") {
@@ -247,6 +259,13 @@ impl BotConfig {
         }
         if let Some(v) = env("CCRM_BOT_TELEGRAM_API_URL") {
             cfg.telegram_api_url = v;
+        }
+        if let Some(v) = env("CCRM_BOT_WORKSPACE_MAX_UPLOAD_BYTES") {
+            cfg.workspace_max_upload_bytes = parse_env(
+                "CCRM_BOT_WORKSPACE_MAX_UPLOAD_BYTES",
+                &v,
+                "a number of bytes",
+            )?;
         }
         if let Some(v) = env("CCRM_BOT_DISCORD_ALLOWED_USERS") {
             cfg.discord_allowed_users = parse_list(
@@ -309,6 +328,9 @@ impl BotConfig {
         }
         if !(1..=100_000).contains(&self.events_page_max) {
             bail!("events_page_max must be between 1 and 100000");
+        }
+        if !(1024..=64 * 1024 * 1024 * 1024).contains(&self.workspace_max_upload_bytes) {
+            bail!("workspace_max_upload_bytes must be between 1 KiB and 64 GiB");
         }
         if self.chat_prompts_per_minute == 0 {
             bail!("chat_prompts_per_minute must be at least 1");
@@ -558,6 +580,10 @@ mod tests {
             },
             BotConfig {
                 max_body_bytes: 10,
+                ..ok.clone()
+            },
+            BotConfig {
+                workspace_max_upload_bytes: 10,
                 ..ok.clone()
             },
             BotConfig {

@@ -9,6 +9,8 @@
 //! - [`hub`]: connected daemons, bot → daemon commands, live event fan-out.
 //! - [`ws`]: the daemon link (`/ws/daemon`) and the dashboard socket (`/ws/dashboard`).
 //! - [`http`]: REST routes, SSE, metrics; [`openapi`]: the API document.
+//! - [`upload`]: streaming a workspace upload to a daemon with flow control;
+//!   [`executions`]: following executions on their daemons and recording them.
 //! - [`chat`]: the platform-neutral chat core; [`telegram`] and [`discord`]: its adapters,
 //!   started by [`serve`] when `CCRM_BOT_TELEGRAM_TOKEN` / `CCRM_BOT_DISCORD_TOKEN` is set.
 
@@ -17,11 +19,13 @@ pub mod chat;
 pub mod config;
 pub mod db;
 pub mod discord;
+pub mod executions;
 pub mod http;
 pub mod hub;
 pub mod keys;
 pub mod openapi;
 pub mod telegram;
+pub mod upload;
 pub mod ws;
 
 use std::future::Future;
@@ -29,7 +33,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 
@@ -41,6 +45,8 @@ pub struct AppState {
     pub hub: hub::Hub,
     /// Settings.
     pub cfg: config::BotConfig,
+    /// The tasks that record executions.
+    pub recorders: executions::Recorders,
 }
 
 impl AppState {
@@ -53,6 +59,7 @@ impl AppState {
             db,
             hub: hub::Hub::new(),
             cfg,
+            recorders: executions::Recorders::default(),
         }))
     }
 }
@@ -79,6 +86,24 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route(
             "/api/sessions/{id}/{action}",
             post(http::sessions::session_action),
+        )
+        .route("/api/daemons/{daemon}", get(http::daemons::get_daemon))
+        .route(
+            "/api/daemons/{daemon}/workspaces",
+            // The upload has its own cap (`workspace_max_upload_bytes`), checked as it streams.
+            get(http::workspaces::list)
+                .merge(post(http::workspaces::upload).layer(DefaultBodyLimit::disable())),
+        )
+        .route(
+            "/api/daemons/{daemon}/workspaces/{id}",
+            delete(http::workspaces::remove),
+        )
+        .route("/api/execute", post(http::executions::execute))
+        .route("/api/executions/{id}", get(http::executions::get))
+        .route("/api/executions/{id}/stream", get(http::executions::stream))
+        .route(
+            "/api/executions/{id}/cancel",
+            post(http::executions::cancel),
         )
         .route("/api/approvals", get(http::approvals::list_approvals))
         .route("/api/approvals/{id}", post(http::approvals::decide))
@@ -131,6 +156,8 @@ pub async fn serve(
         }));
     }
     drop(stop_rx);
+    // Executions the bot had not seen end before a restart are followed again.
+    state.recorders.resume(&state).await;
     let shutdown = async move {
         shutdown.await;
         let _ = stop_tx.send(true);

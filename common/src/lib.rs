@@ -7,6 +7,7 @@
 //! - [`ipc`]: `ccrm` ⇄ `ccrmd` requests and replies over the Unix socket.
 //! - [`link`]: `ccrmd` ⇄ `ccrm-bot` frames over WebSocket, with the delivery guarantee.
 //! - [`child`]: what the Claude Code CLI prints on stdout, typed as far as we need it.
+//! - [`workspace`]: workspaces from a zip and one-shot executions (the OCC commands).
 //! - [`codec`]: [`codec::JsonLines`], length-capped newline-delimited JSON over any stream.
 
 pub mod child;
@@ -15,6 +16,7 @@ pub mod event;
 pub mod ids;
 pub mod ipc;
 pub mod link;
+pub mod workspace;
 
 /// Version of the `ccrm` ⇄ `ccrmd` socket protocol. Sent in `daemon.status`; the CLI refuses
 /// to talk to a daemon with another version and says how to restart it.

@@ -16,6 +16,7 @@
 //! - `chat.rs`: the chat adapters' bindings, approval messages, handled marks, update
 //!   offsets and claims.
 //! - `audit.rs`: the audit log; `metrics.rs`: the totals for `/metrics`.
+//! - `executions.rs`: one-shot executions with their status and whole output.
 //!
 //! Everything database-specific stays in this folder so that moving to Postgres (DESIGN.md,
 //! "Past one machine") is a contained change. Callers see [`DbError`], never `sqlx` types
@@ -28,6 +29,7 @@ mod audit;
 mod chat;
 mod daemons;
 mod events;
+mod executions;
 mod metrics;
 mod sessions;
 
@@ -52,6 +54,7 @@ pub use self::audit::AuditRow;
 pub use self::chat::{ChatApprovalRow, ChatBinding};
 pub use self::daemons::DaemonRow;
 pub use self::events::StoredEvent;
+pub use self::executions::ExecutionRow;
 pub use self::metrics::Counts;
 pub use self::sessions::SessionRow;
 pub use crate::auth::KeyKind;
