@@ -473,16 +473,6 @@ pub enum ErrorCode {
     ZipCorrupt,
 }
 
-impl ErrorCode {
-    /// The wire name (`not_found`, `ZIP_SYMLINK`, ...).
-    pub fn as_str(self) -> String {
-        match serde_json::to_value(self) {
-            Ok(Value::String(s)) => s,
-            _ => String::new(),
-        }
-    }
-}
-
 /// The `error` object of a failed reply.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ErrorBody {

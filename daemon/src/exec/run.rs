@@ -87,7 +87,7 @@ pub(super) async fn run(ctx: &ExecCtx, exec: &Exec, mut cancel: watch::Receiver<
     };
     let pid = child.id().unwrap_or(0);
     info!(execution = %exec.args.execution_id, pid, "execution started");
-    let (Some(stdout), Some(mut stdin), Some(stderr)) =
+    let (Some(stdout), Some(stdin), Some(stderr)) =
         (child.stdout.take(), child.stdin.take(), child.stderr.take())
     else {
         spawn::signal_group(pid, Signal::SIGKILL);
@@ -102,7 +102,13 @@ pub(super) async fn run(ctx: &ExecCtx, exec: &Exec, mut cancel: watch::Receiver<
     let mut lines = LineReader::new(stdout, MAX_LINE);
     let mut reader = Reader::new(exec);
     let prompt = child::user_line(&exec.args.prompt).to_string() + "\n";
-    let mut stdin_open = stdin.write_all(prompt.as_bytes()).await.is_ok();
+    // Dropping stdin closes it; EOF is what ends claude once the run has its result.
+    let mut stdin = Some(stdin);
+    if let Some(w) = stdin.as_mut()
+        && w.write_all(prompt.as_bytes()).await.is_err()
+    {
+        stdin = None;
+    }
 
     let end = loop {
         tokio::select! {
@@ -110,14 +116,15 @@ pub(super) async fn run(ctx: &ExecCtx, exec: &Exec, mut cancel: watch::Receiver<
                 Some(Ok(line)) => {
                     for reply in reader.line(&line) {
                         let text = reply.to_string() + "\n";
-                        if stdin_open && stdin.write_all(text.as_bytes()).await.is_err() {
-                            stdin_open = false;
+                        if let Some(w) = stdin.as_mut()
+                            && w.write_all(text.as_bytes()).await.is_err()
+                        {
+                            stdin = None;
                         }
                     }
-                    if reader.result.is_some() && stdin_open {
+                    if reader.result.is_some() {
                         // The run is over: EOF lets claude exit.
-                        let _ = stdin.shutdown().await;
-                        stdin_open = false;
+                        stdin = None;
                     }
                 }
                 Some(Err(LineError::TooLong { .. } | LineError::NotUtf8)) => {}
