@@ -389,7 +389,7 @@ async fn push_small(env: &Env, id: &str) -> PathBuf {
     let zip = env.dir.path().join(format!("{id}.zip"));
     std::fs::write(&zip, testkit::zips::small_project()).expect("zip");
     let out = ccrm(
-        &env,
+        env,
         &[
             "--json",
             "workspace",
