@@ -557,7 +557,7 @@ async fn the_result_outlives_the_client_and_a_bot_restart() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn errors_before_the_run_are_plain_json_and_during_it_are_events() {
     let (mut w, daemon) =
-        world_with(&[("CCRM_WORKERS", "1"), ("CCRM_WORKERS_QUEUE", "0")], &[]).await;
+        world_with(&[("CCRM_WORKERS", "1"), ("CCRM_WORKERS_QUEUE", "1")], &[]).await;
     let (status, _) = upload(
         &w,
         &daemon,
@@ -606,11 +606,26 @@ async fn errors_before_the_run_are_plain_json_and_during_it_are_events() {
     )
     .await;
     assert_eq!(slow.status(), 200);
-    // While it runs, the only worker is busy and nothing may wait: 429 at once.
+    // While it runs, the only worker is busy: the next one waits (its stream says so)...
+    let queued = execute(
+        &w,
+        json!({"workspaceId": "errs", "prompt": "after the wait"}),
+    )
+    .await;
+    assert_eq!(queued.status(), 200);
+    // ...and with the one queue place taken, the one after is refused at once.
     let r = execute(&w, json!({"workspaceId": "errs", "prompt": "hi"})).await;
     assert_eq!(r.status(), 429);
     assert!(r.headers().get("retry-after").is_some());
     assert_eq!(code(&r.json().await.expect("json")), "WORKERS_BUSY");
+    let waited = read_events(queued, is_end).await;
+    assert_eq!(waited[0].name, "queued", "{waited:#?}");
+    assert_eq!(waited[0].data["position"], 1);
+    assert_eq!(
+        waited.last().map(|e| e.name.as_str()),
+        Some("complete"),
+        "{waited:#?}"
+    );
     let events = read_events(slow, is_end).await;
     let last = events.last().expect("end");
     assert_eq!(last.name, "error", "{events:#?}");
