@@ -100,16 +100,16 @@ fn add_workspaces(doc: &mut Value) {
         "processPolicy": {"type": "string", "enum": ["overwrite", "reuse"]},
         "zip": {"type": "string", "format": "binary"}}});
     let paths = &mut doc["paths"];
-    paths["/api/daemons/{daemon}"] = json!({"get": op("one daemon's health: status healthy/offline, version, uptime, heartbeat, workers, running, queued", &[daemon.clone()], None, "200")});
+    paths["/api/daemons/{daemon}"] = json!({"get": op("one daemon's health: status healthy/offline, version, uptime, heartbeat, workers, running, queued", std::slice::from_ref(&daemon), None, "200")});
     let mut upload = op(
         "upload a workspace (multipart, fields in any order; exempt from max_body_bytes, capped by workspace_max_upload_bytes while it streams: 413 ZIP_TOO_LARGE; hostile archives: 400 ZIP_*)",
-        &[daemon.clone()],
+        std::slice::from_ref(&daemon),
         None,
         "200",
     );
     upload["requestBody"] = json!({"required": true, "content": {"multipart/form-data": {"schema": {"$ref": "#/components/schemas/WorkspaceUpload"}}}});
     paths["/api/daemons/{daemon}/workspaces"] = json!({
-        "get": op("the daemon's workspaces: id, name, description, size, files, created, sessions and executions using them", &[daemon.clone()], None, "200"),
+        "get": op("the daemon's workspaces: id, name, description, size, files, created, sessions and executions using them", std::slice::from_ref(&daemon), None, "200"),
         "post": upload,
     });
     paths["/api/daemons/{daemon}/workspaces/{id}"] = json!({"delete": op("delete a workspace (409 WORKSPACE_IN_USE while a session or execution uses it)", &[daemon, path_id("id")], None, "200")});
