@@ -140,8 +140,9 @@ pub async fn follow(
             }
             Ok(Err(e)) if e.code == ErrorCode::NotFound => return Err(Lost::NotFound(e.message)),
             // The link dropped, or this reader fell behind: go on from `after`.
-            _ => tokio::time::sleep(Duration::from_millis(100)).await,
+            _ => {}
         }
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 

@@ -627,7 +627,8 @@ async fn two_workers_run_two_at_a_time_and_the_rest_wait_in_order() {
             .expect("exec.start");
         accepted.push(v);
     }
-    assert_eq!(accepted[0]["status"], "queued", "starts on its worker task");
+    assert_eq!(accepted[0]["status"], "running", "{}", accepted[0]);
+    assert_eq!(accepted[1]["status"], "running", "{}", accepted[1]);
     for (i, v) in accepted.iter().enumerate().skip(2) {
         assert_eq!(
             v["position"],

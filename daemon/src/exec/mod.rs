@@ -230,6 +230,7 @@ impl Executions {
             if p.running < self.ctx.cfg.workers {
                 p.running += 1;
                 p.live.insert(id, exec.clone());
+                exec.log.push(ExecUpdate::Started);
                 self.spawn_run(&mut p, exec.clone());
             } else if p.queue.len() < self.ctx.cfg.workers_queue {
                 p.queue.push_back(exec.clone());
@@ -252,7 +253,8 @@ impl Executions {
         Ok(exec.log.info())
     }
 
-    /// Starts `exec`'s run on a worker the caller has counted in `running`.
+    /// Starts `exec`'s run on a worker the caller has counted in `running` (and has marked
+    /// it started).
     fn spawn_run(self: &Arc<Self>, p: &mut Pool, exec: Arc<Exec>) {
         while p.tasks.try_join_next().is_some() {}
         let me = self.clone();
@@ -283,6 +285,7 @@ impl Executions {
             && let Some(next) = p.queue.pop_front()
         {
             p.running += 1;
+            next.log.push(ExecUpdate::Started);
             self.spawn_run(&mut p, next);
             for (i, e) in p.queue.iter().enumerate() {
                 e.log.push(ExecUpdate::Queued { position: i + 1 });

@@ -60,7 +60,6 @@ pub(super) fn claude_args(ctx: &ExecCtx, exec: &Exec) -> Vec<String> {
 
 /// Runs `exec` to its end and records the last item.
 pub(super) async fn run(ctx: &ExecCtx, exec: &Exec, mut cancel: watch::Receiver<bool>) {
-    exec.log.push(ExecUpdate::Started);
     let owner = exec.owner(&ctx.tag);
     let spec = ChildSpec {
         program: ctx.claude_bin.clone(),
