@@ -299,3 +299,78 @@ fn extract<R: Read + std::io::Seek>(
     }
     Ok(stats)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    use testkit::zips::{Entry, RawZip};
+
+    use super::*;
+
+    const LIMITS: Limits = Limits {
+        max_bytes: 1024 * 1024,
+        max_files: 10,
+        max_ratio: 100,
+    };
+
+    fn unpack_bytes(zip: &[u8]) -> (Result<Stats, ErrorBody>, tempfile::TempDir) {
+        let dir = tempfile::tempdir().expect("dir");
+        let file = dir.path().join("in.zip");
+        std::fs::write(&file, zip).expect("write");
+        let dest = dir.path().join("out");
+        std::fs::create_dir(&dest).expect("dest");
+        (unpack(&file, &dest, &LIMITS), dir)
+    }
+
+    #[test]
+    fn a_good_archive_unpacks_with_its_modes() {
+        let mut tool = Entry::file("bin/tool.sh", "#!/bin/sh\n");
+        tool.mode = 0o100_755;
+        let zip = RawZip::new()
+            .with(Entry::file("a.txt", "alpha"))
+            .with(Entry::dir("empty/"))
+            .with(tool)
+            .build();
+        let (r, dir) = unpack_bytes(&zip);
+        assert_eq!(
+            r.expect("unpacks"),
+            Stats {
+                files: 2,
+                bytes: 15
+            }
+        );
+        let out = dir.path().join("out");
+        assert_eq!(
+            std::fs::read_to_string(out.join("a.txt")).expect("a"),
+            "alpha"
+        );
+        assert!(out.join("empty").is_dir());
+        let mode = |p: &str| {
+            std::fs::metadata(out.join(p))
+                .expect("meta")
+                .permissions()
+                .mode()
+                & 0o777
+        };
+        assert_eq!((mode("a.txt"), mode("bin/tool.sh")), (0o644, 0o755));
+    }
+
+    #[test]
+    fn a_file_may_not_also_be_a_directory_and_nothing_is_written() {
+        let zip = RawZip::new()
+            .with(Entry::file("a", "file"))
+            .with(Entry::file("a/b", "under the file"))
+            .build();
+        let (r, dir) = unpack_bytes(&zip);
+        let e = r.expect_err("clash");
+        assert_eq!(e.code, ErrorCode::ZipDuplicate);
+        assert!(e.message.contains('a'), "{}", e.message);
+        assert_eq!(
+            std::fs::read_dir(dir.path().join("out"))
+                .expect("ls")
+                .count(),
+            0
+        );
+    }
+}
