@@ -83,6 +83,7 @@ impl Daemon {
             hostname: "bench".into(),
             version: "0".into(),
             sessions: infos,
+            features: Vec::new(),
         };
         ws.send(Message::text(serde_json::to_string(&hello)?))
             .await?;

@@ -296,6 +296,7 @@ async fn hub_ingest(
         hostname: "bench".into(),
         version: "0".into(),
         sessions: infos,
+        features: vec![],
     };
     ws.send(Message::text(serde_json::to_string(&hello)?))
         .await?;

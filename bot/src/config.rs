@@ -64,6 +64,9 @@ pub struct BotConfig {
     pub chat_prompts_per_minute: u32,
     /// The directory `/new` uses when given none (on the session's daemon).
     pub chat_default_dir: Option<PathBuf>,
+    /// Largest workspace zip accepted by `POST /api/daemons/{daemon}/workspaces`, checked
+    /// while it streams (that route is exempt from `max_body_bytes`).
+    pub workspace_max_upload_bytes: u64,
     /// How long a dashboard login lasts, in hours.
     pub web_session_hours: u64,
     /// When the dashboard's session cookie is marked `Secure`.
@@ -116,6 +119,10 @@ impl fmt::Debug for BotConfig {
                 &self.web_login_attempts_per_minute,
             )
             .field("public_url", &self.public_url)
+            .field(
+                "workspace_max_upload_bytes",
+                &self.workspace_max_upload_bytes,
+            )
             .finish()
     }
 }
@@ -151,6 +158,7 @@ pub struct FileConfig {
     web_secure_cookie: Option<SecureCookie>,
     web_login_attempts_per_minute: Option<u32>,
     public_url: Option<String>,
+    workspace_max_upload_bytes: Option<u64>,
 }
 
 /// Values given on the command line (they override everything else).
@@ -189,6 +197,7 @@ impl Default for BotConfig {
             web_secure_cookie: SecureCookie::Auto,
             web_login_attempts_per_minute: 10,
             public_url: None,
+            workspace_max_upload_bytes: 100 * 1024 * 1024,
         }
     }
 }
@@ -260,6 +269,9 @@ impl BotConfig {
                 .web_login_attempts_per_minute
                 .unwrap_or(defaults.web_login_attempts_per_minute),
             public_url: file.public_url,
+            workspace_max_upload_bytes: file
+                .workspace_max_upload_bytes
+                .unwrap_or(defaults.workspace_max_upload_bytes),
         };
 
         if let Some(v) = env("CCRM_BOT_LISTEN") {
@@ -291,6 +303,13 @@ impl BotConfig {
         }
         if let Some(v) = env("CCRM_BOT_TELEGRAM_API_URL") {
             cfg.telegram_api_url = v;
+        }
+        if let Some(v) = env("CCRM_BOT_WORKSPACE_MAX_UPLOAD_BYTES") {
+            cfg.workspace_max_upload_bytes = parse_env(
+                "CCRM_BOT_WORKSPACE_MAX_UPLOAD_BYTES",
+                &v,
+                "a number of bytes",
+            )?;
         }
         if let Some(v) = env("CCRM_BOT_DISCORD_ALLOWED_USERS") {
             cfg.discord_allowed_users = parse_list(
@@ -372,6 +391,9 @@ impl BotConfig {
         }
         if !(1..=100_000).contains(&self.events_page_max) {
             bail!("events_page_max must be between 1 and 100000");
+        }
+        if !(1024..=64 * 1024 * 1024 * 1024).contains(&self.workspace_max_upload_bytes) {
+            bail!("workspace_max_upload_bytes must be between 1 KiB and 64 GiB");
         }
         if self.chat_prompts_per_minute == 0 {
             bail!("chat_prompts_per_minute must be at least 1");
@@ -635,6 +657,10 @@ mod tests {
             },
             BotConfig {
                 max_body_bytes: 10,
+                ..ok.clone()
+            },
+            BotConfig {
+                workspace_max_upload_bytes: 10,
                 ..ok.clone()
             },
             BotConfig {

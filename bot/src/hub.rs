@@ -7,6 +7,11 @@
 //! Shared state is small and never locked across an `.await` (std `Mutex`); each daemon
 //! connection owns its socket in [`crate::ws`] and receives [`HubMsg`]s over a bounded
 //! channel registered here.
+//!
+//! For workspaces and executions it also keeps: what each daemon announced it can do
+//! (`features`), the link's heartbeat (pings sent and answered), streaming commands
+//! ([`Hub::stream`]: items then one reply), and the acknowledgements of command bodies
+//! ([`Hub::body_acks`], the flow control of uploads).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -17,7 +22,7 @@ use common::ids::{DaemonId, SessionId};
 use common::ipc::{Command, ErrorBody};
 use common::link::HubMsg;
 use serde_json::Value;
-use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
 use crate::db::StoredEvent;
 
@@ -62,6 +67,36 @@ impl Metrics {
     }
 }
 
+/// The link's keep-alive as the bot sees it: pings sent and answered.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Heartbeat {
+    /// When the daemon last answered a ping (or connected), Unix ms.
+    pub last_successful_ms: u64,
+    /// Pings in a row that got no answer before the next one went out.
+    pub consecutive_failures: u64,
+    /// Pings sent on this link.
+    pub seq_num: u64,
+    /// When the link opened, Unix ms.
+    pub connected_ms: u64,
+    #[serde(skip)]
+    awaiting: bool,
+}
+
+/// A streaming command in progress: its items, then its reply.
+pub struct HubStream {
+    /// The command's request id.
+    pub req_id: u64,
+    /// Items in order; closed after the last (or when the stream was lost).
+    pub items: mpsc::Receiver<Value>,
+    /// The command's reply (an error if the link dropped first).
+    pub reply: oneshot::Receiver<Result<Value, ErrorBody>>,
+}
+
+/// Most stream items waiting for their reader; a reader that falls further behind loses
+/// the stream (it resumes from its last item).
+const STREAM_BUFFER: usize = 1024;
+
 /// See the module docs.
 pub struct Hub {
     daemons: Mutex<HashMap<DaemonId, Conn>>,
@@ -72,6 +107,10 @@ pub struct Hub {
     routes: Mutex<HashMap<SessionId, DaemonId>>,
     /// Counters for `/metrics`.
     pub metrics: Metrics,
+    features: Mutex<HashMap<DaemonId, Vec<String>>>,
+    heartbeats: Mutex<HashMap<DaemonId, Heartbeat>>,
+    streams: Mutex<HashMap<u64, (DaemonId, mpsc::Sender<Value>)>>,
+    body_acks: Mutex<HashMap<u64, watch::Sender<u64>>>,
 }
 
 impl Default for Hub {
@@ -91,6 +130,10 @@ impl Hub {
             events: broadcast::channel(4096).0,
             routes: Mutex::new(HashMap::new()),
             metrics: Metrics::default(),
+            features: Mutex::default(),
+            heartbeats: Mutex::default(),
+            streams: Mutex::default(),
+            body_acks: Mutex::default(),
         }
     }
 
@@ -116,6 +159,8 @@ impl Hub {
         }
         map.remove(daemon);
         drop(map);
+        // Its streams end: their readers see the items close, then the failed reply.
+        lock(&self.streams).retain(|_, (d, _)| d != daemon);
         let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
         let gone: Vec<u64> = pending
             .iter()
@@ -194,6 +239,9 @@ impl Hub {
 
     /// Delivers a daemon's reply to whoever waits for it.
     pub fn complete(&self, req_id: u64, result: Result<Value, ErrorBody>) {
+        // A stream's items end with its reply; a body's acknowledgements too.
+        lock(&self.streams).remove(&req_id);
+        lock(&self.body_acks).remove(&req_id);
         if let Some((_, w)) = self
             .pending
             .lock()
@@ -240,6 +288,190 @@ impl Hub {
         if routes.get(&id) != Some(daemon) {
             routes.insert(id, daemon.clone());
         }
+    }
+}
+
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Workspaces and executions: features, heartbeats, streams and command bodies.
+impl Hub {
+    /// Records what a daemon announced in its hello (and starts its heartbeat).
+    pub fn set_features(&self, daemon: &DaemonId, features: Vec<String>, now_ms: u64) {
+        lock(&self.features).insert(daemon.clone(), features);
+        lock(&self.heartbeats).insert(
+            daemon.clone(),
+            Heartbeat {
+                last_successful_ms: now_ms,
+                connected_ms: now_ms,
+                ..Heartbeat::default()
+            },
+        );
+    }
+
+    /// Whether `daemon` is online and announced `feature`.
+    pub fn has_feature(&self, daemon: &DaemonId, feature: &str) -> bool {
+        self.is_online(daemon)
+            && lock(&self.features)
+                .get(daemon)
+                .is_some_and(|f| f.iter().any(|x| x == feature))
+    }
+
+    /// A ping went out on `daemon`'s link.
+    pub fn ping_sent(&self, daemon: &DaemonId) {
+        if let Some(h) = lock(&self.heartbeats).get_mut(daemon) {
+            if h.awaiting {
+                h.consecutive_failures += 1;
+            }
+            h.awaiting = true;
+            h.seq_num += 1;
+        }
+    }
+
+    /// `daemon` answered a ping.
+    pub fn pong(&self, daemon: &DaemonId, now_ms: u64) {
+        if let Some(h) = lock(&self.heartbeats).get_mut(daemon) {
+            h.awaiting = false;
+            h.consecutive_failures = 0;
+            h.last_successful_ms = now_ms;
+        }
+    }
+
+    /// The heartbeat of `daemon`'s current (or last) link.
+    pub fn heartbeat(&self, daemon: &DaemonId) -> Option<Heartbeat> {
+        lock(&self.heartbeats).get(daemon).cloned()
+    }
+
+    fn conn_tx(&self, daemon: &DaemonId) -> Result<mpsc::Sender<HubMsg>, HubError> {
+        self.daemons
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(daemon)
+            .map(|c| c.tx.clone())
+            .ok_or_else(|| HubError::Offline(daemon.clone()))
+    }
+
+    /// Sends a frame to `daemon` (for body chunks and cancels).
+    pub async fn send(&self, daemon: &DaemonId, msg: HubMsg) -> Result<(), HubError> {
+        self.conn_tx(daemon)?
+            .send(msg)
+            .await
+            .map_err(|_| HubError::Offline(daemon.clone()))
+    }
+
+    /// Sends a frame to `daemon` if its link has room now (for cancels from `Drop`).
+    pub fn try_send(&self, daemon: &DaemonId, msg: HubMsg) {
+        if let Ok(tx) = self.conn_tx(daemon) {
+            let _ = tx.try_send(msg);
+        }
+    }
+
+    /// Starts a command whose reply comes later: registers its waiter, sends it, and
+    /// returns its id and reply receiver.
+    async fn start(
+        &self,
+        daemon: &DaemonId,
+        cmd: Command,
+    ) -> Result<(u64, oneshot::Receiver<Result<Value, ErrorBody>>), HubError> {
+        let tx = self.conn_tx(daemon)?;
+        let req_id = self.next_req.fetch_add(1, Ordering::Relaxed);
+        let (wtx, wrx) = oneshot::channel();
+        lock(&self.pending).insert(req_id, (daemon.clone(), wtx));
+        if tx.send(HubMsg::Command { req_id, cmd }).await.is_err() {
+            lock(&self.pending).remove(&req_id);
+            return Err(HubError::Offline(daemon.clone()));
+        }
+        Ok((req_id, wrx))
+    }
+
+    /// Sends a streaming command (`exec.follow`): its items arrive on the returned
+    /// [`HubStream`], then its reply. Dropping the stream's items receiver makes the next
+    /// item cancel it at the daemon.
+    pub async fn stream(&self, daemon: &DaemonId, cmd: Command) -> Result<HubStream, HubError> {
+        let (items_tx, items) = mpsc::channel(STREAM_BUFFER);
+        // Registered before the command goes out, so no item can come first.
+        let req_id = self.next_req.fetch_add(1, Ordering::Relaxed);
+        lock(&self.streams).insert(req_id, (daemon.clone(), items_tx));
+        let tx = match self.conn_tx(daemon) {
+            Ok(tx) => tx,
+            Err(e) => {
+                lock(&self.streams).remove(&req_id);
+                return Err(e);
+            }
+        };
+        let (wtx, reply) = oneshot::channel();
+        lock(&self.pending).insert(req_id, (daemon.clone(), wtx));
+        if tx.send(HubMsg::Command { req_id, cmd }).await.is_err() {
+            lock(&self.pending).remove(&req_id);
+            lock(&self.streams).remove(&req_id);
+            return Err(HubError::Offline(daemon.clone()));
+        }
+        Ok(HubStream {
+            req_id,
+            items,
+            reply,
+        })
+    }
+
+    /// Routes one item of a streaming command. A reader that went away or fell
+    /// [`STREAM_BUFFER`] items behind loses the stream, and the daemon is told to stop.
+    pub fn stream_item(&self, req_id: u64, item: Value) {
+        let mut streams = lock(&self.streams);
+        let Some((daemon, tx)) = streams.get(&req_id) else {
+            return;
+        };
+        if tx.try_send(item).is_ok() {
+            return;
+        }
+        let daemon = daemon.clone();
+        streams.remove(&req_id);
+        drop(streams);
+        // The daemon stops the stream and sends no reply: fail the waiter now.
+        if let Some((_, w)) = lock(&self.pending).remove(&req_id) {
+            let _ = w.send(Err(ErrorBody::new(
+                common::ipc::ErrorCode::Internal,
+                "the stream's reader went away or fell behind",
+            )));
+        }
+        if let Ok(tx) = self.conn_tx(&daemon) {
+            let _ = tx.try_send(HubMsg::StreamCancel { req_id });
+        }
+    }
+
+    /// Sends a command that takes a body (`workspace.upload`); returns its id, the
+    /// acknowledged byte count as the daemon reports it, and its reply receiver. The
+    /// caller sends the body with [`Hub::send`] ([`HubMsg::BodyChunk`], then
+    /// [`HubMsg::BodyEnd`] or [`HubMsg::BodyAbort`]).
+    pub async fn body_command(
+        &self,
+        daemon: &DaemonId,
+        cmd: Command,
+    ) -> Result<
+        (
+            u64,
+            watch::Receiver<u64>,
+            oneshot::Receiver<Result<Value, ErrorBody>>,
+        ),
+        HubError,
+    > {
+        let (acked_tx, acked) = watch::channel(0);
+        let (req_id, reply) = self.start(daemon, cmd).await?;
+        lock(&self.body_acks).insert(req_id, acked_tx);
+        Ok((req_id, acked, reply))
+    }
+
+    /// Routes a daemon's body acknowledgement.
+    pub fn body_ack(&self, req_id: u64, received: u64) {
+        if let Some(tx) = lock(&self.body_acks).get(&req_id) {
+            tx.send_replace(received);
+        }
+    }
+
+    /// Ends the body bookkeeping of `req_id` (its upload finished or was abandoned).
+    pub fn body_done(&self, req_id: u64) {
+        lock(&self.body_acks).remove(&req_id);
     }
 }
 

@@ -11,6 +11,8 @@
 //! - [`ws`]: the daemon link (`/ws/daemon`) and the dashboard socket (`/ws/dashboard`).
 //! - [`http`]: REST routes, SSE, metrics; [`openapi`]: the API document.
 //! - [`dashboard`]: the web dashboard at `/` (login cookie, pages, live stream).
+//! - [`upload`]: streaming a workspace upload to a daemon with flow control;
+//!   [`executions`]: following executions on their daemons and recording them.
 //! - [`chat`]: the platform-neutral chat core; [`telegram`] and [`discord`]: its adapters,
 //!   started by [`serve`] when `CCRM_BOT_TELEGRAM_TOKEN` / `CCRM_BOT_DISCORD_TOKEN` is set.
 
@@ -20,12 +22,14 @@ pub mod config;
 pub mod dashboard;
 pub mod db;
 pub mod discord;
+pub mod executions;
 pub mod http;
 pub mod hub;
 pub mod ingest;
 pub mod keys;
 pub mod openapi;
 pub mod telegram;
+pub mod upload;
 pub mod ws;
 
 use std::future::Future;
@@ -33,7 +37,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 
@@ -47,6 +51,8 @@ pub struct AppState {
     pub cfg: config::BotConfig,
     /// Where daemon links hand what they receive to be committed.
     pub ingest: ingest::Ingest,
+    /// The tasks that record executions.
+    pub recorders: executions::Recorders,
 }
 
 impl AppState {
@@ -64,6 +70,7 @@ impl AppState {
             hub,
             cfg,
             ingest,
+            recorders: executions::Recorders::default(),
         }))
     }
 }
@@ -90,6 +97,24 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route(
             "/api/sessions/{id}/{action}",
             post(http::sessions::session_action),
+        )
+        .route("/api/daemons/{daemon}", get(http::daemons::get_daemon))
+        .route(
+            "/api/daemons/{daemon}/workspaces",
+            // The upload has its own cap (`workspace_max_upload_bytes`), checked as it streams.
+            get(http::workspaces::list)
+                .merge(post(http::workspaces::upload).layer(DefaultBodyLimit::disable())),
+        )
+        .route(
+            "/api/daemons/{daemon}/workspaces/{id}",
+            delete(http::workspaces::remove),
+        )
+        .route("/api/execute", post(http::executions::execute))
+        .route("/api/executions/{id}", get(http::executions::get))
+        .route("/api/executions/{id}/stream", get(http::executions::stream))
+        .route(
+            "/api/executions/{id}/cancel",
+            post(http::executions::cancel),
         )
         .route("/api/approvals", get(http::approvals::list_approvals))
         .route("/api/approvals/{id}", post(http::approvals::decide))
@@ -143,6 +168,8 @@ pub async fn serve(
         }));
     }
     drop(stop_rx);
+    // Executions the bot had not seen end before a restart are followed again.
+    state.recorders.resume(&state).await;
     let shutdown = async move {
         shutdown.await;
         let _ = stop_tx.send(true);

@@ -33,6 +33,12 @@ fn query(name: &str, ty: &str) -> Value {
 
 /// The document.
 pub fn document() -> Value {
+    let mut doc = base();
+    add_workspaces(&mut doc);
+    doc
+}
+
+fn base() -> Value {
     json!({
         "openapi": "3.1.0",
         "info": {"title": "ccrm-bot API", "version": common::VERSION,
@@ -42,9 +48,11 @@ pub fn document() -> Value {
             "responses": {"Error": {"description": "error", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}},
             "schemas": {
                 "Error": {"type": "object", "required": ["error"], "properties": {"error": {"type": "object", "required": ["code", "message"], "properties": {"code": {"type": "string"}, "message": {"type": "string"}}}}},
-                "NewSession": {"type": "object", "required": ["cwd"], "additionalProperties": false, "properties": {
+                "NewSession": {"type": "object", "additionalProperties": false, "properties": {
                     "daemon": {"type": "string", "description": "daemon id; optional when exactly one daemon is connected"},
-                    "cwd": {"type": "string"}, "model": {"type": "string"}, "name": {"type": "string"},
+                    "cwd": {"type": "string", "description": "the session's directory (or give `workspace`)"},
+                    "workspace": {"type": "string", "description": "start in this workspace of the daemon instead of `cwd`"},
+                    "model": {"type": "string"}, "name": {"type": "string"},
                     "permission_mode": {"type": "string", "enum": ["default", "acceptEdits", "plan", "dontAsk", "auto", "bypassPermissions"]},
                     "auto_allow": {"type": "boolean"}, "allowed_tools": {"type": "array", "items": {"type": "string"}}}},
                 "Prompt": {"type": "object", "required": ["text"], "additionalProperties": false, "properties": {"text": {"type": "string"}}},
@@ -77,13 +85,54 @@ pub fn document() -> Value {
     })
 }
 
+/// Workspaces, executions and one daemon's health (OCC's shapes and codes).
+fn add_workspaces(doc: &mut Value) {
+    let daemon = path_id("daemon");
+    doc["components"]["schemas"]["Execute"] = json!({"type": "object", "required": ["prompt"], "properties": {
+        "executionId": {"type": "string", "description": "letters, digits, -, _ (at most 64); a UUID when left out"},
+        "workspaceId": {"type": "string"}, "cwd": {"type": "string", "description": "instead of workspaceId"},
+        "daemon": {"type": "string", "description": "id, id prefix or hostname; optional when one daemon is connected"},
+        "prompt": {"type": "string"}, "timeoutSecs": {"type": "integer", "default": 600},
+        "model": {"type": "string"},
+        "allowedTools": {"type": "array", "items": {"type": "string"}, "description": "besides the read-only tools: names or rules such as Bash(git status:*)"}}});
+    doc["components"]["schemas"]["WorkspaceUpload"] = json!({"type": "object", "required": ["workspaceId", "name", "processPolicy", "zip"], "properties": {
+        "workspaceId": {"type": "string"}, "name": {"type": "string"}, "description": {"type": "string"},
+        "processPolicy": {"type": "string", "enum": ["overwrite", "reuse"]},
+        "zip": {"type": "string", "format": "binary"}}});
+    let paths = &mut doc["paths"];
+    paths["/api/daemons/{daemon}"] = json!({"get": op("one daemon's health: status healthy/offline, version, uptime, heartbeat, workers, running, queued", std::slice::from_ref(&daemon), None, "200")});
+    let mut upload = op(
+        "upload a workspace (multipart, fields in any order; exempt from max_body_bytes, capped by workspace_max_upload_bytes while it streams: 413 ZIP_TOO_LARGE; hostile archives: 400 ZIP_*)",
+        std::slice::from_ref(&daemon),
+        None,
+        "200",
+    );
+    upload["requestBody"] = json!({"required": true, "content": {"multipart/form-data": {"schema": {"$ref": "#/components/schemas/WorkspaceUpload"}}}});
+    paths["/api/daemons/{daemon}/workspaces"] = json!({
+        "get": op("the daemon's workspaces: id, name, description, size, files, created, sessions and executions using them", std::slice::from_ref(&daemon), None, "200"),
+        "post": upload,
+    });
+    paths["/api/daemons/{daemon}/workspaces/{id}"] = json!({"delete": op("delete a workspace (409 WORKSPACE_IN_USE while a session or execution uses it)", &[daemon, path_id("id")], None, "200")});
+    let mut execute = op(
+        "run a prompt in a fresh claude; answers text/event-stream: queued, output, then complete or error (400 BAD_REQUEST, 404 WORKSPACE_NOT_FOUND, 429 WORKERS_BUSY with Retry-After, 503 DAEMON_OFFLINE before it starts)",
+        &[],
+        Some("Execute"),
+        "200",
+    );
+    execute["responses"]["429"] = json!({"$ref": "#/components/responses/Error"});
+    paths["/api/execute"] = json!({"post": execute});
+    paths["/api/executions/{id}"] = json!({"get": op("an execution: status, exitCode, whole output, error, result, created/started/finished", &[path_id("id")], None, "200")});
+    paths["/api/executions/{id}/stream"] = json!({"get": {"summary": "the execution's events after Last-Event-ID, live until the last", "security": [{"bearer": []}], "parameters": [path_id("id")], "responses": {"200": {"description": "text/event-stream"}}}});
+    paths["/api/executions/{id}/cancel"] = json!({"post": op("cancel a queued or running execution (its child and tools are killed)", &[path_id("id")], None, "200")});
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
     fn document_lists_every_route() {
         let doc = super::document();
         let paths = doc["paths"].as_object().map(|m| m.len()).unwrap_or(0);
-        assert_eq!(paths, 15);
+        assert_eq!(paths, 22);
         assert_eq!(doc["openapi"], "3.1.0");
     }
 }

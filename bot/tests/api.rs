@@ -184,6 +184,7 @@ fn hello(protocol: u32, daemon: &str) -> Message {
         hostname: "fake-host".into(),
         version: "0.0.0-fake".into(),
         sessions: vec![],
+        features: vec![],
     };
     Message::text(serde_json::to_string(&msg).expect("hello json"))
 }

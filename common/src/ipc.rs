@@ -14,6 +14,9 @@ use serde_json::Value;
 
 use crate::event::{Decision, Event, Origin, Question, SessionState};
 use crate::ids::{ApprovalId, SessionId};
+use crate::workspace::{
+    ExecArgs, ExecCounts, ExecFollowArgs, ExecRef, WorkspaceCreateArgs, WorkspaceRef,
+};
 
 /// A request as sent by a client.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -75,6 +78,31 @@ pub enum Command {
     /// Answer an `AskUserQuestion`.
     #[serde(rename = "question.answer")]
     QuestionAnswer(AnswerArgs),
+    /// Receive a zip as this command's streamed body (bot link only) and keep it, staged,
+    /// for a `workspace.create` that names its `upload_id`.
+    #[serde(rename = "workspace.upload")]
+    WorkspaceUpload(NoArgs),
+    /// Create (or reuse, or overwrite) a workspace from a zip.
+    #[serde(rename = "workspace.create")]
+    WorkspaceCreate(WorkspaceCreateArgs),
+    /// Every workspace with its size and users.
+    #[serde(rename = "workspaces.list")]
+    WorkspacesList(NoArgs),
+    /// Delete a workspace (refused while a session or execution uses it).
+    #[serde(rename = "workspace.rm")]
+    WorkspaceRm(WorkspaceRef),
+    /// Accept a one-shot execution: it runs at once or waits in the FIFO queue.
+    #[serde(rename = "exec.start")]
+    ExecStart(ExecArgs),
+    /// Stream an execution's items (`queued`, `started`, `output`, `complete`/`error`).
+    #[serde(rename = "exec.follow")]
+    ExecFollow(ExecFollowArgs),
+    /// One execution with its whole output.
+    #[serde(rename = "exec.get")]
+    ExecGet(ExecRef),
+    /// Cancel a queued or running execution (its child and tools are killed).
+    #[serde(rename = "exec.cancel")]
+    ExecCancel(ExecRef),
 }
 
 impl Command {
@@ -96,6 +124,14 @@ impl Command {
             Self::ApprovalsList(_) => "approvals.list",
             Self::ApprovalDecide(_) => "approval.decide",
             Self::QuestionAnswer(_) => "question.answer",
+            Self::WorkspaceUpload(_) => "workspace.upload",
+            Self::WorkspaceCreate(_) => "workspace.create",
+            Self::WorkspacesList(_) => "workspaces.list",
+            Self::WorkspaceRm(_) => "workspace.rm",
+            Self::ExecStart(_) => "exec.start",
+            Self::ExecFollow(_) => "exec.follow",
+            Self::ExecGet(_) => "exec.get",
+            Self::ExecCancel(_) => "exec.cancel",
         }
     }
 }
@@ -159,7 +195,9 @@ pub struct SessionRef {
 /// `session.start`.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StartArgs {
-    /// Working directory of the session (absolute; must exist).
+    /// Working directory of the session (absolute; must exist). Empty when `workspace`
+    /// names the directory instead.
+    #[serde(default)]
     pub cwd: PathBuf,
     /// Model name or alias; the daemon default when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -179,6 +217,9 @@ pub struct StartArgs {
     /// Who started it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub origin: Option<Origin>,
+    /// Start in this workspace (its directory); `cwd` is then left empty.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workspace: Option<String>,
 }
 
 /// `session.attach`.
@@ -283,6 +324,9 @@ pub struct Reply {
     /// The last line of a stream.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub end: bool,
+    /// One streamed item of a stream that is not a session's events (`exec.follow`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub item: Option<Value>,
 }
 
 impl Reply {
@@ -295,6 +339,7 @@ impl Reply {
             error: None,
             event: None,
             end: false,
+            item: None,
         }
     }
 
@@ -307,6 +352,7 @@ impl Reply {
             error: Some(error),
             event: None,
             end: false,
+            item: None,
         }
     }
 
@@ -319,6 +365,20 @@ impl Reply {
             error: None,
             event: Some(event),
             end: false,
+            item: None,
+        }
+    }
+
+    /// One item of a stream that is not a session's events.
+    pub fn item(id: Value, item: Value) -> Self {
+        Self {
+            id,
+            ok: true,
+            data: None,
+            error: None,
+            event: None,
+            end: false,
+            item: Some(item),
         }
     }
 
@@ -331,6 +391,7 @@ impl Reply {
             error: None,
             event: None,
             end: true,
+            item: None,
         }
     }
 }
@@ -365,6 +426,51 @@ pub enum ErrorCode {
     ShuttingDown,
     /// A bug or an I/O failure on the daemon side.
     Internal,
+    /// No workspace has that id.
+    #[serde(rename = "WORKSPACE_NOT_FOUND")]
+    WorkspaceNotFound,
+    /// A session or execution uses the workspace.
+    #[serde(rename = "WORKSPACE_IN_USE")]
+    WorkspaceInUse,
+    /// Every execution worker is busy and the queue is full.
+    #[serde(rename = "WORKERS_BUSY")]
+    WorkersBusy,
+    /// A workspace id that is not 1 to 64 letters, digits, `-`, `_`.
+    #[serde(rename = "BAD_WORKSPACE_ID")]
+    BadWorkspaceId,
+    /// An archive entry with `..` in its path.
+    #[serde(rename = "ZIP_PATH_TRAVERSAL")]
+    ZipPathTraversal,
+    /// An archive entry with an absolute path.
+    #[serde(rename = "ZIP_ABSOLUTE_PATH")]
+    ZipAbsolutePath,
+    /// A symlink entry (or one that would be written through a symlink).
+    #[serde(rename = "ZIP_SYMLINK")]
+    ZipSymlink,
+    /// A device, FIFO or socket entry.
+    #[serde(rename = "ZIP_SPECIAL_FILE")]
+    ZipSpecialFile,
+    /// An entry name with NUL or control characters, or empty.
+    #[serde(rename = "ZIP_BAD_NAME")]
+    ZipBadName,
+    /// Two entries with the same path (or a file where a directory is).
+    #[serde(rename = "ZIP_DUPLICATE")]
+    ZipDuplicate,
+    /// The upload or its unpacked content is over the size cap.
+    #[serde(rename = "ZIP_TOO_LARGE")]
+    ZipTooLarge,
+    /// More entries than the cap.
+    #[serde(rename = "ZIP_TOO_MANY_FILES")]
+    ZipTooManyFiles,
+    /// An entry (or the archive) expands more than the ratio cap allows.
+    #[serde(rename = "ZIP_RATIO")]
+    ZipRatio,
+    /// An encrypted entry.
+    #[serde(rename = "ZIP_ENCRYPTED")]
+    ZipEncrypted,
+    /// A truncated, corrupt or unsupported archive (or a damaged upload).
+    #[serde(rename = "ZIP_CORRUPT")]
+    ZipCorrupt,
 }
 
 /// The `error` object of a failed reply.
@@ -516,6 +622,9 @@ pub struct DaemonStatus {
     /// The link to the bot, when one is configured.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub uplink: Option<UplinkStatus>,
+    /// One-shot executions: workers, running, queued.
+    #[serde(default)]
+    pub executions: ExecCounts,
 }
 
 /// The state of the daemon's link to the bot.

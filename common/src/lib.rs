@@ -7,6 +7,7 @@
 //! - [`ipc`]: `ccrm` ⇄ `ccrmd` requests and replies over the Unix socket.
 //! - [`link`]: `ccrmd` ⇄ `ccrm-bot` frames over WebSocket, with the delivery guarantee.
 //! - [`child`]: what the Claude Code CLI prints on stdout, typed as far as we need it.
+//! - [`workspace`]: workspaces from a zip and one-shot executions (the OCC commands).
 //! - [`codec`]: [`codec::JsonLines`], length-capped newline-delimited JSON over any stream.
 //! - `props` (tests and fuzzing only): the properties of the parsers that face outside input,
 //!   checked by proptest in `cargo test` and by the cargo-fuzz targets in `fuzz/`.
@@ -19,6 +20,7 @@ pub mod ipc;
 pub mod link;
 #[cfg(any(test, fuzzing))]
 pub mod props;
+pub mod workspace;
 
 /// Version of the `ccrm` ⇄ `ccrmd` socket protocol. Sent in `daemon.status`; the CLI refuses
 /// to talk to a daemon with another version and says how to restart it.

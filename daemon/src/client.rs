@@ -126,4 +126,30 @@ impl Client {
             }
         }
     }
+
+    /// Sends a streaming command whose items are not session events (`exec.follow`); calls
+    /// `on_item` for each and returns the end line's `data`.
+    pub async fn stream_items(
+        &mut self,
+        cmd: Command,
+        mut on_item: impl FnMut(&Value),
+    ) -> Result<Option<Value>, ClientError> {
+        let id = self.send(cmd).await?;
+        loop {
+            let reply = self.read().await?;
+            if reply.id != id {
+                continue;
+            }
+            if !reply.ok {
+                return Err(reply.error.map_or_else(
+                    || ClientError::Protocol("error reply without error".into()),
+                    ClientError::Daemon,
+                ));
+            }
+            match (&reply.item, reply.end) {
+                (Some(item), _) => on_item(item),
+                (None, _) => return Ok(reply.data),
+            }
+        }
+    }
 }

@@ -61,6 +61,24 @@ pub struct Config {
     pub bot_api_key: Option<Secret>,
     /// Name of this machine as the bot shows it.
     pub hostname: String,
+    /// Most one-shot executions that run at once.
+    pub workers: usize,
+    /// Most executions that wait for a worker; beyond it they are refused (`WORKERS_BUSY`).
+    pub workers_queue: usize,
+    /// Most bytes a workspace's zip may hold (unpacked, and as uploaded).
+    pub workspace_max_bytes: u64,
+    /// Most entries in a workspace's zip.
+    pub workspace_max_files: usize,
+    /// Most an entry (or the whole archive) may expand: unpacked / packed size.
+    pub workspace_max_ratio: u64,
+}
+
+/// Default `workspace_max_bytes`: 100 MiB.
+pub const DEFAULT_WORKSPACE_MAX_BYTES: u64 = 100 * 1024 * 1024;
+
+/// The default `workers`: one per CPU.
+pub fn default_workers() -> usize {
+    std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get)
 }
 
 /// A secret string: never printed by `Debug` or serialised in full.
@@ -97,6 +115,11 @@ pub struct FileConfig {
     bot_url: Option<String>,
     bot_api_key_file: Option<PathBuf>,
     hostname: Option<String>,
+    workers: Option<usize>,
+    workers_queue: Option<usize>,
+    workspace_max_bytes: Option<u64>,
+    workspace_max_files: Option<usize>,
+    workspace_max_ratio: Option<u64>,
 }
 
 /// Values given on the command line (they override everything else).
@@ -110,6 +133,8 @@ pub struct Overrides {
     pub state_dir: Option<PathBuf>,
     /// `--claude-bin`.
     pub claude_bin: Option<PathBuf>,
+    /// `--workers`.
+    pub workers: Option<usize>,
 }
 
 impl Config {
@@ -156,6 +181,13 @@ impl Config {
             bot_url: file.bot_url,
             bot_api_key: None,
             hostname: file.hostname.unwrap_or_else(default_hostname),
+            workers: file.workers.unwrap_or_else(default_workers),
+            workers_queue: file.workers_queue.unwrap_or(32),
+            workspace_max_bytes: file
+                .workspace_max_bytes
+                .unwrap_or(DEFAULT_WORKSPACE_MAX_BYTES),
+            workspace_max_files: file.workspace_max_files.unwrap_or(10_000),
+            workspace_max_ratio: file.workspace_max_ratio.unwrap_or(100),
         };
         let mut key_file = file.bot_api_key_file;
 
@@ -206,6 +238,21 @@ impl Config {
         if let Some(v) = env("CCRM_PARTIAL_MESSAGES") {
             cfg.partial_messages = parse_bool(&v).context("CCRM_PARTIAL_MESSAGES")?;
         }
+        if let Some(v) = env("CCRM_WORKERS") {
+            cfg.workers = parse_num("CCRM_WORKERS", &v)?;
+        }
+        if let Some(v) = env("CCRM_WORKERS_QUEUE") {
+            cfg.workers_queue = parse_num("CCRM_WORKERS_QUEUE", &v)?;
+        }
+        if let Some(v) = env("CCRM_WORKSPACE_MAX_BYTES") {
+            cfg.workspace_max_bytes = parse_num("CCRM_WORKSPACE_MAX_BYTES", &v)?;
+        }
+        if let Some(v) = env("CCRM_WORKSPACE_MAX_FILES") {
+            cfg.workspace_max_files = parse_num("CCRM_WORKSPACE_MAX_FILES", &v)?;
+        }
+        if let Some(v) = env("CCRM_WORKSPACE_MAX_RATIO") {
+            cfg.workspace_max_ratio = parse_num("CCRM_WORKSPACE_MAX_RATIO", &v)?;
+        }
 
         if let Some(v) = &over.runtime_dir {
             cfg.runtime_dir = v.clone();
@@ -215,6 +262,9 @@ impl Config {
         }
         if let Some(v) = &over.claude_bin {
             cfg.claude_bin = Some(v.clone());
+        }
+        if let Some(v) = over.workers {
+            cfg.workers = v;
         }
         cfg.validate()?;
         Ok(cfg)
@@ -231,6 +281,18 @@ impl Config {
         }
         if self.event_log_capacity == 0 {
             bail!("event_log_capacity must be at least 1");
+        }
+        if !(1..=1024).contains(&self.workers) {
+            bail!("workers must be between 1 and 1024");
+        }
+        if self.workers_queue > 100_000 {
+            bail!("workers_queue must be at most 100000");
+        }
+        if self.workspace_max_bytes == 0 || self.workspace_max_files == 0 {
+            bail!("workspace_max_bytes and workspace_max_files must be at least 1");
+        }
+        if self.workspace_max_ratio == 0 {
+            bail!("workspace_max_ratio must be at least 1");
         }
         if !self.runtime_dir.is_absolute() || !self.state_dir.is_absolute() {
             bail!("runtime_dir and state_dir must be absolute paths");
@@ -263,6 +325,16 @@ impl Config {
         self.state_dir.join("sessions")
     }
 
+    /// Where workspaces live (0700), one directory each.
+    pub fn workspaces_dir(&self) -> PathBuf {
+        self.state_dir.join("workspaces")
+    }
+
+    /// Where execution records live (0700).
+    pub fn executions_dir(&self) -> PathBuf {
+        self.state_dir.join("executions")
+    }
+
     /// Log file of a daemon started in the background.
     pub fn log_path(&self) -> PathBuf {
         self.state_dir.join("ccrmd.log")
@@ -293,6 +365,12 @@ fn default_hostname() -> String {
         .ok()
         .and_then(|h| h.into_string().ok())
         .unwrap_or_else(|| "unknown".to_owned())
+}
+
+fn parse_num<T: std::str::FromStr>(var: &str, v: &str) -> anyhow::Result<T> {
+    v.trim()
+        .parse()
+        .map_err(|_| anyhow::anyhow!("{var} must be a whole number, got `{v}`"))
 }
 
 fn parse_bool(v: &str) -> anyhow::Result<bool> {
@@ -369,8 +447,16 @@ mod tests {
             bot_url: None,
             bot_api_key: None,
             hostname: "h".into(),
+            workers: 2,
+            workers_queue: 32,
+            workspace_max_bytes: DEFAULT_WORKSPACE_MAX_BYTES,
+            workspace_max_files: 10_000,
+            workspace_max_ratio: 100,
         };
         assert!(cfg.validate().is_ok());
+        cfg.workers = 0;
+        assert!(cfg.validate().is_err(), "workers");
+        cfg.workers = 2;
         cfg.default_permission_mode = "yolo".into();
         assert!(cfg.validate().is_err());
         cfg.default_permission_mode = "default".into();

@@ -43,6 +43,15 @@ impl StreamSink {
     async fn closed(&self) {
         self.tx.closed().await;
     }
+
+    /// Sends one item of a stream that is not a session's events.
+    pub async fn send_item<T: serde::Serialize>(&self, item: &T) -> Result<(), ()> {
+        let value = serde_json::to_value(item).map_err(|_| ())?;
+        self.tx
+            .send(common::ipc::Reply::item(self.id.clone(), value))
+            .await
+            .map_err(|_| ())
+    }
 }
 
 /// See the module docs.
@@ -53,6 +62,8 @@ pub struct Daemon {
     shutdown_tx: watch::Sender<bool>,
     /// Reads the bot link's state for `daemon.status`; set only when there is an uplink.
     uplink_status: std::sync::OnceLock<UplinkStatusFn>,
+    /// Workspaces and one-shot executions.
+    work: crate::work::Work,
 }
 
 /// How [`Daemon::status`] reads the uplink's state without knowing the uplink.
@@ -62,12 +73,19 @@ impl Daemon {
     /// Builds the daemon and loads the sessions recorded on disk (as stopped).
     pub fn new(ctx: Ctx) -> Arc<Self> {
         let ctx = Arc::new(ctx);
+        let work = crate::work::Work::new(
+            &ctx.cfg,
+            ctx.claude_bin.clone(),
+            ctx.shim.clone(),
+            ctx.tag.clone(),
+        );
         let daemon = Arc::new(Self {
             ctx: ctx.clone(),
             sessions: Mutex::new(BTreeMap::new()),
             started_ms: now_ms(),
             shutdown_tx: watch::channel(false).0,
             uplink_status: std::sync::OnceLock::new(),
+            work,
         });
         for rec in store::load_all(&ctx.cfg.sessions_dir()) {
             match session::start(ctx.clone(), rec, Launch::Stored) {
@@ -90,6 +108,38 @@ impl Daemon {
     /// wiring passes it in, so this module does not depend on the uplink.
     pub fn set_uplink_status(&self, status: impl Fn() -> UplinkStatus + Send + Sync + 'static) {
         let _ = self.uplink_status.set(Box::new(status));
+    }
+
+    /// The workspaces and executions.
+    pub fn work(&self) -> &crate::work::Work {
+        &self.work
+    }
+
+    /// Every session's id, directory and whether it has a live child (what the workspace
+    /// commands need to know of sessions).
+    pub fn session_dirs(&self) -> Vec<crate::work::SessionDir> {
+        self.handles()
+            .iter()
+            .map(|h| {
+                let i = h.info();
+                (i.id, i.cwd, i.state.is_live())
+            })
+            .collect()
+    }
+
+    /// A command with a body streamed over the bot link (`workspace.upload`).
+    pub async fn execute_with_body(
+        &self,
+        cmd: Command,
+        body: crate::workspace::Body,
+    ) -> Result<Value, ErrorBody> {
+        match cmd {
+            Command::WorkspaceUpload(_) => self.work.upload(body).await,
+            other => Err(ErrorBody::new(
+                ErrorCode::BadRequest,
+                format!("`{}` takes no body", other.name()),
+            )),
+        }
     }
 
     /// Resolves after `daemon.stop` (or [`Daemon::request_shutdown`]).
@@ -174,6 +224,9 @@ impl Daemon {
     /// [`Daemon::stream`]; `follow` flags are ignored here.
     pub async fn execute(&self, cmd: Command) -> Result<Value, ErrorBody> {
         let to_value = |v: &dyn erased::Ser| v.to_json();
+        if crate::work::Work::handles(&cmd) {
+            return self.work.execute(cmd, &self.session_dirs()).await;
+        }
         match cmd {
             Command::DaemonStatus(_) => Ok(to_value(&self.status())),
             Command::DaemonStop(_) => {
@@ -244,6 +297,18 @@ impl Daemon {
                     .await
                     .map(|i| to_value(&i))
             }
+            Command::ExecFollow(_) => Err(ErrorBody::new(
+                ErrorCode::BadRequest,
+                "exec.follow streams; send it as a streaming request",
+            )),
+            Command::WorkspaceUpload(_) => Err(ErrorBody::new(
+                ErrorCode::BadRequest,
+                "workspace.upload takes its zip as a body over the bot link; locally use workspace.create with zip_path",
+            )),
+            other => Err(ErrorBody::new(
+                ErrorCode::Internal,
+                format!("`{}` has no handler", other.name()),
+            )),
         }
     }
 
@@ -253,6 +318,7 @@ impl Daemon {
             cmd,
             Command::SessionEvents(EventsArgs { follow: true, .. })
                 | Command::PromptSend(PromptArgs { follow: true, .. })
+                | Command::ExecFollow(_)
         )
     }
 
@@ -294,11 +360,32 @@ impl Daemon {
                     result.unwrap_or_else(|| json!({"prompt_id": prompt_id})),
                 ))
             }
+            Command::ExecFollow(a) => {
+                let (tx, mut rx) = mpsc::channel(64);
+                let forward = async {
+                    while let Some(item) = rx.recv().await {
+                        if sink.send_item(&item).await.is_err() {
+                            break;
+                        }
+                    }
+                };
+                let (summary, ()) = tokio::join!(self.work.follow(a, tx), forward);
+                summary.map(Some)
+            }
             other => self.execute(other).await.map(Some),
         }
     }
 
-    async fn start_session(&self, a: StartArgs) -> Result<SessionInfo, ErrorBody> {
+    async fn start_session(&self, mut a: StartArgs) -> Result<SessionInfo, ErrorBody> {
+        if let Some(ws) = a.workspace.take() {
+            if !a.cwd.as_os_str().is_empty() {
+                return Err(ErrorBody::new(
+                    ErrorCode::BadRequest,
+                    "give either a cwd or a workspace, not both",
+                ));
+            }
+            a.cwd = self.work.workspaces.path_of(&ws)?;
+        }
         if !a.cwd.is_absolute() {
             return Err(ErrorBody::new(
                 ErrorCode::BadRequest,
@@ -386,6 +473,7 @@ impl Daemon {
             sessions,
             pending_approvals: pending,
             uplink: self.uplink_status.get().map(|status| status()),
+            executions: self.work.executions.counts(),
         }
     }
 

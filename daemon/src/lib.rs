@@ -15,8 +15,11 @@
 //! - [`fsutil`]: private (0700) directories, shared by the daemon and the CLI.
 //! - [`spool`]: the on-disk event queue for the bot (delivery guarantee).
 //! - [`uplink`]: the WebSocket link to the bot; it reaches the registry only through
-//!   [`uplink::LinkTarget`].
+//!   [`uplink::LinkTarget`]. [`transfer`]: command bodies (uploads) and streams on it.
 //! - [`up`]: `ccrm up`, a bot and a daemon wired together (optionally a demo model).
+//! - [`work`]: the workspace and execution commands; [`workspace`]: workspaces from a zip
+//!   (store, guarded unpacker, upload receiver); [`exec`]: one-shot executions (worker
+//!   pool, FIFO queue, timeouts).
 //! - [`client`] and [`cli`]: the `ccrm` command line (`cli/` has one file per command group).
 
 pub mod attach;
@@ -25,6 +28,7 @@ pub mod client;
 pub mod config;
 pub mod daemon;
 pub mod eventlog;
+pub mod exec;
 pub mod fsutil;
 pub mod ipc;
 pub mod lifecycle;
@@ -32,8 +36,11 @@ pub mod session;
 pub mod spawn;
 pub mod spool;
 pub mod store;
+pub mod transfer;
 pub mod up;
 pub mod uplink;
+pub mod work;
+pub mod workspace;
 
 /// Sets up `tracing` to stderr, filtered by `CCRM_LOG` (default `info`).
 pub fn init_tracing() {

@@ -115,6 +115,7 @@ pub async fn run(cfg: Config, opts: RunOptions) -> anyhow::Result<()> {
         tag,
         spool: spool.clone(),
     });
+    daemon.work().prepare()?;
     let (uplink_stop, uplink_stop_rx) = tokio::sync::watch::channel(false);
     let mut background = tokio::task::JoinSet::new();
     if let (Some(url), Some(key), Some(spool)) = (&cfg.bot_url, &cfg.bot_api_key, &spool) {
@@ -169,6 +170,7 @@ pub async fn run(cfg: Config, opts: RunOptions) -> anyhow::Result<()> {
     daemon.request_shutdown();
     let _ = std::fs::remove_file(&socket);
     daemon.shutdown_sessions().await;
+    daemon.work().executions.shutdown().await;
     if let Some(spool) = &spool {
         // Give the uplink a moment to deliver the last events (the spool keeps the rest).
         let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
@@ -202,5 +204,50 @@ impl LinkTarget for Daemon {
 
     fn run(&self, cmd: Command) -> impl Future<Output = Result<Value, ErrorBody>> + Send {
         self.execute(cmd)
+    }
+
+    fn link_streams(cmd: &Command) -> bool {
+        matches!(cmd, Command::ExecFollow(_))
+    }
+
+    fn stream(
+        &self,
+        cmd: Command,
+        items: tokio::sync::mpsc::Sender<Value>,
+    ) -> impl Future<Output = Result<Value, ErrorBody>> + Send {
+        let executions = self.work().executions.clone();
+        async move {
+            let Command::ExecFollow(a) = cmd else {
+                return Err(ErrorBody::new(
+                    common::ipc::ErrorCode::BadRequest,
+                    "only exec.follow streams over the link",
+                ));
+            };
+            let (tx, mut rx) = tokio::sync::mpsc::channel(64);
+            let forward = async move {
+                while let Some(item) = rx.recv().await {
+                    let Ok(v) = serde_json::to_value(&item) else {
+                        continue;
+                    };
+                    if items.send(v).await.is_err() {
+                        break;
+                    }
+                }
+            };
+            let (info, ()) = tokio::join!(executions.follow(&a.execution_id, a.after, tx), forward);
+            info.map(|i| serde_json::to_value(&i).unwrap_or(Value::Null))
+        }
+    }
+
+    fn takes_body(cmd: &Command) -> bool {
+        matches!(cmd, Command::WorkspaceUpload(_))
+    }
+
+    fn run_with_body(
+        &self,
+        cmd: Command,
+        body: crate::workspace::Body,
+    ) -> impl Future<Output = Result<Value, ErrorBody>> + Send {
+        self.execute_with_body(cmd, body)
     }
 }

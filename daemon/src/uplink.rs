@@ -45,6 +45,22 @@ pub trait LinkTarget: Send + Sync + 'static {
     fn streams(cmd: &Command) -> bool;
     /// Runs one non-streaming command and returns its reply data.
     fn run(&self, cmd: Command) -> impl Future<Output = Result<Value, ErrorBody>> + Send;
+    /// Whether `cmd` streams over the link (`exec.follow`: items, then one reply).
+    fn link_streams(cmd: &Command) -> bool;
+    /// Runs a streaming command, sending its items to `items`; returns the summary.
+    fn stream(
+        &self,
+        cmd: Command,
+        items: mpsc::Sender<Value>,
+    ) -> impl Future<Output = Result<Value, ErrorBody>> + Send;
+    /// Whether `cmd` comes with a body (`workspace.create`).
+    fn takes_body(cmd: &Command) -> bool;
+    /// Runs a command with its streamed body.
+    fn run_with_body(
+        &self,
+        cmd: Command,
+        body: crate::workspace::Body,
+    ) -> impl Future<Output = Result<Value, ErrorBody>> + Send;
 }
 
 /// What the rest of the daemon can see of the uplink.
@@ -203,6 +219,7 @@ async fn connection<T: LinkTarget>(
         hostname: cfg.hostname.clone(),
         version: common::VERSION.to_owned(),
         sessions,
+        features: vec![common::link::FEATURE_WORKSPACES.to_owned()],
     })?)
     .await?;
 
@@ -242,6 +259,7 @@ async fn connection<T: LinkTarget>(
     ping.reset();
     let mut last_heard = Instant::now();
     let mut commands = tokio::task::JoinSet::new();
+    let mut transfers = crate::transfer::Transfers::default();
     loop {
         // Send what is spooled, within the window.
         while sent < spool.last_seq() && sent - spool.acked() < WINDOW {
@@ -273,6 +291,26 @@ async fn connection<T: LinkTarget>(
                 match msg? {
                     Message::Text(t) => match serde_json::from_str::<HubMsg>(&t) {
                         Ok(HubMsg::Ack { seq }) => spool.ack(seq)?,
+                        Ok(HubMsg::Command { req_id, cmd }) if T::takes_body(&cmd) => {
+                            let body = transfers.open_body(req_id, reply_tx.clone(), &mut commands);
+                            let t = target.clone();
+                            let reply_tx = reply_tx.clone();
+                            commands.spawn(async move {
+                                let result = t.run_with_body(cmd, body).await;
+                                let _ = reply_tx.send(crate::transfer::reply(req_id, result)).await;
+                            });
+                        }
+                        Ok(HubMsg::Command { req_id, cmd }) if T::link_streams(&cmd) => {
+                            let t = target.clone();
+                            transfers.stream(req_id, reply_tx.clone(), &mut commands, move |items| async move { t.stream(cmd, items).await });
+                        }
+                        Ok(HubMsg::BodyChunk { req_id, data }) => transfers.chunk(req_id, &data),
+                        Ok(HubMsg::BodyEnd { req_id, size, sha256 }) => transfers.end(req_id, size, sha256),
+                        Ok(HubMsg::BodyAbort { req_id, reason }) => {
+                            debug!(req_id, reason, "the bot abandoned a body");
+                            transfers.abort(req_id);
+                        }
+                        Ok(HubMsg::StreamCancel { req_id }) => transfers.cancel_stream(req_id),
                         Ok(HubMsg::Command { req_id, cmd }) => {
                             let t = target.clone();
                             let reply_tx = reply_tx.clone();
@@ -311,6 +349,10 @@ async fn run_command<T: LinkTarget>(target: &T, req_id: u64, cmd: Command) -> Da
         refused("streaming commands are not available over the uplink; events arrive on their own")
     } else if matches!(cmd, Command::DaemonStop(_)) {
         refused("the bot cannot stop a daemon")
+    } else if matches!(&cmd, Command::WorkspaceCreate(a) if a.zip_path.is_some()) {
+        refused(
+            "over the link a workspace's zip is uploaded; `zip_path` names files on the daemon's machine and is refused",
+        )
     } else {
         target.run(cmd).await
     };

@@ -18,6 +18,7 @@
 //!   driven with no ccrm in between.
 //! - [`telegram`]: [`FakeTelegram`], a fake Telegram Bot API for teloxide.
 //! - [`discord`]: [`FakeDiscord`], a fake Discord (REST and gateway) for serenity.
+//! - [`zips`]: zip archives written in test code, good and hostile (no binary fixtures).
 //!
 //! # Example
 //!
@@ -47,6 +48,7 @@ pub mod home;
 pub mod process;
 mod state;
 pub mod telegram;
+pub mod zips;
 
 pub use anthropic::{DEFAULT_CHUNK_DELAY, FakeApi, RecordedRequest};
 pub use direct::DirectClaude;

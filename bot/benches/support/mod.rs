@@ -173,6 +173,7 @@ pub async fn link(
         hostname: "bench".into(),
         version: "0".into(),
         sessions: vec![info],
+        features: Vec::new(),
     };
     ws.send(Message::text(serde_json::to_string(&hello)?))
         .await?;

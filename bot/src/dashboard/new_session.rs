@@ -105,6 +105,7 @@ pub async fn create(
             name: form.text("name"),
             auto_allow: false,
             allowed_tools: None,
+            workspace: None,
             origin: Some(origin(&user)),
         };
         let data = web

@@ -18,6 +18,7 @@
 //! - `audit.rs`: the audit log; `metrics.rs`: the totals for `/metrics`.
 //! - `web.rs`: dashboard logins and the dashboard's read queries (history read
 //!   backwards, turn summaries, overview activity, recent decisions, audit pages).
+//! - `executions.rs`: one-shot executions with their status and whole output.
 //!
 //! Everything database-specific stays in this folder so that moving to Postgres (DESIGN.md,
 //! "Past one machine") is a contained change. Callers see [`DbError`], never `sqlx` types
@@ -30,6 +31,7 @@ mod audit;
 mod chat;
 mod daemons;
 mod events;
+mod executions;
 mod ingest;
 mod metrics;
 mod sessions;
@@ -56,6 +58,7 @@ pub use self::audit::AuditRow;
 pub use self::chat::{ChatApprovalRow, ChatBinding, ChatProgressRow};
 pub use self::daemons::DaemonRow;
 pub use self::events::StoredEvent;
+pub use self::executions::ExecutionRow;
 pub use self::ingest::{EventWriter, Write, Written};
 pub use self::metrics::Counts;
 pub use self::sessions::SessionRow;

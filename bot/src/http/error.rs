@@ -35,6 +35,16 @@ impl AppError {
         }
     }
 
+    /// The stable code (`not_found`, `WORKSPACE_NOT_FOUND`, ...).
+    pub fn code(&self) -> &'static str {
+        self.code
+    }
+
+    /// The HTTP status.
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+
     /// A 500 whose detail goes to the log, not to the client.
     pub fn internal(e: impl std::fmt::Display) -> Self {
         error!(error = %e, "internal error");
@@ -108,6 +118,22 @@ pub fn daemon_error(body: ErrorBody) -> AppError {
         ErrorCode::SpawnFailed => (StatusCode::BAD_GATEWAY, "spawn_failed"),
         ErrorCode::ShuttingDown => (StatusCode::SERVICE_UNAVAILABLE, "shutting_down"),
         ErrorCode::Internal => (StatusCode::BAD_GATEWAY, "daemon_internal"),
+        // Workspaces and executions keep OCC's upper-case codes.
+        ErrorCode::WorkspaceNotFound => (StatusCode::NOT_FOUND, "WORKSPACE_NOT_FOUND"),
+        ErrorCode::WorkspaceInUse => (StatusCode::CONFLICT, "WORKSPACE_IN_USE"),
+        ErrorCode::WorkersBusy => (StatusCode::TOO_MANY_REQUESTS, "WORKERS_BUSY"),
+        ErrorCode::BadWorkspaceId => (StatusCode::BAD_REQUEST, "BAD_WORKSPACE_ID"),
+        ErrorCode::ZipPathTraversal => (StatusCode::BAD_REQUEST, "ZIP_PATH_TRAVERSAL"),
+        ErrorCode::ZipAbsolutePath => (StatusCode::BAD_REQUEST, "ZIP_ABSOLUTE_PATH"),
+        ErrorCode::ZipSymlink => (StatusCode::BAD_REQUEST, "ZIP_SYMLINK"),
+        ErrorCode::ZipSpecialFile => (StatusCode::BAD_REQUEST, "ZIP_SPECIAL_FILE"),
+        ErrorCode::ZipBadName => (StatusCode::BAD_REQUEST, "ZIP_BAD_NAME"),
+        ErrorCode::ZipDuplicate => (StatusCode::BAD_REQUEST, "ZIP_DUPLICATE"),
+        ErrorCode::ZipTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "ZIP_TOO_LARGE"),
+        ErrorCode::ZipTooManyFiles => (StatusCode::BAD_REQUEST, "ZIP_TOO_MANY_FILES"),
+        ErrorCode::ZipRatio => (StatusCode::BAD_REQUEST, "ZIP_RATIO"),
+        ErrorCode::ZipEncrypted => (StatusCode::BAD_REQUEST, "ZIP_ENCRYPTED"),
+        ErrorCode::ZipCorrupt => (StatusCode::BAD_REQUEST, "ZIP_CORRUPT"),
     };
     AppError::new(status, code, body.message)
 }

@@ -11,14 +11,20 @@
 //! - [`events`]: stored event pages and the SSE stream; [`sse`]: streaming plumbing.
 //! - [`approvals`]: pending approvals and decisions.
 //! - [`meta`]: health, metrics, the OpenAPI document, the JSON 404.
+//! - [`daemons`]: one daemon's health; finding a daemon by id, prefix or hostname.
+//! - [`workspaces`]: workspace uploads (multipart, streamed to the daemon), list, delete.
+//! - [`executions`]: `POST /api/execute` (SSE), stored results, resumed streams, cancel.
 
 pub mod access;
 pub mod approvals;
+pub mod daemons;
 pub mod error;
 pub mod events;
+pub mod executions;
 pub mod meta;
 pub mod sessions;
 pub mod sse;
+pub mod workspaces;
 
 use std::time::Duration;
 

@@ -87,7 +87,11 @@ pub async fn list_sessions(
 #[serde(deny_unknown_fields)]
 pub struct NewSession {
     daemon: Option<String>,
-    cwd: std::path::PathBuf,
+    #[serde(default)]
+    cwd: Option<std::path::PathBuf>,
+    /// Start in this workspace of the daemon instead of `cwd`.
+    #[serde(default)]
+    workspace: Option<String>,
     model: Option<String>,
     permission_mode: Option<String>,
     name: Option<String>,
@@ -124,9 +128,17 @@ pub async fn create_session(
     Extension(user): Extension<User>,
     AppJson(body): AppJson<NewSession>,
 ) -> Result<(StatusCode, Json<Value>), AppError> {
+    if body.cwd.is_some() == body.workspace.is_some() {
+        return Err(AppError::new(
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            "give either `cwd` or `workspace`",
+        ));
+    }
     let daemon = pick_daemon(&state, body.daemon)?;
     let args = StartArgs {
-        cwd: body.cwd,
+        cwd: body.cwd.unwrap_or_default(),
+        workspace: body.workspace,
         model: body.model,
         permission_mode: body.permission_mode,
         name: body.name,

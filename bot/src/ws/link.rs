@@ -90,13 +90,16 @@ async fn serve_link(state: Arc<AppState>, socket: WebSocket, key_id: i64) -> any
         let _ = tx.send(frame(&HubMsg::Error { error: err })?).await;
         anyhow::bail!("no hello");
     };
-    let (daemon_id, hostname, version, sessions) = match serde_json::from_str::<DaemonMsg>(&text) {
+    let (daemon_id, hostname, version, sessions, features) = match serde_json::from_str::<DaemonMsg>(
+        &text,
+    ) {
         Ok(DaemonMsg::Hello {
             protocol,
             daemon_id,
             hostname,
             version,
             sessions,
+            features,
         }) => {
             if protocol != LINK_PROTOCOL_VERSION {
                 let err = ErrorBody::new(
@@ -116,7 +119,7 @@ async fn serve_link(state: Arc<AppState>, socket: WebSocket, key_id: i64) -> any
                 let _ = tx.send(frame(&HubMsg::Error { error: err })?).await;
                 anyhow::bail!("bad daemon id");
             }
-            (daemon_id, hostname, version, sessions)
+            (daemon_id, hostname, version, sessions, features)
         }
         _ => {
             let err = ErrorBody::new(
@@ -144,6 +147,7 @@ async fn serve_link(state: Arc<AppState>, socket: WebSocket, key_id: i64) -> any
     .await?;
     let (out_tx, mut out_rx) = mpsc::channel::<HubMsg>(256);
     let conn = state.hub.register(&daemon_id, out_tx);
+    state.hub.set_features(&daemon_id, features, now_ms());
     info!(daemon = %daemon_id, %hostname, acked, "daemon connected");
 
     let result = link_loop(&state, &daemon_id, &mut tx, &mut rx, &mut out_rx, acked).await;
@@ -210,6 +214,10 @@ async fn link_loop(
                 let text = match msg {
                     Message::Text(t) => t,
                     Message::Close(_) => return Ok(()),
+                    Message::Pong(_) => {
+                        state.hub.pong(daemon_id, now_ms());
+                        continue;
+                    }
                     Message::Binary(_) => {
                         reject(state, tx, "binary frames are not part of the link protocol").await?;
                         continue;
@@ -235,6 +243,8 @@ async fn link_loop(
                         let id = session.id;
                         in_flight.push_back(submit(Op::Session(Box::new(session), now_ms()), Sent::Session(id)));
                     }
+                    Ok(DaemonMsg::BodyAck { req_id, received }) => state.hub.body_ack(req_id, received),
+                    Ok(DaemonMsg::StreamItem { req_id, item }) => state.hub.stream_item(req_id, item),
                     Ok(DaemonMsg::Hello { .. }) => reject(state, tx, "hello was already received").await?,
                     Err(e) => reject(state, tx, &format!("bad frame: {e}")).await?,
                 }
@@ -263,6 +273,7 @@ async fn link_loop(
                 if last_heard.elapsed() > timeout {
                     anyhow::bail!("daemon {daemon_id} silent for {:?}", last_heard.elapsed());
                 }
+                state.hub.ping_sent(daemon_id);
                 tx.send(Message::Ping(Vec::new().into())).await?;
             }
         }

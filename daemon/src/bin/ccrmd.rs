@@ -25,6 +25,9 @@ struct Args {
     /// The Claude Code binary [default: `claude` on PATH].
     #[arg(long)]
     claude_bin: Option<PathBuf>,
+    /// Most one-shot executions that run at once [default: number of CPUs; env CCRM_WORKERS].
+    #[arg(long)]
+    workers: Option<usize>,
     /// Print the effective configuration as JSON and exit.
     #[arg(long)]
     print_config: bool,
@@ -42,6 +45,7 @@ fn main() -> std::process::ExitCode {
         runtime_dir: args.runtime_dir,
         state_dir: args.state_dir,
         claude_bin: args.claude_bin,
+        workers: args.workers,
     }) {
         Ok(c) => c,
         Err(e) => {

@@ -47,6 +47,47 @@ pub enum Cmd {
         /// Tool allowed without asking (repeatable); replaces the read-only default list.
         #[arg(long = "allow-tool", value_name = "TOOL")]
         allow_tools: Vec<String>,
+        /// Start in this workspace (see `ccrm workspace push`) instead of --cwd.
+        #[arg(long, conflicts_with = "cwd")]
+        workspace: Option<String>,
+    },
+    /// Workspaces: directories filled from a zip, for sessions and executions to run in.
+    Workspace {
+        /// What to do.
+        #[command(subcommand)]
+        cmd: WorkspaceCmd,
+    },
+    /// Run one prompt in a fresh claude (in a workspace or directory) with restricted tools,
+    /// print the answer as it streams, and exit with the execution's exit code.
+    #[command(
+        after_help = "Tools: the daemon's read-only ones (allowed_tools) plus --allow-tool; \
+any other tool use is denied and the model is told why.\n\
+Exit status: claude's exit code (0, or 1 when the run ended in an error); 1 when the \
+execution failed, timed out or was cancelled; Ctrl-C cancels it."
+    )]
+    Exec {
+        /// The prompt (words are joined with spaces).
+        #[arg(required = true, num_args = 1..)]
+        prompt: Vec<String>,
+        /// Run in this workspace.
+        #[arg(long, short = 'w', required_unless_present = "cwd")]
+        workspace: Option<String>,
+        /// Run in this directory instead of a workspace.
+        #[arg(long, conflicts_with = "workspace")]
+        cwd: Option<PathBuf>,
+        /// Seconds the run may take (from its start, not counting time queued).
+        #[arg(long, default_value_t = 600)]
+        timeout: u64,
+        /// Model name or alias.
+        #[arg(long)]
+        model: Option<String>,
+        /// Another tool the run may use (repeatable): a name such as Write, or a rule such
+        /// as "Bash(git status:*)".
+        #[arg(long = "allow-tool", value_name = "TOOL")]
+        allow_tools: Vec<String>,
+        /// The execution's id [default: a new UUID].
+        #[arg(long)]
+        id: Option<String>,
     },
     /// List sessions.
     #[command(alias = "ls")]
@@ -162,11 +203,46 @@ pub enum Cmd {
     Up(crate::up::UpArgs),
 }
 
+/// `ccrm workspace ...`.
+#[derive(Subcommand, Debug)]
+pub enum WorkspaceCmd {
+    /// Create a workspace from a directory (zipped on the fly, honouring .gitignore, never
+    /// .git/) or a .zip file.
+    Push {
+        /// A directory or a .zip file.
+        path: PathBuf,
+        /// The workspace id: letters, digits, `-`, `_` (at most 64).
+        #[arg(long)]
+        id: String,
+        /// A human name [default: the id].
+        #[arg(long)]
+        name: Option<String>,
+        /// What it is for.
+        #[arg(long)]
+        description: Option<String>,
+        /// `overwrite` replaces an existing workspace; `reuse` keeps it as it is.
+        #[arg(long, default_value = "overwrite", value_parser = ["overwrite", "reuse"])]
+        policy: String,
+    },
+    /// List workspaces with their size and users.
+    #[command(alias = "ls")]
+    List,
+    /// Delete a workspace (refused while a session or execution uses it).
+    Rm {
+        /// The workspace id.
+        id: String,
+    },
+}
+
 /// `ccrm daemon ...`.
 #[derive(Subcommand, Debug)]
 pub enum DaemonCmd {
     /// Start ccrmd in the background (logs go to the state dir).
-    Start,
+    Start {
+        /// Most one-shot executions that run at once [default: number of CPUs].
+        #[arg(long)]
+        workers: Option<usize>,
+    },
     /// Stop ccrmd: sessions are stopped gracefully first.
     Stop,
     /// Show whether ccrmd runs, its pid, version and sessions.

@@ -22,7 +22,7 @@ pub(super) async fn run(cli: &Cli, cmd: &DaemonCmd) -> Result<ExitCode, Failure>
     match cmd {
         DaemonCmd::Status => status(cli, &socket).await,
         DaemonCmd::Stop => stop(cli, &socket).await,
-        DaemonCmd::Start => start(cli, &socket).await,
+        DaemonCmd::Start { workers } => start(cli, &socket, *workers).await,
     }
 }
 
@@ -82,6 +82,11 @@ fn print_status(st: &DaemonStatus) {
         }
     );
     println!("  pending approvals: {}", st.pending_approvals);
+    let e = &st.executions;
+    println!(
+        "  executions: {} running, {} queued ({} workers, queue up to {})",
+        e.running, e.queued, e.workers, e.queue_max
+    );
     if st.protocol != common::IPC_PROTOCOL_VERSION {
         println!(
             "  warning: this ccrm speaks protocol {}; restart the daemon (`ccrm daemon stop && ccrm daemon start`)",
@@ -121,14 +126,14 @@ async fn stop(cli: &Cli, socket: &Path) -> Result<ExitCode, Failure> {
 }
 
 /// `ccrm daemon start`: starts ccrmd in the background unless it already runs.
-async fn start(cli: &Cli, socket: &Path) -> Result<ExitCode, Failure> {
+async fn start(cli: &Cli, socket: &Path, workers: Option<usize>) -> Result<ExitCode, Failure> {
     if let Ok(mut c) = Client::connect(socket).await {
         let st: DaemonStatus = decode(c.call(Command::DaemonStatus(NoArgs {})).await?)?;
         println!("ccrmd is already running (pid {})", st.pid);
         return Ok(ExitCode::SUCCESS);
     }
     let cfg = load_config(cli)?;
-    let pid = start_background(cli, &cfg, socket).await?;
+    let pid = start_background(cli, &cfg, socket, workers).await?;
     if cli.json {
         println!(
             "{}",
@@ -144,7 +149,12 @@ async fn start(cli: &Cli, socket: &Path) -> Result<ExitCode, Failure> {
 }
 
 /// Spawns `ccrmd` in the background and waits until it answers; returns its pid.
-async fn start_background(cli: &Cli, cfg: &Config, socket: &Path) -> anyhow::Result<u32> {
+async fn start_background(
+    cli: &Cli,
+    cfg: &Config,
+    socket: &Path,
+    workers: Option<usize>,
+) -> anyhow::Result<u32> {
     crate::fsutil::private_dir(&cfg.state_dir)?;
     let log = std::fs::OpenOptions::new()
         .create(true)
@@ -154,6 +164,9 @@ async fn start_background(cli: &Cli, cfg: &Config, socket: &Path) -> anyhow::Res
     let mut cmd = std::process::Command::new(crate::up::find_bin("ccrmd")?);
     if let Some(c) = &cli.config {
         cmd.arg("--config").arg(c);
+    }
+    if let Some(n) = workers {
+        cmd.arg("--workers").arg(n.to_string());
     }
     if cli.socket.is_some() {
         // The socket lives in the runtime dir; keep the daemon on the one we will poll.

@@ -10,6 +10,8 @@
 //! - `events`: `events` and the `Printer` that renders events for humans.
 //! - `attach`: `attach`, which ends as `tmux attach-session`.
 //! - `daemon`: `daemon start|stop|status`.
+//! - `workspace`: `workspace push|list|rm` (a directory is zipped on the fly).
+//! - `exec`: `exec`, one prompt in a fresh claude with the answer streamed.
 //! - `output`: human output shared by the groups (tables, approvals, [`preview`]).
 //!
 //! `ccrm up` lives in [`crate::up`].
@@ -20,8 +22,10 @@ mod attach;
 mod call;
 mod daemon;
 mod events;
+mod exec;
 mod output;
 mod sessions;
+mod workspace;
 
 use std::process::ExitCode;
 
@@ -31,7 +35,7 @@ use common::ipc::{
 };
 use serde_json::Value;
 
-pub use args::{Cli, Cmd, DaemonCmd};
+pub use args::{Cli, Cmd, DaemonCmd, WorkspaceCmd};
 pub use output::preview;
 
 use crate::client::ClientError;
@@ -77,10 +81,12 @@ async fn dispatch(cli: &Cli) -> Result<ExitCode, Failure> {
             name,
             auto_allow,
             allow_tools,
+            workspace,
         } => {
-            let cwd = match cwd {
-                Some(c) => std::path::absolute(c).map_err(anyhow::Error::from)?,
-                None => std::env::current_dir().map_err(anyhow::Error::from)?,
+            let cwd = match (cwd, workspace) {
+                (_, Some(_)) => std::path::PathBuf::new(),
+                (Some(c), None) => std::path::absolute(c).map_err(anyhow::Error::from)?,
+                (None, None) => std::env::current_dir().map_err(anyhow::Error::from)?,
             };
             let args = StartArgs {
                 cwd,
@@ -90,10 +96,39 @@ async fn dispatch(cli: &Cli) -> Result<ExitCode, Failure> {
                 auto_allow: *auto_allow,
                 allowed_tools: (!allow_tools.is_empty()).then(|| allow_tools.clone()),
                 origin: None,
+                workspace: workspace.clone(),
             };
             sessions::start(cli, args).await
         }
         Cmd::List => sessions::list(cli).await,
+        Cmd::Workspace { cmd } => workspace::run(cli, cmd).await,
+        Cmd::Exec {
+            prompt,
+            workspace,
+            cwd,
+            timeout,
+            model,
+            allow_tools,
+            id,
+        } => {
+            let cwd = match cwd {
+                Some(c) => Some(std::path::absolute(c).map_err(anyhow::Error::from)?),
+                None => None,
+            };
+            let args = common::workspace::ExecArgs {
+                execution_id: id
+                    .clone()
+                    .unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
+                workspace_id: workspace.clone(),
+                cwd,
+                prompt: prompt.join(" "),
+                timeout_secs: *timeout,
+                model: model.clone(),
+                allowed_tools: allow_tools.clone(),
+                origin: None,
+            };
+            exec::run(cli, args).await
+        }
         Cmd::Status { session } => sessions::show(cli, session).await,
         Cmd::Prompt {
             session,

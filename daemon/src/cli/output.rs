@@ -11,7 +11,7 @@ pub(super) fn print_json(v: &Value) {
 }
 
 /// How long ago `ms` (Unix milliseconds) was, roughly: `5s ago`, `3m ago`, `2h ago`, `4d ago`.
-fn ago(ms: u64) -> String {
+pub(super) fn ago(ms: u64) -> String {
     let secs = common::event::now_ms().saturating_sub(ms) / 1000;
     match secs {
         0..60 => format!("{secs}s ago"),
@@ -119,6 +119,22 @@ pub(super) fn print_approvals(list: &[ApprovalInfo]) {
                 );
             }
         }
+    }
+}
+
+/// A byte count for people: `512 B`, `3.4 KiB`, `12.0 MiB`, `1.2 GiB`.
+pub(super) fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 4] = ["B", "KiB", "MiB", "GiB"];
+    let mut v = n as f64;
+    let mut unit = 0;
+    while v >= 1024.0 && unit < UNITS.len() - 1 {
+        v /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[unit])
     }
 }
 

@@ -1,0 +1,133 @@
+//! One daemon: [`resolve_daemon`] finds it by id, unique id prefix or hostname (what
+//! `{daemon}` in a path may be), and `GET /api/daemons/{daemon}` reports its health in
+//! OCC's shape: `status` (`healthy` / `offline`), `version`, `uptime`, the link's
+//! `heartbeat` (pings answered, failures in a row, pings sent), and its execution
+//! `workers`, `running` and `queued`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use common::event::now_ms;
+use common::ids::DaemonId;
+use common::ipc::{Command, DaemonStatus, NoArgs};
+use serde_json::{Value, json};
+
+use super::AppError;
+use crate::AppState;
+
+/// How long the health route waits for the daemon's own status.
+const STATUS_WAIT: Duration = Duration::from_secs(5);
+
+/// An ISO 8601 UTC time with milliseconds (`2026-12-05T11:03:47.123Z`), as OCC writes them.
+pub fn iso(ms: u64) -> String {
+    i64::try_from(ms)
+        .ok()
+        .and_then(chrono::DateTime::from_timestamp_millis)
+        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+        .unwrap_or_default()
+}
+
+/// Finds a daemon by id, unique id prefix, or hostname (an online one wins when several
+/// share a hostname). 404 when none matches, 409 when the key is ambiguous.
+pub async fn resolve_daemon(state: &AppState, key: &str) -> Result<DaemonId, AppError> {
+    let key = key.trim();
+    let rows = state.db.list_daemons().await?;
+    if let Some(r) = rows.iter().find(|r| r.id.0 == key) {
+        return Ok(r.id.clone());
+    }
+    let by_host: Vec<&DaemonId> = rows
+        .iter()
+        .filter(|r| r.hostname == key)
+        .map(|r| &r.id)
+        .collect();
+    let online: Vec<&DaemonId> = by_host
+        .iter()
+        .copied()
+        .filter(|d| state.hub.is_online(d))
+        .collect();
+    match (by_host.as_slice(), online.as_slice()) {
+        ([one], _) | (_, [one]) => return Ok((*one).clone()),
+        ([], _) => {}
+        (many, _) => {
+            return Err(AppError::new(
+                StatusCode::CONFLICT,
+                "ambiguous",
+                format!("{} daemons are called `{key}`; use an id", many.len()),
+            ));
+        }
+    }
+    let by_prefix: Vec<&DaemonId> = rows
+        .iter()
+        .filter(|r| !key.is_empty() && r.id.0.starts_with(key))
+        .map(|r| &r.id)
+        .collect();
+    match by_prefix.as_slice() {
+        [one] => Ok((*one).clone()),
+        [] => Err(AppError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("no daemon `{key}` (an id, id prefix or hostname); see GET /api/daemons"),
+        )),
+        many => Err(AppError::new(
+            StatusCode::CONFLICT,
+            "ambiguous",
+            format!(
+                "`{key}` matches {} daemons; give more characters",
+                many.len()
+            ),
+        )),
+    }
+}
+
+/// `GET /api/daemons/{daemon}`.
+pub async fn get_daemon(
+    State(state): State<Arc<AppState>>,
+    Path(key): Path<String>,
+) -> Result<Json<Value>, AppError> {
+    let id = resolve_daemon(&state, &key).await?;
+    let row = state
+        .db
+        .list_daemons()
+        .await?
+        .into_iter()
+        .find(|r| r.id == id)
+        .ok_or_else(|| AppError::new(StatusCode::NOT_FOUND, "not_found", "no such daemon"))?;
+    let online = state.hub.is_online(&id);
+    let status: Option<DaemonStatus> = if online {
+        state
+            .hub
+            .command(&id, Command::DaemonStatus(NoArgs {}), STATUS_WAIT)
+            .await
+            .ok()
+            .and_then(|v| serde_json::from_value(v).ok())
+    } else {
+        None
+    };
+    let heartbeat = state.hub.heartbeat(&id).map(|h| {
+        json!({
+            "lastSuccessfulAt": iso(h.last_successful_ms),
+            "consecutiveFailures": h.consecutive_failures,
+            "seqNum": h.seq_num,
+        })
+    });
+    let exec = status.as_ref().map(|s| &s.executions);
+    Ok(Json(json!({
+        "id": id,
+        "hostname": row.hostname,
+        "status": if online { "healthy" } else { "offline" },
+        "online": online,
+        "version": status.as_ref().map_or(row.version.as_str(), |s| s.version.as_str()),
+        "uptime": status.as_ref().map(|s| now_ms().saturating_sub(s.started_ms) / 1000),
+        "heartbeat": heartbeat,
+        "workers": exec.map(|e| e.workers),
+        "running": exec.map(|e| e.running),
+        "queued": exec.map(|e| e.queued),
+        "queueMax": exec.map(|e| e.queue_max),
+        "workspaces": state.hub.has_feature(&id, common::link::FEATURE_WORKSPACES),
+        "lastSeen": iso(row.last_seen_ms),
+        "firstSeen": iso(row.first_seen_ms),
+    })))
+}

@@ -1,0 +1,429 @@
+//! One-shot executions over REST, as OCC clients expect them: `POST /api/execute` answers
+//! with `text/event-stream` (`queued`, `output`, then `complete` or `error`, each with the
+//! `executionId`; the id also in `X-Execution-Id`), `GET /api/executions/{id}` gives the
+//! stored status and whole output, `GET /api/executions/{id}/stream` resumes a stream after
+//! `Last-Event-ID`, and `POST /api/executions/{id}/cancel` stops one.
+//!
+//! Errors known before the run starts are plain JSON errors with OCC's codes (400
+//! `BAD_REQUEST`, 404 `WORKSPACE_NOT_FOUND`, 503 `DAEMON_OFFLINE`, 429 `WORKERS_BUSY` with
+//! `Retry-After`); errors during the run are `error` events. The stream follows the daemon
+//! through [`crate::executions::follow`], so a dropped link is resumed without losing or
+//! repeating output; storage is the recorder's job, not the stream's, so a client that
+//! goes away loses nothing.
+
+use std::convert::Infallible;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
+use common::event::{Origin, Surface};
+use common::ids::DaemonId;
+use common::ipc::{Command, ErrorCode};
+use common::link::FEATURE_WORKSPACES;
+use common::workspace::{ExecArgs, ExecInfo, ExecItem, ExecRef, ExecUpdate, valid_id};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use tokio::sync::mpsc;
+
+use super::access::{User, audit};
+use super::daemons::{iso, resolve_daemon};
+use super::{AppError, daemon_error};
+use crate::AppState;
+use crate::db::{DbError, ExecutionRow};
+use crate::executions::{Lost, follow, last_item};
+use crate::hub::HubError;
+
+/// Default `timeoutSecs`.
+const DEFAULT_TIMEOUT_SECS: u64 = 600;
+/// How long a stream waits for a daemon that dropped its link before it gives up.
+const STREAM_PATIENCE: Duration = Duration::from_secs(60);
+/// `Retry-After` of a `WORKERS_BUSY`.
+const RETRY_AFTER_SECS: u64 = 5;
+
+fn bad(msg: impl Into<String>) -> AppError {
+    AppError::new(StatusCode::BAD_REQUEST, "BAD_REQUEST", msg)
+}
+
+fn offline(d: &DaemonId) -> AppError {
+    AppError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "DAEMON_OFFLINE",
+        format!("daemon {d} is offline"),
+    )
+}
+
+fn hub_error(d: &DaemonId, e: HubError) -> AppError {
+    match e {
+        HubError::Offline(_) => offline(d),
+        HubError::Daemon(body) if body.code == ErrorCode::BadRequest => bad(body.message),
+        HubError::Daemon(body) if body.code == ErrorCode::NotFound => {
+            AppError::new(StatusCode::NOT_FOUND, "not_found", body.message)
+        }
+        HubError::Daemon(body) => daemon_error(body),
+        other => other.into(),
+    }
+}
+
+/// Body of `POST /api/execute` (OCC's field names).
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ExecuteBody {
+    execution_id: Option<String>,
+    workspace_id: Option<String>,
+    cwd: Option<PathBuf>,
+    daemon: Option<String>,
+    prompt: String,
+    timeout_secs: Option<u64>,
+    model: Option<String>,
+    #[serde(default)]
+    allowed_tools: Vec<String>,
+}
+
+/// The daemon an execution goes to: the one named, else the only one online that runs
+/// executions.
+async fn pick(state: &AppState, named: Option<&str>) -> Result<DaemonId, AppError> {
+    let d = match named {
+        Some(key) => resolve_daemon(state, key).await.map_err(|e| {
+            if e.status() == StatusCode::NOT_FOUND || e.status() == StatusCode::CONFLICT {
+                bad(e.to_string())
+            } else {
+                e
+            }
+        })?,
+        None => {
+            let online: Vec<DaemonId> = state
+                .hub
+                .online()
+                .into_iter()
+                .filter(|d| state.hub.has_feature(d, FEATURE_WORKSPACES))
+                .collect();
+            match online.as_slice() {
+                [one] => one.clone(),
+                [] => {
+                    return Err(AppError::new(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "DAEMON_OFFLINE",
+                        "no daemon that runs executions is connected",
+                    ));
+                }
+                _ => return Err(bad("several daemons are connected; name one in `daemon`")),
+            }
+        }
+    };
+    if !state.hub.is_online(&d) {
+        return Err(offline(&d));
+    }
+    if !state.hub.has_feature(&d, FEATURE_WORKSPACES) {
+        return Err(AppError::new(
+            StatusCode::NOT_IMPLEMENTED,
+            "not_supported",
+            format!("daemon {d} is too old for executions; upgrade its ccrmd"),
+        ));
+    }
+    Ok(d)
+}
+
+/// `POST /api/execute`.
+pub async fn execute(
+    State(state): State<Arc<AppState>>,
+    Extension(user): Extension<User>,
+    body: Bytes,
+) -> Result<Response, AppError> {
+    let b: ExecuteBody =
+        serde_json::from_slice(&body).map_err(|e| bad(format!("bad JSON body: {e}")))?;
+    if b.workspace_id.is_some() == b.cwd.is_some() {
+        return Err(bad("give exactly one of `workspaceId` and `cwd`"));
+    }
+    if b.prompt.trim().is_empty() {
+        return Err(bad("`prompt` is empty"));
+    }
+    let id = match b.execution_id {
+        Some(id) if valid_id(&id) => id,
+        Some(id) => {
+            return Err(bad(format!(
+                "executionId `{}` must be 1 to 64 letters, digits, `-` or `_`",
+                id.escape_debug()
+            )));
+        }
+        None => uuid::Uuid::new_v4().to_string(),
+    };
+    if state.db.execution_exists(&id).await? {
+        return Err(AppError::new(
+            StatusCode::CONFLICT,
+            "EXECUTION_EXISTS",
+            format!("an execution `{id}` already exists; pick another executionId"),
+        ));
+    }
+    let daemon = pick(&state, b.daemon.as_deref()).await?;
+    let args = ExecArgs {
+        execution_id: id.clone(),
+        workspace_id: b.workspace_id,
+        cwd: b.cwd,
+        prompt: b.prompt.clone(),
+        timeout_secs: b.timeout_secs.unwrap_or(DEFAULT_TIMEOUT_SECS),
+        model: b.model,
+        allowed_tools: b.allowed_tools,
+        origin: Some(Origin::user(Surface::Rest, &user.0)),
+    };
+    let accepted = state
+        .hub
+        .command(&daemon, Command::ExecStart(args), super::COMMAND_TIMEOUT)
+        .await
+        .map_err(|e| hub_error(&daemon, e));
+    let info: ExecInfo = match accepted {
+        Ok(v) => serde_json::from_value(v).map_err(AppError::internal)?,
+        Err(e) if e.code() == "WORKERS_BUSY" => {
+            let mut resp = e.into_response();
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS));
+            return Ok(resp);
+        }
+        Err(e) => return Err(e),
+    };
+    state
+        .db
+        .insert_execution(&daemon, &info, &b.prompt, &user.0)
+        .await?;
+    state
+        .recorders
+        .spawn(state.clone(), id.clone(), daemon.clone(), 0);
+    audit(
+        &state,
+        &user,
+        "exec.start",
+        &id,
+        json!({"daemon": daemon, "workspace": info.workspace_id}),
+    )
+    .await;
+    Ok(stream_response(state, daemon, id, 0))
+}
+
+/// The SSE response that follows execution `id` after item `after`.
+fn stream_response(state: Arc<AppState>, daemon: DaemonId, id: String, after: u64) -> Response {
+    let header_id = HeaderValue::from_str(&id).ok();
+    let events = super::sse::async_stream(move |tx| async move {
+        let _guard = super::ClientGuard::new(&state);
+        relay(&state, &daemon, &id, after, &tx).await;
+    });
+    let mut resp = Sse::new(events)
+        .keep_alive(KeepAlive::default())
+        .into_response();
+    if let Some(v) = header_id {
+        resp.headers_mut().insert("x-execution-id", v);
+    }
+    resp.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    resp
+}
+
+/// Follows the daemon and turns items into OCC events until the last one.
+async fn relay(
+    state: &AppState,
+    daemon: &DaemonId,
+    id: &str,
+    after: u64,
+    tx: &mpsc::Sender<SseEvent>,
+) {
+    let (items_tx, mut items_rx) = mpsc::channel::<Vec<ExecItem>>(16);
+    let forward = async {
+        while let Some(batch) = items_rx.recv().await {
+            for item in batch {
+                if let Some(ev) = sse_event(id, &item)
+                    && tx.send(ev).await.is_err()
+                {
+                    return;
+                }
+            }
+        }
+    };
+    let (followed, ()) = tokio::join!(
+        async move { follow(state, daemon, id, after, STREAM_PATIENCE, &items_tx).await },
+        forward
+    );
+    let message = match followed {
+        Ok(_) | Err(Lost::Closed) => return,
+        Err(Lost::NotFound(m)) => m,
+        Err(Lost::Offline) => format!(
+            "lost daemon {daemon}; the execution goes on there: GET /api/executions/{id} for its result"
+        ),
+    };
+    let data = json!({"code": "DAEMON_OFFLINE", "message": message, "executionId": id});
+    let _ = tx
+        .send(SseEvent::default().event("error").data(data.to_string()))
+        .await;
+}
+
+/// One item as an OCC event (`started` has none).
+fn sse_event(id: &str, item: &ExecItem) -> Option<SseEvent> {
+    let ts = iso(item.ts_ms);
+    let (name, data) = match &item.update {
+        ExecUpdate::Queued { position } => (
+            "queued",
+            json!({"position": position, "timestamp": ts, "executionId": id}),
+        ),
+        ExecUpdate::Started => return None,
+        ExecUpdate::Output { chunk } => (
+            "output",
+            json!({"chunk": chunk, "timestamp": ts, "executionId": id}),
+        ),
+        ExecUpdate::Complete { exit_code, result } => (
+            "complete",
+            json!({
+                "exitCode": exit_code,
+                "timestamp": ts,
+                "result": {"cost_usd": result.cost_usd, "duration_ms": result.duration_ms, "turns": result.turns},
+                "executionId": id,
+            }),
+        ),
+        ExecUpdate::Error { code, message } => (
+            "error",
+            json!({"code": code, "message": message, "timestamp": ts, "executionId": id}),
+        ),
+    };
+    Some(
+        SseEvent::default()
+            .event(name)
+            .id(item.n.to_string())
+            .data(data.to_string()),
+    )
+}
+
+async fn row(state: &AppState, id: &str) -> Result<ExecutionRow, AppError> {
+    state.db.get_execution(id).await.map_err(|e| match e {
+        DbError::NotFound => AppError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("no execution `{id}`"),
+        ),
+        other => other.into(),
+    })
+}
+
+/// An execution in the shape of `GET /api/executions/{id}`.
+fn execution_json(r: &ExecutionRow) -> Value {
+    json!({
+        "executionId": r.id,
+        "workspaceId": r.workspace_id,
+        "daemon": r.daemon_id,
+        "cwd": r.cwd,
+        "prompt": r.prompt,
+        "status": r.status,
+        "exitCode": r.exit_code,
+        "output": r.output,
+        "error": r.error,
+        "result": r.result.as_ref().map(|x| json!({"cost_usd": x.cost_usd, "duration_ms": x.duration_ms, "turns": x.turns})),
+        "created": iso(r.created_ms),
+        "started": r.started_ms.map(iso),
+        "finished": r.finished_ms.map(iso),
+    })
+}
+
+/// `GET /api/executions/{id}`: the stored execution; one still running is refreshed from
+/// its daemon first, so the answer is never behind what a stream already showed.
+pub async fn get(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, AppError> {
+    let mut r = row(&state, &id).await?;
+    if !r.status.is_final() && state.hub.is_online(&r.daemon_id) {
+        let cmd = Command::ExecGet(ExecRef {
+            execution_id: id.clone(),
+        });
+        if let Ok(v) = state
+            .hub
+            .command(&r.daemon_id, cmd, Duration::from_secs(10))
+            .await
+            && let Ok(info) = serde_json::from_value::<ExecInfo>(v)
+            && info.items >= r.items
+        {
+            state.db.replace_execution(&info).await?;
+            r = row(&state, &id).await?;
+        }
+    }
+    Ok(Json(execution_json(&r)))
+}
+
+/// `GET /api/executions/{id}/stream`: the events after `Last-Event-ID` (all without it),
+/// live until the last.
+pub async fn stream(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, AppError> {
+    let r = row(&state, &id).await?;
+    let after = headers
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .unwrap_or(0);
+    if r.status.is_final() && !state.hub.is_online(&r.daemon_id) {
+        // Only the end is known here; the daemon has the items.
+        let info = ExecInfo {
+            execution_id: r.id.clone(),
+            workspace_id: r.workspace_id.clone(),
+            cwd: r.cwd.clone().into(),
+            status: r.status,
+            position: None,
+            exit_code: r.exit_code,
+            output: String::new(),
+            error: r.error.clone(),
+            result: r.result.clone(),
+            items: r.items,
+            created_ms: r.created_ms,
+            started_ms: r.started_ms,
+            finished_ms: r.finished_ms,
+        };
+        let events: Vec<Result<SseEvent, Infallible>> = last_item(&info)
+            .filter(|i| i.n > after)
+            .and_then(|i| sse_event(&id, &i))
+            .into_iter()
+            .map(Ok)
+            .collect();
+        return Ok(Sse::new(futures::stream::iter(events)).into_response());
+    }
+    Ok(stream_response(state, r.daemon_id, id, after))
+}
+
+/// `POST /api/executions/{id}/cancel`.
+pub async fn cancel(
+    State(state): State<Arc<AppState>>,
+    Extension(user): Extension<User>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, AppError> {
+    let r = row(&state, &id).await?;
+    if !r.status.is_final() {
+        let cmd = Command::ExecCancel(ExecRef {
+            execution_id: id.clone(),
+        });
+        let v = state
+            .hub
+            .command(&r.daemon_id, cmd, super::COMMAND_TIMEOUT)
+            .await
+            .map_err(|e| hub_error(&r.daemon_id, e))?;
+        if let Ok(info) = serde_json::from_value::<ExecInfo>(v)
+            && info.items >= r.items
+        {
+            state.db.replace_execution(&info).await?;
+        }
+        audit(
+            &state,
+            &user,
+            "exec.cancel",
+            &id,
+            json!({"daemon": r.daemon_id}),
+        )
+        .await;
+        // A running one ends when its child is gone; wait a little for that, bounded.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while tokio::time::Instant::now() < deadline && !row(&state, &id).await?.status.is_final() {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    Ok(Json(execution_json(&row(&state, &id).await?)))
+}
