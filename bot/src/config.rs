@@ -10,7 +10,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use serde::{Deserialize, Serialize, Serializer};
 
 /// Default listen address: loopback only, so nothing is exposed until the operator says so.
@@ -64,6 +64,12 @@ pub struct BotConfig {
     pub chat_prompts_per_minute: u32,
     /// The directory `/new` uses when given none (on the session's daemon).
     pub chat_default_dir: Option<PathBuf>,
+    /// PEM certificate chain to serve HTTPS/WSS with (with `tls_key`); reread on SIGHUP.
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of `tls_cert`.
+    pub tls_key: Option<PathBuf>,
+    /// Reverse proxies whose `X-Forwarded-For` is believed for the audit log's addresses.
+    pub trusted_proxies: Vec<std::net::IpAddr>,
 }
 
 impl fmt::Debug for BotConfig {
@@ -86,6 +92,9 @@ impl fmt::Debug for BotConfig {
             .field("discord_api_url", &self.discord_api_url)
             .field("chat_prompts_per_minute", &self.chat_prompts_per_minute)
             .field("chat_default_dir", &self.chat_default_dir)
+            .field("tls_cert", &self.tls_cert)
+            .field("tls_key", &self.tls_key)
+            .field("trusted_proxies", &self.trusted_proxies)
             .finish()
     }
 }
@@ -117,6 +126,9 @@ pub struct FileConfig {
     discord_api_url: Option<String>,
     chat_prompts_per_minute: Option<u32>,
     chat_default_dir: Option<PathBuf>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
+    trusted_proxies: Option<Vec<std::net::IpAddr>>,
 }
 
 /// Values given on the command line (they override everything else).
@@ -151,6 +163,9 @@ impl Default for BotConfig {
             discord_api_url: DEFAULT_DISCORD_API_URL.to_owned(),
             chat_prompts_per_minute: 20,
             chat_default_dir: None,
+            tls_cert: None,
+            tls_key: None,
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -176,16 +191,19 @@ impl BotConfig {
             .config_file
             .clone()
             .or_else(|| env("CCRM_BOT_CONFIG").map(PathBuf::from));
-        let file = match explicit {
-            Some(path) => read_file(&path)?,
-            None => {
-                let path = config_home.join("ccrm").join("bot.toml");
-                if path.exists() {
-                    read_file(&path)?
-                } else {
-                    FileConfig::default()
-                }
-            }
+        let path = explicit
+            .or_else(|| Some(config_home.join("ccrm").join("bot.toml")).filter(|p| p.exists()));
+        let source = match &path {
+            Some(path) => Some((
+                path.clone(),
+                std::fs::read_to_string(path)
+                    .with_context(|| format!("cannot read config file {}", path.display()))?,
+            )),
+            None => None,
+        };
+        let file: FileConfig = match &source {
+            Some((path, text)) => common::tomlfile::parse(path, text)?,
+            None => FileConfig::default(),
         };
 
         let defaults = Self {
@@ -216,6 +234,9 @@ impl BotConfig {
                 .chat_prompts_per_minute
                 .unwrap_or(defaults.chat_prompts_per_minute),
             chat_default_dir: file.chat_default_dir,
+            tls_cert: file.tls_cert,
+            tls_key: file.tls_key,
+            trusted_proxies: file.trusted_proxies.unwrap_or_default(),
         };
 
         if let Some(v) = env("CCRM_BOT_LISTEN") {
@@ -283,6 +304,19 @@ impl BotConfig {
             cfg.chat_prompts_per_minute =
                 parse_env("CCRM_BOT_CHAT_PROMPTS_PER_MINUTE", &v, "a number")?;
         }
+        if let Some(v) = env("CCRM_BOT_TLS_CERT") {
+            cfg.tls_cert = Some(v.into());
+        }
+        if let Some(v) = env("CCRM_BOT_TLS_KEY") {
+            cfg.tls_key = Some(v.into());
+        }
+        if let Some(v) = env("CCRM_BOT_TRUSTED_PROXIES") {
+            cfg.trusted_proxies = parse_list(
+                "CCRM_BOT_TRUSTED_PROXIES",
+                &v,
+                "comma-separated IP addresses of reverse proxies",
+            )?;
+        }
         cfg.telegram_token = env("CCRM_BOT_TELEGRAM_TOKEN");
         cfg.discord_token = env("CCRM_BOT_DISCORD_TOKEN");
 
@@ -292,55 +326,101 @@ impl BotConfig {
         if let Some(v) = &over.data_dir {
             cfg.data_dir = v.clone();
         }
-        cfg.validate()?;
+        if let Err((key, message)) = cfg.check() {
+            // Point at the file's line when the file sets the key at fault.
+            return Err(match &source {
+                Some((path, text)) if common::tomlfile::key_line(text, key).is_some() => {
+                    common::tomlfile::FileError::at_key(path, text, key, message).into()
+                }
+                _ => anyhow::anyhow!("{key} {message}"),
+            });
+        }
         Ok(cfg)
     }
 
     /// Checks values that would only fail later and less clearly.
     pub fn validate(&self) -> anyhow::Result<()> {
+        self.check()
+            .map_err(|(key, message)| anyhow::anyhow!("{key} {message}"))
+    }
+
+    /// [`BotConfig::validate`], naming the key at fault and what is wrong with it.
+    fn check(&self) -> Result<(), (&'static str, String)> {
         if !self.data_dir.is_absolute() {
-            bail!(
-                "data_dir must be an absolute path, got `{}`",
-                self.data_dir.display()
-            );
+            return Err((
+                "data_dir",
+                format!(
+                    "must be an absolute path, got `{}`",
+                    self.data_dir.display()
+                ),
+            ));
         }
         if !(1024..=1024 * 1024 * 1024).contains(&self.max_body_bytes) {
-            bail!("max_body_bytes must be between 1 KiB and 1 GiB");
+            return Err(("max_body_bytes", "must be between 1 KiB and 1 GiB".into()));
         }
         if !(1..=100_000).contains(&self.events_page_max) {
-            bail!("events_page_max must be between 1 and 100000");
+            return Err(("events_page_max", "must be between 1 and 100000".into()));
         }
         if self.chat_prompts_per_minute == 0 {
-            bail!("chat_prompts_per_minute must be at least 1");
+            return Err(("chat_prompts_per_minute", "must be at least 1".into()));
         }
         for (key, url) in [
             ("telegram_api_url", &self.telegram_api_url),
             ("discord_api_url", &self.discord_api_url),
         ] {
             if !url.starts_with("http://") && !url.starts_with("https://") {
-                bail!("{key} must be an http(s) URL, got `{url}`");
+                return Err((key, format!("must be an http(s) URL, got `{url}`")));
             }
         }
         if let Some(d) = &self.chat_default_dir
             && !d.is_absolute()
         {
-            bail!(
-                "chat_default_dir must be an absolute path, got `{}`",
-                d.display()
-            );
+            return Err((
+                "chat_default_dir",
+                format!("must be an absolute path, got `{}`", d.display()),
+            ));
         }
         if self.ping_interval_secs == 0 {
-            bail!("ping_interval_secs must be at least 1");
+            return Err(("ping_interval_secs", "must be at least 1".into()));
         }
         if self.daemon_timeout_secs <= self.ping_interval_secs {
-            bail!(
-                "daemon_timeout_secs ({}) must be longer than ping_interval_secs ({}), \
-                 or every quiet daemon would be dropped",
-                self.daemon_timeout_secs,
-                self.ping_interval_secs
-            );
+            return Err((
+                "daemon_timeout_secs",
+                format!(
+                    "({}) must be longer than ping_interval_secs ({}), \
+                     or every quiet daemon would be dropped",
+                    self.daemon_timeout_secs, self.ping_interval_secs
+                ),
+            ));
+        }
+        match (&self.tls_cert, &self.tls_key) {
+            (Some(_), None) => {
+                return Err((
+                    "tls_cert",
+                    "is set without tls_key; set both or neither".into(),
+                ));
+            }
+            (None, Some(_)) => {
+                return Err((
+                    "tls_key",
+                    "is set without tls_cert; set both or neither".into(),
+                ));
+            }
+            _ => {}
+        }
+        for (key, file) in [("tls_cert", &self.tls_cert), ("tls_key", &self.tls_key)] {
+            if let Some(f) = file
+                && !f.is_file()
+            {
+                return Err((key, format!("{} is not a readable file (PEM)", f.display())));
+            }
         }
         Ok(())
+    }
+
+    /// Whether the bot serves HTTPS/WSS itself.
+    pub fn tls(&self) -> bool {
+        self.tls_cert.is_some() && self.tls_key.is_some()
     }
 
     /// The SQLite database file.
@@ -374,12 +454,7 @@ fn parse_list<T: std::str::FromStr>(var: &str, value: &str, what: &str) -> anyho
         .collect()
 }
 
-fn read_file(path: &Path) -> anyhow::Result<FileConfig> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("cannot read config file {}", path.display()))?;
-    parse_file(&text).with_context(|| format!("invalid config file {}", path.display()))
-}
-
+#[cfg(test)]
 fn parse_file(text: &str) -> Result<FileConfig, toml::de::Error> {
     toml::from_str(text)
 }
@@ -528,6 +603,44 @@ mod tests {
         assert!(parse_file("telegram_token = \"x\"").is_err());
         assert!(parse_file("listen = \"not an address\"").is_err());
         assert!(parse_file("").is_ok());
+    }
+
+    #[test]
+    fn file_errors_name_file_line_and_key() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let over = |text: &str| Overrides {
+            config_file: Some(write(dir.path(), text)),
+            ..Overrides::default()
+        };
+        let err = load(
+            &over("listen = \"127.0.0.1:1\"\nevents_page_max = \"lots\"\n"),
+            &[],
+        )
+        .expect_err("a string for a number");
+        let text = format!("{err:#}");
+        assert!(text.contains("bot.toml:2: key `events_page_max`"), "{text}");
+        assert!(text.contains("whole number"), "{text}");
+        let err = load(&over("# hi\nlisten = \"127.0.0.1:1\"\nlisen = 1\n"), &[])
+            .expect_err("unknown key");
+        let text = format!("{err:#}");
+        assert!(text.contains("bot.toml:3: key `lisen`"), "{text}");
+        assert!(text.contains("`listen`"), "lists the allowed keys: {text}");
+        let err = load(&over("data_dir = \"/tmp/x\"\n\nevents_page_max = 0\n"), &[])
+            .expect_err("out of range");
+        let text = format!("{err:#}");
+        assert!(
+            text.contains("bot.toml:3: key `events_page_max`: must be between"),
+            "{text}"
+        );
+        let err = load(
+            &over("data_dir = \"/tmp/x\"\ntls_cert = \"/nonexistent.pem\"\n"),
+            &[],
+        )
+        .expect_err("cert without key");
+        assert!(
+            format!("{err:#}").contains("bot.toml:2: key `tls_cert`"),
+            "{err:#}"
+        );
     }
 
     #[test]

@@ -8,6 +8,7 @@
 //! - [`link`]: `ccrmd` ⇄ `ccrm-bot` frames over WebSocket, with the delivery guarantee.
 //! - [`child`]: what the Claude Code CLI prints on stdout, typed as far as we need it.
 //! - [`codec`]: [`codec::JsonLines`], length-capped newline-delimited JSON over any stream.
+//! - [`tomlfile`]: reading `ccrmd.toml` / `bot.toml` with errors that name file, line and key.
 
 pub mod child;
 pub mod codec;
@@ -15,6 +16,7 @@ pub mod event;
 pub mod ids;
 pub mod ipc;
 pub mod link;
+pub mod tomlfile;
 
 /// Version of the `ccrm` ⇄ `ccrmd` socket protocol. Sent in `daemon.status`; the CLI refuses
 /// to talk to a daemon with another version and says how to restart it.

@@ -15,8 +15,10 @@
 //! - [`fsutil`]: private (0700) directories, shared by the daemon and the CLI.
 //! - [`spool`]: the on-disk event queue for the bot (delivery guarantee).
 //! - [`uplink`]: the WebSocket link to the bot; it reaches the registry only through
-//!   [`uplink::LinkTarget`].
+//!   [`uplink::LinkTarget`]. [`tls`]: its `wss://` client config (`bot_ca_file`).
 //! - [`up`]: `ccrm up`, a bot and a daemon wired together (optionally a demo model).
+//! - [`service`]: ccrmd as a systemd user unit / launchd agent (`ccrm daemon install`).
+//! - [`doctor`]: the checks of `ccrm doctor`.
 //! - [`client`] and [`cli`]: the `ccrm` command line (`cli/` has one file per command group).
 
 pub mod attach;
@@ -24,14 +26,17 @@ pub mod cli;
 pub mod client;
 pub mod config;
 pub mod daemon;
+pub mod doctor;
 pub mod eventlog;
 pub mod fsutil;
 pub mod ipc;
 pub mod lifecycle;
+pub mod service;
 pub mod session;
 pub mod spawn;
 pub mod spool;
 pub mod store;
+pub mod tls;
 pub mod up;
 pub mod uplink;
 
