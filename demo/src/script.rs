@@ -41,6 +41,7 @@
 //! | `ERR<code>` | HTTP `code` with an Anthropic error body, streaming or not |
 //! | `TRUNC` | streaming: the connection is cut mid-message; non-streaming: `Recovered.` |
 //! | `SSEERR` | streaming: `event: error` mid-message; non-streaming: `Recovered.` |
+//! | a natural prompt of [`crate::prompts`] (`write a hello world file`, ...) | its scripted behaviour |
 //! | anything else | `Echo: <T>` |
 
 use std::time::Duration;
@@ -152,12 +153,20 @@ pub fn decide(body: &Value) -> Reply {
         return Reply::text("Echo: ");
     };
     let rounds = tool_rounds_after(msgs, anchor);
-    let last_result = newest_user_message(msgs)
+    let (last_result, last_failed) = newest_user_message(msgs)
         .map(tool_results_of)
         .and_then(|results| results.into_iter().next())
-        .map(|(_, text, _)| text)
+        .map(|(_, text, is_error)| (text, is_error))
         .unwrap_or_default();
-    keyword_reply(&text, rounds, &last_result)
+    let reply = keyword_reply(&text, rounds, &last_result);
+    // The natural prompts of the demo only where no keyword matched.
+    if reply == Reply::text(format!("Echo: {text}"))
+        && let Some(natural) =
+            crate::prompts::natural_reply(&text, rounds, (&last_result, last_failed))
+    {
+        return natural;
+    }
+    reply
 }
 
 /// The reply for human text `text` after `rounds` tool rounds, where `last_result` is the
