@@ -2,8 +2,9 @@
 # Sets up everything the tests need on a fresh machine, then runs the full check:
 # formatting, the structure rules (module docs, file sizes, no module cycles), clippy
 # (warnings are errors) and every test of the workspace.
-# Installs when missing: tmux, python3 (stand-in fault child), Node.js/npm, and the pinned
-# Claude Code CLI (scripts/install-claude.sh, cached in .tools/).
+# Installs when missing: tmux, python3 (stand-in fault child), Node.js/npm, systemd (for
+# `systemd-analyze verify` of the service units), and the pinned Claude Code CLI
+# (scripts/install-claude.sh, cached in .tools/).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -18,6 +19,7 @@ apt_install() {
 command -v tmux >/dev/null || apt_install tmux
 command -v python3 >/dev/null || apt_install python3
 command -v npm >/dev/null || apt_install nodejs npm
+command -v systemd-analyze >/dev/null || apt_install systemd
 
 CCRM_CLAUDE_BIN="$(scripts/install-claude.sh)"
 export CCRM_CLAUDE_BIN
