@@ -4,16 +4,102 @@
 //! for one chat message (it arrives as a file on Telegram and Discord), and a tool that
 //! fails. `ccrm up --demo` lists [`PROMPTS`] in its banner.
 //!
-//! This is a layer on top of [`crate::script`]'s keywords: [`crate::script::decide`] asks
-//! [`natural_reply`] only when no keyword matched (the text would be echoed), so every
-//! keyword keeps working. Like the keywords, a reply is a pure function of the text, the
-//! number of tool rounds since it and the newest tool result.
+//! This is a layer on top of [`crate::script`]'s keywords: [`decide`], what the demo server
+//! answers with, asks [`natural_reply`] only when no keyword matched (the text would be
+//! echoed), so every keyword keeps working, and turns the [`Natural`] answer into a
+//! [`Reply`]. Like the keywords, an answer is a pure function of the request body.
 
 use std::time::Duration;
 
-use serde_json::json;
+use serde_json::{Value, json};
 
-use crate::script::{Reply, ask_user_question_input};
+use crate::script::{self, Block, Reply, ask_user_question_input};
+
+/// The reply to a Messages API request body: the keyword rules of [`crate::script`], else a
+/// natural prompt, else the keywords' echo.
+pub fn decide(body: &Value) -> Reply {
+    let reply = script::decide(body);
+    let Some(t) = script::turn_facts(body) else {
+        return reply;
+    };
+    if reply != Reply::text(format!("Echo: {}", t.text)) {
+        return reply;
+    }
+    natural_reply(&t.text, t.rounds, (&t.last_result, t.last_failed)).map_or(reply, to_reply)
+}
+
+/// A natural prompt's answer as the reply the server sends.
+fn to_reply(natural: Natural) -> Reply {
+    match natural {
+        Natural::Text(text) => Reply::Text(text),
+        Natural::Stream { deltas, delay } => Reply::Chunks {
+            deltas,
+            delay: Some(delay),
+        },
+        Natural::Write {
+            intro,
+            path,
+            content,
+        } => Reply::Blocks(vec![
+            Block::Text(intro),
+            Block::ToolUse {
+                name: "Write".to_owned(),
+                input: json!({ "file_path": path, "content": content }),
+            },
+        ]),
+        Natural::Ask { question, options } => {
+            let options: Vec<&str> = options.iter().map(String::as_str).collect();
+            Reply::ToolUse {
+                name: "AskUserQuestion".to_owned(),
+                input: ask_user_question_input(&question, &options),
+            }
+        }
+        Natural::Bash {
+            command,
+            description,
+        } => Reply::ToolUse {
+            name: "Bash".to_owned(),
+            input: json!({ "command": command, "description": description }),
+        },
+    }
+}
+
+/// What the demo model does for a natural prompt.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Natural {
+    /// Say this.
+    Text(String),
+    /// Stream these pieces, `delay` apart.
+    Stream {
+        /// The text deltas.
+        deltas: Vec<String>,
+        /// Pause between them.
+        delay: Duration,
+    },
+    /// Say `intro`, then call Write.
+    Write {
+        /// The text before the call.
+        intro: String,
+        /// `file_path`.
+        path: String,
+        /// `content`.
+        content: String,
+    },
+    /// Ask one single-choice question (AskUserQuestion).
+    Ask {
+        /// The question.
+        question: String,
+        /// Its options.
+        options: Vec<String>,
+    },
+    /// Call Bash.
+    Bash {
+        /// The command.
+        command: String,
+        /// What it does.
+        description: String,
+    },
+}
 
 /// The prompts, each with what it shows (for the banner, the README and `help`).
 pub const PROMPTS: &[(&str, &str)] = &[
@@ -46,81 +132,73 @@ pub const MISSING_DIR: &str = "/nonexistent/ccrm-demo";
 /// Longer than Telegram's 4096 characters and Discord's four 2000-character messages.
 pub const LONG_ANSWER_MIN_CHARS: usize = 9_000;
 
-/// The reply to `text` if it is one of the natural prompts, after `rounds` tool rounds;
+/// The answer to `text` if it is one of the natural prompts, after `rounds` tool rounds;
 /// `last` is the newest tool result (text, is_error).
-pub fn natural_reply(text: &str, rounds: usize, last: (&str, bool)) -> Option<Reply> {
+pub fn natural_reply(text: &str, rounds: usize, last: (&str, bool)) -> Option<Natural> {
     let t = normalise(text);
     if t.len() > 200 {
         return None;
     }
     let (result, failed) = last;
+    let say = |s: String| Some(Natural::Text(s));
     if t.contains("hello world") && (t.contains("write") || t.contains("create")) {
-        return Some(if rounds == 0 {
-            Reply::Blocks(vec![
-                crate::Block::Text(format!(
-                    "I'll create `{HELLO_FILE}` with a classic hello world."
-                )),
-                crate::Block::ToolUse {
-                    name: "Write".to_owned(),
-                    input: json!({ "file_path": HELLO_FILE, "content": HELLO_CONTENT }),
-                },
-            ])
-        } else if failed {
-            Reply::text(format!(
+        if rounds == 0 {
+            return Some(Natural::Write {
+                intro: format!("I'll create `{HELLO_FILE}` with a classic hello world."),
+                path: HELLO_FILE.to_owned(),
+                content: HELLO_CONTENT.to_owned(),
+            });
+        }
+        return if failed {
+            say(format!(
                 "All right, I did not write `{HELLO_FILE}` ({}).",
                 first_line(result)
             ))
         } else {
-            Reply::text(format!(
+            say(format!(
                 "I wrote `{HELLO_FILE}`. Run it with `python3 {HELLO_FILE}`."
             ))
-        });
+        };
     }
     if t.contains("ask me") {
-        return Some(if rounds == 0 {
-            Reply::ToolUse {
-                name: "AskUserQuestion".to_owned(),
-                input: ask_user_question_input(
-                    "Which language should the next example be in?",
-                    &["Python", "Rust", "Go"],
-                ),
-            }
-        } else {
-            Reply::text(format!(
-                "You chose {}. (That question came from the AskUserQuestion tool: every surface shows it with its options.)",
-                chosen(result)
-            ))
-        });
+        if rounds == 0 {
+            return Some(Natural::Ask {
+                question: "Which language should the next example be in?".to_owned(),
+                options: vec!["Python".to_owned(), "Rust".to_owned(), "Go".to_owned()],
+            });
+        }
+        return say(format!(
+            "You chose {}. (That question came from the AskUserQuestion tool: every surface shows it with its options.)",
+            chosen(result)
+        ));
     }
     if t.contains("at length") || t.contains("explain the project") {
-        return Some(Reply::text(long_answer()));
+        return say(long_answer());
     }
     if t.contains("failing command") || (t.contains("fail") && t.contains("run")) {
-        return Some(if rounds == 0 {
-            Reply::ToolUse {
-                name: "Bash".to_owned(),
-                input: json!({
-                    "command": format!("ls {MISSING_DIR}"),
-                    "description": "List a directory that does not exist",
-                }),
-            }
-        } else if failed {
-            Reply::text(format!(
+        if rounds == 0 {
+            return Some(Natural::Bash {
+                command: format!("ls {MISSING_DIR}"),
+                description: "List a directory that does not exist".to_owned(),
+            });
+        }
+        return if failed {
+            say(format!(
                 "The command failed, as planned: {}. A failing tool is reported as an error and the session carries on.",
                 first_line(result)
             ))
         } else {
-            Reply::text("Surprisingly, the command worked.")
-        });
+            say("Surprisingly, the command worked.".to_owned())
+        };
     }
     if t.contains("story") {
-        return Some(Reply::Chunks {
+        return Some(Natural::Stream {
             deltas: STORY.split_inclusive(' ').map(str::to_owned).collect(),
-            delay: Some(Duration::from_millis(40)),
+            delay: Duration::from_millis(40),
         });
     }
     if t == "help" || t.contains("what can you do") {
-        return Some(Reply::text(help_text()));
+        return say(help_text());
     }
     None
 }
@@ -226,31 +304,47 @@ mod tests {
 
     #[test]
     fn each_prompt_has_its_behaviour() {
-        let write = natural_reply("Write a hello world file.", 0, ("", false));
+        let none = ("", false);
+        let write = natural_reply("Write a hello world file.", 0, none);
         assert!(
-            matches!(&write, Some(Reply::Blocks(b)) if b.iter().any(|x| matches!(x, crate::Block::ToolUse { name, .. } if name == "Write"))),
+            matches!(&write, Some(Natural::Write { path, content, .. }) if path == HELLO_FILE && content == HELLO_CONTENT),
             "{write:?}"
         );
         assert!(matches!(
-            natural_reply("ask me something", 0, ("", false)),
-            Some(Reply::ToolUse { name, .. }) if name == "AskUserQuestion"
+            natural_reply("ask me something", 0, none),
+            Some(Natural::Ask { options, .. }) if options.len() == 3
         ));
-        let Some(Reply::Text(long)) =
-            natural_reply("explain the project at length", 0, ("", false))
+        let Some(Natural::Text(long)) = natural_reply("explain the project at length", 0, none)
         else {
             panic!("a long text");
         };
         assert!(long.chars().count() >= LONG_ANSWER_MIN_CHARS);
         assert!(matches!(
-            natural_reply("run a failing command", 0, ("", false)),
-            Some(Reply::ToolUse { name, .. }) if name == "Bash"
+            natural_reply("run a failing command", 0, none),
+            Some(Natural::Bash { command, .. }) if command.contains(MISSING_DIR)
         ));
         assert!(matches!(
-            natural_reply("tell me a story", 0, ("", false)),
-            Some(Reply::Chunks { .. })
+            natural_reply("tell me a story", 0, none),
+            Some(Natural::Stream { deltas, .. }) if deltas.len() > 10
         ));
-        assert!(natural_reply("help", 0, ("", false)).is_some());
-        assert!(natural_reply("something else", 0, ("", false)).is_none());
+        assert!(natural_reply("help", 0, none).is_some());
+        assert!(natural_reply("something else", 0, none).is_none());
+    }
+
+    #[test]
+    fn keywords_win_and_only_echoes_become_natural() {
+        let body = |text: &str| json!({"messages": [{"role": "user", "content": text}]});
+        assert_eq!(
+            decide(&body("WRITE:/tmp/file.txt hello world")),
+            Reply::ToolUse {
+                name: "Write".to_owned(),
+                input: json!({"file_path": "/tmp/file.txt", "content": "hello world"}),
+            }
+        );
+        assert_eq!(decide(&body("hi")), Reply::text("Echo: hi"));
+        assert!(
+            matches!(decide(&body("ask me something")), Reply::ToolUse { name, .. } if name == "AskUserQuestion")
+        );
     }
 
     #[test]
@@ -263,19 +357,14 @@ mod tests {
                 false,
             ),
         );
-        assert_eq!(
-            r,
-            Some(Reply::text(
-                "You chose Rust. (That question came from the AskUserQuestion tool: every surface shows it with its options.)"
-            ))
-        );
+        assert!(matches!(r, Some(Natural::Text(t)) if t.starts_with("You chose Rust.")));
         let r = natural_reply(
             "run a failing command",
             1,
             ("Exit code 2\nls: cannot access", true),
         );
-        assert!(matches!(r, Some(Reply::Text(t)) if t.contains("Exit code 2")));
+        assert!(matches!(r, Some(Natural::Text(t)) if t.contains("Exit code 2")));
         let r = natural_reply("write a hello world file", 1, ("denied", true));
-        assert!(matches!(r, Some(Reply::Text(t)) if t.contains("did not write")));
+        assert!(matches!(r, Some(Natural::Text(t)) if t.contains("did not write")));
     }
 }
