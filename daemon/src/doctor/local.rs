@@ -228,6 +228,8 @@ pub(super) fn disk(cfg: &Config) -> Finding {
         Ok(s) => s,
         Err(e) => return Finding::skip("disk", format!("cannot stat {}: {e}", dir.display())),
     };
+    // The block count is u64 on Linux but u32 on macOS.
+    #[allow(clippy::useless_conversion)]
     let free = u64::from(stat.blocks_available()).saturating_mul(stat.fragment_size());
     let detail = format!("{} free on {}", human_bytes(free), dir.display());
     if free < DISK_FAIL_BYTES {

@@ -81,8 +81,9 @@ impl Banner<'_> {
         };
         println!("  {ccrm} start --name demo{cwd}");
         if self.demo {
-            println!("  {ccrm} prompt demo \"write a hello world file\" --follow");
-            println!("  {ccrm} approvals && {ccrm} approve demo");
+            println!("  {ccrm} prompt demo \"write a hello world file\"");
+            println!("  {ccrm} approvals                # the Write waits for you");
+            println!("  {ccrm} approve demo && {ccrm} events demo");
         } else {
             println!("  {ccrm} prompt demo \"what is in this directory?\" --follow");
         }
