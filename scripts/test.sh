@@ -3,8 +3,8 @@
 # formatting, the structure rules (module docs, file sizes, no module cycles), clippy
 # (warnings are errors) and every test of the workspace.
 # Installs when missing: tmux, python3 (stand-in fault child), Node.js/npm, Chromium and
-# chromedriver (dashboard tests), and the pinned Claude Code CLI (scripts/install-claude.sh,
-# cached in .tools/).
+# chromedriver (dashboard tests), systemd (for `systemd-analyze verify` of the service
+# units), and the pinned Claude Code CLI (scripts/install-claude.sh, cached in .tools/).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -22,6 +22,7 @@ command -v npm >/dev/null || apt_install nodejs npm
 # The dashboard's browser tests drive Debian's Chromium through its chromedriver.
 { command -v chromium >/dev/null && command -v chromedriver >/dev/null; } ||
   apt_install chromium chromium-driver
+command -v systemd-analyze >/dev/null || apt_install systemd
 
 CCRM_CLAUDE_BIN="$(scripts/install-claude.sh)"
 export CCRM_CLAUDE_BIN

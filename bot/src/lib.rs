@@ -13,6 +13,8 @@
 //! - [`dashboard`]: the web dashboard at `/` (login cookie, pages, live stream).
 //! - [`upload`]: streaming a workspace upload to a daemon with flow control;
 //!   [`executions`]: following executions on their daemons and recording them.
+//! - [`tls`]: HTTPS/WSS (`tls_cert` / `tls_key`, reloaded on SIGHUP) and the [`tls::Listener`]
+//!   that [`serve`] accepts on.
 //! - [`chat`]: the platform-neutral chat core; [`telegram`] and [`discord`]: its adapters,
 //!   started by [`serve`] when `CCRM_BOT_TELEGRAM_TOKEN` / `CCRM_BOT_DISCORD_TOKEN` is set.
 
@@ -29,6 +31,7 @@ pub mod ingest;
 pub mod keys;
 pub mod openapi;
 pub mod telegram;
+pub mod tls;
 pub mod upload;
 pub mod ws;
 
@@ -38,8 +41,6 @@ use std::sync::Arc;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{delete, get, post};
-use axum::serve::ListenerExt;
-use tokio::net::TcpListener;
 
 /// Everything a request handler can reach.
 pub struct AppState {
@@ -135,19 +136,15 @@ pub fn router(state: Arc<AppState>) -> Router {
 }
 
 /// Serves `state` on an already bound listener until `shutdown` resolves (bind first, so
-/// tests can use port 0 and know the address before anything runs).
+/// tests can use port 0 and know the address before anything runs). A plain
+/// [`tokio::net::TcpListener`] serves HTTP/WS; [`tls::Listener::tls`] serves HTTPS/WSS.
 pub async fn serve(
-    listener: TcpListener,
+    listener: impl Into<tls::Listener>,
     state: Arc<AppState>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    // Without TCP_NODELAY, a burst of small writes (SSE events, dashboard and link frames)
-    // waits on the peer's delayed ACK: ~40 ms added to the second event of every burst.
-    let listener = listener.tap_io(|tcp| {
-        if let Err(e) = tcp.set_nodelay(true) {
-            tracing::warn!(error = %e, "cannot set TCP_NODELAY on a connection");
-        }
-    });
+    // TCP_NODELAY is set on every connection by the listener.
+    let listener: tls::Listener = listener.into();
     // The chat adapters stop with the server.
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut adapters = Vec::new();
@@ -174,8 +171,9 @@ pub async fn serve(
         shutdown.await;
         let _ = stop_tx.send(true);
     };
-    // The client address is what the dashboard's login limiter counts by.
-    let app = router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    // The peer address feeds the audit log (see `http::access`) and the dashboard's login
+    // limiter.
+    let app = router(state).into_make_service_with_connect_info::<tls::PeerAddr>();
     let served = axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await;

@@ -1,6 +1,9 @@
 //! `ccrm-bot` binary: parses flags, loads the config, then either serves
-//! ([`ccrm_bot::serve`]; also what a bare `ccrm-bot` does) or runs a `keys` command
-//! ([`ccrm_bot::keys`]).
+//! ([`ccrm_bot::serve`]; also what a bare `ccrm-bot` does, over TLS when `tls_cert` and
+//! `tls_key` are set, reloading them on SIGHUP) or runs a `keys` command
+//! ([`ccrm_bot::keys`]). `completions` prints a shell completion script (clap_complete) and
+//! the hidden `man` writes man pages (clap_mangen, used by `scripts/man.sh`); neither reads
+//! the config.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -10,7 +13,7 @@ use anyhow::Context;
 use ccrm_bot::config::{BotConfig, Overrides};
 use ccrm_bot::db::Db;
 use ccrm_bot::keys::{self, KeysCmd};
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 
 /// The ccrm server: WebSocket hub for daemons, REST API, dashboard and chat adapters.
 #[derive(Parser, Debug)]
@@ -52,6 +55,18 @@ enum Cmd {
         #[command(subcommand)]
         cmd: KeysCmd,
     },
+    /// Print a shell completion script, e.g. `ccrm-bot completions bash >
+    /// ~/.local/share/bash-completion/completions/ccrm-bot`.
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Write man pages into a directory (used by scripts/man.sh).
+    #[command(hide = true)]
+    Man {
+        /// Where to write `ccrm-bot.1` and the subcommand pages.
+        dir: PathBuf,
+    },
 }
 
 fn main() -> ExitCode {
@@ -77,6 +92,21 @@ fn main() -> ExitCode {
 }
 
 fn run(args: Args) -> anyhow::Result<()> {
+    match &args.command {
+        Some(Cmd::Completions { shell }) => {
+            let mut cmd = Args::command();
+            clap_complete::generate(*shell, &mut cmd, "ccrm-bot", &mut std::io::stdout());
+            return Ok(());
+        }
+        Some(Cmd::Man { dir }) => {
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("cannot create {}", dir.display()))?;
+            clap_mangen::generate_to(Args::command(), dir)
+                .with_context(|| format!("cannot write man pages into {}", dir.display()))?;
+            return Ok(());
+        }
+        _ => {}
+    }
     let cfg = BotConfig::load(&Overrides {
         config_file: args.config,
         listen: args.listen,
@@ -95,6 +125,7 @@ fn run(args: Args) -> anyhow::Result<()> {
             db.close().await;
             result
         }),
+        Cmd::Completions { .. } | Cmd::Man { .. } => Ok(()),
     }
 }
 
@@ -113,18 +144,32 @@ async fn serve(cfg: BotConfig) -> anyhow::Result<()> {
     let state = ccrm_bot::AppState::open(cfg)
         .await
         .with_context(|| format!("cannot open the database {}", db_path.display()))?;
+    let tls = match (&state.cfg.tls_cert, &state.cfg.tls_key) {
+        (Some(cert), Some(key)) => Some(ccrm_bot::tls::Tls::load(cert, key)?),
+        _ => None,
+    };
     let addr = listener.local_addr()?;
-    tracing::info!(%addr, db = %db_path.display(), "ccrm-bot listening");
+    tracing::info!(%addr, tls = tls.is_some(), db = %db_path.display(), "ccrm-bot listening");
+    let scheme = if tls.is_some() { "https" } else { "http" };
     let dashboard = state
         .cfg
         .public_url
         .clone()
-        .unwrap_or_else(|| format!("http://{addr}"));
+        .unwrap_or_else(|| format!("{scheme}://{addr}"));
     tracing::info!(
         url = %format!("{}/", dashboard.trim_end_matches('/')),
         "dashboard: open it in a browser and log in with a user token"
     );
-    let served = ccrm_bot::serve(listener, state.clone(), shutdown_signal()).await;
+    let served = match tls {
+        Some(tls) => {
+            let reload = tokio::spawn(ccrm_bot::tls::reload_on_sighup(tls.clone()));
+            let listener = ccrm_bot::tls::Listener::tls(listener, tls);
+            let served = ccrm_bot::serve(listener, state.clone(), shutdown_signal()).await;
+            reload.abort();
+            served
+        }
+        None => ccrm_bot::serve(listener, state.clone(), shutdown_signal()).await,
+    };
     state.db.close().await;
     served
 }

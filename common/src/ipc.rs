@@ -640,6 +640,9 @@ pub struct UplinkStatus {
     pub last_seq: u64,
     /// Highest seq the bot has committed.
     pub acked: u64,
+    /// Why the last connection attempt failed, while the link is down (for `ccrm doctor`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
 }
 
 /// The result of `prompt.send` (without follow) and the end line of a followed prompt.

@@ -11,6 +11,7 @@
 //! - [`codec`]: [`codec::JsonLines`], length-capped newline-delimited JSON over any stream.
 //! - `props` (tests and fuzzing only): the properties of the parsers that face outside input,
 //!   checked by proptest in `cargo test` and by the cargo-fuzz targets in `fuzz/`.
+//! - [`tomlfile`]: reading `ccrmd.toml` / `bot.toml` with errors that name file, line and key.
 
 pub mod child;
 pub mod codec;
@@ -20,6 +21,7 @@ pub mod ipc;
 pub mod link;
 #[cfg(any(test, fuzzing))]
 pub mod props;
+pub mod tomlfile;
 pub mod workspace;
 
 /// Version of the `ccrm` ⇄ `ccrmd` socket protocol. Sent in `daemon.status`; the CLI refuses

@@ -71,6 +71,12 @@ pub struct Config {
     pub workspace_max_files: usize,
     /// Most an entry (or the whole archive) may expand: unpacked / packed size.
     pub workspace_max_ratio: u64,
+    /// PEM file of the CA (or self-signed certificate) that signs the bot's certificate,
+    /// trusted for `wss://` instead of the public web roots.
+    pub bot_ca_file: Option<PathBuf>,
+    /// Allow a plain `ws://` bot URL to a host that is not loopback (the key travels in
+    /// clear text).
+    pub allow_insecure_bot: bool,
 }
 
 /// Default `workspace_max_bytes`: 100 MiB.
@@ -120,6 +126,8 @@ pub struct FileConfig {
     workspace_max_bytes: Option<u64>,
     workspace_max_files: Option<usize>,
     workspace_max_ratio: Option<u64>,
+    bot_ca_file: Option<PathBuf>,
+    allow_insecure_bot: Option<bool>,
 }
 
 /// Values given on the command line (they override everything else).
@@ -146,18 +154,15 @@ impl Config {
             .config_file
             .clone()
             .or_else(|| env("CCRM_CONFIG").map(PathBuf::from));
-        let file = match explicit {
-            Some(path) => Some(read_file(&path)?),
-            None => {
-                let path = default_config_file();
-                if path.exists() {
-                    Some(read_file(&path)?)
-                } else {
-                    None
-                }
-            }
-        }
-        .unwrap_or_default();
+        let path = explicit.or_else(|| Some(default_config_file()).filter(|p| p.exists()));
+        let source = match &path {
+            Some(path) => Some((path.clone(), read_text(path)?)),
+            None => None,
+        };
+        let file: FileConfig = match &source {
+            Some((path, text)) => common::tomlfile::parse(path, text)?,
+            None => FileConfig::default(),
+        };
 
         let mut cfg = Self {
             runtime_dir: file.runtime_dir.unwrap_or_else(default_runtime_dir),
@@ -188,6 +193,8 @@ impl Config {
                 .unwrap_or(DEFAULT_WORKSPACE_MAX_BYTES),
             workspace_max_files: file.workspace_max_files.unwrap_or(10_000),
             workspace_max_ratio: file.workspace_max_ratio.unwrap_or(100),
+            bot_ca_file: file.bot_ca_file,
+            allow_insecure_bot: file.allow_insecure_bot.unwrap_or(false),
         };
         let mut key_file = file.bot_api_key_file;
 
@@ -253,6 +260,12 @@ impl Config {
         if let Some(v) = env("CCRM_WORKSPACE_MAX_RATIO") {
             cfg.workspace_max_ratio = parse_num("CCRM_WORKSPACE_MAX_RATIO", &v)?;
         }
+        if let Some(v) = env("CCRM_BOT_CA_FILE") {
+            cfg.bot_ca_file = Some(v.into());
+        }
+        if let Some(v) = env("CCRM_ALLOW_INSECURE_BOT") {
+            cfg.allow_insecure_bot = parse_bool(&v).context("CCRM_ALLOW_INSECURE_BOT")?;
+        }
 
         if let Some(v) = &over.runtime_dir {
             cfg.runtime_dir = v.clone();
@@ -266,46 +279,96 @@ impl Config {
         if let Some(v) = over.workers {
             cfg.workers = v;
         }
-        cfg.validate()?;
+        if let Err(e) = cfg.validate() {
+            // Point at the file's line when the file set the key the message is about.
+            let key = e.key.filter(|k| {
+                source
+                    .as_ref()
+                    .is_some_and(|(_, text)| common::tomlfile::key_line(text, k).is_some())
+            });
+            return Err(match (key, &source) {
+                (Some(key), Some((path, text))) => {
+                    common::tomlfile::FileError::at_key(path, text, key, e.message).into()
+                }
+                _ => anyhow::anyhow!(e.to_string()),
+            });
+        }
         Ok(cfg)
     }
 
     /// Checks values that would only fail later and less clearly.
-    pub fn validate(&self) -> anyhow::Result<()> {
+    pub fn validate(&self) -> Result<(), Invalid> {
         if !PERMISSION_MODES.contains(&self.default_permission_mode.as_str()) {
-            bail!(
-                "default_permission_mode `{}` is not one of {}",
-                self.default_permission_mode,
-                PERMISSION_MODES.join(", ")
-            );
+            return Err(Invalid::key(
+                "default_permission_mode",
+                format!(
+                    "`{}` is not a permission mode; use one of {}",
+                    self.default_permission_mode,
+                    PERMISSION_MODES.join(", ")
+                ),
+            ));
         }
         if self.event_log_capacity == 0 {
-            bail!("event_log_capacity must be at least 1");
+            return Err(Invalid::key("event_log_capacity", "must be at least 1"));
         }
         if !(1..=1024).contains(&self.workers) {
-            bail!("workers must be between 1 and 1024");
+            return Err(Invalid::key("workers", "must be between 1 and 1024"));
         }
         if self.workers_queue > 100_000 {
-            bail!("workers_queue must be at most 100000");
+            return Err(Invalid::key("workers_queue", "must be at most 100000"));
         }
-        if self.workspace_max_bytes == 0 || self.workspace_max_files == 0 {
-            bail!("workspace_max_bytes and workspace_max_files must be at least 1");
+        if self.workspace_max_bytes == 0 {
+            return Err(Invalid::key("workspace_max_bytes", "must be at least 1"));
+        }
+        if self.workspace_max_files == 0 {
+            return Err(Invalid::key("workspace_max_files", "must be at least 1"));
         }
         if self.workspace_max_ratio == 0 {
-            bail!("workspace_max_ratio must be at least 1");
+            return Err(Invalid::key("workspace_max_ratio", "must be at least 1"));
         }
-        if !self.runtime_dir.is_absolute() || !self.state_dir.is_absolute() {
-            bail!("runtime_dir and state_dir must be absolute paths");
+        if !self.runtime_dir.is_absolute() {
+            return Err(Invalid::key("runtime_dir", "must be an absolute path"));
+        }
+        if !self.state_dir.is_absolute() {
+            return Err(Invalid::key("state_dir", "must be an absolute path"));
         }
         if let Some(url) = &self.bot_url {
-            if !(url.starts_with("ws://") || url.starts_with("wss://")) {
-                bail!("bot_url `{url}` must start with ws:// or wss://");
+            let Some(host) = ws_host(url) else {
+                return Err(Invalid::key(
+                    "bot_url",
+                    format!("`{url}` must be a ws:// or wss:// URL with a host"),
+                ));
+            };
+            if url.starts_with("ws://") && !is_loopback_host(&host) && !self.allow_insecure_bot {
+                return Err(Invalid::key(
+                    "bot_url",
+                    format!(
+                        "`{url}` is plain ws:// to {host}, which is not this machine: the \
+                         daemon key would cross the network in clear text. Use wss:// (the \
+                         bot's tls_cert/tls_key, or a TLS reverse proxy; bot_ca_file for a \
+                         private CA), or set allow_insecure_bot = true \
+                         (CCRM_ALLOW_INSECURE_BOT=1) if the network is private"
+                    ),
+                ));
             }
             if self.bot_api_key.is_none() {
-                bail!(
-                    "bot_url is set but no API key: set CCRM_BOT_API_KEY or bot_api_key_file (create one with `ccrm-bot keys create <name> --kind daemon`)"
-                );
+                return Err(Invalid::key(
+                    "bot_url",
+                    "is set but there is no API key: set CCRM_BOT_API_KEY or \
+                     bot_api_key_file (create one with `ccrm-bot keys create <name> --kind daemon`)",
+                ));
             }
+        }
+        if let Some(ca) = &self.bot_ca_file
+            && !ca.is_file()
+        {
+            return Err(Invalid::key(
+                "bot_ca_file",
+                format!(
+                    "{} is not a readable file (a PEM CA certificate)",
+                    ca.display()
+                ),
+            ));
         }
         Ok(())
     }
@@ -341,8 +404,60 @@ impl Config {
     }
 }
 
+/// A value that parsed but is not allowed: the key and what is wrong with it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Invalid {
+    /// The config key (TOML name).
+    pub key: Option<&'static str>,
+    /// What is wrong and what is allowed.
+    pub message: String,
+}
+
+impl Invalid {
+    fn key(key: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            key: Some(key),
+            message: message.into(),
+        }
+    }
+}
+
+impl std::fmt::Display for Invalid {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.key {
+            Some(k) => write!(f, "{k}: {}", self.message),
+            None => f.write_str(&self.message),
+        }
+    }
+}
+
+impl std::error::Error for Invalid {}
+
+/// The host of a `ws://` or `wss://` URL (brackets of an IPv6 literal removed).
+pub fn ws_host(url: &str) -> Option<String> {
+    let rest = url
+        .strip_prefix("wss://")
+        .or_else(|| url.strip_prefix("ws://"))?;
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    let authority = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    let host = if let Some(v6) = authority.strip_prefix('[') {
+        v6.split_once(']').map(|(h, _)| h)?
+    } else {
+        authority.split(':').next().unwrap_or("")
+    };
+    (!host.is_empty()).then(|| host.to_owned())
+}
+
+/// Whether `host` is this machine: `localhost` or a loopback address.
+pub fn is_loopback_host(host: &str) -> bool {
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
 /// Reads a key file, refusing one that others can read.
-fn read_key_file(path: &Path) -> anyhow::Result<String> {
+pub fn read_key_file(path: &Path) -> anyhow::Result<String> {
     use std::os::unix::fs::PermissionsExt;
     let meta = std::fs::metadata(path)
         .with_context(|| format!("cannot read bot API key file {}", path.display()))?;
@@ -381,10 +496,9 @@ fn parse_bool(v: &str) -> anyhow::Result<bool> {
     }
 }
 
-fn read_file(path: &Path) -> anyhow::Result<FileConfig> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("cannot read config file {}", path.display()))?;
-    toml::from_str(&text).with_context(|| format!("invalid config file {}", path.display()))
+fn read_text(path: &Path) -> anyhow::Result<String> {
+    std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read config file {}", path.display()))
 }
 
 fn home() -> PathBuf {
@@ -396,6 +510,16 @@ fn xdg(var: &str, fallback: &str) -> PathBuf {
         Some(v) if Path::new(&v).is_absolute() => PathBuf::from(v),
         _ => home().join(fallback),
     }
+}
+
+/// `$XDG_CONFIG_HOME` (`~/.config`).
+pub fn config_home() -> PathBuf {
+    xdg("XDG_CONFIG_HOME", ".config")
+}
+
+/// `$HOME` (`/` when unset).
+pub fn home_dir() -> PathBuf {
+    home()
 }
 
 /// `$XDG_CONFIG_HOME/ccrm/ccrmd.toml`.
@@ -452,6 +576,8 @@ mod tests {
             workspace_max_bytes: DEFAULT_WORKSPACE_MAX_BYTES,
             workspace_max_files: 10_000,
             workspace_max_ratio: 100,
+            bot_ca_file: None,
+            allow_insecure_bot: false,
         };
         assert!(cfg.validate().is_ok());
         cfg.workers = 0;
@@ -462,9 +588,18 @@ mod tests {
         cfg.default_permission_mode = "default".into();
         cfg.bot_url = Some("http://x".into());
         assert!(cfg.validate().is_err(), "scheme");
-        cfg.bot_url = Some("ws://x".into());
+        cfg.bot_url = Some("ws://127.0.0.1:7878".into());
         assert!(cfg.validate().is_err(), "no key");
         cfg.bot_api_key = Some(Secret("k".into()));
+        assert!(cfg.validate().is_ok());
+        cfg.bot_url = Some("ws://bot.example.com:7878".into());
+        let e = cfg.validate().expect_err("plain ws:// off this machine");
+        assert_eq!(e.key, Some("bot_url"));
+        assert!(e.message.contains("allow_insecure_bot"), "{e}");
+        cfg.allow_insecure_bot = true;
+        assert!(cfg.validate().is_ok());
+        cfg.allow_insecure_bot = false;
+        cfg.bot_url = Some("wss://bot.example.com".into());
         assert!(cfg.validate().is_ok());
         assert!(
             !format!("{cfg:?}").contains("\"k\""),
@@ -475,6 +610,27 @@ mod tests {
                 .unwrap_or_default()
                 .contains("\"k\"")
         );
+    }
+
+    #[test]
+    fn ws_hosts_and_loopback() {
+        assert_eq!(
+            ws_host("ws://127.0.0.1:7878/x").as_deref(),
+            Some("127.0.0.1")
+        );
+        assert_eq!(ws_host("wss://[::1]:443").as_deref(), Some("::1"));
+        assert_eq!(
+            ws_host("ws://u@Host.example").as_deref(),
+            Some("Host.example")
+        );
+        assert_eq!(ws_host("ws://"), None);
+        assert_eq!(ws_host("http://h"), None);
+        for h in ["localhost", "127.0.0.1", "127.9.9.9", "::1"] {
+            assert!(is_loopback_host(h), "{h}");
+        }
+        for h in ["10.0.0.1", "bot.example.com", "::2"] {
+            assert!(!is_loopback_host(h), "{h}");
+        }
     }
 
     #[test]

@@ -20,6 +20,10 @@
 //! - [`work`]: the workspace and execution commands; [`workspace`]: workspaces from a zip
 //!   (store, guarded unpacker, upload receiver); [`exec`]: one-shot executions (worker
 //!   pool, FIFO queue, timeouts).
+//!   [`uplink::LinkTarget`]. [`tls`]: its `wss://` client config (`bot_ca_file`).
+//! - [`up`]: `ccrm up`, a bot and a daemon wired together (optionally a demo model).
+//! - [`service`]: ccrmd as a systemd user unit / launchd agent (`ccrm daemon install`).
+//! - [`doctor`]: the checks of `ccrm doctor`.
 //! - [`client`] and [`cli`]: the `ccrm` command line (`cli/` has one file per command group).
 
 pub mod attach;
@@ -27,15 +31,18 @@ pub mod cli;
 pub mod client;
 pub mod config;
 pub mod daemon;
+pub mod doctor;
 pub mod eventlog;
 pub mod exec;
 pub mod fsutil;
 pub mod ipc;
 pub mod lifecycle;
+pub mod service;
 pub mod session;
 pub mod spawn;
 pub mod spool;
 pub mod store;
+pub mod tls;
 pub mod transfer;
 pub mod up;
 pub mod uplink;

@@ -125,11 +125,16 @@ pub async fn run(cfg: Config, opts: RunOptions) -> anyhow::Result<()> {
             crate::uplink::daemon_id(&cfg.state_dir)?,
             cfg.hostname.clone(),
         );
+        let ucfg = crate::uplink::UplinkConfig {
+            ca_file: cfg.bot_ca_file.clone(),
+            ..ucfg
+        };
         info!(bot = %ucfg.url, daemon_id = %ucfg.daemon_id, "uplink enabled");
         let link = Arc::new(crate::uplink::LinkState {
             cfg: ucfg,
             spool: spool.clone(),
             connected: std::sync::atomic::AtomicBool::new(false),
+            last_error: std::sync::Mutex::default(),
         });
         let status = link.clone();
         daemon.set_uplink_status(move || status.status());

@@ -71,6 +71,8 @@ pub struct LinkState {
     pub spool: Arc<Spool>,
     /// Whether the link is up.
     pub connected: std::sync::atomic::AtomicBool,
+    /// Why the last connection failed (cleared once connected), for `daemon.status`.
+    pub last_error: std::sync::Mutex<Option<String>>,
 }
 
 impl LinkState {
@@ -82,6 +84,11 @@ impl LinkState {
             connected: self.connected.load(std::sync::atomic::Ordering::Relaxed),
             last_seq: self.spool.last_seq(),
             acked: self.spool.acked(),
+            last_error: self
+                .last_error
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .clone(),
         }
     }
 }
@@ -105,6 +112,8 @@ pub struct UplinkConfig {
     pub backoff_min: Duration,
     /// Longest reconnect delay.
     pub backoff_max: Duration,
+    /// PEM CA certificate(s) trusted for `wss://` instead of the public roots.
+    pub ca_file: Option<std::path::PathBuf>,
 }
 
 impl UplinkConfig {
@@ -119,6 +128,7 @@ impl UplinkConfig {
             dead_after: Duration::from_secs(45),
             backoff_min: Duration::from_millis(500),
             backoff_max: Duration::from_secs(30),
+            ca_file: None,
         }
     }
 }
@@ -149,16 +159,27 @@ pub async fn run<T: LinkTarget>(
         let started = Instant::now();
         let mut inner = shutdown.clone();
         let result = tokio::select! {
-            r = connection(cfg, spool, &target, &mut inner, &link.connected) => r,
+            r = connection(cfg, spool, &target, &mut inner, &link) => r,
             _ = shutdown.changed() => return,
         };
         link.connected
             .store(false, std::sync::atomic::Ordering::Relaxed);
-        match result {
+        let failure = match result {
             Ok(()) if *shutdown.borrow() => return,
-            Ok(()) => info!("bot closed the uplink; reconnecting"),
-            Err(e) => warn!(error = %format!("{e:#}"), "uplink failed"),
-        }
+            Ok(()) => {
+                info!("bot closed the uplink; reconnecting");
+                "the bot closed the link".to_owned()
+            }
+            Err(e) => {
+                let text = format!("{e:#}");
+                warn!(error = %text, "uplink failed");
+                text
+            }
+        };
+        *link
+            .last_error
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(failure);
         if started.elapsed() > Duration::from_secs(30) {
             delay = cfg.backoff_min;
         }
@@ -182,8 +203,9 @@ async fn connection<T: LinkTarget>(
     spool: &Spool,
     target: &Arc<T>,
     shutdown: &mut watch::Receiver<bool>,
-    connected: &std::sync::atomic::AtomicBool,
+    link: &LinkState,
 ) -> anyhow::Result<()> {
+    let connected = &link.connected;
     let mut request = cfg
         .url
         .as_str()
@@ -198,9 +220,17 @@ async fn connection<T: LinkTarget>(
     let ws_cfg = WebSocketConfig::default()
         .max_message_size(Some(MAX_LINK_FRAME))
         .max_frame_size(Some(MAX_LINK_FRAME));
+    // Our own TLS config for wss://: the CA of `bot_ca_file`, or the public roots.
+    let connector = if cfg.url.starts_with("wss://") {
+        Some(tokio_tungstenite::Connector::Rustls(
+            crate::tls::client_config(cfg.ca_file.as_deref())?,
+        ))
+    } else {
+        None
+    };
     let (ws, _) = tokio::time::timeout(
         Duration::from_secs(20),
-        tokio_tungstenite::connect_async_with_config(request, Some(ws_cfg), true),
+        tokio_tungstenite::connect_async_tls_with_config(request, Some(ws_cfg), true, connector),
     )
     .await
     .context("connecting to the bot timed out")?
@@ -208,7 +238,10 @@ async fn connection<T: LinkTarget>(
         tokio_tungstenite::tungstenite::Error::Http(resp) if resp.status() == 401 => {
             anyhow::anyhow!("the bot refused the API key (401); check CCRM_BOT_API_KEY")
         }
-        other => anyhow::Error::from(other).context(format!("cannot connect to {}", cfg.url)),
+        other => match crate::tls::explain(&other) {
+            Some(why) => anyhow::anyhow!("cannot connect to {}: {why}", cfg.url),
+            None => anyhow::Error::from(other).context(format!("cannot connect to {}", cfg.url)),
+        },
     })?;
     let (mut tx, mut rx) = ws.split();
 
@@ -250,6 +283,10 @@ async fn connection<T: LinkTarget>(
     spool.skip_to(acked)?;
     spool.ack(acked)?;
     connected.store(true, std::sync::atomic::Ordering::Relaxed);
+    *link
+        .last_error
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner) = None;
     info!(url = %cfg.url, acked, last = spool.last_seq(), "uplink connected");
 
     let mut sent = acked;

@@ -400,7 +400,7 @@ async fn messages(State(shared): State<Arc<Shared>>, incoming: Incoming) -> Resp
         .to_owned();
     let streaming = body.get("stream").and_then(Value::as_bool) == Some(true);
     let scripted = lock(&shared.script).pop_front();
-    let reply = scripted.unwrap_or_else(|| script::decide(&body));
+    let reply = scripted.unwrap_or_else(|| crate::prompts::decide(&body));
     tracing::debug!(?reply, streaming, "fake API: replying");
     let message_id = wire::message_id();
 

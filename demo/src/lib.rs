@@ -10,6 +10,8 @@
 //!
 //! - [`anthropic`]: [`FakeApi`], the axum server, and [`RecordedRequest`].
 //! - [`script`]: the pure keyword rules that pick a [`Reply`] from a request body.
+//! - [`prompts`]: the natural prompts on top of them (`write a hello world file`, ...),
+//!   listed by `ccrm up --demo`.
 //! - `wire`: SSE frames, JSON Messages and error bodies for a [`Reply`].
 //! - [`home`]: [`ClaudeHome`] and [`claude_env`], the environment that points the CLI
 //!   at a [`FakeApi`].
@@ -31,6 +33,7 @@
 
 pub mod anthropic;
 pub mod home;
+pub mod prompts;
 pub mod script;
 mod wire;
 

@@ -41,7 +41,7 @@
 //! | `ERR<code>` | HTTP `code` with an Anthropic error body, streaming or not |
 //! | `TRUNC` | streaming: the connection is cut mid-message; non-streaming: `Recovered.` |
 //! | `SSEERR` | streaming: `event: error` mid-message; non-streaming: `Recovered.` |
-//! | anything else | `Echo: <T>` |
+//! | anything else | `Echo: <T>` (the demo server first tries [`crate::prompts`]) |
 
 use std::time::Duration;
 
@@ -147,17 +147,40 @@ impl Reply {
 /// `body` should be a JSON object; anything without a `messages` array is read as an
 /// empty conversation (the server rejects such bodies with 400 before calling this).
 pub fn decide(body: &Value) -> Reply {
+    match turn_facts(body) {
+        Some(t) => keyword_reply(&t.text, t.rounds, &t.last_result),
+        None => Reply::text("Echo: "),
+    }
+}
+
+/// What a request says about the turn in progress (see the module docs).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TurnFacts {
+    /// The newest human text.
+    pub text: String,
+    /// Assistant tool rounds since the message that holds it.
+    pub rounds: usize,
+    /// The text of the newest tool_result (empty when there is none).
+    pub last_result: String,
+    /// Whether that tool_result is an error (a failed or refused tool).
+    pub last_failed: bool,
+}
+
+/// The [`TurnFacts`] of a request body, if it has human text.
+pub fn turn_facts(body: &Value) -> Option<TurnFacts> {
     let msgs = messages(body);
-    let Some((anchor, text)) = newest_human_text(msgs) else {
-        return Reply::text("Echo: ");
-    };
-    let rounds = tool_rounds_after(msgs, anchor);
-    let last_result = newest_user_message(msgs)
+    let (anchor, text) = newest_human_text(msgs)?;
+    let (last_result, last_failed) = newest_user_message(msgs)
         .map(tool_results_of)
         .and_then(|results| results.into_iter().next())
-        .map(|(_, text, _)| text)
+        .map(|(_, text, is_error)| (text, is_error))
         .unwrap_or_default();
-    keyword_reply(&text, rounds, &last_result)
+    Some(TurnFacts {
+        text,
+        rounds: tool_rounds_after(msgs, anchor),
+        last_result,
+        last_failed,
+    })
 }
 
 /// The reply for human text `text` after `rounds` tool rounds, where `last_result` is the

@@ -3,8 +3,6 @@
 //! template into a response, the form extractor, the client address, and [`Mode`]: an
 //! action answers the page script with JSON and a plain form with a redirect back.
 
-use std::net::SocketAddr;
-
 use askama::Template;
 use axum::Json;
 use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Request};
@@ -97,8 +95,8 @@ pub async fn audit(web: &Web, actor: &str, action: &str, target: &str, detail: V
 
 /// The client's address as text (`?` when unknown).
 pub fn client_addr(ext: &Extensions) -> String {
-    ext.get::<ConnectInfo<SocketAddr>>()
-        .map_or_else(|| "?".to_owned(), |c| c.0.ip().to_string())
+    ext.get::<ConnectInfo<crate::tls::PeerAddr>>()
+        .map_or_else(|| "?".to_owned(), |c| c.0.0.ip().to_string())
 }
 
 /// How an action should answer: the page script (`X-Requested-With: fetch`) gets JSON,

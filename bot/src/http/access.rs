@@ -1,10 +1,16 @@
 //! Who is calling: the bearer-token middleware that admits user tokens (constant-time checks
 //! against hashed tokens; a daemon key is not a user token), the [`User`] it leaves in the
 //! request, and the audit row every REST action writes under that user's name.
+//!
+//! The audit row also keeps the caller's address: the connection's peer, or, when the peer
+//! is one of `trusted_proxies` (a reverse proxy that terminates TLS), the client that
+//! `X-Forwarded-For` names. The middleware sets it for the rest of the request in a
+//! task-local, so handlers keep calling [`audit`] as before.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 
-use axum::extract::{Request, State};
+use axum::extract::{ConnectInfo, Request, State};
 use axum::http::StatusCode;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -15,6 +21,12 @@ use tracing::error;
 use super::AppError;
 use crate::AppState;
 use crate::auth::{KeyKind, bearer_token};
+use crate::tls::PeerAddr;
+
+tokio::task_local! {
+    /// The calling client's address during one authenticated request.
+    static CLIENT_ADDR: Option<IpAddr>;
+}
 
 /// The authenticated user (the name of their token).
 #[derive(Clone, Debug)]
@@ -44,8 +56,33 @@ pub async fn require_user(
         )
         .into_response();
     };
+    let peer = req
+        .extensions()
+        .get::<ConnectInfo<PeerAddr>>()
+        .map(|c| c.0.0.ip());
+    let client = peer.map(|p| client_addr(p, req.headers(), &state.cfg.trusted_proxies));
     req.extensions_mut().insert(User(user));
-    next.run(req).await
+    CLIENT_ADDR.scope(client, next.run(req)).await
+}
+
+/// The client behind `peer`: `peer` itself unless it is a trusted proxy, else the rightmost
+/// `X-Forwarded-For` entry that is not a trusted proxy (entries to its left could be forged
+/// by the client).
+pub fn client_addr(peer: IpAddr, headers: &axum::http::HeaderMap, trusted: &[IpAddr]) -> IpAddr {
+    if !trusted.contains(&peer) {
+        return peer;
+    }
+    let hops: Vec<IpAddr> = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|h| h.trim().parse().ok())
+        .collect();
+    hops.into_iter()
+        .rev()
+        .find(|h| !trusted.contains(h))
+        .unwrap_or(peer)
 }
 
 /// The origin recorded for what `user` does over REST.
@@ -59,8 +96,12 @@ pub(super) async fn audit(
     user: &User,
     action: &str,
     target: &str,
-    detail: Value,
+    mut detail: Value,
 ) {
+    let addr = CLIENT_ADDR.try_with(|a| *a).ok().flatten();
+    if let (Some(addr), Value::Object(map)) = (addr, &mut detail) {
+        map.insert("addr".to_owned(), Value::from(addr.to_string()));
+    }
     if let Err(e) = state
         .db
         .audit(
@@ -73,5 +114,37 @@ pub(super) async fn audit(
         .await
     {
         error!(error = %e, "audit write failed");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::http::HeaderMap;
+
+    use super::*;
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().expect("ip")
+    }
+
+    #[test]
+    fn forwarded_for_is_believed_only_from_trusted_proxies() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            "x-forwarded-for",
+            "6.6.6.6, 203.0.113.7".parse().expect("hv"),
+        );
+        let proxy = [ip("127.0.0.1")];
+        assert_eq!(
+            client_addr(ip("198.51.100.1"), &h, &proxy),
+            ip("198.51.100.1")
+        );
+        assert_eq!(client_addr(ip("127.0.0.1"), &h, &proxy), ip("203.0.113.7"));
+        let two = [ip("127.0.0.1"), ip("203.0.113.7")];
+        assert_eq!(client_addr(ip("127.0.0.1"), &h, &two), ip("6.6.6.6"));
+        assert_eq!(
+            client_addr(ip("127.0.0.1"), &HeaderMap::new(), &proxy),
+            ip("127.0.0.1")
+        );
     }
 }

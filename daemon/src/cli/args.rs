@@ -1,5 +1,5 @@
 //! The clap definitions of `ccrm`: the global flags ([`Cli`]), the subcommands ([`Cmd`]) and
-//! `ccrm daemon ...` ([`DaemonCmd`]). Their doc comments are the `--help` text. Plain data:
+//! `ccrm daemon ...` ([`DaemonCmd`], with [`InstallArgs`] and [`UninstallArgs`]). Their doc comments are the `--help` text. Plain data:
 //! the dispatch in [`crate::cli`] turns a parsed [`Cli`] into calls of the command modules.
 
 use std::path::PathBuf;
@@ -199,8 +199,23 @@ execution failed, timed out or was cancelled; Ctrl-C cancels it."
         cmd: DaemonCmd,
     },
     /// Start a bot and a daemon wired together (keys generated once) and keep them running
-    /// until Ctrl-C; prints the API URL and token.
+    /// until Ctrl-C, restarting either if it crashes; prints the API URL and token.
     Up(crate::up::UpArgs),
+    /// Check this machine's setup (claude, credentials, tmux, daemon, bot link, TLS, disk,
+    /// clock) and say how to fix what is wrong; exits 1 when a check fails.
+    Doctor,
+    /// Print a shell completion script, e.g. `ccrm completions bash >
+    /// ~/.local/share/bash-completion/completions/ccrm`.
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Write man pages into a directory (used by scripts/man.sh).
+    #[command(hide = true)]
+    Man {
+        /// Where to write `ccrm.1` and the subcommand pages.
+        dir: PathBuf,
+    },
 }
 
 /// `ccrm workspace ...`.
@@ -247,4 +262,46 @@ pub enum DaemonCmd {
     Stop,
     /// Show whether ccrmd runs, its pid, version and sessions.
     Status,
+    /// Install ccrmd as a service of this user (systemd user unit; launchd agent on macOS)
+    /// that starts at login and restarts on failure, and start it.
+    Install(InstallArgs),
+    /// Stop and remove the service that `ccrm daemon install` set up.
+    Uninstall(UninstallArgs),
+}
+
+/// Flags of `ccrm daemon install`.
+#[derive(clap::Args, Debug)]
+pub struct InstallArgs {
+    /// The bot to link to (`wss://host` or, on this machine, `ws://127.0.0.1:7878`).
+    #[arg(long, value_name = "URL")]
+    pub bot_url: Option<String>,
+    /// File holding the daemon key for the bot (mode 0600).
+    #[arg(long, value_name = "FILE")]
+    pub api_key_file: Option<PathBuf>,
+    /// PEM CA certificate that signed the bot's certificate (private CA or self-signed).
+    #[arg(long, value_name = "FILE")]
+    pub bot_ca_file: Option<PathBuf>,
+    /// Allow a plain ws:// bot URL to another machine (the key travels in clear text).
+    #[arg(long)]
+    pub allow_insecure_bot: bool,
+    /// Print the unit and where it would go; change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Write the unit but do not enable or start it.
+    #[arg(long)]
+    pub no_enable: bool,
+    /// Service manager [default: systemd on Linux, launchd on macOS].
+    #[arg(long, value_enum)]
+    pub manager: Option<crate::service::Manager>,
+}
+
+/// Flags of `ccrm daemon uninstall`.
+#[derive(clap::Args, Debug)]
+pub struct UninstallArgs {
+    /// Only remove the file; do not ask the service manager to stop the service.
+    #[arg(long)]
+    pub no_disable: bool,
+    /// Service manager [default: systemd on Linux, launchd on macOS].
+    #[arg(long, value_enum)]
+    pub manager: Option<crate::service::Manager>,
 }

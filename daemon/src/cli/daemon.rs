@@ -1,4 +1,5 @@
-//! `ccrm daemon start|stop|status`: managing ccrmd itself. `start` spawns `ccrmd` detached,
+//! `ccrm daemon start|stop|status`: managing ccrmd itself (`install`/`uninstall` are in
+//! [`super::service`]). `start` spawns `ccrmd` detached,
 //! in its own process group with its log in the state dir, and waits until it answers;
 //! `stop` asks it to stop and waits for the process to go; `status` reports it, or exit
 //! status 3 when it is not running.
@@ -23,6 +24,8 @@ pub(super) async fn run(cli: &Cli, cmd: &DaemonCmd) -> Result<ExitCode, Failure>
         DaemonCmd::Status => status(cli, &socket).await,
         DaemonCmd::Stop => stop(cli, &socket).await,
         DaemonCmd::Start { workers } => start(cli, &socket, *workers).await,
+        DaemonCmd::Install(args) => super::service::install(cli, args).await,
+        DaemonCmd::Uninstall(args) => super::service::uninstall(cli, args).await,
     }
 }
 

@@ -9,7 +9,8 @@
 //! - `approvals`: `approvals`, `approve`, `deny`, `answer`.
 //! - `events`: `events` and the `Printer` that renders events for humans.
 //! - `attach`: `attach`, which ends as `tmux attach-session`.
-//! - `daemon`: `daemon start|stop|status`.
+//! - `daemon`: `daemon start|stop|status`; `service`: `daemon install|uninstall`.
+//! - `doctor`: `doctor`; `completions`: `completions` and the hidden `man`.
 //! - `workspace`: `workspace push|list|rm` (a directory is zipped on the fly).
 //! - `exec`: `exec`, one prompt in a fresh claude with the answer streamed.
 //! - `output`: human output shared by the groups (tables, approvals, [`preview`]).
@@ -20,10 +21,13 @@ mod approvals;
 mod args;
 mod attach;
 mod call;
+mod completions;
 mod daemon;
+mod doctor;
 mod events;
 mod exec;
 mod output;
+mod service;
 mod sessions;
 mod workspace;
 
@@ -35,7 +39,7 @@ use common::ipc::{
 };
 use serde_json::Value;
 
-pub use args::{Cli, Cmd, DaemonCmd, WorkspaceCmd};
+pub use args::{Cli, Cmd, DaemonCmd, InstallArgs, UninstallArgs, WorkspaceCmd};
 pub use output::preview;
 
 use crate::client::ClientError;
@@ -73,6 +77,9 @@ pub async fn run(cli: Cli) -> ExitCode {
 async fn dispatch(cli: &Cli) -> Result<ExitCode, Failure> {
     match &cli.cmd {
         Cmd::Daemon { cmd } => daemon::run(cli, cmd).await,
+        Cmd::Doctor => doctor::run(cli).await,
+        Cmd::Completions { shell } => completions::completions(*shell),
+        Cmd::Man { dir } => completions::man(dir),
         Cmd::Up(args) => crate::up::run(args, cli.json).await.map_err(Failure::Other),
         Cmd::Start {
             cwd,

@@ -10,7 +10,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use serde::{Deserialize, Serialize, Serializer};
 
 /// Default listen address: loopback only, so nothing is exposed until the operator says so.
@@ -76,6 +76,12 @@ pub struct BotConfig {
     /// The address people reach the bot at when it is behind a proxy
     /// (`https://ccrm.example.com`): printed at start and accepted as the dashboard's origin.
     pub public_url: Option<String>,
+    /// PEM certificate chain to serve HTTPS/WSS with (with `tls_key`); reread on SIGHUP.
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of `tls_cert`.
+    pub tls_key: Option<PathBuf>,
+    /// Reverse proxies whose `X-Forwarded-For` is believed for the audit log's addresses.
+    pub trusted_proxies: Vec<std::net::IpAddr>,
 }
 
 /// When the dashboard's session cookie carries the `Secure` attribute.
@@ -123,6 +129,9 @@ impl fmt::Debug for BotConfig {
                 "workspace_max_upload_bytes",
                 &self.workspace_max_upload_bytes,
             )
+            .field("tls_cert", &self.tls_cert)
+            .field("tls_key", &self.tls_key)
+            .field("trusted_proxies", &self.trusted_proxies)
             .finish()
     }
 }
@@ -159,6 +168,9 @@ pub struct FileConfig {
     web_login_attempts_per_minute: Option<u32>,
     public_url: Option<String>,
     workspace_max_upload_bytes: Option<u64>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
+    trusted_proxies: Option<Vec<std::net::IpAddr>>,
 }
 
 /// Values given on the command line (they override everything else).
@@ -198,6 +210,9 @@ impl Default for BotConfig {
             web_login_attempts_per_minute: 10,
             public_url: None,
             workspace_max_upload_bytes: 100 * 1024 * 1024,
+            tls_cert: None,
+            tls_key: None,
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -223,16 +238,19 @@ impl BotConfig {
             .config_file
             .clone()
             .or_else(|| env("CCRM_BOT_CONFIG").map(PathBuf::from));
-        let file = match explicit {
-            Some(path) => read_file(&path)?,
-            None => {
-                let path = config_home.join("ccrm").join("bot.toml");
-                if path.exists() {
-                    read_file(&path)?
-                } else {
-                    FileConfig::default()
-                }
-            }
+        let path = explicit
+            .or_else(|| Some(config_home.join("ccrm").join("bot.toml")).filter(|p| p.exists()));
+        let source = match &path {
+            Some(path) => Some((
+                path.clone(),
+                std::fs::read_to_string(path)
+                    .with_context(|| format!("cannot read config file {}", path.display()))?,
+            )),
+            None => None,
+        };
+        let file: FileConfig = match &source {
+            Some((path, text)) => common::tomlfile::parse(path, text)?,
+            None => FileConfig::default(),
         };
 
         let defaults = Self {
@@ -272,6 +290,9 @@ impl BotConfig {
             workspace_max_upload_bytes: file
                 .workspace_max_upload_bytes
                 .unwrap_or(defaults.workspace_max_upload_bytes),
+            tls_cert: file.tls_cert,
+            tls_key: file.tls_key,
+            trusted_proxies: file.trusted_proxies.unwrap_or_default(),
         };
 
         if let Some(v) = env("CCRM_BOT_LISTEN") {
@@ -365,6 +386,19 @@ impl BotConfig {
         if let Some(v) = env("CCRM_BOT_PUBLIC_URL") {
             cfg.public_url = Some(v);
         }
+        if let Some(v) = env("CCRM_BOT_TLS_CERT") {
+            cfg.tls_cert = Some(v.into());
+        }
+        if let Some(v) = env("CCRM_BOT_TLS_KEY") {
+            cfg.tls_key = Some(v.into());
+        }
+        if let Some(v) = env("CCRM_BOT_TRUSTED_PROXIES") {
+            cfg.trusted_proxies = parse_list(
+                "CCRM_BOT_TRUSTED_PROXIES",
+                &v,
+                "comma-separated IP addresses of reverse proxies",
+            )?;
+        }
         cfg.telegram_token = env("CCRM_BOT_TELEGRAM_TOKEN");
         cfg.discord_token = env("CCRM_BOT_DISCORD_TOKEN");
 
@@ -374,72 +408,122 @@ impl BotConfig {
         if let Some(v) = &over.data_dir {
             cfg.data_dir = v.clone();
         }
-        cfg.validate()?;
+        if let Err((key, message)) = cfg.check() {
+            // Point at the file's line when the file sets the key at fault.
+            return Err(match &source {
+                Some((path, text)) if common::tomlfile::key_line(text, key).is_some() => {
+                    common::tomlfile::FileError::at_key(path, text, key, message).into()
+                }
+                _ => anyhow::anyhow!("{key} {message}"),
+            });
+        }
         Ok(cfg)
     }
 
     /// Checks values that would only fail later and less clearly.
     pub fn validate(&self) -> anyhow::Result<()> {
+        self.check()
+            .map_err(|(key, message)| anyhow::anyhow!("{key} {message}"))
+    }
+
+    /// [`BotConfig::validate`], naming the key at fault and what is wrong with it.
+    fn check(&self) -> Result<(), (&'static str, String)> {
         if !self.data_dir.is_absolute() {
-            bail!(
-                "data_dir must be an absolute path, got `{}`",
-                self.data_dir.display()
-            );
+            return Err((
+                "data_dir",
+                format!(
+                    "must be an absolute path, got `{}`",
+                    self.data_dir.display()
+                ),
+            ));
         }
         if !(1024..=1024 * 1024 * 1024).contains(&self.max_body_bytes) {
-            bail!("max_body_bytes must be between 1 KiB and 1 GiB");
+            return Err(("max_body_bytes", "must be between 1 KiB and 1 GiB".into()));
         }
         if !(1..=100_000).contains(&self.events_page_max) {
-            bail!("events_page_max must be between 1 and 100000");
+            return Err(("events_page_max", "must be between 1 and 100000".into()));
         }
         if !(1024..=64 * 1024 * 1024 * 1024).contains(&self.workspace_max_upload_bytes) {
-            bail!("workspace_max_upload_bytes must be between 1 KiB and 64 GiB");
+            return Err((
+                "workspace_max_upload_bytes",
+                "must be between 1 KiB and 64 GiB".into(),
+            ));
         }
         if self.chat_prompts_per_minute == 0 {
-            bail!("chat_prompts_per_minute must be at least 1");
+            return Err(("chat_prompts_per_minute", "must be at least 1".into()));
         }
         for (key, url) in [
             ("telegram_api_url", &self.telegram_api_url),
             ("discord_api_url", &self.discord_api_url),
         ] {
             if !url.starts_with("http://") && !url.starts_with("https://") {
-                bail!("{key} must be an http(s) URL, got `{url}`");
+                return Err((key, format!("must be an http(s) URL, got `{url}`")));
             }
         }
         if let Some(d) = &self.chat_default_dir
             && !d.is_absolute()
         {
-            bail!(
-                "chat_default_dir must be an absolute path, got `{}`",
-                d.display()
-            );
+            return Err((
+                "chat_default_dir",
+                format!("must be an absolute path, got `{}`", d.display()),
+            ));
         }
         if !(1..=24 * 365).contains(&self.web_session_hours) {
-            bail!("web_session_hours must be between 1 and 8760");
+            return Err(("web_session_hours", "must be between 1 and 8760".into()));
         }
         if self.web_login_attempts_per_minute == 0 {
-            bail!("web_login_attempts_per_minute must be at least 1");
+            return Err(("web_login_attempts_per_minute", "must be at least 1".into()));
         }
         if let Some(url) = &self.public_url
             && (!(url.starts_with("http://") || url.starts_with("https://"))
                 || url.trim_end_matches('/').matches('/').count() != 2)
         {
-            bail!(
-                "public_url must be an http(s) origin like https://ccrm.example.com, got `{url}`"
-            );
+            return Err((
+                "public_url",
+                format!("must be an http(s) origin like https://ccrm.example.com, got `{url}`"),
+            ));
         }
         if self.ping_interval_secs == 0 {
-            bail!("ping_interval_secs must be at least 1");
+            return Err(("ping_interval_secs", "must be at least 1".into()));
         }
         if self.daemon_timeout_secs <= self.ping_interval_secs {
-            bail!(
-                "daemon_timeout_secs ({}) must be longer than ping_interval_secs ({}), \
-                 or every quiet daemon would be dropped",
-                self.daemon_timeout_secs,
-                self.ping_interval_secs
-            );
+            return Err((
+                "daemon_timeout_secs",
+                format!(
+                    "({}) must be longer than ping_interval_secs ({}), \
+                     or every quiet daemon would be dropped",
+                    self.daemon_timeout_secs, self.ping_interval_secs
+                ),
+            ));
+        }
+        match (&self.tls_cert, &self.tls_key) {
+            (Some(_), None) => {
+                return Err((
+                    "tls_cert",
+                    "is set without tls_key; set both or neither".into(),
+                ));
+            }
+            (None, Some(_)) => {
+                return Err((
+                    "tls_key",
+                    "is set without tls_cert; set both or neither".into(),
+                ));
+            }
+            _ => {}
+        }
+        for (key, file) in [("tls_cert", &self.tls_cert), ("tls_key", &self.tls_key)] {
+            if let Some(f) = file
+                && !f.is_file()
+            {
+                return Err((key, format!("{} is not a readable file (PEM)", f.display())));
+            }
         }
         Ok(())
+    }
+
+    /// Whether the bot serves HTTPS/WSS itself.
+    pub fn tls(&self) -> bool {
+        self.tls_cert.is_some() && self.tls_key.is_some()
     }
 
     /// The SQLite database file.
@@ -473,12 +557,7 @@ fn parse_list<T: std::str::FromStr>(var: &str, value: &str, what: &str) -> anyho
         .collect()
 }
 
-fn read_file(path: &Path) -> anyhow::Result<FileConfig> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("cannot read config file {}", path.display()))?;
-    parse_file(&text).with_context(|| format!("invalid config file {}", path.display()))
-}
-
+#[cfg(test)]
 fn parse_file(text: &str) -> Result<FileConfig, toml::de::Error> {
     toml::from_str(text)
 }
@@ -510,310 +589,4 @@ pub fn default_data_dir() -> PathBuf {
 }
 
 #[cfg(test)]
-mod tests {
-    use std::collections::HashMap;
-
-    use super::*;
-
-    fn load(over: &Overrides, vars: &[(&str, &str)]) -> anyhow::Result<BotConfig> {
-        let map: HashMap<String, String> = vars
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect();
-        BotConfig::load_with(over, |k| map.get(k).cloned())
-    }
-
-    fn write(dir: &Path, text: &str) -> PathBuf {
-        let path = dir.join("bot.toml");
-        std::fs::write(&path, text).expect("write config");
-        path
-    }
-
-    #[test]
-    fn defaults_are_as_documented() {
-        let cfg = BotConfig::default();
-        assert_eq!(cfg.listen.to_string(), DEFAULT_LISTEN);
-        assert_eq!(cfg.max_body_bytes, 1 << 20);
-        assert_eq!(cfg.events_page_max, 1000);
-        assert_eq!(cfg.daemon_timeout(), Duration::from_secs(45));
-        assert_eq!(cfg.ping_interval(), Duration::from_secs(15));
-        assert!(cfg.db_path().ends_with("ccrm/ccrm.db"));
-        assert!(cfg.validate().is_ok());
-    }
-
-    #[test]
-    fn file_then_env_then_flags() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let file = write(
-            dir.path(),
-            "listen = \"127.0.0.1:9000\"\ndata_dir = \"/srv/a\"\nevents_page_max = 50\nping_interval_secs = 5\n",
-        );
-        let over = Overrides {
-            config_file: Some(file.clone()),
-            ..Overrides::default()
-        };
-        let cfg = load(&over, &[]).expect("file only");
-        assert_eq!(cfg.listen.port(), 9000);
-        assert_eq!(cfg.data_dir, PathBuf::from("/srv/a"));
-        assert_eq!(cfg.events_page_max, 50);
-        assert_eq!(cfg.ping_interval_secs, 5);
-        assert_eq!(cfg.daemon_timeout_secs, 45);
-
-        let env = [
-            ("CCRM_BOT_LISTEN", "127.0.0.1:9001"),
-            ("CCRM_BOT_DATA_DIR", "/srv/b"),
-            ("CCRM_BOT_DAEMON_TIMEOUT_SECS", "30"),
-        ];
-        let cfg = load(&over, &env).expect("env");
-        assert_eq!(cfg.listen.port(), 9001);
-        assert_eq!(cfg.data_dir, PathBuf::from("/srv/b"));
-        assert_eq!(cfg.daemon_timeout_secs, 30);
-        assert_eq!(cfg.events_page_max, 50, "file value kept");
-
-        let over = Overrides {
-            config_file: Some(file),
-            listen: Some("127.0.0.1:9002".parse().expect("addr")),
-            data_dir: Some("/srv/c".into()),
-        };
-        let cfg = load(&over, &env).expect("flags");
-        assert_eq!(cfg.listen.port(), 9002);
-        assert_eq!(cfg.data_dir, PathBuf::from("/srv/c"));
-    }
-
-    #[test]
-    fn config_file_from_env_and_missing_file_is_an_error() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let file = write(dir.path(), "max_body_bytes = 4096\n");
-        let path = file.to_string_lossy().into_owned();
-        let cfg = load(&Overrides::default(), &[("CCRM_BOT_CONFIG", &path)]).expect("load");
-        assert_eq!(cfg.max_body_bytes, 4096);
-        let missing = dir.path().join("nope.toml");
-        let over = Overrides {
-            config_file: Some(missing),
-            ..Overrides::default()
-        };
-        assert!(load(&over, &[]).is_err());
-    }
-
-    #[test]
-    fn xdg_dirs_decide_the_default_file_and_data_dir() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let cfg_home = dir.path().join("cfg");
-        std::fs::create_dir_all(cfg_home.join("ccrm")).expect("mkdir");
-        std::fs::write(
-            cfg_home.join("ccrm").join("bot.toml"),
-            "events_page_max = 7\n",
-        )
-        .expect("write");
-        let cfg_home = cfg_home.to_string_lossy().into_owned();
-        let cfg = load(
-            &Overrides::default(),
-            &[
-                ("XDG_CONFIG_HOME", &cfg_home),
-                ("XDG_DATA_HOME", "/var/lib/u"),
-            ],
-        )
-        .expect("load");
-        assert_eq!(cfg.events_page_max, 7);
-        assert_eq!(cfg.db_path(), PathBuf::from("/var/lib/u/ccrm/ccrm.db"));
-        let cfg = load(&Overrides::default(), &[("HOME", "/home/u")]).expect("load");
-        assert_eq!(cfg.data_dir, PathBuf::from("/home/u/.local/share/ccrm"));
-        assert_eq!(cfg.events_page_max, 1000);
-    }
-
-    #[test]
-    fn unknown_keys_and_secrets_in_the_file_are_refused() {
-        assert!(parse_file("no_such_key = 1").is_err());
-        assert!(parse_file("telegram_token = \"x\"").is_err());
-        assert!(parse_file("listen = \"not an address\"").is_err());
-        assert!(parse_file("").is_ok());
-    }
-
-    #[test]
-    fn bad_env_values_name_the_variable() {
-        let err = load(
-            &Overrides::default(),
-            &[("CCRM_BOT_EVENTS_PAGE_MAX", "lots")],
-        )
-        .expect_err("bad number");
-        assert!(
-            err.to_string().contains("CCRM_BOT_EVENTS_PAGE_MAX"),
-            "{err}"
-        );
-        assert!(load(&Overrides::default(), &[("CCRM_BOT_LISTEN", "nowhere")]).is_err());
-    }
-
-    #[test]
-    fn validation() {
-        let ok = BotConfig {
-            data_dir: "/tmp/x".into(),
-            ..BotConfig::default()
-        };
-        assert!(ok.validate().is_ok());
-        let bad = [
-            BotConfig {
-                data_dir: "relative".into(),
-                ..ok.clone()
-            },
-            BotConfig {
-                max_body_bytes: 10,
-                ..ok.clone()
-            },
-            BotConfig {
-                workspace_max_upload_bytes: 10,
-                ..ok.clone()
-            },
-            BotConfig {
-                events_page_max: 0,
-                ..ok.clone()
-            },
-            BotConfig {
-                ping_interval_secs: 0,
-                ..ok.clone()
-            },
-            BotConfig {
-                daemon_timeout_secs: 15,
-                ping_interval_secs: 15,
-                ..ok
-            },
-        ];
-        for cfg in bad {
-            assert!(cfg.validate().is_err(), "{cfg:?}");
-        }
-    }
-
-    #[test]
-    fn telegram_settings_come_from_env() {
-        let over = Overrides {
-            data_dir: Some("/tmp/x".into()),
-            ..Overrides::default()
-        };
-        let cfg = load(&over, &[]).expect("defaults");
-        assert!(cfg.telegram_allowed_users.is_empty());
-        assert_eq!(cfg.telegram_api_url, DEFAULT_TELEGRAM_API_URL);
-        let cfg = load(
-            &over,
-            &[
-                ("CCRM_BOT_TELEGRAM_ALLOWED_USERS", "11, 22,"),
-                ("CCRM_BOT_TELEGRAM_API_URL", "http://127.0.0.1:9"),
-                ("CCRM_BOT_CHAT_PROMPTS_PER_MINUTE", "5"),
-            ],
-        )
-        .expect("env");
-        assert_eq!(cfg.telegram_allowed_users, vec![11, 22]);
-        assert_eq!(cfg.telegram_api_url, "http://127.0.0.1:9");
-        assert_eq!(cfg.chat_prompts_per_minute, 5);
-        assert!(load(&over, &[("CCRM_BOT_TELEGRAM_ALLOWED_USERS", "bob")]).is_err());
-        assert!(load(&over, &[("CCRM_BOT_TELEGRAM_API_URL", "ftp://x")]).is_err());
-        assert!(load(&over, &[("CCRM_BOT_CHAT_PROMPTS_PER_MINUTE", "0")]).is_err());
-    }
-
-    #[test]
-    fn discord_settings_from_file_and_env() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let file = write(
-            dir.path(),
-            "discord_guilds = [5]\ndiscord_allowed_roles = [9]\nchat_default_dir = \"/srv\"\n",
-        );
-        let over = Overrides {
-            config_file: Some(file),
-            data_dir: Some("/tmp/x".into()),
-            ..Overrides::default()
-        };
-        let cfg = load(&over, &[]).expect("file");
-        assert_eq!(cfg.discord_guilds, vec![5]);
-        assert_eq!(cfg.discord_allowed_roles, vec![9]);
-        assert!(cfg.discord_allowed_users.is_empty() && !cfg.discord_global_commands);
-        assert_eq!(cfg.discord_api_url, DEFAULT_DISCORD_API_URL);
-        assert_eq!(cfg.chat_default_dir, Some(PathBuf::from("/srv")));
-        let cfg = load(
-            &over,
-            &[
-                ("CCRM_BOT_DISCORD_ALLOWED_USERS", "123456789012345678,2"),
-                ("CCRM_BOT_DISCORD_GUILDS", "7"),
-                ("CCRM_BOT_DISCORD_GLOBAL_COMMANDS", "true"),
-                ("CCRM_BOT_DISCORD_API_URL", "http://127.0.0.1:9"),
-            ],
-        )
-        .expect("env");
-        assert_eq!(cfg.discord_allowed_users, vec![123_456_789_012_345_678, 2]);
-        assert_eq!(cfg.discord_guilds, vec![7]);
-        assert!(cfg.discord_global_commands);
-        assert_eq!(cfg.discord_api_url, "http://127.0.0.1:9");
-        for bad in [
-            ("CCRM_BOT_DISCORD_ALLOWED_ROLES", "admins"),
-            ("CCRM_BOT_DISCORD_GLOBAL_COMMANDS", "maybe"),
-            ("CCRM_BOT_DISCORD_API_URL", "discord.com"),
-            ("CCRM_BOT_CHAT_DEFAULT_DIR", "relative/dir"),
-        ] {
-            let err = load(&over, &[bad]).expect_err(bad.0);
-            assert!(
-                err.to_string()
-                    .to_lowercase()
-                    .contains(&bad.0[9..].to_lowercase())
-                    || err.to_string().contains(bad.0),
-                "{err}"
-            );
-        }
-    }
-
-    #[test]
-    fn dashboard_settings_from_file_and_env() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let file = write(
-            dir.path(),
-            "web_session_hours = 2\nweb_secure_cookie = \"always\"\npublic_url = \"https://c.example\"\n",
-        );
-        let over = Overrides {
-            config_file: Some(file),
-            data_dir: Some("/tmp/x".into()),
-            ..Overrides::default()
-        };
-        let cfg = load(&over, &[]).expect("file");
-        assert_eq!(cfg.web_session_hours, 2);
-        assert_eq!(cfg.web_secure_cookie, SecureCookie::Always);
-        assert_eq!(cfg.web_login_attempts_per_minute, 10);
-        assert_eq!(cfg.public_url.as_deref(), Some("https://c.example"));
-        let cfg = load(
-            &over,
-            &[
-                ("CCRM_BOT_WEB_SECURE_COOKIE", "never"),
-                ("CCRM_BOT_WEB_LOGIN_ATTEMPTS_PER_MINUTE", "3"),
-                ("CCRM_BOT_PUBLIC_URL", "http://10.0.0.2:7878"),
-            ],
-        )
-        .expect("env");
-        assert_eq!(cfg.web_secure_cookie, SecureCookie::Never);
-        assert_eq!(cfg.web_login_attempts_per_minute, 3);
-        assert_eq!(cfg.public_url.as_deref(), Some("http://10.0.0.2:7878"));
-        for bad in [
-            ("CCRM_BOT_WEB_SECURE_COOKIE", "sometimes"),
-            ("CCRM_BOT_WEB_SESSION_HOURS", "0"),
-            ("CCRM_BOT_PUBLIC_URL", "https://c.example/dash"),
-        ] {
-            assert!(load(&over, &[bad]).is_err(), "{bad:?}");
-        }
-    }
-
-    #[test]
-    fn secrets_come_from_env_and_are_redacted() {
-        let cfg = load(
-            &Overrides {
-                data_dir: Some("/tmp/x".into()),
-                ..Overrides::default()
-            },
-            &[
-                ("CCRM_BOT_TELEGRAM_TOKEN", "123:SECRET-TG"),
-                ("CCRM_BOT_DISCORD_TOKEN", "SECRET-DC"),
-            ],
-        )
-        .expect("load");
-        assert_eq!(cfg.telegram_token.as_deref(), Some("123:SECRET-TG"));
-        let debug = format!("{cfg:?}");
-        let json = serde_json::to_string(&cfg).expect("json");
-        for text in [&debug, &json] {
-            assert!(!text.contains("SECRET"), "{text}");
-            assert!(text.contains("redacted"), "{text}");
-        }
-    }
-}
+mod tests;
