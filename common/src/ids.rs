@@ -8,8 +8,13 @@ use uuid::Uuid;
 
 /// A session id. It **is** Claude Code's session UUID (we pass it as `--session-id`), so
 /// resume, attach and transcripts line up.
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(transparent)]
+#[cfg_attr(
+    feature = "utoipa",
+    schema(example = "4c1e2a7b-5d3f-4e8a-9b21-0f6d7c8e9a10")
+)]
 pub struct SessionId(pub Uuid);
 
 impl SessionId {
@@ -45,8 +50,13 @@ impl FromStr for SessionId {
 
 /// A pending approval (permission request or question). It is the `request_id` the CLI chose
 /// for its `can_use_tool` control request, so it is unique and can be matched on the wire.
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(transparent)]
+#[cfg_attr(
+    feature = "utoipa",
+    schema(example = "9f8e7d6c-1a2b-4c3d-8e9f-0a1b2c3d4e5f")
+)]
 pub struct ApprovalId(pub String);
 
 impl ApprovalId {
@@ -68,8 +78,10 @@ impl fmt::Display for ApprovalId {
 }
 
 /// A daemon (one machine/user). Generated once and kept in the daemon's state dir.
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(transparent)]
+#[cfg_attr(feature = "utoipa", schema(example = "d-5b7e0c2a9f"))]
 pub struct DaemonId(pub String);
 
 impl fmt::Display for DaemonId {

@@ -501,6 +501,7 @@ impl std::fmt::Display for ErrorBody {
 impl std::error::Error for ErrorBody {}
 
 /// A session as `sessions.list` and `session.get` show it.
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct SessionInfo {
     /// The session (= Claude Code session) id.
@@ -509,6 +510,7 @@ pub struct SessionInfo {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
     /// Working directory.
+    #[cfg_attr(feature = "utoipa", schema(value_type = String, example = "/home/me/project"))]
     pub cwd: PathBuf,
     /// Model asked for, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -551,6 +553,7 @@ pub struct SessionInfo {
 }
 
 /// What kind of pending item an approval is.
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ApprovalKind {
@@ -584,6 +587,7 @@ pub struct ApprovalInfo {
 }
 
 /// The result of `approval.decide` / `question.answer`.
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct DecisionInfo {
     /// The approval.
@@ -646,6 +650,7 @@ pub struct UplinkStatus {
 }
 
 /// The result of `prompt.send` (without follow) and the end line of a followed prompt.
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct PromptAccepted {
     /// The session.

@@ -15,7 +15,7 @@ use sqlx::sqlite::SqliteRow;
 use super::{Db, DbError, DbResult, Tx, enum_from_str, int, json_column, uint};
 
 /// A session as the bot knows it.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(utoipa::ToSchema, Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct SessionRow {
     /// The daemon the session lives on.
     pub daemon_id: DaemonId,

@@ -16,6 +16,7 @@ use common::ipc::{Command, DaemonStatus, NoArgs};
 use serde_json::{Value, json};
 
 use super::AppError;
+use super::schema::{DaemonHealth, ErrorResponse};
 use crate::AppState;
 
 /// How long the health route waits for the daemon's own status.
@@ -83,6 +84,14 @@ pub async fn resolve_daemon(state: &AppState, key: &str) -> Result<DaemonId, App
 }
 
 /// `GET /api/daemons/{daemon}`.
+#[utoipa::path(get, path = "/api/daemons/{daemon}", tag = "daemons",
+    params(("daemon" = String, Path, description = "the daemon: its id, a unique id prefix, or its hostname")),
+    responses(
+        (status = 200, description = "its health, in OCC's shape (an offline daemon is `status: offline`, not an error)", body = DaemonHealth),
+        (status = 401, description = "missing or invalid bearer token", body = ErrorResponse),
+        (status = 404, description = "no such daemon", body = ErrorResponse),
+        (status = 409, description = "the key matches several daemons", body = ErrorResponse),
+    ))]
 pub async fn get_daemon(
     State(state): State<Arc<AppState>>,
     Path(key): Path<String>,

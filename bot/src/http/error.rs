@@ -28,6 +28,10 @@ pub struct AppError {
 impl AppError {
     /// Builds an error.
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        debug_assert!(
+            super::schema::is_documented(code),
+            "error code `{code}` is missing from http::schema::ErrorCodeName"
+        );
         Self {
             status,
             code,
@@ -107,7 +111,10 @@ pub fn daemon_error(body: ErrorBody) -> AppError {
     let (status, code) = match body.code {
         ErrorCode::NotFound => (StatusCode::NOT_FOUND, "not_found"),
         ErrorCode::Ambiguous => (StatusCode::CONFLICT, "ambiguous"),
-        ErrorCode::BadRequest | ErrorCode::ParseError | ErrorCode::UnknownCommand => {
+        // What reaches a daemon already passed the REST schema: a refusal there is about
+        // the value (no such directory, a name in use, answers that do not fit), not its form.
+        ErrorCode::BadRequest => (StatusCode::UNPROCESSABLE_ENTITY, "unprocessable"),
+        ErrorCode::ParseError | ErrorCode::UnknownCommand => {
             (StatusCode::BAD_REQUEST, "bad_request")
         }
         ErrorCode::TooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "too_large"),

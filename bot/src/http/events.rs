@@ -15,7 +15,9 @@ use futures::Stream;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use tracing::error;
+use utoipa::IntoParams;
 
+use super::schema::{ErrorResponse, EventPage};
 use super::sessions::{daemon_of, parse_session};
 use super::sse::{ClientGuard, async_stream};
 use super::{AppError, AppQuery};
@@ -23,14 +25,27 @@ use crate::AppState;
 use crate::db::StoredEvent;
 
 /// Query of `GET /api/sessions/:id/events`.
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct EventsQuery {
+    /// Keyset paging: events with a row id above this (`next_after` of the previous page).
     after: Option<i64>,
+    /// Offset paging: skip this many of the session's events (not with `after`).
     offset: Option<u64>,
+    /// Page size; at most `events_page_max` (default 100, 0 counts as 1).
     limit: Option<u32>,
 }
 
 /// `GET /api/sessions/:id/events?after=&limit=` (keyset) or `?offset=&limit=`.
+#[utoipa::path(get, path = "/api/sessions/{id}/events", tag = "sessions",
+    params(("id" = uuid::Uuid, Path, description = "the session id"), EventsQuery),
+    responses(
+        (status = 200, description = "one page of stored events, oldest first", body = EventPage),
+        (status = 400, description = "not a session id, or a query parameter of the wrong type", body = ErrorResponse),
+        (status = 401, description = "missing or invalid bearer token", body = ErrorResponse),
+        (status = 404, description = "no such session", body = ErrorResponse),
+        (status = 422, description = "both `after` and `offset`", body = ErrorResponse),
+    ))]
 pub async fn session_events(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
@@ -41,8 +56,8 @@ pub async fn session_events(
     let events = match (q.after, q.offset) {
         (Some(_), Some(_)) => {
             return Err(AppError::new(
-                StatusCode::BAD_REQUEST,
-                "bad_request",
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "unprocessable",
                 "use either `after` or `offset`, not both",
             ));
         }
@@ -66,8 +81,10 @@ pub async fn session_events(
 }
 
 /// Query of `GET /api/sessions/:id/stream`.
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct StreamQuery {
+    /// Replay stored events with a row id above this (`Last-Event-ID` wins).
     after: Option<i64>,
 }
 
@@ -80,6 +97,18 @@ fn sse_event(ev: &StoredEvent) -> SseEvent {
 
 /// `GET /api/sessions/:id/stream`: stored events after `Last-Event-ID` (or `?after=`), then
 /// live ones, each exactly once and in order.
+#[utoipa::path(get, path = "/api/sessions/{id}/stream", tag = "sessions",
+    params(
+        ("id" = uuid::Uuid, Path, description = "the session id"),
+        ("Last-Event-ID" = Option<i64>, Header, description = "resume after this row id"),
+        StreamQuery,
+    ),
+    responses(
+        (status = 200, description = "Server-Sent Events, never ending: the stored events after `Last-Event-ID` (or `after`), then live ones; each SSE `id` is the row id, `event` the kind, `data` a StoredEvent", content_type = "text/event-stream", body = String),
+        (status = 400, description = "not a session id, or a query parameter of the wrong type", body = ErrorResponse),
+        (status = 401, description = "missing or invalid bearer token", body = ErrorResponse),
+        (status = 404, description = "no such session", body = ErrorResponse),
+    ))]
 pub async fn session_stream(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,

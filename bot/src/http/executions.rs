@@ -30,9 +30,11 @@ use common::workspace::{ExecArgs, ExecInfo, ExecItem, ExecRef, ExecUpdate, valid
 use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
+use utoipa::ToSchema;
 
 use super::access::{User, audit};
 use super::daemons::{iso, resolve_daemon};
+use super::schema::{ErrorResponse, Execution};
 use super::{AppError, daemon_error};
 use crate::AppState;
 use crate::db::{DbError, ExecutionRow};
@@ -61,7 +63,6 @@ fn offline(d: &DaemonId) -> AppError {
 fn hub_error(d: &DaemonId, e: HubError) -> AppError {
     match e {
         HubError::Offline(_) => offline(d),
-        HubError::Daemon(body) if body.code == ErrorCode::BadRequest => bad(body.message),
         HubError::Daemon(body) if body.code == ErrorCode::NotFound => {
             AppError::new(StatusCode::NOT_FOUND, "not_found", body.message)
         }
@@ -71,16 +72,30 @@ fn hub_error(d: &DaemonId, e: HubError) -> AppError {
 }
 
 /// Body of `POST /api/execute` (OCC's field names).
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
-struct ExecuteBody {
+#[schema(example = json!({"workspaceId": "site", "prompt": "list the files", "timeoutSecs": 120}))]
+pub struct ExecuteBody {
+    /// 1 to 64 letters, digits, `-` or `_`; a UUID when left out.
+    #[schema(pattern = "^[A-Za-z0-9_-]{1,64}$")]
     execution_id: Option<String>,
+    /// Run in this workspace (give this or `cwd`).
+    #[schema(pattern = "^[A-Za-z0-9_-]{1,64}$", example = "site")]
     workspace_id: Option<String>,
+    /// Run in this absolute directory instead of a workspace.
+    #[schema(value_type = Option<String>, pattern = "^/")]
     cwd: Option<PathBuf>,
+    /// The daemon: id, unique id prefix or hostname; optional when one daemon is connected.
     daemon: Option<String>,
+    /// The prompt; not only whitespace.
+    #[schema(pattern = "\\S")]
     prompt: String,
+    /// Seconds before claude is killed (default 600).
+    #[schema(minimum = 1)]
     timeout_secs: Option<u64>,
+    /// The model.
     model: Option<String>,
+    /// Tools allowed besides the read-only ones: names or rules such as `Bash(git status:*)`.
     #[serde(default)]
     allowed_tools: Vec<String>,
 }
@@ -89,13 +104,7 @@ struct ExecuteBody {
 /// executions.
 async fn pick(state: &AppState, named: Option<&str>) -> Result<DaemonId, AppError> {
     let d = match named {
-        Some(key) => resolve_daemon(state, key).await.map_err(|e| {
-            if e.status() == StatusCode::NOT_FOUND || e.status() == StatusCode::CONFLICT {
-                bad(e.to_string())
-            } else {
-                e
-            }
-        })?,
+        Some(key) => resolve_daemon(state, key).await?,
         None => {
             let online: Vec<DaemonId> = state
                 .hub
@@ -112,7 +121,13 @@ async fn pick(state: &AppState, named: Option<&str>) -> Result<DaemonId, AppErro
                         "no daemon that runs executions is connected",
                     ));
                 }
-                _ => return Err(bad("several daemons are connected; name one in `daemon`")),
+                _ => {
+                    return Err(AppError::new(
+                        StatusCode::UNPROCESSABLE_ENTITY,
+                        "unprocessable",
+                        "several daemons are connected; name one in `daemon`",
+                    ));
+                }
             }
         }
     };
@@ -130,6 +145,23 @@ async fn pick(state: &AppState, named: Option<&str>) -> Result<DaemonId, AppErro
 }
 
 /// `POST /api/execute`.
+#[utoipa::path(post, path = "/api/execute", tag = "executions",
+    request_body = ExecuteBody,
+    responses(
+        (status = 200, description = "Server-Sent Events until the run ends: `queued` {position}, `output` {chunk}, then `complete` {exitCode, result} or `error` {code, message}; each with `executionId` and `timestamp`; the id also in `X-Execution-Id`", content_type = "text/event-stream", body = String,
+            headers(("X-Execution-Id" = String, description = "the execution's id"))),
+        (status = 400, description = "a body that does not match the schema (`BAD_REQUEST`)", body = ErrorResponse),
+        (status = 401, description = "missing or invalid bearer token", body = ErrorResponse),
+        (status = 404, description = "no such daemon (`not_found`) or workspace (`WORKSPACE_NOT_FOUND`)", body = ErrorResponse),
+        (status = 409, description = "the daemon key matches several daemons, or the `executionId` exists (`EXECUTION_EXISTS`)", body = ErrorResponse),
+        (status = 413, description = "body over `max_body_bytes`", body = ErrorResponse),
+        (status = 422, description = "both or neither of `workspaceId` and `cwd`, several daemons and none named, or a value the daemon refuses", body = ErrorResponse),
+        (status = 429, description = "every worker busy and the queue full (`WORKERS_BUSY`)", body = ErrorResponse,
+            headers(("Retry-After" = u64, description = "seconds"))),
+        (status = 501, description = "the daemon is too old for executions", body = ErrorResponse),
+        (status = 503, description = "the daemon is offline (`DAEMON_OFFLINE`)", body = ErrorResponse),
+        (status = 504, description = "the daemon did not answer in time", body = ErrorResponse),
+    ))]
 pub async fn execute(
     State(state): State<Arc<AppState>>,
     Extension(user): Extension<User>,
@@ -138,7 +170,11 @@ pub async fn execute(
     let b: ExecuteBody =
         serde_json::from_slice(&body).map_err(|e| bad(format!("bad JSON body: {e}")))?;
     if b.workspace_id.is_some() == b.cwd.is_some() {
-        return Err(bad("give exactly one of `workspaceId` and `cwd`"));
+        return Err(AppError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "unprocessable",
+            "give exactly one of `workspaceId` and `cwd`",
+        ));
     }
     if b.prompt.trim().is_empty() {
         return Err(bad("`prompt` is empty"));
@@ -326,6 +362,13 @@ fn execution_json(r: &ExecutionRow) -> Value {
 
 /// `GET /api/executions/{id}`: the stored execution; one still running is refreshed from
 /// its daemon first, so the answer is never behind what a stream already showed.
+#[utoipa::path(get, path = "/api/executions/{id}", tag = "executions",
+    params(("id" = String, Path, description = "the execution id")),
+    responses(
+        (status = 200, description = "the execution: status, exit code, whole output, result", body = Execution),
+        (status = 401, description = "missing or invalid bearer token", body = ErrorResponse),
+        (status = 404, description = "no such execution", body = ErrorResponse),
+    ))]
 pub async fn get(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
@@ -351,6 +394,13 @@ pub async fn get(
 
 /// `GET /api/executions/{id}/stream`: the events after `Last-Event-ID` (all without it),
 /// live until the last.
+#[utoipa::path(get, path = "/api/executions/{id}/stream", tag = "executions",
+    params(("id" = String, Path, description = "the execution id"), ("Last-Event-ID" = Option<u64>, Header, description = "resume after this item")),
+    responses(
+        (status = 200, description = "the execution's events after `Last-Event-ID`, live until the last (as from `POST /api/execute`)", content_type = "text/event-stream", body = String),
+        (status = 401, description = "missing or invalid bearer token", body = ErrorResponse),
+        (status = 404, description = "no such execution", body = ErrorResponse),
+    ))]
 pub async fn stream(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
@@ -391,6 +441,15 @@ pub async fn stream(
 }
 
 /// `POST /api/executions/{id}/cancel`.
+#[utoipa::path(post, path = "/api/executions/{id}/cancel", tag = "executions",
+    params(("id" = String, Path, description = "the execution id")),
+    responses(
+        (status = 200, description = "cancelled (its child and tools are killed), or already finished", body = Execution),
+        (status = 401, description = "missing or invalid bearer token", body = ErrorResponse),
+        (status = 404, description = "no such execution", body = ErrorResponse),
+        (status = 503, description = "its daemon is offline (`DAEMON_OFFLINE`)", body = ErrorResponse),
+        (status = 504, description = "the daemon did not answer in time", body = ErrorResponse),
+    ))]
 pub async fn cancel(
     State(state): State<Arc<AppState>>,
     Extension(user): Extension<User>,

@@ -11,14 +11,22 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
 use super::AppError;
+use super::schema::{ErrorResponse, Health};
 use crate::AppState;
 
 /// `GET /healthz` (open).
+#[utoipa::path(get, path = "/healthz", tag = "meta", security(()),
+    responses((status = 200, description = "the bot is up", body = Health)))]
 pub async fn healthz() -> Json<Value> {
     Json(json!({"ok": true, "version": common::VERSION}))
 }
 
 /// `GET /metrics` (Prometheus text).
+#[utoipa::path(get, path = "/metrics", tag = "meta",
+    responses(
+        (status = 200, description = "Prometheus text format", content_type = "text/plain", body = String),
+        (status = 401, description = "missing or invalid bearer token", body = ErrorResponse),
+    ))]
 pub async fn metrics(State(state): State<Arc<AppState>>) -> Result<Response, AppError> {
     let c = state.db.counts().await?;
     let m = &state.hub.metrics;
@@ -64,6 +72,11 @@ pub async fn metrics(State(state): State<Arc<AppState>>) -> Result<Response, App
 }
 
 /// `GET /api/openapi.json`.
+#[utoipa::path(get, path = "/api/openapi.json", tag = "meta",
+    responses(
+        (status = 200, description = "this document (OpenAPI 3.1)", body = Object),
+        (status = 401, description = "missing or invalid bearer token", body = ErrorResponse),
+    ))]
 pub async fn openapi() -> Json<Value> {
     Json(crate::openapi::document())
 }

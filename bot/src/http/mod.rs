@@ -14,6 +14,7 @@
 //! - [`daemons`]: one daemon's health; finding a daemon by id, prefix or hostname.
 //! - [`workspaces`]: workspace uploads (multipart, streamed to the daemon), list, delete.
 //! - [`executions`]: `POST /api/execute` (SSE), stored results, resumed streams, cancel.
+//! - [`schema`]: the OpenAPI schemas of the bodies (error codes, envelopes, OCC shapes).
 
 pub mod access;
 pub mod approvals;
@@ -22,6 +23,7 @@ pub mod error;
 pub mod events;
 pub mod executions;
 pub mod meta;
+pub mod schema;
 pub mod sessions;
 pub mod sse;
 pub mod workspaces;

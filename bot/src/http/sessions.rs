@@ -14,8 +14,10 @@ use common::ids::{DaemonId, SessionId};
 use common::ipc::{Command, PromptArgs, SessionRef, StartArgs};
 use serde::Deserialize;
 use serde_json::{Value, json};
+use utoipa::{IntoParams, ToSchema};
 
 use super::access::{User, audit, origin};
+use super::schema::{ErrorResponse, SessionCreated, SessionDetail, SessionList};
 use super::{AppError, AppJson, AppQuery, COMMAND_TIMEOUT};
 use crate::AppState;
 use crate::db::DbError;
@@ -55,6 +57,11 @@ pub(super) async fn daemon_of(state: &AppState, id: &SessionId) -> Result<Daemon
 }
 
 /// `GET /api/daemons`.
+#[utoipa::path(get, path = "/api/daemons", tag = "daemons",
+    responses(
+        (status = 200, description = "every daemon the bot has seen", body = super::schema::DaemonList),
+        (status = 401, description = "missing or invalid bearer token", body = ErrorResponse),
+    ))]
 pub async fn list_daemons(State(state): State<Arc<AppState>>) -> Result<Json<Value>, AppError> {
     let mut rows = state.db.list_daemons().await?;
     for r in &mut rows {
@@ -64,13 +71,23 @@ pub async fn list_daemons(State(state): State<Arc<AppState>>) -> Result<Json<Val
 }
 
 /// Query of `GET /api/sessions`.
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct SessionsQuery {
+    /// Only the sessions of this daemon (its id).
     daemon: Option<String>,
+    /// Only sessions in this state.
+    #[param(value_type = Option<common::event::SessionState>)]
     state: Option<String>,
 }
 
 /// `GET /api/sessions`.
+#[utoipa::path(get, path = "/api/sessions", tag = "sessions", params(SessionsQuery),
+    responses(
+        (status = 200, description = "the sessions, newest activity first", body = SessionList),
+        (status = 400, description = "a query parameter of the wrong type", body = ErrorResponse),
+        (status = 401, description = "missing or invalid bearer token", body = ErrorResponse),
+    ))]
 pub async fn list_sessions(
     State(state): State<Arc<AppState>>,
     AppQuery(q): AppQuery<SessionsQuery>,
@@ -83,20 +100,36 @@ pub async fn list_sessions(
 }
 
 /// Body of `POST /api/sessions`.
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"cwd": "/home/me/project", "name": "docs", "permission_mode": "default"}))]
 pub struct NewSession {
+    /// The daemon's id; optional when exactly one daemon is connected.
+    #[schema(example = "d-5b7e0c2a9f")]
     daemon: Option<String>,
+    /// The session's directory on the daemon's machine: an absolute path to an existing
+    /// directory (give this or `workspace`).
     #[serde(default)]
+    #[schema(value_type = Option<String>, pattern = "^/", example = "/home/me/project")]
     cwd: Option<std::path::PathBuf>,
     /// Start in this workspace of the daemon instead of `cwd`.
     #[serde(default)]
+    #[schema(pattern = "^[A-Za-z0-9_-]{1,64}$", example = "site")]
     workspace: Option<String>,
+    /// The model, as Claude Code takes it.
+    #[schema(example = "claude-sonnet-4-5")]
     model: Option<String>,
+    /// Claude Code's permission mode (the daemon's default when left out).
+    #[schema(value_type = Option<super::schema::PermissionMode>)]
     permission_mode: Option<String>,
+    /// A unique name for people: 1 to 100 characters, not only spaces.
+    #[schema(min_length = 1, max_length = 100, pattern = "\\S", example = "docs")]
     name: Option<String>,
+    /// Allow every tool without asking.
     #[serde(default)]
     auto_allow: bool,
+    /// Tools allowed without asking, besides the always-allowed ones.
+    #[schema(example = json!(["Read", "Bash(git status:*)"]))]
     allowed_tools: Option<Vec<String>>,
 }
 
@@ -115,14 +148,27 @@ pub fn pick_daemon(state: &AppState, named: Option<String>) -> Result<DaemonId, 
             "no daemon is connected",
         )),
         _ => Err(AppError::new(
-            StatusCode::BAD_REQUEST,
-            "bad_request",
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "unprocessable",
             "several daemons are connected; name one in `daemon`",
         )),
     }
 }
 
 /// `POST /api/sessions`.
+#[utoipa::path(post, path = "/api/sessions", tag = "sessions", request_body = NewSession,
+    responses(
+        (status = 201, description = "started; the session as its daemon reported it", body = SessionCreated),
+        (status = 400, description = "a body that does not match the schema", body = ErrorResponse),
+        (status = 401, description = "missing or invalid bearer token", body = ErrorResponse),
+        (status = 404, description = "no such daemon or workspace", body = ErrorResponse),
+        (status = 409, description = "ambiguous daemon, or a session name in use", body = ErrorResponse),
+        (status = 413, description = "body over `max_body_bytes`", body = ErrorResponse),
+        (status = 422, description = "both or neither of `cwd` and `workspace`, several daemons and none named, or a value the daemon refuses (no such directory)", body = ErrorResponse),
+        (status = 502, description = "the daemon could not start claude", body = ErrorResponse),
+        (status = 503, description = "the daemon is offline (or none is connected)", body = ErrorResponse),
+        (status = 504, description = "the daemon did not answer in time", body = ErrorResponse),
+    ))]
 pub async fn create_session(
     State(state): State<Arc<AppState>>,
     Extension(user): Extension<User>,
@@ -130,8 +176,8 @@ pub async fn create_session(
 ) -> Result<(StatusCode, Json<Value>), AppError> {
     if body.cwd.is_some() == body.workspace.is_some() {
         return Err(AppError::new(
-            StatusCode::BAD_REQUEST,
-            "bad_request",
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "unprocessable",
             "give either `cwd` or `workspace`",
         ));
     }
@@ -169,6 +215,14 @@ pub async fn create_session(
 }
 
 /// `GET /api/sessions/:id`.
+#[utoipa::path(get, path = "/api/sessions/{id}", tag = "sessions",
+    params(("id" = uuid::Uuid, Path, description = "the session id")),
+    responses(
+        (status = 200, description = "the session with its pending approvals", body = SessionDetail),
+        (status = 400, description = "not a session id", body = ErrorResponse),
+        (status = 401, description = "missing or invalid bearer token", body = ErrorResponse),
+        (status = 404, description = "no such session", body = ErrorResponse),
+    ))]
 pub async fn get_session(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
@@ -189,13 +243,30 @@ pub async fn get_session(
 }
 
 /// Body of `POST /api/sessions/:id/prompt`.
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"text": "summarise the README"}))]
 pub struct PromptBody {
+    /// The prompt; not only whitespace.
+    #[schema(pattern = "\\S")]
     text: String,
 }
 
 /// `POST /api/sessions/:id/prompt`.
+#[utoipa::path(post, path = "/api/sessions/{id}/prompt", tag = "sessions",
+    params(("id" = uuid::Uuid, Path, description = "the session id")),
+    request_body = PromptBody,
+    responses(
+        (status = 202, description = "queued; it runs after the prompts ahead of it", body = common::ipc::PromptAccepted),
+        (status = 400, description = "not a session id, or a body that does not match the schema", body = ErrorResponse),
+        (status = 401, description = "missing or invalid bearer token", body = ErrorResponse),
+        (status = 404, description = "no such session", body = ErrorResponse),
+        (status = 409, description = "the session cannot take prompts now (stopped or failed: resume it)", body = ErrorResponse),
+        (status = 413, description = "body over `max_body_bytes`", body = ErrorResponse),
+        (status = 422, description = "a prompt the daemon refuses", body = ErrorResponse),
+        (status = 503, description = "the session's daemon is offline", body = ErrorResponse),
+        (status = 504, description = "the daemon did not answer in time", body = ErrorResponse),
+    ))]
 pub async fn prompt(
     State(state): State<Arc<AppState>>,
     Extension(user): Extension<User>,

@@ -28,6 +28,9 @@ use serde_json::{Value, json};
 
 use super::access::{User, audit};
 use super::daemons::{iso, resolve_daemon};
+use super::schema::{
+    ErrorResponse, WorkspaceDeleted, WorkspaceForm, WorkspaceList, WorkspaceUploaded,
+};
 use super::{AppError, daemon_error};
 use crate::AppState;
 use crate::hub::HubError;
@@ -149,6 +152,21 @@ struct Form {
 }
 
 /// `POST /api/daemons/{daemon}/workspaces`.
+#[utoipa::path(post, path = "/api/daemons/{daemon}/workspaces", tag = "workspaces",
+    params(("daemon" = String, Path, description = "the daemon: its id, a unique id prefix, or its hostname")),
+    request_body(content = WorkspaceForm, content_type = "multipart/form-data", description = "fields in any order; exempt from `max_body_bytes`, capped by `workspace_max_upload_bytes` while it streams"),
+    responses(
+        (status = 200, description = "created (or kept, with `reuse`)", body = WorkspaceUploaded),
+        (status = 400, description = "a bad form (`BAD_REQUEST`, `BAD_WORKSPACE_ID`) or a hostile archive (`ZIP_*`)", body = ErrorResponse),
+        (status = 401, description = "missing or invalid bearer token", body = ErrorResponse),
+        (status = 404, description = "no such daemon (`not_found`) or workspace (`WORKSPACE_NOT_FOUND`)", body = ErrorResponse),
+        (status = 409, description = "the daemon key matches several daemons", body = ErrorResponse),
+        (status = 501, description = "the daemon is too old for workspaces", body = ErrorResponse),
+        (status = 503, description = "the daemon is offline (`DAEMON_OFFLINE`)", body = ErrorResponse),
+        (status = 504, description = "the daemon did not answer in time", body = ErrorResponse),
+        (status = 413, description = "over `workspace_max_upload_bytes` (`ZIP_TOO_LARGE`)", body = ErrorResponse),
+        (status = 422, description = "a value the daemon refuses", body = ErrorResponse),
+    ))]
 pub async fn upload(
     State(state): State<Arc<AppState>>,
     Extension(user): Extension<User>,
@@ -307,6 +325,17 @@ fn workspace_json(w: &WorkspaceInfo) -> Value {
 }
 
 /// `GET /api/daemons/{daemon}/workspaces`.
+#[utoipa::path(get, path = "/api/daemons/{daemon}/workspaces", tag = "workspaces",
+    params(("daemon" = String, Path, description = "the daemon: its id, a unique id prefix, or its hostname")),
+    responses(
+        (status = 200, description = "the daemon's workspaces with size, files and users", body = WorkspaceList),
+        (status = 401, description = "missing or invalid bearer token", body = ErrorResponse),
+        (status = 404, description = "no such daemon (`not_found`) or workspace (`WORKSPACE_NOT_FOUND`)", body = ErrorResponse),
+        (status = 409, description = "the daemon key matches several daemons", body = ErrorResponse),
+        (status = 501, description = "the daemon is too old for workspaces", body = ErrorResponse),
+        (status = 503, description = "the daemon is offline (`DAEMON_OFFLINE`)", body = ErrorResponse),
+        (status = 504, description = "the daemon did not answer in time", body = ErrorResponse),
+    ))]
 pub async fn list(
     State(state): State<Arc<AppState>>,
     Path(key): Path<String>,
@@ -329,6 +358,18 @@ pub async fn list(
 }
 
 /// `DELETE /api/daemons/{daemon}/workspaces/{id}`.
+#[utoipa::path(delete, path = "/api/daemons/{daemon}/workspaces/{id}", tag = "workspaces",
+    params(("daemon" = String, Path, description = "the daemon: its id, a unique id prefix, or its hostname"), ("id" = String, Path, description = "the workspace id", pattern = "^[A-Za-z0-9_-]{1,64}$")),
+    responses(
+        (status = 200, description = "deleted", body = WorkspaceDeleted),
+        (status = 400, description = "not a workspace id (`BAD_WORKSPACE_ID`)", body = ErrorResponse),
+        (status = 401, description = "missing or invalid bearer token", body = ErrorResponse),
+        (status = 404, description = "no such daemon (`not_found`) or workspace (`WORKSPACE_NOT_FOUND`)", body = ErrorResponse),
+        (status = 409, description = "the daemon key matches several daemons, or a session or execution uses the workspace (`WORKSPACE_IN_USE`)", body = ErrorResponse),
+        (status = 501, description = "the daemon is too old for workspaces", body = ErrorResponse),
+        (status = 503, description = "the daemon is offline (`DAEMON_OFFLINE`)", body = ErrorResponse),
+        (status = 504, description = "the daemon did not answer in time", body = ErrorResponse),
+    ))]
 pub async fn remove(
     State(state): State<Arc<AppState>>,
     Extension(user): Extension<User>,
