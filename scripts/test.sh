@@ -4,7 +4,9 @@
 # (warnings are errors) and every test of the workspace.
 # Installs when missing: tmux, python3 (stand-in fault child), Node.js/npm, Chromium and
 # chromedriver (dashboard tests), systemd (for `systemd-analyze verify` of the service
-# units), and the pinned Claude Code CLI (scripts/install-claude.sh, cached in .tools/).
+# units), the pinned Claude Code CLI (scripts/install-claude.sh, cached in .tools/), and
+# python3-venv for the pinned schemathesis and openapi-spec-validator of the REST contract
+# test (scripts/install-contract-tools.sh, a venv cached in .tools/).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -23,10 +25,14 @@ command -v npm >/dev/null || apt_install nodejs npm
 { command -v chromium >/dev/null && command -v chromedriver >/dev/null; } ||
   apt_install chromium chromium-driver
 command -v systemd-analyze >/dev/null || apt_install systemd
+python3 -c 'import venv, ensurepip' 2>/dev/null || apt_install python3-venv
 
 CCRM_CLAUDE_BIN="$(scripts/install-claude.sh)"
 export CCRM_CLAUDE_BIN
 echo "claude: $CCRM_CLAUDE_BIN ($("$CCRM_CLAUDE_BIN" --version))"
+CCRM_CONTRACT_TOOLS="$(scripts/install-contract-tools.sh)"
+export CCRM_CONTRACT_TOOLS
+echo "contract tools: $CCRM_CONTRACT_TOOLS ($("$CCRM_CONTRACT_TOOLS/schemathesis" --version))"
 
 cargo fmt --all --check
 python3 scripts/check-structure.py

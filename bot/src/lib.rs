@@ -9,7 +9,8 @@
 //! - [`hub`]: connected daemons, bot → daemon commands, live event fan-out, session routes.
 //! - [`ingest`]: the group-commit task every daemon link stores through.
 //! - [`ws`]: the daemon link (`/ws/daemon`) and the dashboard socket (`/ws/dashboard`).
-//! - [`http`]: REST routes, SSE, metrics; [`openapi`]: the API document.
+//! - [`http`]: REST routes, SSE, metrics; [`openapi`]: the API document generated from
+//!   them (served at `/api/openapi.json`).
 //! - [`dashboard`]: the web dashboard at `/` (login cookie, pages, live stream).
 //! - [`upload`]: streaming a workspace upload to a daemon with flow control;
 //!   [`executions`]: following executions on their daemons and recording them.
@@ -119,7 +120,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         )
         .route("/api/approvals", get(http::approvals::list_approvals))
         .route("/api/approvals/{id}", post(http::approvals::decide))
-        .route("/api/openapi.json", get(http::meta::openapi))
+        .route("/api/openapi.json", get(openapi::serve))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             http::require_user,

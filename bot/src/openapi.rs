@@ -9,7 +9,7 @@
 //! `POST /api/sessions/{id}/{action}` is one axum route; the four actions are documented
 //! as four paths by the `doc_*` functions here, which only carry their annotations.
 
-use serde_json::Value;
+use serde_json::{Value, json};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
@@ -26,7 +26,7 @@ use crate::http::schema::{ErrorResponse, Interrupted};
     paths(
         crate::http::meta::healthz,
         crate::http::meta::metrics,
-        crate::http::meta::openapi,
+        serve,
         crate::http::sessions::list_daemons,
         crate::http::daemons::get_daemon,
         crate::http::sessions::list_sessions,
@@ -87,11 +87,49 @@ impl Modify for Bearer {
     }
 }
 
+/// `GET /api/openapi.json`.
+#[utoipa::path(get, path = "/api/openapi.json", tag = "meta", operation_id = "openapi_document",
+    responses(
+        (status = 200, description = "this document (OpenAPI 3.1)", body = crate::http::schema::OpenApiDocument),
+        (status = 401, description = "missing or invalid bearer token", body = ErrorResponse),
+    ))]
+pub async fn serve() -> axum::Json<Value> {
+    axum::Json(document())
+}
+
 /// The document as served.
 pub fn document() -> Value {
     let mut doc = ApiDoc::openapi();
     doc.info.version = common::VERSION.to_owned();
-    serde_json::to_value(&doc).unwrap_or(Value::Null)
+    let mut doc = serde_json::to_value(&doc).unwrap_or(Value::Null);
+    add_links(&mut doc);
+    doc
+}
+
+/// OpenAPI links from the replies that name a session to the operations on it, so clients
+/// (and schemathesis' stateful phase) can go start → prompt → events → stop.
+fn add_links(doc: &mut Value) {
+    let on_session = |from: &str| {
+        let id = json!({"id": from});
+        let mut links = serde_json::Map::new();
+        for op in [
+            "get_session",
+            "prompt",
+            "session_events",
+            "interrupt_session",
+            "stop_session",
+            "kill_session",
+            "resume_session",
+        ] {
+            links.insert(op.to_owned(), json!({"operationId": op, "parameters": id}));
+        }
+        Value::Object(links)
+    };
+    let paths = &mut doc["paths"];
+    paths["/api/sessions"]["post"]["responses"]["201"]["links"] =
+        on_session("$response.body#/session/id");
+    paths["/api/sessions/{id}/prompt"]["post"]["responses"]["202"]["links"] =
+        on_session("$response.body#/session_id");
 }
 
 /// The document as checked in: pretty JSON with a final newline.
@@ -102,9 +140,9 @@ pub fn pretty() -> String {
 }
 
 macro_rules! doc_action {
-    ($fn:ident, $path:literal, $summary:literal, $ok:literal, $body:ty, $extra:literal) => {
+    ($fn:ident, $op:literal, $path:literal, $summary:literal, $ok:literal, $body:ty, $extra:literal) => {
         #[doc = $summary]
-        #[utoipa::path(post, path = $path, tag = "sessions", summary = $summary,
+        #[utoipa::path(post, path = $path, tag = "sessions", summary = $summary, operation_id = $op,
             params(("id" = uuid::Uuid, Path, description = "the session id")),
             responses(
                 (status = 200, description = $ok, body = $body),
@@ -123,6 +161,7 @@ macro_rules! doc_action {
 
 doc_action!(
     doc_interrupt,
+    "interrupt_session",
     "/api/sessions/{id}/interrupt",
     "Interrupt the running turn (queued prompts stay)",
     "whether a turn was running",
@@ -131,6 +170,7 @@ doc_action!(
 );
 doc_action!(
     doc_stop,
+    "stop_session",
     "/api/sessions/{id}/stop",
     "Stop gracefully (interrupt, close stdin, then signals)",
     "the session, stopped",
@@ -139,6 +179,7 @@ doc_action!(
 );
 doc_action!(
     doc_kill,
+    "kill_session",
     "/api/sessions/{id}/kill",
     "Kill the child at once",
     "the session, stopped",
@@ -147,6 +188,7 @@ doc_action!(
 );
 doc_action!(
     doc_resume,
+    "resume_session",
     "/api/sessions/{id}/resume",
     "Resume a stopped or failed session with its history",
     "the session, starting again",

@@ -535,13 +535,77 @@ async fn bad_input_gets_json_errors_with_stable_codes() {
     for path in [
         format!("/api/sessions/{sid}/events?after=abc"),
         format!("/api/sessions/{sid}/events?limit=-1"),
-        format!("/api/sessions/{sid}/events?after=1&offset=2"),
         format!("/api/sessions/{sid}/stream?after=x"),
+        format!("/api/sessions/{sid}/events?offset=9223372036854775808"),
+        format!("/api/sessions/{sid}/events?limit=9223372036854775808"),
+        "/api/sessions?state=sleeping".to_owned(),
         "/api/approvals?all=maybe".to_owned(),
         "/api/approvals?session=not-a-uuid".to_owned(),
     ] {
         let (status, v) = w.get(&path).await;
         assert_error(status, &v, 400, "bad_request", &format!("GET {path}"));
+    }
+    // What the document admits but cannot be served: 422, 404 or 409, never 400.
+    for (method, path, body, want, code) in [
+        (
+            Method::GET,
+            format!("/api/sessions/{sid}/events?after=1&offset=2"),
+            "",
+            422,
+            "unprocessable",
+        ),
+        (
+            Method::POST,
+            "/api/sessions".to_owned(),
+            r#"{"cwd": "/no/such/dir"}"#,
+            422,
+            "unprocessable",
+        ),
+        (
+            Method::POST,
+            "/api/sessions".to_owned(),
+            r#"{"cwd": "/tmp", "workspace": "w"}"#,
+            422,
+            "unprocessable",
+        ),
+        (
+            Method::POST,
+            "/api/sessions".to_owned(),
+            r#"{}"#,
+            422,
+            "unprocessable",
+        ),
+        (
+            Method::POST,
+            "/api/sessions".to_owned(),
+            r#"{"cwd": "/tmp", "daemon": "no-such-daemon"}"#,
+            404,
+            "not_found",
+        ),
+        (
+            Method::POST,
+            format!("/api/sessions/{sid}/prompt"),
+            r#"{"text": " "}"#,
+            422,
+            "unprocessable",
+        ),
+        (
+            Method::GET,
+            "/api/executions/no-such-execution".to_owned(),
+            "",
+            404,
+            "not_found",
+        ),
+        (
+            Method::POST,
+            "/api/executions/no-such-execution/cancel".to_owned(),
+            "",
+            404,
+            "not_found",
+        ),
+    ] {
+        let (status, v) = raw(&w, method.clone(), &path, json_ct, body).await;
+        assert_error(status, &v, want, code, &format!("{method} {path} {body}"));
     }
 
     // Larger than max_body_bytes → 413 too_large.

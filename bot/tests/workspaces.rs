@@ -295,7 +295,9 @@ async fn hostile_archives_are_refused_over_rest_and_nothing_is_written() {
     {
         let id = format!("evil-{i}");
         let (status, v) = upload(&w, &daemon, &id, "overwrite", h.zip, i % 2 == 0).await;
-        let want = if h.code == "ZIP_TOO_LARGE" { 413 } else { 400 };
+        // A hostile archive is a well-formed upload the daemon refuses: 422 (the contract
+        // keeps 400 for requests that do not match the OpenAPI document).
+        let want = if h.code == "ZIP_TOO_LARGE" { 413 } else { 422 };
         assert_eq!(status, want, "{}: {v}", h.what);
         assert_eq!(v["error"]["code"], h.code, "{}: {v}", h.what);
         assert!(!root.join(&id).exists(), "{}", h.what);
@@ -580,12 +582,13 @@ async fn errors_before_the_run_are_plain_json_and_during_it_are_events() {
         .expect("post");
     assert_eq!(r.status(), 400);
     assert_eq!(code(&r.json().await.expect("json")), "BAD_REQUEST");
+    // Not what the document admits: 400 BAD_REQUEST.
     for body in [
         json!({"workspaceId": "errs"}),
-        json!({"prompt": "hi"}),
-        json!({"workspaceId": "errs", "cwd": "/tmp", "prompt": "hi"}),
         json!({"workspaceId": "errs", "prompt": "hi", "executionId": "no spaces"}),
-        json!({"workspaceId": "errs", "prompt": "hi", "daemon": "no-such-daemon"}),
+        json!({"workspaceId": "errs", "prompt": "   "}),
+        json!({"workspaceId": "errs", "prompt": "hi", "timeoutSecs": 0}),
+        json!({"workspaceId": "errs", "prompt": "hi", "timeoutSecs": 1.5}),
     ] {
         let r = execute(&w, body.clone()).await;
         assert_eq!(r.status(), 400, "{body}");
@@ -594,6 +597,29 @@ async fn errors_before_the_run_are_plain_json_and_during_it_are_events() {
             "BAD_REQUEST",
             "{body}"
         );
+    }
+    // What the document admits but nothing can serve: 422 or 404, never 400.
+    for (body, want, want_code) in [
+        (json!({"prompt": "hi"}), 422, "unprocessable"),
+        (
+            json!({"workspaceId": "errs", "cwd": "/tmp", "prompt": "hi"}),
+            422,
+            "unprocessable",
+        ),
+        (
+            json!({"workspaceId": "errs", "prompt": "hi", "daemon": "no-such-daemon"}),
+            404,
+            "not_found",
+        ),
+        (
+            json!({"cwd": "/no/such/dir", "prompt": "hi", "executionId": "nodir"}),
+            422,
+            "unprocessable",
+        ),
+    ] {
+        let r = execute(&w, body.clone()).await;
+        assert_eq!(r.status(), want, "{body}");
+        assert_eq!(code(&r.json().await.expect("json")), want_code, "{body}");
     }
     let r = execute(&w, json!({"workspaceId": "nope", "prompt": "hi"})).await;
     assert_eq!(r.status(), 404);

@@ -226,8 +226,9 @@ impl Db {
              FROM executions WHERE id = ?1",
         )
         .bind(id)
-        .fetch_one(&self.pool)
-        .await?;
+        .fetch_optional(&self.pool)
+        .await?
+        .ok_or(DbError::NotFound)?;
         execution_row(&row)
     }
 

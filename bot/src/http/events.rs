@@ -31,9 +31,11 @@ pub struct EventsQuery {
     /// Keyset paging: events with a row id above this (`next_after` of the previous page).
     after: Option<i64>,
     /// Offset paging: skip this many of the session's events (not with `after`).
+    #[param(maximum = 9223372036854775807_u64)]
     offset: Option<u64>,
     /// Page size; at most `events_page_max` (default 100, 0 counts as 1).
-    limit: Option<u32>,
+    #[param(maximum = 9223372036854775807_u64)]
+    limit: Option<u64>,
 }
 
 /// `GET /api/sessions/:id/events?after=&limit=` (keyset) or `?offset=&limit=`.
@@ -52,13 +54,31 @@ pub async fn session_events(
     AppQuery(q): AppQuery<EventsQuery>,
 ) -> Result<Json<Value>, AppError> {
     let id = parse_session(&id)?;
-    let limit = q.limit.unwrap_or(100).clamp(1, state.cfg.events_page_max);
+    if q.limit.is_some_and(|l| i64::try_from(l).is_err()) {
+        return Err(AppError::new(
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            format!("`limit` must be at most {}", i64::MAX),
+        ));
+    }
+    let max = state.cfg.events_page_max;
+    let limit = q
+        .limit
+        .map_or(100, |l| u32::try_from(l).unwrap_or(max))
+        .clamp(1, max);
     let events = match (q.after, q.offset) {
         (Some(_), Some(_)) => {
             return Err(AppError::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "unprocessable",
                 "use either `after` or `offset`, not both",
+            ));
+        }
+        (None, Some(off)) if i64::try_from(off).is_err() => {
+            return Err(AppError::new(
+                StatusCode::BAD_REQUEST,
+                "bad_request",
+                format!("`offset` must be at most {}", i64::MAX),
             ));
         }
         (None, Some(off)) => state.db.events_offset(&id, off, limit).await?,

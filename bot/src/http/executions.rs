@@ -90,14 +90,36 @@ pub struct ExecuteBody {
     /// The prompt; not only whitespace.
     #[schema(pattern = "\\S")]
     prompt: String,
-    /// Seconds before claude is killed (default 600).
-    #[schema(minimum = 1)]
+    /// Seconds before claude is killed (default 600, at most a day).
+    #[schema(minimum = 1, maximum = 86400)]
+    #[serde(default, deserialize_with = "whole_seconds")]
     timeout_secs: Option<u64>,
     /// The model.
     model: Option<String>,
     /// Tools allowed besides the read-only ones: names or rules such as `Bash(git status:*)`.
     #[serde(default)]
     allowed_tools: Vec<String>,
+}
+
+/// Longest `timeoutSecs`.
+const MAX_TIMEOUT_SECS: u64 = 86_400;
+
+/// `timeoutSecs` as JSON Schema's `integer` has it: `600` and `600.0` are the same number.
+fn whole_seconds<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    let Some(n) = Option::<serde_json::Number>::deserialize(d)? else {
+        return Ok(None);
+    };
+    if let Some(u) = n.as_u64() {
+        return Ok(Some(u));
+    }
+    match n.as_f64() {
+        Some(f) if f.fract() == 0.0 && (0.0..=MAX_TIMEOUT_SECS as f64).contains(&f) => {
+            Ok(Some(f as u64))
+        }
+        _ => Err(serde::de::Error::custom(format!(
+            "`timeoutSecs` must be a whole number of seconds from 1 to {MAX_TIMEOUT_SECS}, not {n}"
+        ))),
+    }
 }
 
 /// The daemon an execution goes to: the one named, else the only one online that runs
@@ -175,6 +197,13 @@ pub async fn execute(
             "unprocessable",
             "give exactly one of `workspaceId` and `cwd`",
         ));
+    }
+    if let Some(t) = b.timeout_secs
+        && !(1..=MAX_TIMEOUT_SECS).contains(&t)
+    {
+        return Err(bad(format!(
+            "`timeoutSecs` must be from 1 to {MAX_TIMEOUT_SECS}"
+        )));
     }
     if b.prompt.trim().is_empty() {
         return Err(bad("`prompt` is empty"));

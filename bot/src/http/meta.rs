@@ -1,5 +1,5 @@
-//! The routes about the server itself: `/healthz` (open), `/metrics` in Prometheus text, the
-//! OpenAPI document, and the JSON 404 for unknown routes.
+//! The routes about the server itself: `/healthz` (open), `/metrics` in Prometheus text, and
+//! the JSON 404 for unknown routes (the OpenAPI document is served by [`crate::openapi`]).
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -69,16 +69,6 @@ pub async fn metrics(State(state): State<Arc<AppState>>) -> Result<Response, App
     out.push_str("# HELP ccrm_approvals_pending Approvals waiting for an answer.\n# TYPE ccrm_approvals_pending gauge\n");
     out.push_str(&format!("ccrm_approvals_pending {}\n", c.approvals_pending));
     Ok(([("content-type", "text/plain; version=0.0.4")], out).into_response())
-}
-
-/// `GET /api/openapi.json`.
-#[utoipa::path(get, path = "/api/openapi.json", tag = "meta",
-    responses(
-        (status = 200, description = "this document (OpenAPI 3.1)", body = Object),
-        (status = 401, description = "missing or invalid bearer token", body = ErrorResponse),
-    ))]
-pub async fn openapi() -> Json<Value> {
-    Json(crate::openapi::document())
 }
 
 /// Fallback for unknown routes: JSON 404.

@@ -1,4 +1,5 @@
-//! The REST API (`/api/...`), SSE streams, `/metrics` and the OpenAPI document; the router in
+//! The REST API (`/api/...`), SSE streams and `/metrics` (the OpenAPI document is
+//! [`crate::openapi`]); the router in
 //! the crate root puts them together with the WebSocket endpoints.
 //!
 //! Every route but `/healthz` needs `Authorization: Bearer <user token>` ([`access`]).
@@ -10,7 +11,7 @@
 //! - [`sessions`]: list, start, show, prompt and control sessions.
 //! - [`events`]: stored event pages and the SSE stream; [`sse`]: streaming plumbing.
 //! - [`approvals`]: pending approvals and decisions.
-//! - [`meta`]: health, metrics, the OpenAPI document, the JSON 404.
+//! - [`meta`]: health, metrics, the JSON 404.
 //! - [`daemons`]: one daemon's health; finding a daemon by id, prefix or hostname.
 //! - [`workspaces`]: workspace uploads (multipart, streamed to the daemon), list, delete.
 //! - [`executions`]: `POST /api/execute` (SSE), stored results, resumed streams, cancel.

@@ -87,37 +87,37 @@ pub enum ErrorCodeName {
     /// OCC: the daemon is offline (503).
     #[serde(rename = "DAEMON_OFFLINE")]
     OccDaemonOffline,
-    /// OCC: an archive entry leaves the workspace (400).
+    /// OCC: an archive entry leaves the workspace (422).
     #[serde(rename = "ZIP_PATH_TRAVERSAL")]
     ZipPathTraversal,
-    /// OCC: an absolute archive entry (400).
+    /// OCC: an absolute archive entry (422).
     #[serde(rename = "ZIP_ABSOLUTE_PATH")]
     ZipAbsolutePath,
-    /// OCC: a symlink in the archive (400).
+    /// OCC: a symlink in the archive (422).
     #[serde(rename = "ZIP_SYMLINK")]
     ZipSymlink,
-    /// OCC: a device or other special file in the archive (400).
+    /// OCC: a device or other special file in the archive (422).
     #[serde(rename = "ZIP_SPECIAL_FILE")]
     ZipSpecialFile,
-    /// OCC: an entry name that is not allowed (400).
+    /// OCC: an entry name that is not allowed (422).
     #[serde(rename = "ZIP_BAD_NAME")]
     ZipBadName,
-    /// OCC: two entries with one name (400).
+    /// OCC: two entries with one name (422).
     #[serde(rename = "ZIP_DUPLICATE")]
     ZipDuplicate,
     /// OCC: the upload or its contents are over the cap (413).
     #[serde(rename = "ZIP_TOO_LARGE")]
     ZipTooLarge,
-    /// OCC: too many entries (400).
+    /// OCC: too many entries (422).
     #[serde(rename = "ZIP_TOO_MANY_FILES")]
     ZipTooManyFiles,
-    /// OCC: a suspicious compression ratio (400).
+    /// OCC: a suspicious compression ratio (422).
     #[serde(rename = "ZIP_RATIO")]
     ZipRatio,
-    /// OCC: an encrypted entry (400).
+    /// OCC: an encrypted entry (422).
     #[serde(rename = "ZIP_ENCRYPTED")]
     ZipEncrypted,
-    /// OCC: not a readable zip (400).
+    /// OCC: not a readable zip, or an empty `zip` field (422).
     #[serde(rename = "ZIP_CORRUPT")]
     ZipCorrupt,
 }
@@ -304,16 +304,17 @@ pub struct WorkspaceUploaded {
     pub workspace: Workspace,
 }
 
-/// The multipart form of `POST /api/daemons/{daemon}/workspaces` (fields in any order).
+/// The multipart form of `POST /api/daemons/{daemon}/workspaces` (fields in any order;
+/// the handler reads and ignores others, but a client should not send them).
 #[derive(ToSchema)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 #[allow(dead_code)]
 pub struct WorkspaceForm {
     /// 1 to 64 letters, digits, `-` or `_`.
     #[schema(pattern = "^[A-Za-z0-9_-]{1,64}$")]
     pub workspace_id: String,
-    /// A name for people.
-    #[schema(min_length = 1)]
+    /// A name for people (not only spaces).
+    #[schema(min_length = 1, pattern = "\\S")]
     pub name: String,
     /// What it is.
     pub description: Option<String>,
@@ -419,4 +420,22 @@ pub enum PermissionMode {
 /// built in a debug build, so a new code cannot go undocumented).
 pub fn is_documented(code: &str) -> bool {
     serde_json::from_value::<ErrorCodeName>(serde_json::Value::from(code)).is_ok()
+}
+
+/// `GET /api/openapi.json`: an OpenAPI 3.1 document (this one).
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct OpenApiDocument {
+    /// `3.1.0`.
+    #[schema(pattern = "^3\\.1\\.")]
+    pub openapi: String,
+    /// Title, version, description.
+    #[schema(value_type = Object)]
+    pub info: serde_json::Value,
+    /// Every route.
+    #[schema(value_type = Object)]
+    pub paths: serde_json::Value,
+    /// The schemas and the security scheme.
+    #[schema(value_type = Object)]
+    pub components: serde_json::Value,
 }

@@ -77,8 +77,7 @@ pub struct SessionsQuery {
     /// Only the sessions of this daemon (its id).
     daemon: Option<String>,
     /// Only sessions in this state.
-    #[param(value_type = Option<common::event::SessionState>)]
-    state: Option<String>,
+    state: Option<common::event::SessionState>,
 }
 
 /// `GET /api/sessions`.
@@ -94,7 +93,7 @@ pub async fn list_sessions(
 ) -> Result<Json<Value>, AppError> {
     let rows = state
         .db
-        .list_sessions(q.daemon.as_deref(), q.state.as_deref())
+        .list_sessions(q.daemon.as_deref(), q.state.map(|s| s.as_str()))
         .await?;
     Ok(Json(json!({"sessions": rows})))
 }
@@ -102,9 +101,10 @@ pub async fn list_sessions(
 /// Body of `POST /api/sessions`.
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-#[schema(example = json!({"cwd": "/home/me/project", "name": "docs", "permission_mode": "default"}))]
+#[schema(example = json!({"cwd": "/tmp", "name": "scratch", "permission_mode": "default"}))]
 pub struct NewSession {
-    /// The daemon's id; optional when exactly one daemon is connected.
+    /// The daemon: its id, a unique id prefix or its hostname; optional when exactly one
+    /// daemon is connected.
     #[schema(example = "d-5b7e0c2a9f")]
     daemon: Option<String>,
     /// The session's directory on the daemon's machine: an absolute path to an existing
@@ -181,7 +181,10 @@ pub async fn create_session(
             "give either `cwd` or `workspace`",
         ));
     }
-    let daemon = pick_daemon(&state, body.daemon)?;
+    let daemon = match body.daemon {
+        Some(key) => super::daemons::resolve_daemon(&state, &key).await?,
+        None => pick_daemon(&state, None)?,
+    };
     let args = StartArgs {
         cwd: body.cwd.unwrap_or_default(),
         workspace: body.workspace,

@@ -157,7 +157,7 @@ struct Form {
     request_body(content = WorkspaceForm, content_type = "multipart/form-data", description = "fields in any order; exempt from `max_body_bytes`, capped by `workspace_max_upload_bytes` while it streams"),
     responses(
         (status = 200, description = "created (or kept, with `reuse`)", body = WorkspaceUploaded),
-        (status = 400, description = "a bad form (`BAD_REQUEST`, `BAD_WORKSPACE_ID`) or a hostile archive (`ZIP_*`)", body = ErrorResponse),
+        (status = 400, description = "a form that does not match the schema (`BAD_REQUEST`, `BAD_WORKSPACE_ID`)", body = ErrorResponse),
         (status = 401, description = "missing or invalid bearer token", body = ErrorResponse),
         (status = 404, description = "no such daemon (`not_found`) or workspace (`WORKSPACE_NOT_FOUND`)", body = ErrorResponse),
         (status = 409, description = "the daemon key matches several daemons", body = ErrorResponse),
@@ -165,7 +165,7 @@ struct Form {
         (status = 503, description = "the daemon is offline (`DAEMON_OFFLINE`)", body = ErrorResponse),
         (status = 504, description = "the daemon did not answer in time", body = ErrorResponse),
         (status = 413, description = "over `workspace_max_upload_bytes` (`ZIP_TOO_LARGE`)", body = ErrorResponse),
-        (status = 422, description = "a value the daemon refuses", body = ErrorResponse),
+        (status = 422, description = "a hostile or broken archive (`ZIP_PATH_TRAVERSAL`, `ZIP_SYMLINK`, `ZIP_CORRUPT`, ...)", body = ErrorResponse),
     ))]
 pub async fn upload(
     State(state): State<Arc<AppState>>,
@@ -285,7 +285,11 @@ async fn stream_zip(
             .map_err(|e| upload_error(daemon, e))?;
     }
     if up.is_empty() {
-        return Err(bad("ZIP_CORRUPT", "the `zip` field is empty"));
+        return Err(AppError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "ZIP_CORRUPT",
+            "the `zip` field is empty",
+        ));
     }
     let data = up.finish().await.map_err(|e| upload_error(daemon, e))?;
     serde_json::from_value(data)
