@@ -88,7 +88,7 @@ impl Modify for Bearer {
 }
 
 /// `GET /api/openapi.json`.
-#[utoipa::path(get, path = "/api/openapi.json", tag = "meta", operation_id = "openapi_document",
+#[utoipa::path(get, path = "/api/openapi.json", summary = "This document", tag = "meta", operation_id = "openapi_document",
     responses(
         (status = 200, description = "this document (OpenAPI 3.1)", body = crate::http::schema::OpenApiDocument),
         (status = 401, description = "missing or invalid bearer token", body = ErrorResponse),
@@ -107,7 +107,8 @@ pub fn document() -> Value {
 }
 
 /// OpenAPI links from the replies that name a session to the operations on it, so clients
-/// (and schemathesis' stateful phase) can go start → prompt → events → stop.
+/// (and schemathesis' stateful phase) can go start → prompt → events → stop; and from lists
+/// of daemons, approvals and an uploaded workspace to what acts on them.
 fn add_links(doc: &mut Value) {
     let on_session = |from: &str| {
         let id = json!({"id": from});
@@ -130,6 +131,21 @@ fn add_links(doc: &mut Value) {
         on_session("$response.body#/session/id");
     paths["/api/sessions/{id}/prompt"]["post"]["responses"]["202"]["links"] =
         on_session("$response.body#/session_id");
+    let first_daemon = json!({"daemon": "$response.body#/daemons/0/id"});
+    paths["/api/daemons"]["get"]["responses"]["200"]["links"] = json!({
+        "get_daemon": {"operationId": "get_daemon", "parameters": first_daemon},
+        "list_workspaces": {"operationId": "list_workspaces", "parameters": first_daemon},
+    });
+    paths["/api/daemons/{daemon}/workspaces"]["post"]["responses"]["200"]["links"] = json!({
+        "delete_workspace": {"operationId": "delete_workspace", "parameters":
+            {"daemon": "$request.path.daemon", "id": "$response.body#/workspaceId"}},
+    });
+    paths["/api/approvals"]["get"]["responses"]["200"]["links"] = json!({
+        "decide": {"operationId": "decide", "parameters": {"id": "$response.body#/approvals/0/id"}},
+    });
+    paths["/api/sessions/{id}"]["get"]["responses"]["200"]["links"] = json!({
+        "decide": {"operationId": "decide", "parameters": {"id": "$response.body#/approvals/0/id"}},
+    });
 }
 
 /// The document as checked in: pretty JSON with a final newline.

@@ -10,7 +10,7 @@ use axum::{Extension, Json};
 use common::event::Decision;
 use common::ipc::{AnswerArgs, Command, DecideArgs};
 use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
 
 use super::access::{User, audit, origin};
@@ -33,7 +33,7 @@ pub struct ApprovalsQuery {
 }
 
 /// `GET /api/approvals` (pending ones unless `all=true`).
-#[utoipa::path(get, path = "/api/approvals", tag = "approvals", params(ApprovalsQuery),
+#[utoipa::path(get, path = "/api/approvals", summary = "Pending approvals and questions (all with `all=true`)", tag = "approvals", params(ApprovalsQuery),
     responses(
         (status = 200, description = "approvals and questions, oldest first", body = ApprovalList),
         (status = 400, description = "a query parameter of the wrong type", body = ErrorResponse),
@@ -42,10 +42,10 @@ pub struct ApprovalsQuery {
 pub async fn list_approvals(
     State(state): State<Arc<AppState>>,
     AppQuery(q): AppQuery<ApprovalsQuery>,
-) -> Result<Json<Value>, AppError> {
+) -> Result<Json<ApprovalList>, AppError> {
     let session = q.session.as_deref().map(parse_session).transpose()?;
     let rows = state.db.list_approvals(!q.all, session.as_ref()).await?;
-    Ok(Json(json!({"approvals": rows})))
+    Ok(Json(ApprovalList { approvals: rows }))
 }
 
 /// Body of `POST /api/approvals/:id`.
@@ -68,7 +68,7 @@ pub struct DecideBody {
 }
 
 /// `POST /api/approvals/:id`: the first answer wins; later ones get 409 naming who answered.
-#[utoipa::path(post, path = "/api/approvals/{id}", tag = "approvals",
+#[utoipa::path(post, path = "/api/approvals/{id}", summary = "Answer an approval or question; the first answer wins", tag = "approvals",
     params(("id" = String, Path, description = "the approval id")),
     request_body = DecideBody,
     responses(

@@ -13,7 +13,6 @@ use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use common::ids::SessionId;
 use futures::Stream;
 use serde::Deserialize;
-use serde_json::{Value, json};
 use tracing::error;
 use utoipa::IntoParams;
 
@@ -39,7 +38,7 @@ pub struct EventsQuery {
 }
 
 /// `GET /api/sessions/:id/events?after=&limit=` (keyset) or `?offset=&limit=`.
-#[utoipa::path(get, path = "/api/sessions/{id}/events", tag = "sessions",
+#[utoipa::path(get, path = "/api/sessions/{id}/events", summary = "Stored events, keyset or offset paged", tag = "sessions",
     params(("id" = uuid::Uuid, Path, description = "the session id"), EventsQuery),
     responses(
         (status = 200, description = "one page of stored events, oldest first", body = EventPage),
@@ -52,7 +51,7 @@ pub async fn session_events(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
     AppQuery(q): AppQuery<EventsQuery>,
-) -> Result<Json<Value>, AppError> {
+) -> Result<Json<EventPage>, AppError> {
     let id = parse_session(&id)?;
     if q.limit.is_some_and(|l| i64::try_from(l).is_err()) {
         return Err(AppError::new(
@@ -95,9 +94,11 @@ pub async fn session_events(
         daemon_of(&state, &id).await?;
     }
     let next_after = events.last().map(|e| e.id);
-    Ok(Json(
-        json!({"events": events, "next_after": next_after, "limit": limit}),
-    ))
+    Ok(Json(EventPage {
+        events,
+        next_after,
+        limit,
+    }))
 }
 
 /// Query of `GET /api/sessions/:id/stream`.
@@ -117,7 +118,7 @@ fn sse_event(ev: &StoredEvent) -> SseEvent {
 
 /// `GET /api/sessions/:id/stream`: stored events after `Last-Event-ID` (or `?after=`), then
 /// live ones, each exactly once and in order.
-#[utoipa::path(get, path = "/api/sessions/{id}/stream", tag = "sessions",
+#[utoipa::path(get, path = "/api/sessions/{id}/stream", summary = "Stored then live events as Server-Sent Events", tag = "sessions",
     params(
         ("id" = uuid::Uuid, Path, description = "the session id"),
         ("Last-Event-ID" = Option<i64>, Header, description = "resume after this row id"),

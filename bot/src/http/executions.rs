@@ -28,13 +28,13 @@ use common::ipc::{Command, ErrorCode};
 use common::link::FEATURE_WORKSPACES;
 use common::workspace::{ExecArgs, ExecInfo, ExecItem, ExecRef, ExecUpdate, valid_id};
 use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::json;
 use tokio::sync::mpsc;
 use utoipa::ToSchema;
 
 use super::access::{User, audit};
 use super::daemons::{iso, resolve_daemon};
-use super::schema::{ErrorResponse, Execution};
+use super::schema::{ErrorResponse, ExecSummary, Execution};
 use super::{AppError, daemon_error};
 use crate::AppState;
 use crate::db::{DbError, ExecutionRow};
@@ -167,7 +167,7 @@ async fn pick(state: &AppState, named: Option<&str>) -> Result<DaemonId, AppErro
 }
 
 /// `POST /api/execute`.
-#[utoipa::path(post, path = "/api/execute", tag = "executions",
+#[utoipa::path(post, path = "/api/execute", summary = "Run a prompt in a fresh claude, streamed as SSE", operation_id = "execute", tag = "executions",
     request_body = ExecuteBody,
     responses(
         (status = 200, description = "Server-Sent Events until the run ends: `queued` {position}, `output` {chunk}, then `complete` {exitCode, result} or `error` {code, message}; each with `executionId` and `timestamp`; the id also in `X-Execution-Id`", content_type = "text/event-stream", body = String,
@@ -371,27 +371,31 @@ async fn row(state: &AppState, id: &str) -> Result<ExecutionRow, AppError> {
 }
 
 /// An execution in the shape of `GET /api/executions/{id}`.
-fn execution_json(r: &ExecutionRow) -> Value {
-    json!({
-        "executionId": r.id,
-        "workspaceId": r.workspace_id,
-        "daemon": r.daemon_id,
-        "cwd": r.cwd,
-        "prompt": r.prompt,
-        "status": r.status,
-        "exitCode": r.exit_code,
-        "output": r.output,
-        "error": r.error,
-        "result": r.result.as_ref().map(|x| json!({"cost_usd": x.cost_usd, "duration_ms": x.duration_ms, "turns": x.turns})),
-        "created": iso(r.created_ms),
-        "started": r.started_ms.map(iso),
-        "finished": r.finished_ms.map(iso),
-    })
+fn execution_json(r: &ExecutionRow) -> Execution {
+    Execution {
+        execution_id: r.id.clone(),
+        workspace_id: r.workspace_id.clone(),
+        daemon: r.daemon_id.clone(),
+        cwd: r.cwd.clone(),
+        prompt: r.prompt.clone(),
+        status: r.status,
+        exit_code: r.exit_code,
+        output: r.output.clone(),
+        error: r.error.clone(),
+        result: r.result.as_ref().map(|x| ExecSummary {
+            cost_usd: x.cost_usd,
+            duration_ms: x.duration_ms,
+            turns: x.turns,
+        }),
+        created: iso(r.created_ms),
+        started: r.started_ms.map(iso),
+        finished: r.finished_ms.map(iso),
+    }
 }
 
 /// `GET /api/executions/{id}`: the stored execution; one still running is refreshed from
 /// its daemon first, so the answer is never behind what a stream already showed.
-#[utoipa::path(get, path = "/api/executions/{id}", tag = "executions",
+#[utoipa::path(get, path = "/api/executions/{id}", summary = "An execution's status and whole output", operation_id = "get_execution", tag = "executions",
     params(("id" = String, Path, description = "the execution id")),
     responses(
         (status = 200, description = "the execution: status, exit code, whole output, result", body = Execution),
@@ -401,7 +405,7 @@ fn execution_json(r: &ExecutionRow) -> Value {
 pub async fn get(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
-) -> Result<Json<Value>, AppError> {
+) -> Result<Json<Execution>, AppError> {
     let mut r = row(&state, &id).await?;
     if !r.status.is_final() && state.hub.is_online(&r.daemon_id) {
         let cmd = Command::ExecGet(ExecRef {
@@ -423,7 +427,7 @@ pub async fn get(
 
 /// `GET /api/executions/{id}/stream`: the events after `Last-Event-ID` (all without it),
 /// live until the last.
-#[utoipa::path(get, path = "/api/executions/{id}/stream", tag = "executions",
+#[utoipa::path(get, path = "/api/executions/{id}/stream", summary = "An execution's events again, live until the last", operation_id = "stream_execution", tag = "executions",
     params(("id" = String, Path, description = "the execution id"), ("Last-Event-ID" = Option<u64>, Header, description = "resume after this item")),
     responses(
         (status = 200, description = "the execution's events after `Last-Event-ID`, live until the last (as from `POST /api/execute`)", content_type = "text/event-stream", body = String),
@@ -470,7 +474,7 @@ pub async fn stream(
 }
 
 /// `POST /api/executions/{id}/cancel`.
-#[utoipa::path(post, path = "/api/executions/{id}/cancel", tag = "executions",
+#[utoipa::path(post, path = "/api/executions/{id}/cancel", summary = "Cancel a queued or running execution", operation_id = "cancel_execution", tag = "executions",
     params(("id" = String, Path, description = "the execution id")),
     responses(
         (status = 200, description = "cancelled (its child and tools are killed), or already finished", body = Execution),
@@ -483,7 +487,7 @@ pub async fn cancel(
     State(state): State<Arc<AppState>>,
     Extension(user): Extension<User>,
     Path(id): Path<String>,
-) -> Result<Json<Value>, AppError> {
+) -> Result<Json<Execution>, AppError> {
     let r = row(&state, &id).await?;
     if !r.status.is_final() {
         let cmd = Command::ExecCancel(ExecRef {

@@ -8,21 +8,23 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use serde_json::{Value, json};
 
 use super::AppError;
 use super::schema::{ErrorResponse, Health};
 use crate::AppState;
 
 /// `GET /healthz` (open).
-#[utoipa::path(get, path = "/healthz", tag = "meta", security(()),
+#[utoipa::path(get, path = "/healthz", summary = "Liveness (no token needed)", tag = "meta", security(()),
     responses((status = 200, description = "the bot is up", body = Health)))]
-pub async fn healthz() -> Json<Value> {
-    Json(json!({"ok": true, "version": common::VERSION}))
+pub async fn healthz() -> Json<Health> {
+    Json(Health {
+        ok: true,
+        version: common::VERSION.to_owned(),
+    })
 }
 
 /// `GET /metrics` (Prometheus text).
-#[utoipa::path(get, path = "/metrics", tag = "meta",
+#[utoipa::path(get, path = "/metrics", summary = "Prometheus metrics", tag = "meta",
     responses(
         (status = 200, description = "Prometheus text format", content_type = "text/plain", body = String),
         (status = 401, description = "missing or invalid bearer token", body = ErrorResponse),

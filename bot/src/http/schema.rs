@@ -221,6 +221,16 @@ pub struct Heartbeat {
     pub seq_num: u64,
 }
 
+/// A daemon's health in one word.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum DaemonStatusName {
+    /// It has a link.
+    Healthy,
+    /// It has none.
+    Offline,
+}
+
 /// `GET /api/daemons/{daemon}` (OCC's health shape).
 #[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
@@ -230,8 +240,7 @@ pub struct DaemonHealth {
     /// Its machine's name.
     pub hostname: String,
     /// `healthy` while it has a link, else `offline`.
-    #[schema(pattern = "^(healthy|offline)$")]
-    pub status: String,
+    pub status: DaemonStatusName,
     /// Whether it has a link.
     pub online: bool,
     /// Its version.
@@ -293,7 +302,7 @@ pub struct WorkspaceList {
 #[serde(rename_all = "camelCase")]
 pub struct WorkspaceUploaded {
     /// `success`.
-    pub status: String,
+    pub status: Success,
     /// The workspace.
     pub workspace_id: String,
     /// Its directory.
@@ -325,12 +334,20 @@ pub struct WorkspaceForm {
     pub zip: Vec<u8>,
 }
 
+/// OCC's `status` of a workspace reply.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Success {
+    /// It worked.
+    Success,
+}
+
 /// `DELETE /api/daemons/{daemon}/workspaces/{id}`.
 #[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct WorkspaceDeleted {
     /// `success`.
-    pub status: String,
+    pub status: Success,
     /// The workspace.
     pub workspace_id: String,
     /// Always true.

@@ -57,7 +57,7 @@ pub(super) async fn daemon_of(state: &AppState, id: &SessionId) -> Result<Daemon
 }
 
 /// `GET /api/daemons`.
-#[utoipa::path(get, path = "/api/daemons", tag = "daemons",
+#[utoipa::path(get, path = "/api/daemons", summary = "Every daemon the bot has seen", tag = "daemons",
     responses(
         (status = 200, description = "every daemon the bot has seen", body = super::schema::DaemonList),
         (status = 401, description = "missing or invalid bearer token", body = ErrorResponse),
@@ -81,7 +81,7 @@ pub struct SessionsQuery {
 }
 
 /// `GET /api/sessions`.
-#[utoipa::path(get, path = "/api/sessions", tag = "sessions", params(SessionsQuery),
+#[utoipa::path(get, path = "/api/sessions", summary = "Sessions, by daemon and state", tag = "sessions", params(SessionsQuery),
     responses(
         (status = 200, description = "the sessions, newest activity first", body = SessionList),
         (status = 400, description = "a query parameter of the wrong type", body = ErrorResponse),
@@ -156,7 +156,7 @@ pub fn pick_daemon(state: &AppState, named: Option<String>) -> Result<DaemonId, 
 }
 
 /// `POST /api/sessions`.
-#[utoipa::path(post, path = "/api/sessions", tag = "sessions", request_body = NewSession,
+#[utoipa::path(post, path = "/api/sessions", summary = "Start a session on a daemon", tag = "sessions", request_body = NewSession,
     responses(
         (status = 201, description = "started; the session as its daemon reported it", body = SessionCreated),
         (status = 400, description = "a body that does not match the schema", body = ErrorResponse),
@@ -218,7 +218,7 @@ pub async fn create_session(
 }
 
 /// `GET /api/sessions/:id`.
-#[utoipa::path(get, path = "/api/sessions/{id}", tag = "sessions",
+#[utoipa::path(get, path = "/api/sessions/{id}", summary = "One session with its pending approvals", tag = "sessions",
     params(("id" = uuid::Uuid, Path, description = "the session id")),
     responses(
         (status = 200, description = "the session with its pending approvals", body = SessionDetail),
@@ -256,7 +256,7 @@ pub struct PromptBody {
 }
 
 /// `POST /api/sessions/:id/prompt`.
-#[utoipa::path(post, path = "/api/sessions/{id}/prompt", tag = "sessions",
+#[utoipa::path(post, path = "/api/sessions/{id}/prompt", summary = "Queue a prompt", tag = "sessions",
     params(("id" = uuid::Uuid, Path, description = "the session id")),
     request_body = PromptBody,
     responses(
