@@ -5,8 +5,10 @@
 //! `Last-Event-ID`, and `POST /api/executions/{id}/cancel` stops one.
 //!
 //! Errors known before the run starts are plain JSON errors with OCC's codes (400
-//! `BAD_REQUEST`, 404 `WORKSPACE_NOT_FOUND`, 503 `DAEMON_OFFLINE`, 429 `WORKERS_BUSY` with
-//! `Retry-After`); errors during the run are `error` events. The stream follows the daemon
+//! `BAD_REQUEST` for a body the OpenAPI document does not admit, 404 `WORKSPACE_NOT_FOUND`,
+//! 503 `DAEMON_OFFLINE`, 429 `WORKERS_BUSY` with `Retry-After`) or ours (404 `not_found` for
+//! an unknown daemon, 422 `unprocessable` for an admitted body that cannot run); errors
+//! during the run are `error` events. The stream follows the daemon
 //! through [`crate::executions::follow`], so a dropped link is resumed without losing or
 //! repeating output; storage is the recorder's job, not the stream's, so a client that
 //! goes away loses nothing.
