@@ -746,3 +746,89 @@ async fn a_session_in_a_workspace_blocks_its_deletion_until_it_stops() {
         "{v}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancel_over_rest_ends_the_stream_and_frees_the_workspace() {
+    let (w, daemon) = world_with(&[], &[]).await;
+    let (status, v) = upload(
+        &w,
+        &daemon,
+        "busy",
+        "overwrite",
+        testkit::zips::small_project(),
+        false,
+    )
+    .await;
+    assert_eq!(status, 200, "{v}");
+    let resp = execute(
+        &w,
+        json!({"executionId": "cx-1", "workspaceId": "busy", "prompt": "SLOW:200:300"}),
+    )
+    .await;
+    assert_eq!(resp.status(), 200);
+    // Keep the stream open in a task of its own; it must end with the cancel.
+    let stream = tokio::spawn(read_events(resp, is_end));
+    let v = wait_status(&w, "cx-1", |v| v["status"] == "running").await;
+    assert_eq!(v["daemon"].as_str(), Some(daemon.as_str()), "{v}");
+
+    // While the execution runs its workspace cannot be deleted or overwritten.
+    let del = || async {
+        w.http
+            .delete(w.url(&format!("/api/daemons/{daemon}/workspaces/busy")))
+            .bearer_auth(&w.user_token)
+            .send()
+            .await
+            .expect("delete")
+    };
+    let r = del().await;
+    assert_eq!(r.status(), 409);
+    let body: Value = r.json().await.expect("json");
+    assert_eq!(body["error"]["code"], "WORKSPACE_IN_USE", "{body}");
+    let (status, v) = upload(
+        &w,
+        &daemon,
+        "busy",
+        "overwrite",
+        testkit::zips::small_project(),
+        false,
+    )
+    .await;
+    assert_eq!(
+        (status, v["error"]["code"].clone()),
+        (409, json!("WORKSPACE_IN_USE")),
+        "{v}"
+    );
+
+    // Cancel: the answer is the stored execution, already final.
+    let (status, v) = w.post("/api/executions/cx-1/cancel", json!({})).await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["status"], "cancelled", "{v}");
+    assert_eq!(v["error"]["code"], "EXECUTION_CANCELLED", "{v}");
+    assert!(v["finished"].as_str().is_some(), "{v}");
+    // The open stream ends with the matching error event.
+    let events = tokio::time::timeout(WAIT, stream)
+        .await
+        .expect("the stream did not end")
+        .expect("stream task");
+    let last = events.last().expect("an end event");
+    assert_eq!(last.name, "error", "{events:#?}");
+    assert_eq!(last.data["code"], "EXECUTION_CANCELLED");
+    assert_eq!(last.data["executionId"], "cx-1");
+    // Cancelling again changes nothing; an unknown id is a 404.
+    let (status, v) = w.post("/api/executions/cx-1/cancel", json!({})).await;
+    assert_eq!((status, v["status"].clone()), (200, json!("cancelled")));
+    let (status, v) = w.post("/api/executions/nope/cancel", json!({})).await;
+    assert_eq!(
+        (status, v["error"]["code"].clone()),
+        (404, json!("not_found")),
+        "{v}"
+    );
+    let (status, v) = w.get("/api/executions/nope").await;
+    assert_eq!(
+        (status, v["error"]["code"].clone()),
+        (404, json!("not_found")),
+        "{v}"
+    );
+    // The workspace is free again.
+    assert_eq!(del().await.status(), 200);
+}

@@ -362,8 +362,9 @@ fn sse_event(id: &str, item: &ExecItem) -> Option<SseEvent> {
 }
 
 async fn row(state: &AppState, id: &str) -> Result<ExecutionRow, AppError> {
+    // `fetch_one` on a missing row is sqlx's `RowNotFound`, not our `NotFound`.
     state.db.get_execution(id).await.map_err(|e| match e {
-        DbError::NotFound => AppError::new(
+        DbError::NotFound | DbError::Sqlx(sqlx::Error::RowNotFound) => AppError::new(
             StatusCode::NOT_FOUND,
             "not_found",
             format!("no execution `{id}`"),
