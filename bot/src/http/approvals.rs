@@ -13,7 +13,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::access::{User, audit, origin};
-use super::sessions::parse_session;
+use super::resolve::resolve_session;
 use super::{AppError, AppJson, AppQuery, COMMAND_TIMEOUT};
 use crate::AppState;
 use crate::db::DbError;
@@ -31,7 +31,10 @@ pub async fn list_approvals(
     State(state): State<Arc<AppState>>,
     AppQuery(q): AppQuery<ApprovalsQuery>,
 ) -> Result<Json<Value>, AppError> {
-    let session = q.session.as_deref().map(parse_session).transpose()?;
+    let session = match q.session.as_deref() {
+        Some(key) => Some(resolve_session(&state, key).await?),
+        None => None,
+    };
     let rows = state.db.list_approvals(!q.all, session.as_ref()).await?;
     Ok(Json(json!({"approvals": rows})))
 }

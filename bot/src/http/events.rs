@@ -16,7 +16,8 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use tracing::error;
 
-use super::sessions::{daemon_of, parse_session};
+use super::resolve::resolve_session;
+use super::sessions::daemon_of;
 use super::sse::{ClientGuard, async_stream};
 use super::{AppError, AppQuery};
 use crate::AppState;
@@ -36,7 +37,7 @@ pub async fn session_events(
     Path(id): Path<String>,
     AppQuery(q): AppQuery<EventsQuery>,
 ) -> Result<Json<Value>, AppError> {
-    let id = parse_session(&id)?;
+    let id = resolve_session(&state, &id).await?;
     let limit = q.limit.unwrap_or(100).clamp(1, state.cfg.events_page_max);
     let events = match (q.after, q.offset) {
         (Some(_), Some(_)) => {
@@ -86,7 +87,7 @@ pub async fn session_stream(
     AppQuery(q): AppQuery<StreamQuery>,
     headers: HeaderMap,
 ) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>, AppError> {
-    let id = parse_session(&id)?;
+    let id = resolve_session(&state, &id).await?;
     daemon_of(&state, &id).await?;
     let after = headers
         .get("last-event-id")

@@ -12,6 +12,8 @@
 //! - [`approvals`]: pending approvals and decisions.
 //! - [`meta`]: health, metrics, the OpenAPI document, the JSON 404.
 //! - [`daemons`]: one daemon's health; finding a daemon by id, prefix or hostname.
+//! - [`resolve`]: which session a path means (id, unique id prefix or name).
+//! - [`guard`]: failed token checks rate-limited per client address, and audited.
 //! - [`workspaces`]: workspace uploads (multipart, streamed to the daemon), list, delete.
 //! - [`executions`]: `POST /api/execute` (SSE), stored results, resumed streams, cancel.
 
@@ -21,7 +23,9 @@ pub mod daemons;
 pub mod error;
 pub mod events;
 pub mod executions;
+pub mod guard;
 pub mod meta;
+pub mod resolve;
 pub mod sessions;
 pub mod sse;
 pub mod workspaces;

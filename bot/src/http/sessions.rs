@@ -9,27 +9,17 @@ use std::sync::Arc;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::{Extension, Json};
-use common::event::now_ms;
+use common::event::{SessionState, now_ms};
 use common::ids::{DaemonId, SessionId};
 use common::ipc::{Command, PromptArgs, SessionRef, StartArgs};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::access::{User, audit, origin};
+use super::resolve::resolve_session;
 use super::{AppError, AppJson, AppQuery, COMMAND_TIMEOUT};
 use crate::AppState;
 use crate::db::DbError;
-
-/// Parses a session id from a path.
-pub(super) fn parse_session(id: &str) -> Result<SessionId, AppError> {
-    id.parse().map_err(|_| {
-        AppError::new(
-            StatusCode::BAD_REQUEST,
-            "bad_request",
-            format!("`{id}` is not a session id (a UUID)"),
-        )
-    })
-}
 
 /// The daemon that owns session `id`, or 404: the hub's route, else the database (and the
 /// answer becomes the route).
@@ -68,6 +58,8 @@ pub async fn list_daemons(State(state): State<Arc<AppState>>) -> Result<Json<Val
 pub struct SessionsQuery {
     daemon: Option<String>,
     state: Option<String>,
+    /// `true`: only sessions neither stopped nor failed; `false`: only those (CCRM's filter).
+    active: Option<bool>,
 }
 
 /// `GET /api/sessions`.
@@ -75,11 +67,19 @@ pub async fn list_sessions(
     State(state): State<Arc<AppState>>,
     AppQuery(q): AppQuery<SessionsQuery>,
 ) -> Result<Json<Value>, AppError> {
-    let rows = state
+    let mut rows = state
         .db
         .list_sessions(q.daemon.as_deref(), q.state.as_deref())
         .await?;
+    if let Some(active) = q.active {
+        rows.retain(|r| is_active(r.info.state) == active);
+    }
     Ok(Json(json!({"sessions": rows})))
+}
+
+/// Active in CCRM's sense: neither stopped nor failed (`starting` and `attached` count).
+fn is_active(s: SessionState) -> bool {
+    !matches!(s, SessionState::Stopped | SessionState::Failed)
 }
 
 /// Body of `POST /api/sessions`.
@@ -98,6 +98,8 @@ pub struct NewSession {
     #[serde(default)]
     auto_allow: bool,
     allowed_tools: Option<Vec<String>>,
+    /// Extra arguments for the session's claude (flags ccrm manages are refused).
+    claude_args: Option<Vec<String>>,
 }
 
 /// The daemon a new session goes to: the one named, else the only one online (shared by
@@ -145,6 +147,7 @@ pub async fn create_session(
         auto_allow: body.auto_allow,
         allowed_tools: body.allowed_tools,
         origin: Some(origin(&user)),
+        claude_args: body.claude_args,
     };
     let data = state
         .hub
@@ -173,7 +176,7 @@ pub async fn get_session(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, AppError> {
-    let id = parse_session(&id)?;
+    let id = resolve_session(&state, &id).await?;
     let row = state.db.get_session(&id).await.map_err(|e| match e {
         DbError::NotFound => AppError::new(
             StatusCode::NOT_FOUND,
@@ -188,10 +191,12 @@ pub async fn get_session(
     ))
 }
 
-/// Body of `POST /api/sessions/:id/prompt`.
+/// Body of `POST /api/sessions/:id/prompt`: `{"text": ...}`, or `{"prompt": ...}` as
+/// clients of the original CCRM send it.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PromptBody {
+    #[serde(alias = "prompt")]
     text: String,
 }
 
@@ -202,7 +207,7 @@ pub async fn prompt(
     Path(id): Path<String>,
     AppJson(body): AppJson<PromptBody>,
 ) -> Result<(StatusCode, Json<Value>), AppError> {
-    let id = parse_session(&id)?;
+    let id = resolve_session(&state, &id).await?;
     let daemon = daemon_of(&state, &id).await?;
     let cmd = Command::PromptSend(PromptArgs {
         session: id.to_string(),
@@ -221,7 +226,7 @@ pub async fn session_action(
     Extension(user): Extension<User>,
     Path((id, action)): Path<(String, String)>,
 ) -> Result<Json<Value>, AppError> {
-    let id = parse_session(&id)?;
+    let id = resolve_session(&state, &id).await?;
     let r = SessionRef {
         session: id.to_string(),
     };
