@@ -29,7 +29,7 @@ use super::AppError;
 use crate::AppState;
 use crate::tls::PeerAddr;
 
-/// Most blocked addresses remembered (older ones are forgotten first when it is full).
+/// Most addresses remembered, blocked or counted (recovered ones are forgotten first).
 const MAX_BLOCKED: usize = 10_000;
 
 /// The per-address limit of failed token checks (see the module docs).
@@ -63,6 +63,11 @@ impl AuthGuard {
     /// address is now blocked for `wait`.
     fn fail(&self, addr: IpAddr) -> Option<Duration> {
         let limiter = self.limiter.as_ref()?;
+        if limiter.len() >= MAX_BLOCKED {
+            // Many addresses failing once each: forget those whose limit has recovered.
+            limiter.retain_recent();
+            limiter.shrink_to_fit();
+        }
         let not_until = limiter.check_key(&addr).err()?;
         let wait = not_until
             .wait_time_from(DefaultClock::default().now())
