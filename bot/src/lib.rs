@@ -55,6 +55,8 @@ pub struct AppState {
     pub ingest: ingest::Ingest,
     /// The tasks that record executions.
     pub recorders: executions::Recorders,
+    /// Failed token checks per client address (429 after too many).
+    pub auth_guard: http::guard::AuthGuard,
 }
 
 impl AppState {
@@ -70,9 +72,10 @@ impl AppState {
         Ok(Arc::new(Self {
             db,
             hub,
-            cfg,
             ingest,
             recorders: executions::Recorders::default(),
+            auth_guard: http::guard::AuthGuard::new(cfg.auth_failures_per_minute),
+            cfg,
         }))
     }
 }

@@ -27,6 +27,21 @@ impl SessionId {
     pub fn short(&self) -> String {
         self.0.simple().to_string()[..8].to_owned()
     }
+
+    /// The fewest characters of an id that name a session by prefix (the CLI and the REST
+    /// paths share the rule; shorter keys match names only).
+    pub const MIN_PREFIX: usize = 4;
+
+    /// True when `key` (at least [`Self::MIN_PREFIX`] characters, any case, with or without
+    /// the hyphens) starts this id.
+    pub fn has_prefix(&self, key: &str) -> bool {
+        if key.chars().count() < Self::MIN_PREFIX {
+            return false;
+        }
+        let key = key.to_ascii_lowercase();
+        let full = self.to_string();
+        full.starts_with(&key) || full.replace('-', "").starts_with(&key.replace('-', ""))
+    }
 }
 
 impl Default for SessionId {

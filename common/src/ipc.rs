@@ -195,8 +195,7 @@ pub struct SessionRef {
 /// `session.start`.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StartArgs {
-    /// Working directory of the session (absolute; must exist). Empty when `workspace`
-    /// names the directory instead.
+    /// Working directory (absolute; must exist); empty when `workspace` names it instead.
     #[serde(default)]
     pub cwd: PathBuf,
     /// Model name or alias; the daemon default when absent.
@@ -220,6 +219,8 @@ pub struct StartArgs {
     /// Start in this workspace (its directory); `cwd` is then left empty.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub workspace: Option<String>,
+    /// Extra arguments for this session's claude ([`crate::claude_args::check`]).
+    pub claude_args: Option<Vec<String>>,
 }
 
 /// `session.attach`.

@@ -183,7 +183,6 @@ impl Daemon {
         {
             return Ok(h.clone());
         }
-        let lower = key.to_ascii_lowercase();
         let by_name: Vec<&SessionHandle> = sessions
             .values()
             .map(|(h, _)| h)
@@ -195,13 +194,17 @@ impl Daemon {
         let hits: Vec<&SessionHandle> = sessions
             .values()
             .map(|(h, _)| h)
-            .filter(|h| {
-                let id = h.id.to_string();
-                id.starts_with(&lower) || id.replace('-', "").starts_with(&lower.replace('-', ""))
-            })
+            .filter(|h| h.id.has_prefix(key))
             .collect();
         match hits.as_slice() {
             [h] => Ok((*h).clone()),
+            [] if key.chars().count() < SessionId::MIN_PREFIX => Err(ErrorBody::new(
+                ErrorCode::NotFound,
+                format!(
+                    "no session is named `{key}`, and an id prefix needs at least {} characters; run `ccrm list` to see them",
+                    SessionId::MIN_PREFIX
+                ),
+            )),
             [] => Err(ErrorBody::new(
                 ErrorCode::NotFound,
                 format!("no session matches `{key}`; run `ccrm list` to see them"),
@@ -411,6 +414,9 @@ impl Daemon {
                 ),
             ));
         }
+        let claude_args = a.claude_args.unwrap_or_default();
+        common::claude_args::check(&claude_args)
+            .map_err(|e| ErrorBody::new(ErrorCode::BadRequest, e))?;
         if let Some(name) = &a.name {
             if name.trim().is_empty() || name.len() > 100 {
                 return Err(ErrorBody::new(
@@ -444,6 +450,7 @@ impl Daemon {
             state: SessionState::Starting,
             reason: None,
             has_transcript: false,
+            claude_args,
         };
         let (h, task) = session::start(self.ctx.clone(), rec, Launch::New)?;
         self.lock().insert(h.id, (h.clone(), task));

@@ -82,6 +82,9 @@ pub struct BotConfig {
     pub tls_key: Option<PathBuf>,
     /// Reverse proxies whose `X-Forwarded-For` is believed for the audit log's addresses.
     pub trusted_proxies: Vec<std::net::IpAddr>,
+    /// Failed token checks a client address may make per minute before it gets 429 (REST,
+    /// dashboard socket, daemon link); 0 turns the limit off.
+    pub auth_failures_per_minute: u32,
 }
 
 /// When the dashboard's session cookie carries the `Secure` attribute.
@@ -132,6 +135,7 @@ impl fmt::Debug for BotConfig {
             .field("tls_cert", &self.tls_cert)
             .field("tls_key", &self.tls_key)
             .field("trusted_proxies", &self.trusted_proxies)
+            .field("auth_failures_per_minute", &self.auth_failures_per_minute)
             .finish()
     }
 }
@@ -171,6 +175,7 @@ pub struct FileConfig {
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
     trusted_proxies: Option<Vec<std::net::IpAddr>>,
+    auth_failures_per_minute: Option<u32>,
 }
 
 /// Values given on the command line (they override everything else).
@@ -213,6 +218,7 @@ impl Default for BotConfig {
             tls_cert: None,
             tls_key: None,
             trusted_proxies: Vec::new(),
+            auth_failures_per_minute: 10,
         }
     }
 }
@@ -293,6 +299,9 @@ impl BotConfig {
             tls_cert: file.tls_cert,
             tls_key: file.tls_key,
             trusted_proxies: file.trusted_proxies.unwrap_or_default(),
+            auth_failures_per_minute: file
+                .auth_failures_per_minute
+                .unwrap_or(defaults.auth_failures_per_minute),
         };
 
         if let Some(v) = env("CCRM_BOT_LISTEN") {
@@ -397,6 +406,13 @@ impl BotConfig {
                 "CCRM_BOT_TRUSTED_PROXIES",
                 &v,
                 "comma-separated IP addresses of reverse proxies",
+            )?;
+        }
+        if let Some(v) = env("CCRM_BOT_AUTH_FAILURES_PER_MINUTE") {
+            cfg.auth_failures_per_minute = parse_env(
+                "CCRM_BOT_AUTH_FAILURES_PER_MINUTE",
+                &v,
+                "a number of failed token checks (0 = no limit)",
             )?;
         }
         cfg.telegram_token = env("CCRM_BOT_TELEGRAM_TOKEN");

@@ -61,7 +61,7 @@ pub use self::events::StoredEvent;
 pub use self::executions::ExecutionRow;
 pub use self::ingest::{EventWriter, Write, Written};
 pub use self::metrics::Counts;
-pub use self::sessions::SessionRow;
+pub use self::sessions::{SessionMatch, SessionRow};
 pub use self::web::{SessionActivity, WebSessionRow};
 pub use crate::auth::KeyKind;
 

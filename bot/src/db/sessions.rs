@@ -79,6 +79,54 @@ impl Db {
     }
 }
 
+/// A session a REST path may mean: its id, name and daemon.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SessionMatch {
+    /// The full id.
+    pub id: SessionId,
+    /// Its name, if it has one.
+    pub name: Option<String>,
+    /// The daemon it lives on.
+    pub daemon_id: DaemonId,
+}
+
+impl Db {
+    /// Sessions named exactly `name`, and those whose id starts with `prefix` (lowercase
+    /// hex, compared with and without hyphens; `None` matches names only), oldest first.
+    #[tracing::instrument(skip_all)]
+    pub async fn find_sessions(
+        &self,
+        name: &str,
+        prefix: Option<&str>,
+    ) -> DbResult<Vec<SessionMatch>> {
+        let bare = prefix.map(|p| p.replace('-', ""));
+        let rows = sqlx::query(
+            "SELECT id, name, daemon_id FROM sessions
+             WHERE name = ?1
+                OR (?2 IS NOT NULL AND (substr(id, 1, length(?2)) = ?2
+                    OR substr(replace(id, '-', ''), 1, length(?3)) = ?3))
+             ORDER BY created_ms, id LIMIT 50",
+        )
+        .bind(name)
+        .bind(prefix)
+        .bind(bare)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let id: String = row.try_get("id")?;
+                Ok(SessionMatch {
+                    id: id
+                        .parse()
+                        .map_err(|_| DbError::other(format!("bad session id `{id}` stored")))?,
+                    name: row.try_get("name")?,
+                    daemon_id: DaemonId(row.try_get("daemon_id")?),
+                })
+            })
+            .collect()
+    }
+}
+
 /// [`Db::upsert_session`] inside the ingest transaction; `Err(message)` (the transaction
 /// goes on) when the session belongs to another daemon.
 pub(super) async fn upsert_session_tx(

@@ -14,8 +14,8 @@ use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
 
 use super::access::{User, audit, origin};
+use super::resolve::resolve_session;
 use super::schema::{ApprovalList, DecisionChoice, ErrorResponse};
-use super::sessions::parse_session;
 use super::{AppError, AppJson, AppQuery, COMMAND_TIMEOUT};
 use crate::AppState;
 use crate::db::DbError;
@@ -43,7 +43,10 @@ pub async fn list_approvals(
     State(state): State<Arc<AppState>>,
     AppQuery(q): AppQuery<ApprovalsQuery>,
 ) -> Result<Json<ApprovalList>, AppError> {
-    let session = q.session.as_deref().map(parse_session).transpose()?;
+    let session = match q.session.as_deref() {
+        Some(key) => Some(resolve_session(&state, key).await?),
+        None => None,
+    };
     let rows = state.db.list_approvals(!q.all, session.as_ref()).await?;
     Ok(Json(ApprovalList { approvals: rows }))
 }

@@ -16,8 +16,9 @@ use serde::Deserialize;
 use tracing::error;
 use utoipa::IntoParams;
 
+use super::resolve::resolve_session;
 use super::schema::{ErrorResponse, EventPage};
-use super::sessions::{daemon_of, parse_session};
+use super::sessions::daemon_of;
 use super::sse::{ClientGuard, async_stream};
 use super::{AppError, AppQuery};
 use crate::AppState;
@@ -52,7 +53,7 @@ pub async fn session_events(
     Path(id): Path<String>,
     AppQuery(q): AppQuery<EventsQuery>,
 ) -> Result<Json<EventPage>, AppError> {
-    let id = parse_session(&id)?;
+    let id = resolve_session(&state, &id).await?;
     if q.limit.is_some_and(|l| i64::try_from(l).is_err()) {
         return Err(AppError::new(
             StatusCode::BAD_REQUEST,
@@ -136,7 +137,7 @@ pub async fn session_stream(
     AppQuery(q): AppQuery<StreamQuery>,
     headers: HeaderMap,
 ) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>, AppError> {
-    let id = parse_session(&id)?;
+    let id = resolve_session(&state, &id).await?;
     daemon_of(&state, &id).await?;
     let after = headers
         .get("last-event-id")

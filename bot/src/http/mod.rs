@@ -13,6 +13,8 @@
 //! - [`approvals`]: pending approvals and decisions.
 //! - [`meta`]: health, metrics, the JSON 404.
 //! - [`daemons`]: one daemon's health; finding a daemon by id, prefix or hostname.
+//! - [`resolve`]: which session a path means (id, unique id prefix or name).
+//! - [`guard`]: failed token checks rate-limited per client address, and audited.
 //! - [`workspaces`]: workspace uploads (multipart, streamed to the daemon), list, delete.
 //! - [`executions`]: `POST /api/execute` (SSE), stored results, resumed streams, cancel.
 //! - [`schema`]: the OpenAPI schemas of the bodies (error codes, envelopes, OCC shapes).
@@ -23,7 +25,9 @@ pub mod daemons;
 pub mod error;
 pub mod events;
 pub mod executions;
+pub mod guard;
 pub mod meta;
+pub mod resolve;
 pub mod schema;
 pub mod sessions;
 pub mod sse;

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::{Extension, Json};
-use common::event::now_ms;
+use common::event::{SessionState, now_ms};
 use common::ids::{DaemonId, SessionId};
 use common::ipc::{Command, PromptArgs, SessionRef, StartArgs};
 use serde::Deserialize;
@@ -17,21 +17,11 @@ use serde_json::{Value, json};
 use utoipa::{IntoParams, ToSchema};
 
 use super::access::{User, audit, origin};
+use super::resolve::resolve_session;
 use super::schema::{ErrorResponse, SessionCreated, SessionDetail, SessionList};
 use super::{AppError, AppJson, AppQuery, COMMAND_TIMEOUT};
 use crate::AppState;
 use crate::db::DbError;
-
-/// Parses a session id from a path.
-pub(super) fn parse_session(id: &str) -> Result<SessionId, AppError> {
-    id.parse().map_err(|_| {
-        AppError::new(
-            StatusCode::BAD_REQUEST,
-            "bad_request",
-            format!("`{id}` is not a session id (a UUID)"),
-        )
-    })
-}
 
 /// The daemon that owns session `id`, or 404: the hub's route, else the database (and the
 /// answer becomes the route).
@@ -78,6 +68,8 @@ pub struct SessionsQuery {
     daemon: Option<String>,
     /// Only sessions in this state.
     state: Option<common::event::SessionState>,
+    /// `true`: only sessions neither stopped nor failed; `false`: only those (CCRM's filter).
+    active: Option<bool>,
 }
 
 /// `GET /api/sessions`.
@@ -91,11 +83,19 @@ pub async fn list_sessions(
     State(state): State<Arc<AppState>>,
     AppQuery(q): AppQuery<SessionsQuery>,
 ) -> Result<Json<Value>, AppError> {
-    let rows = state
+    let mut rows = state
         .db
         .list_sessions(q.daemon.as_deref(), q.state.map(|s| s.as_str()))
         .await?;
+    if let Some(active) = q.active {
+        rows.retain(|r| is_active(r.info.state) == active);
+    }
     Ok(Json(json!({"sessions": rows})))
+}
+
+/// Active in CCRM's sense: neither stopped nor failed (`starting` and `attached` count).
+fn is_active(s: SessionState) -> bool {
+    !matches!(s, SessionState::Stopped | SessionState::Failed)
 }
 
 /// Body of `POST /api/sessions`.
@@ -131,6 +131,8 @@ pub struct NewSession {
     /// Tools allowed without asking, besides the always-allowed ones.
     #[schema(example = json!(["Read", "Bash(git status:*)"]))]
     allowed_tools: Option<Vec<String>>,
+    /// Extra arguments for the session's claude (flags ccrm manages are refused).
+    claude_args: Option<Vec<String>>,
 }
 
 /// The daemon a new session goes to: the one named, else the only one online (shared by
@@ -194,6 +196,7 @@ pub async fn create_session(
         auto_allow: body.auto_allow,
         allowed_tools: body.allowed_tools,
         origin: Some(origin(&user)),
+        claude_args: body.claude_args,
     };
     let data = state
         .hub
@@ -230,7 +233,7 @@ pub async fn get_session(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, AppError> {
-    let id = parse_session(&id)?;
+    let id = resolve_session(&state, &id).await?;
     let row = state.db.get_session(&id).await.map_err(|e| match e {
         DbError::NotFound => AppError::new(
             StatusCode::NOT_FOUND,
@@ -245,13 +248,15 @@ pub async fn get_session(
     ))
 }
 
-/// Body of `POST /api/sessions/:id/prompt`.
+/// Body of `POST /api/sessions/:id/prompt`: `{"text": ...}`, or `{"prompt": ...}` as
+/// clients of the original CCRM send it.
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 #[schema(example = json!({"text": "summarise the README"}))]
 pub struct PromptBody {
     /// The prompt; not only whitespace.
     #[schema(pattern = "\\S")]
+    #[serde(alias = "prompt")]
     text: String,
 }
 
@@ -276,7 +281,7 @@ pub async fn prompt(
     Path(id): Path<String>,
     AppJson(body): AppJson<PromptBody>,
 ) -> Result<(StatusCode, Json<Value>), AppError> {
-    let id = parse_session(&id)?;
+    let id = resolve_session(&state, &id).await?;
     let daemon = daemon_of(&state, &id).await?;
     let cmd = Command::PromptSend(PromptArgs {
         session: id.to_string(),
@@ -295,7 +300,7 @@ pub async fn session_action(
     Extension(user): Extension<User>,
     Path((id, action)): Path<(String, String)>,
 ) -> Result<Json<Value>, AppError> {
-    let id = parse_session(&id)?;
+    let id = resolve_session(&state, &id).await?;
     let r = SessionRef {
         session: id.to_string(),
     };
