@@ -220,6 +220,7 @@ async fn post<P: ChatPlatform>(
             title: title.clone(),
             options: options.clone(),
             decided: false,
+            steps: String::new(),
         };
         row.id = match ctx.state.db.chat_approval_add(&row, now_ms()).await {
             Ok(id) => id,

@@ -19,7 +19,7 @@
 //!   and menu buttons: sessions shown in a place, a thread per session where the chat has
 //!   them.
 //! - [`debounce`] and [`prompts`]: messages a moment apart joined into one prompt, and
-//!   prompts sent to a session.
+//!   prompts sent to a session; [`inbox`]: those messages kept in SQLite until delivered.
 //! - [`approvals`]: approval and question messages with buttons, decisions from presses.
 //! - [`outbound`]: hub events routed to one worker per bound session: progress message,
 //!   final answer, notices.
@@ -36,6 +36,7 @@ mod commands;
 pub mod core;
 mod ctx;
 mod debounce;
+mod inbox;
 mod outbound;
 mod places;
 mod prompts;
