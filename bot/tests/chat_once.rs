@@ -11,8 +11,9 @@ use std::time::Duration;
 
 use ccrm_bot::db::Db;
 use common::{WAIT, World};
-use serde_json::Value;
+use serde_json::{Value, json};
 use testkit::FakeTelegram;
+use testkit::Reply;
 use testkit::discord::{FakeDiscord, GUILD_ID};
 
 const TG_TOKEN: &str = "123456:TEST-SECRET";
@@ -255,4 +256,207 @@ async fn a_discord_prompt_survives_a_kill_9_inside_its_debounce_window() {
         .filter(|m| m.content.contains("Echo: survive this"))
         .count();
     assert_eq!(answers, 1);
+}
+
+/// Scripts the model to ask two questions (a single select, then a multi-select), then to
+/// say `Thanks` once answered.
+fn script_two_questions(w: &World) {
+    w.api.push_script(Reply::ToolUse {
+        name: "AskUserQuestion".into(),
+        input: json!({"questions": [
+            {"question": "Which colour?", "header": "Colour", "multiSelect": false,
+             "options": [{"label": "Red", "description": "warm"},
+                         {"label": "Blue", "description": "cool"}]},
+            {"question": "Which sizes?", "header": "Sizes", "multiSelect": true,
+             "options": [{"label": "S", "description": "small"},
+                         {"label": "M", "description": "medium"},
+                         {"label": "L", "description": "large"}]}
+        ]}),
+    });
+    w.api
+        .push_script(Reply::Text("Thanks for answering".into()));
+}
+
+/// The tool_result the model got for the question, once it arrived.
+async fn answer_the_model_got(w: &World) -> String {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let got = w.api.message_requests().iter().find_map(|r| {
+            r.tool_results()
+                .into_iter()
+                .find(|(_, text, _)| text.contains("Which colour?"))
+                .map(|(_, text, _)| text)
+        });
+        if let Some(text) = got {
+            return text;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the model never got the answers"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_two_question_ask_is_answered_from_telegram_one_question_at_a_time() {
+    let (w, tg) = telegram(&[]).await;
+    let group = tg.forum_group("asks");
+    let topic = tg_topic(&w, &tg, group, "asker").await;
+    script_two_questions(&w);
+    tg.user_message(group, TG_ALICE, "ask me two things", Some(topic));
+    let find = |pred: &dyn Fn(&testkit::telegram::Message) -> bool| {
+        tg.messages_in(group, Some(topic))
+            .into_iter()
+            .find(|m| pred(m))
+    };
+    wait_until("the first question", || {
+        find(&|m| m.visible_text.contains("Question 1 of 2")).is_some()
+    })
+    .await;
+    let q = find(&|m| m.visible_text.contains("Question 1 of 2")).expect("question");
+    assert!(
+        q.visible_text.contains("Which colour?"),
+        "{}",
+        q.visible_text
+    );
+    assert!(!q.visible_text.contains("Which sizes?"), "one at a time");
+    let data = q.button_data();
+    assert_eq!(data.len(), 2, "{data:?}");
+    let mut presses = 0;
+    let mut press = |data: &str| {
+        tg.press_button(group, TG_ALICE, q.message_id, data);
+        presses += 1;
+        presses
+    };
+    let answered = |n: usize| tg.wait_for_count(WAIT, n, |c| c.method == "answerCallbackQuery");
+    let n = press(&data[1]);
+    answered(n).await.expect("press answered");
+    let now = find(&|m| m.message_id == q.message_id).expect("message");
+    assert!(
+        now.visible_text.contains("Question 2 of 2"),
+        "{}",
+        now.visible_text
+    );
+    assert!(now.visible_text.contains("Which colour?: Blue"));
+    let data = now.button_data();
+    assert_eq!(data.len(), 4, "three options and Done: {data:?}");
+    // Done with nothing ticked is refused; then S and L are ticked, M ticked and unticked.
+    let n = press(&data[3]);
+    answered(n).await.expect("press answered");
+    for i in [0, 1, 2, 1] {
+        let n = press(&data[i]);
+        answered(n).await.expect("press answered");
+    }
+    let now = find(&|m| m.message_id == q.message_id).expect("message");
+    let labels = now
+        .reply_markup
+        .as_ref()
+        .map(ToString::to_string)
+        .unwrap_or_default();
+    assert!(
+        labels.contains("☑ S") && labels.contains("☐ M") && labels.contains("☑ L"),
+        "{labels}"
+    );
+    let n = press(&data[3]);
+    answered(n).await.expect("press answered");
+    let toasts: Vec<String> = tg
+        .calls_named("answerCallbackQuery")
+        .iter()
+        .filter_map(|c| c.str_param("text").map(str::to_owned))
+        .collect();
+    assert_eq!(toasts[1], "Tick at least one option first", "{toasts:?}");
+    assert_eq!(
+        toasts.last().map(String::as_str),
+        Some("Answered"),
+        "{toasts:?}"
+    );
+
+    let got = answer_the_model_got(&w).await;
+    assert!(got.contains("Blue") && got.contains("S, L"), "{got}");
+    assert!(!got.contains("M,") && !got.contains(", M"), "{got}");
+    wait_until("the thanks", || {
+        find(&|m| m.visible_text.contains("Thanks for answering")).is_some()
+    })
+    .await;
+    wait_until("the question closed", || {
+        find(&|m| m.message_id == q.message_id)
+            .is_some_and(|m| m.visible_text.contains("answered by") && m.button_data().is_empty())
+    })
+    .await;
+    // A press on the closed question changes nothing.
+    let before = model_requests_with_answers(&w);
+    let n = press(&data[0]);
+    answered(n).await.expect("press answered");
+    assert_eq!(model_requests_with_answers(&w), before);
+}
+
+/// How many requests carried the question's answers.
+fn model_requests_with_answers(w: &World) -> usize {
+    w.api
+        .message_requests()
+        .iter()
+        .filter(|r| {
+            r.tool_results()
+                .iter()
+                .any(|(_, t, _)| t.contains("Which colour?"))
+        })
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_two_question_ask_is_answered_from_discord_one_question_at_a_time() {
+    let (w, dc) = discord().await;
+    let general = dc.text_channel("general");
+    let thread = dc_thread(&w, &dc, general, "asker").await;
+    script_two_questions(&w);
+    dc.user_message(thread, DC_ALICE, "ask me two things");
+    let find = |pred: &dyn Fn(&testkit::discord::Message) -> bool| {
+        dc.messages_in(thread).into_iter().find(|m| pred(m))
+    };
+    wait_until("the first question", || {
+        find(&|m| m.content.contains("Question 1 of 2")).is_some()
+    })
+    .await;
+    let q = find(&|m| m.content.contains("Question 1 of 2")).expect("question");
+    assert!(!q.content.contains("Which sizes?"), "one at a time");
+    // The first question is a single select: one menu.
+    let menu = &q.components[0]["components"][0];
+    assert_eq!(menu["type"], 3, "a string select: {menu}");
+    let values: Vec<String> = menu["options"]
+        .as_array()
+        .expect("options")
+        .iter()
+        .filter_map(|o| o["value"].as_str().map(str::to_owned))
+        .collect();
+    let custom = menu["custom_id"].as_str().expect("custom id").to_owned();
+    dc.select_menu(q.id, DC_ALICE, &custom, &[values[1].as_str()]);
+    wait_until("the second question", || {
+        dc.message(q.id)
+            .is_some_and(|m| m.content.contains("Question 2 of 2"))
+    })
+    .await;
+    // The second is a multi-select: a button per option and Done.
+    let ids = dc.message(q.id).expect("message").custom_ids();
+    assert_eq!(ids.len(), 4, "{ids:?}");
+    for (i, ticked) in [(0, "☑ S"), (2, "☑ L")] {
+        dc.click_button(q.id, DC_ALICE, &ids[i]);
+        wait_until("the tick shows", || {
+            dc.message(q.id)
+                .is_some_and(|m| m.components.iter().any(|c| c.to_string().contains(ticked)))
+        })
+        .await;
+    }
+    dc.click_button(q.id, DC_ALICE, &ids[3]);
+    let got = answer_the_model_got(&w).await;
+    assert!(got.contains("Blue") && got.contains("S, L"), "{got}");
+    wait_until("the thanks", || {
+        find(&|m| m.content.contains("Thanks for answering")).is_some()
+    })
+    .await;
+    wait_until("the question closed", || {
+        dc.message(q.id)
+            .is_some_and(|m| m.content.contains("answered by") && m.custom_ids().is_empty())
+    })
+    .await;
 }

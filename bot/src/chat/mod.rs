@@ -20,7 +20,8 @@
 //!   them.
 //! - [`debounce`] and [`prompts`]: messages a moment apart joined into one prompt, and
 //!   prompts sent to a session; [`inbox`]: those messages kept in SQLite until delivered.
-//! - [`approvals`]: approval and question messages with buttons, decisions from presses.
+//! - [`approvals`]: approval and question messages with buttons, decisions from presses;
+//!   [`questions`]: several questions (and multi-select) asked one at a time.
 //! - [`outbound`]: hub events routed to one worker per bound session: progress message,
 //!   final answer, notices.
 //! - [`render`]: pure text formatting, escaping, splitting.
@@ -40,6 +41,7 @@ mod inbox;
 mod outbound;
 mod places;
 mod prompts;
+mod questions;
 pub mod ratelimit;
 pub mod render;
 
