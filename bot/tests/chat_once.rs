@@ -37,17 +37,23 @@ async fn telegram(extra: &[(&str, &str)]) -> (World, FakeTelegram) {
 
 /// The bot with the fake Discord and a daemon, once the gateway is ready.
 async fn discord() -> (World, FakeDiscord) {
+    discord_with(&[]).await
+}
+
+/// [`discord`] with `extra` environment for the bot.
+async fn discord_with(extra: &[(&str, &str)]) -> (World, FakeDiscord) {
     let dc = FakeDiscord::start(DC_TOKEN).await.expect("fake discord");
     dc.set_heartbeat_interval(3_000);
     let url = dc.api_url();
     let alice = DC_ALICE.to_string();
     let guild = GUILD_ID.to_string();
-    let env = [
+    let mut env = vec![
         ("CCRM_BOT_DISCORD_TOKEN", DC_TOKEN),
         ("CCRM_BOT_DISCORD_API_URL", url.as_str()),
         ("CCRM_BOT_DISCORD_ALLOWED_USERS", alice.as_str()),
         ("CCRM_BOT_DISCORD_GUILDS", guild.as_str()),
     ];
+    env.extend_from_slice(extra);
     let w = World::start_with(&env).await;
     dc.wait_ready(WAIT).await.expect("gateway ready");
     (w, dc)
@@ -459,4 +465,94 @@ async fn a_two_question_ask_is_answered_from_discord_one_question_at_a_time() {
             .is_some_and(|m| m.content.contains("answered by") && m.custom_ids().is_empty())
     })
     .await;
+}
+
+/// Waits (bounded) until the bot process ended by itself (a failpoint aborted it), then
+/// drops it and takes the failpoint out of its environment for the restart.
+async fn wait_crashed(w: &mut World) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let bot = w.bot.as_mut().expect("bot running");
+    while bot.try_wait().expect("try_wait").is_none() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the failpoint never fired"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    World::kill9(&mut w.bot);
+    w.bot_env.retain(|(k, _)| k != "CCRM_BOT_FAILPOINT");
+    assert!(w.bot_log_text().contains("failpoint chat.answer"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crash_between_a_discord_send_and_its_record_posts_the_answer_once() {
+    let (mut w, dc) = discord_with(&[("CCRM_BOT_FAILPOINT", "chat.answer.sent")]).await;
+    let general = dc.text_channel("general");
+    let thread = dc_thread(&w, &dc, general, "once").await;
+    dc.user_message(thread, DC_ALICE, "answer me once");
+    // The answer is posted, and the bot dies before it records that.
+    wait_crashed(&mut w).await;
+    let count = || {
+        dc.messages_in(thread)
+            .iter()
+            .filter(|m| m.content.contains("Echo: answer me once"))
+            .count()
+    };
+    assert_eq!(count(), 1, "posted before the crash");
+    w.start_bot();
+    dc.wait_ready(WAIT).await.expect("ready after restart");
+    let id = session_id(&w).await;
+    w.wait_chat_shown("discord", &id).await;
+    // The restarted bot sent it again, with the same nonce: Discord returned the message.
+    let sends: Vec<_> = dc
+        .calls()
+        .into_iter()
+        .filter(|c| {
+            c.method == "POST"
+                && c.channel == Some(thread)
+                && c.body["content"]
+                    .as_str()
+                    .is_some_and(|t| t.contains("Echo: answer me once"))
+        })
+        .collect();
+    assert_eq!(sends.len(), 2, "sent before the crash and after");
+    assert_eq!(sends[0].body["nonce"], sends[1].body["nonce"]);
+    assert_eq!(sends[1].body["enforce_nonce"], true);
+    assert_eq!(sends[0].response["id"], sends[1].response["id"]);
+    assert_eq!(count(), 1, "the answer appears once");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crash_after_a_telegram_answer_was_recorded_edits_it_instead_of_resending() {
+    let (mut w, tg) = telegram(&[("CCRM_BOT_FAILPOINT", "chat.answer.recorded")]).await;
+    let group = tg.forum_group("once");
+    let topic = tg_topic(&w, &tg, group, "once").await;
+    tg.user_message(group, TG_ALICE, "answer me once", Some(topic));
+    wait_crashed(&mut w).await;
+    let answers = || {
+        tg.messages_in(group, Some(topic))
+            .into_iter()
+            .filter(|m| m.visible_text.contains("Echo: answer me once"))
+            .collect::<Vec<_>>()
+    };
+    let posted = answers();
+    assert_eq!(posted.len(), 1, "posted before the crash");
+    let calls_before = tg.calls().len();
+    w.start_bot();
+    let id = session_id(&w).await;
+    w.wait_chat_shown("telegram", &id).await;
+    let after = answers();
+    assert_eq!(after.len(), 1, "the answer appears once");
+    assert_eq!(after[0].message_id, posted[0].message_id);
+    // The restarted bot edited the message it had posted (to the same text, which
+    // Telegram answers "not modified") instead of sending it again.
+    let later = &tg.calls()[calls_before..];
+    let edited = later.iter().any(|c| {
+        c.method == "editMessageText"
+            && c.params.get("message_id").is_some_and(|m| {
+                m.as_i64() == Some(i64::from(posted[0].message_id))
+                    || m.as_str() == Some(posted[0].message_id.to_string().as_str())
+            })
+    });
+    assert!(edited, "the restarted bot edited the answer it had posted");
 }

@@ -33,6 +33,7 @@ use super::ctx::Ctx;
 use super::debounce::Debounce;
 use super::inbox::{self, Claimed};
 use super::outbound::Feed;
+use super::outbox;
 use super::render::Rich;
 use super::{
     Access, Ack, ChatPlatform, Incoming, Input, Outgoing, Place, Sender, approvals, commands,
@@ -130,6 +131,7 @@ impl<P: ChatPlatform> ChatCore<P> {
     /// Feeds back the messages a previous process claimed but did not deliver (see
     /// [`super::inbox`]); they join debounce windows again and go out as prompts.
     pub async fn replay_pending(&self) {
+        outbox::trim(&self.ctx).await;
         let rows = inbox::load(&self.ctx.state.db, self.ctx.platform.name()).await;
         if !rows.is_empty() {
             info!(
