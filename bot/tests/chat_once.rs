@@ -556,3 +556,93 @@ async fn a_crash_after_a_telegram_answer_was_recorded_edits_it_instead_of_resend
     });
     assert!(edited, "the restarted bot edited the answer it had posted");
 }
+
+#[tokio::test]
+async fn pending_pieces_the_outbox_and_question_steps_in_sqlite() {
+    use ccrm_bot::db::{ChatPendingRow, Outboxed};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = Db::open(&dir.path().join("ccrm.db")).await.expect("db");
+    let row = ChatPendingRow {
+        id: 0,
+        chat_id: "-100".into(),
+        thread_id: Some("7".into()),
+        msg_id: Some(42),
+        sender: r#"{"id":"1","name":"A"}"#.into(),
+        payload: r#"{"text":"hi"}"#.into(),
+    };
+    let first = db
+        .chat_claim_pending("telegram", 5, 1, 1000, &row)
+        .await
+        .expect("claim")
+        .expect("first claim keeps the row");
+    assert_eq!(
+        db.chat_claim_pending("telegram", 5, 2, 1000, &row)
+            .await
+            .expect("claim"),
+        None,
+        "a second claim stores nothing"
+    );
+    // The claim is the ordinary update claim.
+    assert!(!db.chat_claim_update("telegram", 5, 3).await.expect("claim"));
+    let rows = db.chat_pending("telegram").await.expect("rows");
+    assert_eq!(rows.len(), 1);
+    assert_eq!(
+        (rows[0].id, rows[0].thread_id.as_deref(), rows[0].msg_id),
+        (first, Some("7"), Some(42))
+    );
+    assert!(db.chat_pending("discord").await.expect("rows").is_empty());
+    db.chat_pending_done(&[first]).await.expect("done");
+    assert!(db.chat_pending("telegram").await.expect("rows").is_empty());
+
+    let get = |key: &'static str| {
+        let db = db.clone();
+        async move {
+            db.chat_outbox("discord", "9", None, key)
+                .await
+                .expect("outbox")
+        }
+    };
+    assert_eq!(get("a1.0").await, Outboxed::New);
+    db.set_chat_outbox("discord", "9", None, "a1.0", None, 1)
+        .await
+        .expect("intent");
+    assert_eq!(get("a1.0").await, Outboxed::Unconfirmed);
+    db.set_chat_outbox("discord", "9", None, "a1.0", Some("77"), 2)
+        .await
+        .expect("sent");
+    // A later intent for the same key keeps the id.
+    db.set_chat_outbox("discord", "9", None, "a1.0", None, 3)
+        .await
+        .expect("intent again");
+    assert_eq!(get("a1.0").await, Outboxed::Sent("77".into()));
+    assert_eq!(db.chat_outbox_trim("discord", 2).await.expect("trim"), 1);
+    assert_eq!(get("a1.0").await, Outboxed::New);
+
+    // A question's steps move by compare-and-set, and not once it is decided.
+    let q = ccrm_bot::db::ChatApprovalRow {
+        id: 0,
+        platform: "telegram".into(),
+        approval_id: "toolu_1".into(),
+        session_id: "0b9c6f3e-8a39-4c51-9f0e-1d2c3b4a5f60".parse().expect("id"),
+        chat_id: "-100".into(),
+        thread_id: None,
+        message_id: "5".into(),
+        title: "t".into(),
+        options: Vec::new(),
+        decided: false,
+        steps: "s0".into(),
+    };
+    let id = db.chat_approval_add(&q, 1).await.expect("add");
+    assert!(db.chat_approval_step(id, "s0", "s1").await.expect("step"));
+    assert!(!db.chat_approval_step(id, "s0", "s1b").await.expect("stale"));
+    assert_eq!(db.chat_approval(id).await.expect("row").steps, "s1");
+    db.chat_approvals_decide("telegram", "toolu_1")
+        .await
+        .expect("decide");
+    assert!(
+        !db.chat_approval_step(id, "s1", "s2")
+            .await
+            .expect("decided")
+    );
+    db.close().await;
+}
