@@ -26,6 +26,7 @@ pub mod dashboard;
 pub mod db;
 pub mod discord;
 pub mod executions;
+pub mod failpoint;
 pub mod http;
 pub mod hub;
 pub mod ingest;

@@ -110,6 +110,8 @@ pub struct Ctx<P: ChatPlatform> {
     pub bindings: Bindings,
     /// Who may use the core, and the audit log of what they did.
     pub gate: Gate,
+    /// When the core was built (daemons may still be dialling back shortly after).
+    pub started: std::time::Instant,
     tasks: Mutex<JoinSet<()>>,
     hushed: Mutex<HashSet<(SessionId, Place, Hush)>>,
     held: Mutex<HashMap<SessionId, Vec<Held>>>,
@@ -124,6 +126,7 @@ impl<P: ChatPlatform> Ctx<P> {
             platform,
             bindings,
             gate,
+            started: std::time::Instant::now(),
             tasks: Mutex::new(JoinSet::new()),
             hushed: Mutex::default(),
             held: Mutex::default(),

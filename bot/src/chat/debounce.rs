@@ -26,6 +26,8 @@ pub struct Piece {
     pub text: String,
     /// The platform's message id (see [`super::Incoming::msg_id`]).
     pub order: Option<u64>,
+    /// Its `chat_pending` row ([`super::inbox`]), deleted once the prompt is delivered.
+    pub pending: Option<i64>,
 }
 
 /// What a closed window holds: one prompt.
@@ -36,6 +38,8 @@ pub struct Joined {
     pub text: String,
     /// How many pieces were joined.
     pub pieces: usize,
+    /// The pieces' `chat_pending` rows.
+    pub pending: Vec<i64>,
 }
 
 /// The open windows: per place, where its pieces go.
@@ -114,6 +118,7 @@ impl Window {
             from,
             text,
             pieces: pieces.len(),
+            pending: pieces.iter().filter_map(|p| p.pending).collect(),
         })
     }
 }

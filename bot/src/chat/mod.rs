@@ -19,10 +19,11 @@
 //!   and menu buttons: sessions shown in a place, a thread per session where the chat has
 //!   them.
 //! - [`debounce`] and [`prompts`]: messages a moment apart joined into one prompt, and
-//!   prompts sent to a session.
-//! - [`approvals`]: approval and question messages with buttons, decisions from presses.
+//!   prompts sent to a session; [`inbox`]: those messages kept in SQLite until delivered.
+//! - [`approvals`]: approval and question messages with buttons, decisions from presses;
+//!   [`questions`]: several questions (and multi-select) asked one at a time.
 //! - [`outbound`]: hub events routed to one worker per bound session: progress message,
-//!   final answer, notices.
+//!   final answer, notices; [`outbox`]: answers posted once across restarts.
 //! - [`render`]: pure text formatting, escaping, splitting.
 //! - [`ratelimit`]: `governor` limiters for outbound pacing and inbound prompts.
 //!
@@ -36,9 +37,12 @@ mod commands;
 pub mod core;
 mod ctx;
 mod debounce;
+mod inbox;
 mod outbound;
+mod outbox;
 mod places;
 mod prompts;
+mod questions;
 pub mod ratelimit;
 pub mod render;
 
@@ -354,6 +358,20 @@ pub trait ChatPlatform: Send + Sync + 'static {
         to: &Place,
         msg: &Outgoing,
     ) -> impl Future<Output = anyhow::Result<Option<String>>> + Send;
+
+    /// Sends a message in `lane` under the idempotency key `key` (see
+    /// [`outbox`](self::outbox)): platforms that can make a repeated send return the
+    /// message already posted (Discord's `nonce` with `enforce_nonce`) do so; others send.
+    fn send_keyed(
+        &self,
+        lane: Lane,
+        to: &Place,
+        msg: &Outgoing,
+        key: &str,
+    ) -> impl Future<Output = anyhow::Result<Option<String>>> + Send {
+        let _ = key;
+        self.send_in(lane, to, msg)
+    }
 
     /// Replaces the text and buttons of message `id`, as [`Lane::Answer`].
     fn edit(

@@ -55,7 +55,7 @@ use sqlx::{Row, Sqlite, Transaction};
 pub use self::api_keys::KeyRow;
 pub use self::approvals::{ApprovalRow, ApprovalStatus};
 pub use self::audit::AuditRow;
-pub use self::chat::{ChatApprovalRow, ChatBinding, ChatProgressRow};
+pub use self::chat::{ChatApprovalRow, ChatBinding, ChatPendingRow, ChatProgressRow, Outboxed};
 pub use self::daemons::DaemonRow;
 pub use self::events::StoredEvent;
 pub use self::executions::ExecutionRow;

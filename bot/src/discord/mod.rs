@@ -97,10 +97,11 @@ pub async fn run(
         cfg.chat_prompts_per_minute,
     )
     .await?;
+    // Prompts a killed bot had claimed but not delivered.
+    core.replay_pending().await;
     let events = tokio::spawn(core.clone().run_events(stop.clone()));
     let handler = Handler::new(
         core.clone(),
-        state.db.clone(),
         cfg.discord_guilds.clone(),
         cfg.discord_global_commands,
     );

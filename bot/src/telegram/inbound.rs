@@ -21,6 +21,7 @@ use teloxide::{RequestError, respond};
 use tracing::warn;
 
 use super::PLATFORM;
+use super::inflight::Inflight;
 use super::platform::Telegram;
 use crate::chat::core::ChatCore;
 use crate::chat::{ChatCommand, Incoming, Input, Lane, NewArgs, Place, Sender};
@@ -75,6 +76,8 @@ pub struct Ctx {
     pub core: Arc<ChatCore<Telegram>>,
     /// The store (update claims).
     pub db: Db,
+    /// The updates not yet claimed (see [`super::inflight`]).
+    pub inflight: Arc<Inflight>,
     /// The bot's username (for `/cmd@bot` and mentions).
     pub username: String,
     /// The bot's user id (for replies to it).
@@ -166,10 +169,11 @@ fn is_forum(m: &Message) -> bool {
 
 /// A message: a command or a prompt piece for the core.
 pub async fn on_message(upd: Update, msg: Message, ctx: Arc<Ctx>) -> Result<(), RequestError> {
+    let _claimed = ctx.inflight.guard(upd.id.0);
     let (Some(from), Some(text)) = (msg.from.as_ref(), msg.text()) else {
         return respond(());
     };
-    if from.is_bot || !ctx.claim(i64::from(upd.id.0)).await {
+    if from.is_bot {
         return respond(());
     }
     let input = if text.starts_with('/') {
@@ -191,13 +195,21 @@ pub async fn on_message(upd: Update, msg: Message, ctx: Arc<Ctx>) -> Result<(), 
         reply: None,
         input,
     };
-    // Quick: prompts go into the debounce buffer, commands into core tasks.
-    ctx.core.handle(inc).await;
+    let update = i64::from(upd.id.0);
+    // Quick: prompts go into the debounce buffer, commands into core tasks. Text for a
+    // session is claimed with its pending row, so a crash before it is delivered loses it
+    // not.
+    if !command && ctx.core.concerns(&inc) {
+        ctx.core.claim_text(update, inc).await;
+    } else if ctx.claim(update).await {
+        ctx.core.handle(inc).await;
+    }
     respond(())
 }
 
 /// A button press: handled in a core task, then answered with a short toast.
 pub async fn on_callback(upd: Update, q: CallbackQuery, ctx: Arc<Ctx>) -> Result<(), RequestError> {
+    let _claimed = ctx.inflight.guard(upd.id.0);
     if !ctx.claim(i64::from(upd.id.0)).await {
         return respond(());
     }
