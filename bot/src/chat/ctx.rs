@@ -186,6 +186,7 @@ impl<P: ChatPlatform> Ctx<P> {
                 text: h.text,
                 follow: false,
                 origin: Some(self.origin(&h.from)),
+                images: Vec::new(),
             });
             match self.command(&b.daemon_id, cmd).await {
                 Ok(_) => {

@@ -136,6 +136,7 @@ pub async fn send<P: ChatPlatform>(
         text,
         follow: false,
         origin: Some(ctx.origin(from)),
+        images: Vec::new(),
     });
     let target = b.session_id.to_string();
     match ctx.command(&b.daemon_id, cmd).await {

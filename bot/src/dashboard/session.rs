@@ -241,6 +241,7 @@ pub async fn prompt(
             text: text.to_owned(),
             follow: false,
             origin: Some(origin(&user)),
+            images: Vec::new(),
         });
         let data = web
             .app

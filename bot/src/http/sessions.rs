@@ -209,6 +209,7 @@ pub async fn prompt(
         text: body.text,
         follow: false,
         origin: Some(origin(&user)),
+        images: Vec::new(),
     });
     let data = state.hub.command(&daemon, cmd, COMMAND_TIMEOUT).await?;
     audit(&state, &user, "prompt.send", &id.to_string(), json!({})).await;
