@@ -300,7 +300,10 @@ pub fn user_line_with(text: &str, images: &[crate::attach::ImageBlock]) -> Value
         .iter()
         .map(crate::attach::ImageBlock::to_block)
         .collect();
-    content.push(json!({"type": "text", "text": text}));
+    // The API refuses an empty text block; an image alone is a whole prompt.
+    if !text.trim().is_empty() {
+        content.push(json!({"type": "text", "text": text}));
+    }
     json!({"type": "user", "message": {"role": "user", "content": content}, "parent_tool_use_id": null})
 }
 

@@ -7,7 +7,8 @@
 //! parsed by our own extractor so a bad body gets the same error shape. Commands go to the
 //! owning daemon through the hub; daemon errors map to HTTP statuses.
 //!
-//! - [`sessions`]: list, start, show, prompt and control sessions.
+//! - [`sessions`]: list, start, show, prompt and control sessions; [`prompt_body`]: a
+//!   prompt's JSON or multipart body with images and files.
 //! - [`events`]: stored event pages and the SSE stream; [`sse`]: streaming plumbing.
 //! - [`approvals`]: pending approvals and decisions.
 //! - [`meta`]: health, metrics, the OpenAPI document, the JSON 404.
@@ -22,6 +23,7 @@ pub mod error;
 pub mod events;
 pub mod executions;
 pub mod meta;
+pub mod prompt_body;
 pub mod sessions;
 pub mod sse;
 pub mod workspaces;

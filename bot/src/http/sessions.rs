@@ -188,28 +188,23 @@ pub async fn get_session(
     ))
 }
 
-/// Body of `POST /api/sessions/:id/prompt`.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PromptBody {
-    text: String,
-}
-
 /// `POST /api/sessions/:id/prompt`.
 pub async fn prompt(
     State(state): State<Arc<AppState>>,
     Extension(user): Extension<User>,
     Path(id): Path<String>,
-    AppJson(body): AppJson<PromptBody>,
+    body: super::prompt_body::PromptInput,
 ) -> Result<(StatusCode, Json<Value>), AppError> {
     let id = parse_session(&id)?;
     let daemon = daemon_of(&state, &id).await?;
+    // Images become image blocks and files are saved in the session's inbox first.
+    let (text, images) = body.prepare(&state, &daemon, &id.to_string()).await?;
     let cmd = Command::PromptSend(PromptArgs {
         session: id.to_string(),
-        text: body.text,
+        text,
         follow: false,
         origin: Some(origin(&user)),
-        images: Vec::new(),
+        images,
     });
     let data = state.hub.command(&daemon, cmd, COMMAND_TIMEOUT).await?;
     audit(&state, &user, "prompt.send", &id.to_string(), json!({})).await;
