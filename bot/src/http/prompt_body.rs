@@ -66,7 +66,7 @@ fn too_large(msg: impl Into<String>) -> AppError {
 }
 
 /// Reads `field` up to `max` bytes; `None` when it is longer.
-async fn read_field(field: &mut Field<'_>, max: usize) -> Result<Option<Vec<u8>>, AppError> {
+pub async fn read_field(field: &mut Field<'_>, max: usize) -> Result<Option<Vec<u8>>, AppError> {
     let mut out = Vec::new();
     while let Some(chunk) = field
         .chunk()

@@ -95,6 +95,8 @@ pub(super) struct World {
     pub interaction_deadline: Duration,
     /// Set when the last handle is dropped.
     pub closed: bool,
+    /// Downloads of users' attachments ([`super::uploads`]).
+    pub(super) attachment_downloads: usize,
 }
 
 impl World {
@@ -114,6 +116,7 @@ impl World {
             last_id: 0,
             interaction_deadline: Duration::from_secs(3),
             closed: false,
+            attachment_downloads: 0,
         }
     }
 
