@@ -36,7 +36,7 @@ pub fn human_bytes(n: u64) -> String {
     const MB: u64 = 1024 * 1024;
     if n >= MB {
         let whole = n / MB;
-        if n % MB == 0 {
+        if n.is_multiple_of(MB) {
             format!("{whole} MB")
         } else {
             format!("{:.1} MB", n as f64 / MB as f64)

@@ -38,13 +38,12 @@ pub fn attachments(msg: &Message) -> Vec<Attachment> {
 
 /// True when `url` may be downloaded: Discord's CDN over HTTPS, or the configured API host.
 fn allowed(url: &reqwest::Url, proxy: Option<&str>) -> bool {
-    if let Some(p) = proxy.and_then(|p| reqwest::Url::parse(p).ok()) {
-        if url.scheme() == p.scheme()
-            && url.host_str() == p.host_str()
-            && url.port_or_known_default() == p.port_or_known_default()
-        {
-            return true;
-        }
+    if let Some(p) = proxy.and_then(|p| reqwest::Url::parse(p).ok())
+        && url.scheme() == p.scheme()
+        && url.host_str() == p.host_str()
+        && url.port_or_known_default() == p.port_or_known_default()
+    {
+        return true;
     }
     url.scheme() == "https" && url.host_str().is_some_and(|h| CDN_HOSTS.contains(&h))
 }
