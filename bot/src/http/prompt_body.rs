@@ -1,8 +1,9 @@
 //! The body of `POST /api/sessions/{id}/prompt` ([`PromptInput`]): JSON
 //! `{"text": "...", "images": [{"media_type": "image/png", "data": "<base64>"}]}` (images
 //! optional), or `multipart/form-data` with a `text` field and any number of `files[]`
-//! (also `files` or `file`) parts. Each is bounded while it is read: the JSON body by the
-//! images' limit plus room for the text, each file by `chat_max_file_bytes`, at most
+//! (also `files` or `file`) parts. Each is bounded while it is read: the JSON body by
+//! `max_body_bytes` besides its images (12 MB of base64 at most), each file by
+//! `chat_max_file_bytes`, at most
 //! [`MAX_FILES`] files and 1 MiB of text; anything over answers 413 `too_large` naming the
 //! limit. The route is exempt from `max_body_bytes` for this reason.
 //!
@@ -85,28 +86,32 @@ impl FromRequest<Arc<AppState>> for PromptInput {
     type Rejection = AppError;
 
     async fn from_request(req: Request, state: &Arc<AppState>) -> Result<Self, AppError> {
-        let multipart = req
+        let content_type = req
             .headers()
             .get(header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| v.starts_with("multipart/form-data"));
-        if multipart {
+            .unwrap_or_default()
+            .to_ascii_lowercase();
+        if content_type.starts_with("multipart/form-data") {
             return from_form(req, state).await;
         }
-        let limit = MAX_PROMPT_IMAGES_BASE64 + MAX_TEXT + 64 * 1024;
-        let bytes = axum::body::to_bytes(req.into_body(), limit)
+        let essence = content_type.split(';').next().unwrap_or_default().trim();
+        if essence != "application/json" && !essence.ends_with("+json") {
+            return Err(bad(
+                "expected a JSON body (Content-Type: application/json) or multipart/form-data",
+            ));
+        }
+        // Everything but the images is held to `max_body_bytes`, like any JSON body.
+        let plain = state.cfg.max_body_bytes;
+        let refused = || too_large("request body too large");
+        let bytes = axum::body::to_bytes(req.into_body(), plain + MAX_PROMPT_IMAGES_BASE64)
             .await
-            .map_err(|_| {
-                too_large(format!(
-                    "the prompt is over {} (text up to 1 MB and images up to {} of base64); send files as multipart/form-data",
-                    human_bytes(limit as u64),
-                    human_bytes(MAX_PROMPT_IMAGES_BASE64 as u64)
-                ))
-            })?;
+            .map_err(|_| refused())?;
         let body: JsonBody =
             serde_json::from_slice(&bytes).map_err(|e| bad(format!("bad JSON body: {e}")))?;
-        if body.text.len() > MAX_TEXT {
-            return Err(too_large("the prompt text is over 1 MB"));
+        let images: usize = body.images.iter().map(|i| i.data.len()).sum();
+        if bytes.len().saturating_sub(images) > plain || body.text.len() > MAX_TEXT {
+            return Err(refused());
         }
         Ok(Self {
             text: body.text,
