@@ -16,9 +16,12 @@
 //!   [`executions`]: following executions on their daemons and recording them.
 //! - [`tls`]: HTTPS/WSS (`tls_cert` / `tls_key`, reloaded on SIGHUP) and the [`tls::Listener`]
 //!   that [`serve`] accepts on.
+//! - [`attach`]: images and files sent with a prompt (scaled images, files saved in the
+//!   session's `.ccrm/inbox/` on its daemon).
 //! - [`chat`]: the platform-neutral chat core; [`telegram`] and [`discord`]: its adapters,
 //!   started by [`serve`] when `CCRM_BOT_TELEGRAM_TOKEN` / `CCRM_BOT_DISCORD_TOKEN` is set.
 
+pub mod attach;
 pub mod auth;
 pub mod chat;
 pub mod config;
@@ -99,7 +102,11 @@ pub fn router(state: Arc<AppState>) -> Router {
             "/api/sessions/{id}/stream",
             get(http::events::session_stream),
         )
-        .route("/api/sessions/{id}/prompt", post(http::sessions::prompt))
+        .route(
+            "/api/sessions/{id}/prompt",
+            // Images and files have their own caps, checked as the body is read.
+            post(http::sessions::prompt).layer(DefaultBodyLimit::disable()),
+        )
         .route(
             "/api/sessions/{id}/{action}",
             post(http::sessions::session_action),

@@ -159,7 +159,7 @@ macro_rules! doc_action {
     ($fn:ident, $op:literal, $path:literal, $summary:literal, $ok:literal, $body:ty, $extra:literal) => {
         #[doc = $summary]
         #[utoipa::path(post, path = $path, tag = "sessions", summary = $summary, operation_id = $op,
-            params(("id" = uuid::Uuid, Path, description = "the session id")),
+            params(("id" = String, Path, description = "the session: its id, a unique id prefix (4+ characters) or its name")),
             responses(
                 (status = 200, description = $ok, body = $body),
                 (status = 400, description = "not a session id", body = ErrorResponse),

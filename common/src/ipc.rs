@@ -103,6 +103,10 @@ pub enum Command {
     /// Cancel a queued or running execution (its child and tools are killed).
     #[serde(rename = "exec.cancel")]
     ExecCancel(ExecRef),
+    /// Receive a file as this command's streamed body (bot link only) and save it in the
+    /// session's `.ccrm/inbox/` (reply: [`crate::attach::FileSaved`]).
+    #[serde(rename = "session.file")]
+    SessionFile(crate::attach::FileArgs),
 }
 
 impl Command {
@@ -125,6 +129,7 @@ impl Command {
             Self::ApprovalDecide(_) => "approval.decide",
             Self::QuestionAnswer(_) => "question.answer",
             Self::WorkspaceUpload(_) => "workspace.upload",
+            Self::SessionFile(_) => "session.file",
             Self::WorkspaceCreate(_) => "workspace.create",
             Self::WorkspacesList(_) => "workspaces.list",
             Self::WorkspaceRm(_) => "workspace.rm",
@@ -262,6 +267,9 @@ pub struct PromptArgs {
     /// Who sent it (defaults to the CLI).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub origin: Option<Origin>,
+    /// Images sent with the text (image content blocks of the user message).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub images: Vec<crate::attach::ImageBlock>,
 }
 
 /// `approvals.list`.

@@ -135,6 +135,16 @@ impl Daemon {
     ) -> Result<Value, ErrorBody> {
         match cmd {
             Command::WorkspaceUpload(_) => self.work.upload(body).await,
+            Command::SessionFile(a) => {
+                let h = self.resolve(&a.session)?;
+                let cwd = h.info().cwd;
+                crate::inbox::save(body, std::path::Path::new(&cwd), &a)
+                    .await
+                    .and_then(|s| {
+                        serde_json::to_value(s)
+                            .map_err(|e| ErrorBody::new(ErrorCode::Internal, e.to_string()))
+                    })
+            }
             other => Err(ErrorBody::new(
                 ErrorCode::BadRequest,
                 format!("`{}` takes no body", other.name()),
@@ -275,7 +285,9 @@ impl Daemon {
             Command::PromptSend(p) => {
                 let h = self.resolve(&p.session)?;
                 let origin = p.origin.unwrap_or_else(|| Origin::new(Surface::Cli));
-                h.prompt(p.text, origin).await.map(|a| to_value(&a))
+                h.prompt_with(p.text, p.images, origin)
+                    .await
+                    .map(|a| to_value(&a))
             }
             Command::ApprovalsList(a) => {
                 let list: Vec<ApprovalInfo> = match a.session {
@@ -308,6 +320,10 @@ impl Daemon {
                 ErrorCode::BadRequest,
                 "workspace.upload takes its zip as a body over the bot link; locally use workspace.create with zip_path",
             )),
+            Command::SessionFile(_) => Err(ErrorBody::new(
+                ErrorCode::BadRequest,
+                "session.file takes its file as a body over the bot link; locally copy the file into the session's directory",
+            )),
             other => Err(ErrorBody::new(
                 ErrorCode::Internal,
                 format!("`{}` has no handler", other.name()),
@@ -338,7 +354,7 @@ impl Daemon {
                 let h = self.resolve(&p.session)?;
                 let origin = p.origin.unwrap_or_else(|| Origin::new(Surface::Cli));
                 let start = h.log.last_seq();
-                let accepted = h.prompt(p.text, origin).await?;
+                let accepted = h.prompt_with(p.text, p.images, origin).await?;
                 let prompt_id = accepted.prompt_id;
                 let mut in_turn = false;
                 let mut result: Option<Value> = None;

@@ -36,8 +36,8 @@ use super::outbound::Feed;
 use super::outbox;
 use super::render::Rich;
 use super::{
-    Access, Ack, ChatPlatform, Incoming, Input, Outgoing, Place, Sender, approvals, commands,
-    places, prompts,
+    Access, Ack, ChatPlatform, Incoming, Input, Outgoing, Place, Sender, approvals, attachments,
+    commands, places, prompts,
 };
 use crate::AppState;
 
@@ -84,7 +84,7 @@ impl<P: ChatPlatform> ChatCore<P> {
     /// False for chatter the bot ignores: text in a place with no session, not addressed
     /// to the bot (not even the allowlist or the audit log hear of it).
     pub fn concerns(&self, inc: &Incoming) -> bool {
-        !matches!(inc.input, Input::Text(_))
+        !matches!(inc.input, Input::Text(_) | Input::Files { .. })
             || inc.direct
             || self.ctx.bindings.get(&inc.place).is_some()
     }
@@ -175,6 +175,10 @@ impl<P: ChatPlatform> ChatCore<P> {
                 if !prompts::on_text(&self.ctx, &self.debounce, inc, text, pending).await {
                     forget(pending).await;
                 }
+                None
+            }
+            Input::Files { text, files } => {
+                attachments::on_files(&self.ctx, &self.debounce, inc, text, files).await;
                 None
             }
             Input::Command(cmd) => {

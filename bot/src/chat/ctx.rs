@@ -84,6 +84,8 @@ pub struct Held {
     pub text: String,
     /// Where it was written.
     pub place: Place,
+    /// Images sent with it.
+    pub images: Vec<common::attach::ImageBlock>,
 }
 
 /// A menu of directories `/new` offered.
@@ -189,6 +191,7 @@ impl<P: ChatPlatform> Ctx<P> {
                 text: h.text,
                 follow: false,
                 origin: Some(self.origin(&h.from)),
+                images: h.images,
             });
             match self.command(&b.daemon_id, cmd).await {
                 Ok(_) => {

@@ -19,7 +19,9 @@
 //!   and menu buttons: sessions shown in a place, a thread per session where the chat has
 //!   them.
 //! - [`debounce`] and [`prompts`]: messages a moment apart joined into one prompt, and
-//!   prompts sent to a session; [`inbox`]: those messages kept in SQLite until delivered.
+//!   prompts sent to a session; [`inbox`]: those messages kept in SQLite until delivered;
+//!   [`attachments`]: photos and files become image blocks or files in the session's inbox,
+//!   voice notes a polite "not yet".
 //! - [`approvals`]: approval and question messages with buttons, decisions from presses;
 //!   [`questions`]: several questions (and multi-select) asked one at a time.
 //! - [`outbound`]: hub events routed to one worker per bound session: progress message,
@@ -32,6 +34,7 @@
 
 mod access;
 mod approvals;
+mod attachments;
 mod bindings;
 mod commands;
 pub mod core;
@@ -273,7 +276,44 @@ pub enum Input {
     Command(ChatCommand),
     /// A button press with its data; the adapter acknowledges it with the returned text.
     Button(String),
+    /// Photos, files or voice notes, with the caption written with them (maybe empty).
+    Files {
+        /// The caption.
+        text: String,
+        /// What was sent, not yet downloaded.
+        files: Vec<Attachment>,
+    },
 }
+
+/// What kind of file was sent (the adapter judges it from the platform's message).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AttachmentKind {
+    /// A photo or an image file: an image block of the prompt when the model takes it.
+    Image,
+    /// A voice note or audio message (not supported yet: the sender is told).
+    Voice,
+    /// Any other file: saved in the session's `.ccrm/inbox/`.
+    File,
+}
+
+/// A file sent in chat, as the adapter describes it before downloading it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Attachment {
+    /// The file name to save it under (the adapter makes one up for photos).
+    pub name: String,
+    /// Its size as the platform announces it, when it does.
+    pub size: Option<u64>,
+    /// What it is.
+    pub kind: AttachmentKind,
+    /// What [`ChatPlatform::fetch`] needs to download it (a Telegram file id, a Discord
+    /// attachment URL).
+    pub handle: String,
+}
+
+/// The error of [`ChatPlatform::fetch`] when a file turns out larger than allowed.
+#[derive(Debug, thiserror::Error)]
+#[error("the file is larger than {0} bytes")]
+pub struct TooLarge(pub u64);
 
 /// One inbound message or button press, in neutral form.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -404,6 +444,18 @@ pub trait ChatPlatform: Send + Sync + 'static {
         bytes: Vec<u8>,
         caption: &Rich,
     ) -> impl Future<Output = anyhow::Result<()>> + Send;
+
+    /// Downloads an attachment of at most `max` bytes (a larger one fails with
+    /// [`TooLarge`], found by downcasting). Platforms that cannot download files keep the
+    /// default, which says so.
+    fn fetch(
+        &self,
+        file: &Attachment,
+        max: u64,
+    ) -> impl Future<Output = anyhow::Result<Vec<u8>>> + Send {
+        let _ = (file, max);
+        async move { anyhow::bail!("files cannot be downloaded from {}", self.name()) }
+    }
 
     /// Creates a thread titled `title` in `chat` and returns it.
     fn open_thread(

@@ -13,6 +13,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use common::attach::ImageBlock;
 use common::ipc::{Command, PromptAccepted, PromptArgs};
 use serde_json::json;
 
@@ -68,12 +69,25 @@ pub async fn on_text<P: ChatPlatform>(
         text,
         order: inc.msg_id,
         pending,
+        images: Vec::new(),
     };
+    push(ctx, debounce, inc, b, piece);
+    true
+}
+
+/// Adds `piece` to the debounce window of `inc`'s place, delivering the window when this
+/// piece opened it.
+pub fn push<P: ChatPlatform>(
+    ctx: &Arc<Ctx<P>>,
+    debounce: &Debounce,
+    inc: Incoming,
+    b: ChatBinding,
+    piece: Piece,
+) {
     if let Some(window) = debounce.push(&inc.place, piece) {
         let me = ctx.clone();
         ctx.spawn(async move { deliver(&me, inc, b, window).await });
     }
-    true
 }
 
 /// Waits for `window` to close and sends what it collected as one prompt, telling the
@@ -84,7 +98,16 @@ async fn deliver<P: ChatPlatform>(ctx: &Ctx<P>, inc: Incoming, b: ChatBinding, w
     };
     wait_online(ctx, &b).await;
     let place = inc.place.clone();
-    let sent = send(ctx, &b, &joined.from, joined.text.clone(), joined.pieces).await;
+    let images = joined.images;
+    let sent = send_with(
+        ctx,
+        &b,
+        &joined.from,
+        joined.text.clone(),
+        images.clone(),
+        joined.pieces,
+    )
+    .await;
     inbox::done(&ctx.state.db, &joined.pending).await;
     let msg = match sent {
         Ok(notes) if notes.is_empty() => return,
@@ -94,7 +117,7 @@ async fn deliver<P: ChatPlatform>(ctx: &Ctx<P>, inc: Incoming, b: ChatBinding, w
                 from: joined.from,
                 ..inc
             };
-            not_sent(ctx, &b, &inc, joined.text, e).await
+            not_sent_with(ctx, &b, &inc, joined.text, images, e).await
         }
     };
     ctx.send(&place, msg).await;
@@ -120,6 +143,18 @@ pub async fn not_sent<P: ChatPlatform>(
     text: String,
     error: String,
 ) -> Outgoing {
+    not_sent_with(ctx, b, inc, text, Vec::new(), error).await
+}
+
+/// [`not_sent`] of a prompt with images (held with it).
+pub async fn not_sent_with<P: ChatPlatform>(
+    ctx: &Ctx<P>,
+    b: &ChatBinding,
+    inc: &Incoming,
+    text: String,
+    images: Vec<ImageBlock>,
+    error: String,
+) -> Outgoing {
     let state = ctx
         .state
         .db
@@ -135,6 +170,7 @@ pub async fn not_sent<P: ChatPlatform>(
                     from: inc.from.clone(),
                     text,
                     place: inc.place.clone(),
+                    images,
                 },
             );
             Outgoing {
@@ -160,17 +196,36 @@ pub async fn send<P: ChatPlatform>(
     text: String,
     pieces: usize,
 ) -> Result<String, String> {
+    send_with(ctx, b, from, text, Vec::new(), pieces).await
+}
+
+/// [`send`] with images.
+pub async fn send_with<P: ChatPlatform>(
+    ctx: &Ctx<P>,
+    b: &ChatBinding,
+    from: &Sender,
+    text: String,
+    images: Vec<ImageBlock>,
+    pieces: usize,
+) -> Result<String, String> {
+    let image_count = images.len();
     let cmd = Command::PromptSend(PromptArgs {
         session: b.session_id.to_string(),
         text,
         follow: false,
         origin: Some(ctx.origin(from)),
+        images,
     });
     let target = b.session_id.to_string();
     match ctx.command(&b.daemon_id, cmd).await {
         Ok(v) => {
             ctx.gate
-                .audit(from, "prompt.send", &target, json!({"pieces": pieces}))
+                .audit(
+                    from,
+                    "prompt.send",
+                    &target,
+                    json!({"pieces": pieces, "images": image_count}),
+                )
                 .await;
             let mut notes = Vec::new();
             if let Ok(a) = serde_json::from_value::<PromptAccepted>(v) {

@@ -67,6 +67,9 @@ pub struct BotConfig {
     /// Largest workspace zip accepted by `POST /api/daemons/{daemon}/workspaces`, checked
     /// while it streams (that route is exempt from `max_body_bytes`).
     pub workspace_max_upload_bytes: u64,
+    /// Largest file sent in chat or with a REST prompt (saved into the session's
+    /// `.ccrm/inbox/`; images are scaled instead).
+    pub chat_max_file_bytes: u64,
     /// How long a dashboard login lasts, in hours.
     pub web_session_hours: u64,
     /// When the dashboard's session cookie is marked `Secure`.
@@ -132,6 +135,7 @@ impl fmt::Debug for BotConfig {
                 "workspace_max_upload_bytes",
                 &self.workspace_max_upload_bytes,
             )
+            .field("chat_max_file_bytes", &self.chat_max_file_bytes)
             .field("tls_cert", &self.tls_cert)
             .field("tls_key", &self.tls_key)
             .field("trusted_proxies", &self.trusted_proxies)
@@ -172,6 +176,7 @@ pub struct FileConfig {
     web_login_attempts_per_minute: Option<u32>,
     public_url: Option<String>,
     workspace_max_upload_bytes: Option<u64>,
+    chat_max_file_bytes: Option<u64>,
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
     trusted_proxies: Option<Vec<std::net::IpAddr>>,
@@ -215,6 +220,7 @@ impl Default for BotConfig {
             web_login_attempts_per_minute: 10,
             public_url: None,
             workspace_max_upload_bytes: 100 * 1024 * 1024,
+            chat_max_file_bytes: 20 * 1024 * 1024,
             tls_cert: None,
             tls_key: None,
             trusted_proxies: Vec::new(),
@@ -296,6 +302,9 @@ impl BotConfig {
             workspace_max_upload_bytes: file
                 .workspace_max_upload_bytes
                 .unwrap_or(defaults.workspace_max_upload_bytes),
+            chat_max_file_bytes: file
+                .chat_max_file_bytes
+                .unwrap_or(defaults.chat_max_file_bytes),
             tls_cert: file.tls_cert,
             tls_key: file.tls_key,
             trusted_proxies: file.trusted_proxies.unwrap_or_default(),
@@ -340,6 +349,10 @@ impl BotConfig {
                 &v,
                 "a number of bytes",
             )?;
+        }
+        if let Some(v) = env("CCRM_BOT_CHAT_MAX_FILE_BYTES") {
+            cfg.chat_max_file_bytes =
+                parse_env("CCRM_BOT_CHAT_MAX_FILE_BYTES", &v, "a number of bytes")?;
         }
         if let Some(v) = env("CCRM_BOT_DISCORD_ALLOWED_USERS") {
             cfg.discord_allowed_users = parse_list(
@@ -463,6 +476,12 @@ impl BotConfig {
             return Err((
                 "workspace_max_upload_bytes",
                 "must be between 1 KiB and 64 GiB".into(),
+            ));
+        }
+        if !(1..=1024 * 1024 * 1024).contains(&self.chat_max_file_bytes) {
+            return Err((
+                "chat_max_file_bytes",
+                "must be between 1 byte and 1 GiB".into(),
             ));
         }
         if self.chat_prompts_per_minute == 0 {

@@ -67,7 +67,8 @@ pub fn incoming_of(msg: &Message, bot: u64) -> Option<Incoming> {
             text = rest.trim_start();
         }
     }
-    if text.is_empty() {
+    let files = super::files::attachments(msg);
+    if text.is_empty() && files.is_empty() {
         return None;
     }
     let roles = msg.member.as_ref().map(|m| m.roles.as_slice());
@@ -79,7 +80,14 @@ pub fn incoming_of(msg: &Message, bot: u64) -> Option<Incoming> {
         direct: msg.guild_id.is_none() || mentioned,
         msg_id: Some(msg.id.get()),
         reply: None,
-        input: Input::Text(text.to_owned()),
+        input: if files.is_empty() {
+            Input::Text(text.to_owned())
+        } else {
+            Input::Files {
+                text: text.to_owned(),
+                files,
+            }
+        },
     })
 }
 

@@ -16,7 +16,8 @@
 //!   Discord's 3 s, and answered by the core by editing the deferred response). In a text
 //!   channel `/new` creates a public thread named after the session and binds it; in a
 //!   thread or a DM it binds that place itself.
-//! - [`inbound`]: Discord models as neutral inputs, and the message claims.
+//! - [`inbound`]: Discord models as neutral inputs, and the message claims; [`files`]:
+//!   message attachments and their bounded download from Discord's CDN.
 //! - [`catch_up`]: nothing written while the bot was away is lost: a RESUME gets the
 //!   missed events from Discord, and after a fresh IDENTIFY the bot reads the recent
 //!   messages of every bound thread. Every message is claimed in SQLite before it is
@@ -24,6 +25,7 @@
 
 mod catch_up;
 mod commands;
+mod files;
 mod gateway;
 mod inbound;
 mod platform;

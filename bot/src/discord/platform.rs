@@ -24,7 +24,7 @@ use super::render::{components, fit};
 use super::rest::{Pace, Rest};
 use super::{ANSWER_PARTS, PLATFORM, TEXT_LIMIT};
 use crate::chat::render::{self, Rich};
-use crate::chat::{ChatPlatform, CommandKind, Lane, Outgoing, Place};
+use crate::chat::{Attachment, ChatPlatform, CommandKind, Lane, Outgoing, Place};
 
 /// Embed description limit.
 const EMBED_LIMIT: usize = 4096;
@@ -296,6 +296,10 @@ impl ChatPlatform for Discord {
         }));
         self.rest.call(Pace::Channel(&to.chat), req).await?;
         Ok(())
+    }
+
+    async fn fetch(&self, file: &Attachment, max: u64) -> anyhow::Result<Vec<u8>> {
+        super::files::download(&self.rest, file, max).await
     }
 
     async fn open_thread(&self, chat: &str, title: &str) -> anyhow::Result<Place> {

@@ -40,7 +40,7 @@ pub struct EventsQuery {
 
 /// `GET /api/sessions/:id/events?after=&limit=` (keyset) or `?offset=&limit=`.
 #[utoipa::path(get, path = "/api/sessions/{id}/events", summary = "Stored events, keyset or offset paged", tag = "sessions",
-    params(("id" = uuid::Uuid, Path, description = "the session id"), EventsQuery),
+    params(("id" = String, Path, description = "the session: its id, a unique id prefix (4+ characters) or its name"), EventsQuery),
     responses(
         (status = 200, description = "one page of stored events, oldest first", body = EventPage),
         (status = 400, description = "not a session id, or a query parameter of the wrong type", body = ErrorResponse),
@@ -121,7 +121,7 @@ fn sse_event(ev: &StoredEvent) -> SseEvent {
 /// live ones, each exactly once and in order.
 #[utoipa::path(get, path = "/api/sessions/{id}/stream", summary = "Stored then live events as Server-Sent Events", tag = "sessions",
     params(
-        ("id" = uuid::Uuid, Path, description = "the session id"),
+        ("id" = String, Path, description = "the session: its id, a unique id prefix (4+ characters) or its name"),
         ("Last-Event-ID" = Option<i64>, Header, description = "resume after this row id"),
         StreamQuery,
     ),

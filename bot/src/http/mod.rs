@@ -8,7 +8,8 @@
 //! parsed by our own extractor so a bad body gets the same error shape. Commands go to the
 //! owning daemon through the hub; daemon errors map to HTTP statuses.
 //!
-//! - [`sessions`]: list, start, show, prompt and control sessions.
+//! - [`sessions`]: list, start, show, prompt and control sessions; [`prompt_body`]: a
+//!   prompt's JSON or multipart body with images and files.
 //! - [`events`]: stored event pages and the SSE stream; [`sse`]: streaming plumbing.
 //! - [`approvals`]: pending approvals and decisions.
 //! - [`meta`]: health, metrics, the JSON 404.
@@ -27,6 +28,7 @@ pub mod events;
 pub mod executions;
 pub mod guard;
 pub mod meta;
+pub mod prompt_body;
 pub mod resolve;
 pub mod schema;
 pub mod sessions;

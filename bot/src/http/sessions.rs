@@ -222,7 +222,7 @@ pub async fn create_session(
 
 /// `GET /api/sessions/:id`.
 #[utoipa::path(get, path = "/api/sessions/{id}", summary = "One session with its pending approvals", tag = "sessions",
-    params(("id" = uuid::Uuid, Path, description = "the session id")),
+    params(("id" = String, Path, description = "the session: its id, a unique id prefix (4+ characters) or its name")),
     responses(
         (status = 200, description = "the session with its pending approvals", body = SessionDetail),
         (status = 400, description = "not a session id", body = ErrorResponse),
@@ -257,12 +257,12 @@ pub struct PromptBody {
     /// The prompt; not only whitespace.
     #[schema(pattern = "\\S")]
     #[serde(alias = "prompt")]
-    text: String,
+    pub text: String,
 }
 
 /// `POST /api/sessions/:id/prompt`.
 #[utoipa::path(post, path = "/api/sessions/{id}/prompt", summary = "Queue a prompt", tag = "sessions",
-    params(("id" = uuid::Uuid, Path, description = "the session id")),
+    params(("id" = String, Path, description = "the session: its id, a unique id prefix (4+ characters) or its name")),
     request_body = PromptBody,
     responses(
         (status = 202, description = "queued; it runs after the prompts ahead of it", body = common::ipc::PromptAccepted),
@@ -279,15 +279,18 @@ pub async fn prompt(
     State(state): State<Arc<AppState>>,
     Extension(user): Extension<User>,
     Path(id): Path<String>,
-    AppJson(body): AppJson<PromptBody>,
+    body: super::prompt_body::PromptInput,
 ) -> Result<(StatusCode, Json<Value>), AppError> {
     let id = resolve_session(&state, &id).await?;
     let daemon = daemon_of(&state, &id).await?;
+    // Images become image blocks and files are saved in the session's inbox first.
+    let (text, images) = body.prepare(&state, &daemon, &id.to_string()).await?;
     let cmd = Command::PromptSend(PromptArgs {
         session: id.to_string(),
-        text: body.text,
+        text,
         follow: false,
         origin: Some(origin(&user)),
+        images,
     });
     let data = state.hub.command(&daemon, cmd, COMMAND_TIMEOUT).await?;
     audit(&state, &user, "prompt.send", &id.to_string(), json!({})).await;

@@ -150,6 +150,7 @@ async fn dispatch(cli: &Cli) -> Result<ExitCode, Failure> {
                 text: text.join(" "),
                 follow: *follow,
                 origin: None,
+                images: Vec::new(),
             };
             sessions::prompt(cli, args).await
         }

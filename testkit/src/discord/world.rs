@@ -101,6 +101,8 @@ pub(super) struct World {
     pub closed: bool,
     /// Nonces of the bot's created messages: nonce → (message, when), for `enforce_nonce`.
     pub(super) nonces: HashMap<String, (u64, SystemTime)>,
+    /// Downloads of users' attachments ([`super::uploads`]).
+    pub(super) attachment_downloads: usize,
 }
 
 impl World {
@@ -121,6 +123,7 @@ impl World {
             interaction_deadline: Duration::from_secs(3),
             closed: false,
             nonces: HashMap::new(),
+            attachment_downloads: 0,
         }
     }
 
