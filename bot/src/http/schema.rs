@@ -45,6 +45,12 @@ pub enum ErrorCodeName {
     /// The body is larger than `max_body_bytes` (413).
     #[serde(rename = "too_large")]
     TooLarge,
+    /// Too many failed token checks from this address in a minute (429, with `Retry-After`).
+    #[serde(rename = "too_many_failures")]
+    TooManyFailures,
+    /// A file sent with a prompt could not be saved in the session's inbox (502).
+    #[serde(rename = "file_not_saved")]
+    FileNotSaved,
     /// The daemon is too old for this (501).
     #[serde(rename = "not_supported")]
     NotSupported,
