@@ -37,4 +37,4 @@ echo "contract tools: $CCRM_CONTRACT_TOOLS ($("$CCRM_CONTRACT_TOOLS/schemathesis
 cargo fmt --all --check
 python3 scripts/check-structure.py
 cargo clippy --workspace --all-targets --locked -- -D warnings
-cargo test --workspace --locked
+cargo test --workspace --locked --no-fail-fast

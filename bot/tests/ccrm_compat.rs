@@ -90,7 +90,7 @@ async fn a_ccrm_client_session_works_end_to_end() {
             json!({"cwd": w.work, "claude_args": ["--resume", "x"]}),
         )
         .await;
-    assert_eq!(status, 400, "{v}");
+    assert_eq!(status, 422, "{v}");
     assert!(
         v["error"]["message"]
             .as_str()
