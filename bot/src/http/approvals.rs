@@ -38,6 +38,8 @@ pub struct ApprovalsQuery {
         (status = 200, description = "approvals and questions, oldest first", body = ApprovalList),
         (status = 400, description = "a query parameter of the wrong type", body = ErrorResponse),
         (status = 401, description = "missing or invalid bearer token", body = ErrorResponse),
+        (status = 404, description = "`session` names no session (id, prefix or name)", body = ErrorResponse),
+        (status = 409, description = "`session` is a prefix or name of several sessions", body = ErrorResponse),
     ))]
 pub async fn list_approvals(
     State(state): State<Arc<AppState>>,
