@@ -536,14 +536,39 @@ async fn rest_prompt_takes_json_images_and_multipart_files() {
     );
     assert_eq!(inbox(&w.work).len(), 1);
 
-    // Malformed: not base64, not an image, an unknown field.
-    for bad in [
-        json!({"text": "x", "images": [{"media_type": "image/png", "data": "%%%"}]}),
-        json!({"text": "x", "images": [{"media_type": "image/png", "data": b64(b"hello")}]}),
-        json!({"text": "x", "files": []}),
+    // A `files[]` part that is a bare value, not a file: 400 saying how to send a file.
+    let form = reqwest::multipart::Form::new()
+        .text("text", "x")
+        .text("files[]", "{}");
+    let r = w
+        .http
+        .post(w.url(&prompt))
+        .bearer_auth(&w.user_token)
+        .multipart(form)
+        .send()
+        .await
+        .expect("POST");
+    assert_eq!(r.status().as_u16(), 400);
+    let v: Value = r.json().await.expect("json");
+    let msg = v["error"]["message"].as_str().unwrap_or_default();
+    assert!(msg.contains("no file name"), "{v}");
+    assert_eq!(inbox(&w.work).len(), 1);
+
+    // Images the model cannot take (not base64, not an image) are 422, as the contract
+    // has it for a well-formed value that cannot be served; an unknown field is 400.
+    for (bad, code) in [
+        (
+            json!({"text": "x", "images": [{"media_type": "image/png", "data": "%%%"}]}),
+            422,
+        ),
+        (
+            json!({"text": "x", "images": [{"media_type": "image/png", "data": b64(b"hello")}]}),
+            422,
+        ),
+        (json!({"text": "x", "files": []}), 400),
     ] {
         let (status, v) = w.post(&prompt, bad.clone()).await;
-        assert_eq!(status, 400, "{bad}: {v}");
+        assert_eq!(status, code, "{bad}: {v}");
     }
     // The session still answers.
     let (status, _) = w.post(&prompt, json!({"text": "still here"})).await;

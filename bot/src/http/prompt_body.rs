@@ -64,6 +64,12 @@ fn bad(msg: impl Into<String>) -> AppError {
     AppError::new(StatusCode::BAD_REQUEST, "bad_request", msg)
 }
 
+/// A well-formed body whose images the model cannot take (422, like any schema-valid
+/// value that cannot be served).
+fn unprocessable(msg: impl Into<String>) -> AppError {
+    AppError::new(StatusCode::UNPROCESSABLE_ENTITY, "unprocessable", msg)
+}
+
 fn too_large(msg: impl Into<String>) -> AppError {
     AppError::new(StatusCode::PAYLOAD_TOO_LARGE, "too_large", msg)
 }
@@ -149,7 +155,14 @@ async fn from_form(req: Request, state: &Arc<AppState>) -> Result<PromptInput, A
                 if files.len() == MAX_FILES {
                     return Err(bad(format!("at most {MAX_FILES} files in one prompt")));
                 }
-                let file_name = field.file_name().unwrap_or("file").to_owned();
+                // A file part names its file (`curl -F 'files[]=@x.png'` does); a bare
+                // value is not a file and would be saved under a made-up name.
+                let Some(file_name) = field.file_name().map(str::to_owned) else {
+                    return Err(bad(format!(
+                        "the `{name}` part has no file name; send files as file parts \
+                         (e.g. curl -F '{name}=@path')"
+                    )));
+                };
                 let max = usize::try_from(cap).unwrap_or(usize::MAX);
                 let bytes = read_field(&mut field, max).await?.ok_or_else(|| {
                     too_large(format!(
@@ -193,9 +206,9 @@ impl PromptInput {
         for (i, img) in self.images.into_iter().enumerate() {
             let bytes = engine
                 .decode(img.data.as_bytes())
-                .map_err(|_| bad(format!("images[{i}].data is not base64")))?;
+                .map_err(|_| unprocessable(format!("images[{i}].data is not base64")))?;
             let media = attach::image::sniff(&bytes).ok_or_else(|| {
-                bad(format!(
+                unprocessable(format!(
                     "images[{i}] is not a JPEG, PNG, GIF or WebP image (media_type says {})",
                     img.media_type
                 ))
@@ -203,7 +216,7 @@ impl PromptInput {
             let p = tokio::task::spawn_blocking(move || attach::image::to_block(&bytes, media))
                 .await
                 .map_err(AppError::internal)?
-                .map_err(|e| bad(format!("images[{i}]: {e}")))?;
+                .map_err(|e| unprocessable(format!("images[{i}]: {e}")))?;
             images.push(p.block);
         }
         let mut lines = Vec::new();
@@ -223,7 +236,7 @@ impl PromptInput {
                 }
             }
         }
-        common::attach::check_images(&images).map_err(bad)?;
+        common::attach::check_images(&images).map_err(unprocessable)?;
         Ok((lines.join("\n"), images))
     }
 }

@@ -248,30 +248,70 @@ pub async fn get_session(
     ))
 }
 
-/// Body of `POST /api/sessions/:id/prompt`: `{"text": ...}`, or `{"prompt": ...}` as
-/// clients of the original CCRM send it.
+/// JSON body of `POST /api/sessions/:id/prompt`: `{"text": ...}` (or `{"prompt": ...}` as
+/// clients of the original CCRM send it) with optional images.
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 #[schema(example = json!({"text": "summarise the README"}))]
+#[allow(dead_code)] // documents what `prompt_body::PromptInput` reads
 pub struct PromptBody {
     /// The prompt; not only whitespace.
     #[schema(pattern = "\\S")]
     #[serde(alias = "prompt")]
     pub text: String,
+    /// Images the model sees with the prompt (at most 8, 12 MB of base64 together);
+    /// larger than the model's limits they are scaled down. One that is not a JPEG, PNG,
+    /// GIF or WebP image is 422.
+    #[serde(default)]
+    #[schema(max_items = 8)]
+    pub images: Vec<PromptImage>,
+}
+
+/// An image of a JSON prompt: the Messages API's base64 image source.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+pub struct PromptImage {
+    /// `image/jpeg`, `image/png`, `image/gif` or `image/webp`.
+    #[schema(pattern = "^image/(jpeg|png|gif|webp)$")]
+    pub media_type: String,
+    /// The image bytes, standard base64.
+    #[schema(content_encoding = "base64", min_length = 1)]
+    pub data: String,
+}
+
+/// Multipart form of `POST /api/sessions/:id/prompt`: the text and files. Images among
+/// the files go to the model as images; any other file is saved in the session's
+/// `.ccrm/inbox/` and named in the prompt.
+#[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+pub struct PromptForm {
+    /// The prompt text (may be empty when files are given).
+    #[schema(nullable = false)]
+    pub text: Option<String>,
+    /// Up to 10 files, each at most `chat_max_file_bytes`, each a file part (with a
+    /// `filename`); `files` and `file` are also read.
+    #[schema(rename = "files[]", value_type = Option<Vec<String>>, format = Binary, max_items = 10, nullable = false)]
+    pub files: Option<Vec<Vec<u8>>>,
 }
 
 /// `POST /api/sessions/:id/prompt`.
 #[utoipa::path(post, path = "/api/sessions/{id}/prompt", summary = "Queue a prompt", tag = "sessions",
     params(("id" = String, Path, description = "the session: its id, a unique id prefix (4+ characters) or its name")),
-    request_body = PromptBody,
+    request_body(description = "JSON (`text`, optional `images`) or a multipart form (`text`, `files[]`)", content(
+        (PromptBody = "application/json"),
+        (PromptForm = "multipart/form-data"),
+    )),
     responses(
         (status = 202, description = "queued; it runs after the prompts ahead of it", body = common::ipc::PromptAccepted),
         (status = 400, description = "not a session id, or a body that does not match the schema", body = ErrorResponse),
         (status = 401, description = "missing or invalid bearer token", body = ErrorResponse),
         (status = 404, description = "no such session", body = ErrorResponse),
         (status = 409, description = "the session cannot take prompts now (stopped or failed: resume it)", body = ErrorResponse),
-        (status = 413, description = "body over `max_body_bytes`", body = ErrorResponse),
-        (status = 422, description = "a prompt the daemon refuses", body = ErrorResponse),
+        (status = 413, description = "body over `max_body_bytes` (besides images), text over 1 MB or a file over `chat_max_file_bytes`", body = ErrorResponse),
+        (status = 422, description = "a prompt the daemon refuses, or an image that is not a JPEG, PNG, GIF or WebP image", body = ErrorResponse),
+        (status = 502, description = "a file could not be saved in the session's inbox", body = ErrorResponse),
         (status = 503, description = "the session's daemon is offline", body = ErrorResponse),
         (status = 504, description = "the daemon did not answer in time", body = ErrorResponse),
     ))]
