@@ -31,7 +31,7 @@ use common::ids::{DaemonId, SessionId};
 use common::link::{DaemonMsg, HubMsg, LinkEvent};
 use futures::{SinkExt, StreamExt};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqliteSynchronous};
-use support::{BotProcess, WAIT, cpu_time, env_num, mb, ms, pct, rss_kb};
+use support::{BotProcess, WAIT, cpu_time, env_num, mb, ms, pct, rss_kb, rss_parts};
 use tokio_tungstenite::tungstenite::Message;
 
 const TARGET_IDLE_KB: u64 = 20 * 1024;
@@ -238,11 +238,17 @@ async fn run() -> anyhow::Result<()> {
                 .map(|r| (daemon, r))
         }));
     }
-    // The bot's RSS while streaming, sampled.
+    // Sampled until the last ack (a backlog may peak after the window closes), with where
+    // it went at the peak: anonymous (heap, SQLite caches), file-mapped, shared.
+    let streaming = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let still = streaming.clone();
     let sampler = tokio::spawn(async move {
-        let mut peak = 0;
-        while tokio::time::Instant::now() < until {
-            peak = peak.max(rss_kb(pid).unwrap_or(0));
+        let mut peak = (0, [0; 3]);
+        while still.load(std::sync::atomic::Ordering::Relaxed) {
+            let rss = rss_kb(pid).unwrap_or(0);
+            if rss > peak.0 {
+                peak = (rss, rss_parts(pid).unwrap_or_default());
+            }
             tokio::time::sleep(Duration::from_millis(250)).await;
         }
         peak
@@ -255,7 +261,9 @@ async fn run() -> anyhow::Result<()> {
                 .context("a link never finished")???,
         );
     }
-    let busy_peak = sampler.await?;
+    streaming.store(false, std::sync::atomic::Ordering::Relaxed);
+    let (busy_peak, [anon, file, shmem]) = sampler.await?;
+    let after = rss_kb(pid)?;
     let cpu = cpu_time(pid)?.saturating_sub(cpu0);
     let streamed = t0.elapsed();
     bot.stop()?;
@@ -318,6 +326,13 @@ async fn run() -> anyhow::Result<()> {
         mb(connected),
         mb(busy_peak),
         verdict(connected.max(busy_peak) <= TARGET_LINKS_KB)
+    );
+    println!(
+        "  at the peak: anonymous {:.2} MB, file-mapped {:.2} MB, shared {:.2} MB; after the last ack {:.2} MB",
+        mb(anon),
+        mb(file),
+        mb(shmem),
+        mb(after)
     );
     Ok(())
 }

@@ -127,9 +127,9 @@ async fn rest_start_prompt_and_sse_show_the_turn_and_events_page_the_same() {
 
 /// Checks the delivery guarantee on what SQLite holds for a daemon with one session: link
 /// seqs exactly 1..=last with no gap or repeat, in row order, each event's own seq equal to
-/// its link seq.
-async fn assert_complete(w: &World, session: &str, last: u64) -> Vec<Value> {
-    let events = w.all_events(session).await;
+/// its link seq. `last` is the daemon's drained `last_seq` from the same settled snapshot
+/// (see [`settled_events`]).
+fn assert_complete(events: &[Value], last: u64) {
     let link: Vec<u64> = events.iter().filter_map(|e| e["seq"].as_u64()).collect();
     let expected: Vec<u64> = (1..=last).collect();
     if link != expected {
@@ -145,12 +145,12 @@ async fn assert_complete(w: &World, session: &str, last: u64) -> Vec<Value> {
             link.len()
         );
     }
-    for e in &events {
+    for e in events {
         assert_eq!(e["seq"], e["event"]["seq"], "event seq is its spool seq");
     }
-    events
 }
 
+/// Waits until the daemon's uplink is connected with everything acked; returns its `last_seq`.
 async fn wait_drained(w: &World) -> u64 {
     let deadline = tokio::time::Instant::now() + WAIT;
     loop {
@@ -164,6 +164,27 @@ async fn wait_drained(w: &World) -> u64 {
             "uplink never drained: {st}"
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// A consistent view of what the bot stored for `session` and the daemon's `last_seq`: the
+/// events are read between two drained statuses with the same `last_seq`, so nothing was
+/// emitted (e.g. the restarted daemon's own lifecycle events) while they were read. Re-reads
+/// until that holds, bounded by [`WAIT`].
+async fn settled_events(w: &World, session: &str) -> (Vec<Value>, u64) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let mut before = wait_drained(w).await;
+    loop {
+        let events = w.all_events(session).await;
+        let after = wait_drained(w).await;
+        if after == before {
+            return (events, after);
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the daemon kept emitting: last_seq {before} then {after}"
+        );
+        before = after;
     }
 }
 
@@ -188,8 +209,8 @@ async fn kill_9_of_the_bot_mid_stream_loses_and_duplicates_nothing() {
     // The daemon reconnects by itself; the turn ends and everything arrives.
     w.wait_stored(&id, |e| e["event"]["kind"] == "turn_result")
         .await;
-    let last = wait_drained(&w).await;
-    let events = assert_complete(&w, &id, last).await;
+    let (events, last) = settled_events(&w, &id).await;
+    assert_complete(&events, last);
     let deltas = events
         .iter()
         .filter(|e| e["event"]["kind"] == "assistant_delta")
@@ -226,8 +247,8 @@ async fn kill_9_of_ccrmd_mid_stream_replays_the_spool_after_restart() {
         .await;
     World::kill9(&mut w.daemon);
     w.start_daemon();
-    let last = wait_drained(&w).await;
-    let events = assert_complete(&w, &id, last).await;
+    let (events, last) = settled_events(&w, &id).await;
+    assert_complete(&events, last);
     assert!(
         events.len() as u64 >= cut,
         "events before the kill are kept"
@@ -248,6 +269,6 @@ async fn kill_9_of_ccrmd_mid_stream_replays_the_spool_after_restart() {
         e["event"]["kind"] == "assistant_text" && e["event"]["text"] == "Echo: after the crash"
     })
     .await;
-    let last = wait_drained(&w).await;
-    assert_complete(&w, &id, last).await;
+    let (events, last) = settled_events(&w, &id).await;
+    assert_complete(&events, last);
 }

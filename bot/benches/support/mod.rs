@@ -43,6 +43,22 @@ pub fn rss_kb(pid: u32) -> anyhow::Result<u64> {
         .context("VmRSS")
 }
 
+/// A process's resident set split as `/proc` reports it, KiB: anonymous memory (heap,
+/// SQLite's page caches), file pages mapped (the binary, SQLite's memory map of the
+/// database) and shared memory (the WAL index).
+pub fn rss_parts(pid: u32) -> anyhow::Result<[u64; 3]> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .with_context(|| name.to_owned())
+    };
+    Ok([field("RssAnon:")?, field("RssFile:")?, field("RssShmem:")?])
+}
+
 /// A process's user + system CPU time so far.
 pub fn cpu_time(pid: u32) -> anyhow::Result<Duration> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;

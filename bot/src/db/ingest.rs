@@ -112,11 +112,16 @@ impl std::fmt::Debug for EventWriter {
 }
 
 impl Db {
-    /// Opens the connection the ingest task writes through (same file and settings as the
-    /// pool).
+    /// Opens the connection the ingest task writes through: same file and settings as the
+    /// pool, but a small page cache and no memory map (see `WRITER_CACHE_SIZE`).
     pub async fn event_writer(&self) -> DbResult<EventWriter> {
+        let options = self
+            .options
+            .clone()
+            .pragma("cache_size", super::WRITER_CACHE_SIZE)
+            .pragma("mmap_size", "0");
         Ok(EventWriter {
-            conn: sqlx::ConnectOptions::connect(&self.options).await?,
+            conn: sqlx::ConnectOptions::connect(&options).await?,
         })
     }
 

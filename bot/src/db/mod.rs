@@ -75,6 +75,15 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// the hot index pages of a large events table, so inserts and pages seldom go to disk.
 const CACHE_SIZE: &str = "-16384";
 
+/// Page cache of the ingest's own connection ([`EventWriter`]), KiB when negative. Its
+/// inserts append: every new table leaf passes through its cache once and is not read
+/// again, so a big cache only fills with cold pages, up to 16 MiB with [`CACHE_SIZE`]
+/// while daemons stream (the `links` bench prints where the bot's memory goes). What it
+/// does reuse, the right edge of the table and each daemon's and session's index leaf,
+/// fits in a few MiB even with hundreds of daemons; the rest is re-read from the WAL or
+/// the file by `read` (the writer maps nothing, so its memory stays this cache).
+const WRITER_CACHE_SIZE: &str = "-4096";
+
 /// Reads through a shared memory map of up to this many bytes instead of `read` calls
 /// into each connection's cache.
 const MMAP_SIZE: &str = "268435456";
