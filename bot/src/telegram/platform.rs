@@ -325,21 +325,29 @@ impl ChatPlatform for Telegram {
             .await
     }
 
-    async fn fetch(&self, file: &Attachment, max: u64) -> anyhow::Result<Vec<u8>> {
+    async fn fetch_into(
+        &self,
+        file: &Attachment,
+        max: u64,
+        out: tokio::sync::mpsc::Sender<Vec<u8>>,
+    ) -> anyhow::Result<()> {
         let meta = self.bot.get_file(FileId(file.handle.clone())).await?;
         if u64::from(meta.meta.size) > max {
             return Err(TooLarge(max).into());
         }
         let mut stream = self.bot.download_file_stream(&meta.path);
-        let mut out = Vec::new();
+        let mut seen: u64 = 0;
         while let Some(chunk) = stream.next().await {
             let chunk = chunk?;
-            if (out.len() + chunk.len()) as u64 > max {
+            seen += chunk.len() as u64;
+            if seen > max {
                 return Err(TooLarge(max).into());
             }
-            out.extend_from_slice(&chunk);
+            out.send(chunk.to_vec())
+                .await
+                .map_err(|_| anyhow::anyhow!("the download was abandoned"))?;
         }
-        Ok(out)
+        Ok(())
     }
 
     async fn open_thread(&self, chat: &str, title: &str) -> anyhow::Result<Place> {
