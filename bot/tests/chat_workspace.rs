@@ -16,26 +16,14 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use common::chat::{
+    DC_ALICE, TG_ALICE as ALICE, discord_world, telegram_world, tg_msg, wait_until,
+};
 use common::{WAIT, World};
 use serde_json::Value;
-use testkit::FakeTelegram;
-use testkit::discord::{FakeDiscord, GUILD_ID, UserAttachment};
+use testkit::discord::UserAttachment;
 use testkit::telegram::UserFile;
 use testkit::zips::{Entry, RawZip, small_project};
-
-const TG_TOKEN: &str = "123456:TEST-SECRET";
-const DC_TOKEN: &str = "MTAxMDEwMTAxMDEwMTAxMDEw.discord-test.SECRET";
-const ALICE: i64 = 111;
-const DC_ALICE: u64 = 310_000_000_000_000_001;
-
-/// Waits (bounded) until `cond` holds.
-async fn wait_until(what: &str, cond: impl Fn() -> bool) {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while !cond() {
-        assert!(tokio::time::Instant::now() < deadline, "timed out: {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
 
 /// The daemon's workspace directory `id`.
 fn workspace(w: &World, id: &str) -> PathBuf {
@@ -93,26 +81,6 @@ fn model_saw_dir(w: &World, dir: &Path) -> bool {
         .any(|r| r.body.to_string().contains(&dir))
 }
 
-async fn tg_msg(
-    tg: &FakeTelegram,
-    chat: i64,
-    thread: Option<i32>,
-    pred: impl Fn(&testkit::telegram::Message) -> bool,
-) -> testkit::telegram::Message {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        if let Some(m) = tg.messages_in(chat, thread).into_iter().find(|m| pred(m)) {
-            return m;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "no matching message in {chat}/{thread:?}: {:#?}",
-            tg.messages_in(chat, thread)
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 fn zip_doc(name: &str, bytes: Vec<u8>) -> UserFile {
     UserFile {
         name: name.to_owned(),
@@ -124,15 +92,7 @@ fn zip_doc(name: &str, bytes: Vec<u8>) -> UserFile {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn telegram_zip_with_new_becomes_a_workspace_session() {
-    let tg = FakeTelegram::start(TG_TOKEN).await.expect("fake telegram");
-    let url = tg.api_url();
-    let alice = ALICE.to_string();
-    let w = World::start_with(&[
-        ("CCRM_BOT_TELEGRAM_TOKEN", TG_TOKEN),
-        ("CCRM_BOT_TELEGRAM_API_URL", url.as_str()),
-        ("CCRM_BOT_TELEGRAM_ALLOWED_USERS", alice.as_str()),
-    ])
-    .await;
+    let (w, tg) = telegram_world(&[]).await;
     let group = tg.forum_group("team");
     tg.user_document(
         group,
@@ -227,24 +187,7 @@ async fn telegram_zip_with_new_becomes_a_workspace_session() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn discord_zip_attachment_with_new_becomes_a_workspace_session() {
-    let dc = FakeDiscord::start(DC_TOKEN).await.expect("fake discord");
-    dc.set_heartbeat_interval(3_000);
-    let url = dc.api_url();
-    let alice = DC_ALICE.to_string();
-    let guild = GUILD_ID.to_string();
-    let w = World::start_with(&[
-        ("CCRM_BOT_DISCORD_TOKEN", DC_TOKEN),
-        ("CCRM_BOT_DISCORD_API_URL", url.as_str()),
-        ("CCRM_BOT_DISCORD_ALLOWED_USERS", alice.as_str()),
-        ("CCRM_BOT_DISCORD_GUILDS", guild.as_str()),
-    ])
-    .await;
-    dc.wait_ready(WAIT).await.expect("gateway ready");
-    dc.wait_for(WAIT, |c| {
-        c.method == "PUT" && c.path.contains("/guilds/") && c.path.ends_with("/commands") && c.ok()
-    })
-    .await
-    .expect("slash commands registered");
+    let (w, dc) = discord_world(&[]).await;
     let general = dc.text_channel("general");
     dc.slash_command_with_file(
         general,
