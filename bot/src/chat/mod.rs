@@ -329,6 +329,24 @@ pub struct Attachment {
 #[error("the file is larger than {0} bytes")]
 pub struct TooLarge(pub u64);
 
+/// Passes one downloaded `chunk` of an attachment on to `out` (see
+/// [`ChatPlatform::fetch_into`]), counting it in `seen`: a [`TooLarge`] error once the
+/// download passes `max` bytes.
+pub async fn pass_chunk(
+    out: &tokio::sync::mpsc::Sender<Vec<u8>>,
+    seen: &mut u64,
+    max: u64,
+    chunk: &[u8],
+) -> anyhow::Result<()> {
+    *seen += chunk.len() as u64;
+    if *seen > max {
+        return Err(TooLarge(max).into());
+    }
+    out.send(chunk.to_vec())
+        .await
+        .map_err(|_| anyhow::anyhow!("the download was abandoned"))
+}
+
 /// One inbound message or button press, in neutral form.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Incoming {

@@ -9,7 +9,7 @@ use reqwest012 as reqwest;
 use serenity::all::Message;
 
 use super::rest::Rest;
-use crate::chat::{Attachment, AttachmentKind, TooLarge};
+use crate::chat::{Attachment, AttachmentKind, TooLarge, pass_chunk};
 
 /// Discord's attachment hosts.
 const CDN_HOSTS: [&str; 2] = ["cdn.discordapp.com", "media.discordapp.net"];
@@ -66,13 +66,7 @@ pub async fn download(
     }
     let mut seen: u64 = 0;
     while let Some(chunk) = resp.chunk().await? {
-        seen += chunk.len() as u64;
-        if seen > max {
-            return Err(TooLarge(max).into());
-        }
-        out.send(chunk.to_vec())
-            .await
-            .map_err(|_| anyhow::anyhow!("the download was abandoned"))?;
+        pass_chunk(&out, &mut seen, max, &chunk).await?;
     }
     Ok(())
 }

@@ -25,7 +25,9 @@ use tracing::warn;
 use super::PLATFORM;
 use crate::chat::ratelimit::{Outbound, OutboundQuotas};
 use crate::chat::render::Rich;
-use crate::chat::{Attachment, ChatPlatform, CommandKind, Lane, Outgoing, Place, TooLarge};
+use crate::chat::{
+    Attachment, ChatPlatform, CommandKind, Lane, Outgoing, Place, TooLarge, pass_chunk,
+};
 
 /// Telegram's message length limit.
 const TEXT_LIMIT: usize = 4096;
@@ -338,14 +340,7 @@ impl ChatPlatform for Telegram {
         let mut stream = self.bot.download_file_stream(&meta.path);
         let mut seen: u64 = 0;
         while let Some(chunk) = stream.next().await {
-            let chunk = chunk?;
-            seen += chunk.len() as u64;
-            if seen > max {
-                return Err(TooLarge(max).into());
-            }
-            out.send(chunk.to_vec())
-                .await
-                .map_err(|_| anyhow::anyhow!("the download was abandoned"))?;
+            pass_chunk(&out, &mut seen, max, &chunk?).await?;
         }
         Ok(())
     }
