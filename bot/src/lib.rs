@@ -61,6 +61,8 @@ pub struct AppState {
     pub recorders: executions::Recorders,
     /// Failed token checks per client address (429 after too many).
     pub auth_guard: http::guard::AuthGuard,
+    /// The Telegram adapter's webhook receiver while it runs in webhook mode.
+    pub telegram_hook: telegram::webhook::Hook,
 }
 
 impl AppState {
@@ -79,6 +81,7 @@ impl AppState {
             ingest,
             recorders: executions::Recorders::default(),
             auth_guard: http::guard::AuthGuard::new(cfg.auth_failures_per_minute),
+            telegram_hook: telegram::webhook::Hook::default(),
             cfg,
         }))
     }
@@ -141,6 +144,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/ws/daemon", get(ws::daemon_ws))
         .route("/ws/dashboard", get(ws::dashboard_ws))
         .merge(api)
+        .merge(telegram::webhook::routes(&state))
         .merge(dashboard::routes(state.clone()))
         .fallback(http::meta::not_found)
         .layer(DefaultBodyLimit::max(state.cfg.max_body_bytes))

@@ -48,6 +48,7 @@ use crate::http::schema::{ErrorResponse, Interrupted};
         crate::http::executions::get,
         crate::http::executions::stream,
         crate::http::executions::cancel,
+        crate::telegram::webhook::receive,
     ),
     components(schemas(crate::http::schema::ErrorCodeName)),
     modifiers(&Bearer),

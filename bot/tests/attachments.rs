@@ -22,6 +22,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use base64::Engine;
+use common::chat::{DC_ALICE, DC_TOKEN, TG_ALICE as ALICE, TG_TOKEN, dc_msg, tg_msg, wait_until};
 use common::{WAIT, World};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
@@ -29,10 +30,6 @@ use testkit::FakeTelegram;
 use testkit::discord::{FakeDiscord, GUILD_ID, UserAttachment};
 use testkit::telegram::UserFile;
 
-const TG_TOKEN: &str = "123456:TEST-SECRET";
-const DC_TOKEN: &str = "MTAxMDEwMTAxMDEwMTAxMDEw.discord-test.SECRET";
-const ALICE: i64 = 111;
-const DC_ALICE: u64 = 310_000_000_000_000_001;
 /// `chat_max_file_bytes` in these tests.
 const LIMIT: &str = "16384";
 
@@ -106,15 +103,6 @@ async fn api_request(w: &World, what: &str, pred: impl Fn(&Value) -> bool) -> Va
     }
 }
 
-/// Waits (bounded) until `cond` holds.
-async fn wait_until(what: &str, cond: impl Fn() -> bool) {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while !cond() {
-        assert!(tokio::time::Instant::now() < deadline, "timed out: {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 /// The files in the session's inbox.
 fn inbox(work: &Path) -> Vec<PathBuf> {
     let mut v: Vec<PathBuf> = std::fs::read_dir(work.join(".ccrm/inbox"))
@@ -129,26 +117,6 @@ fn sha(bytes: &[u8]) -> String {
 }
 
 // ---- Telegram ----------------------------------------------------------------------
-
-async fn tg_msg(
-    tg: &FakeTelegram,
-    chat: i64,
-    thread: Option<i32>,
-    pred: impl Fn(&testkit::telegram::Message) -> bool,
-) -> testkit::telegram::Message {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        if let Some(m) = tg.messages_in(chat, thread).into_iter().find(|m| pred(m)) {
-            return m;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "no matching message in {chat}/{thread:?}: {:#?}",
-            tg.messages_in(chat, thread)
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn telegram_photos_files_hostile_names_oversize_and_voice() {
@@ -345,25 +313,6 @@ async fn telegram_photos_files_hostile_names_oversize_and_voice() {
 }
 
 // ---- Discord -----------------------------------------------------------------------
-
-async fn dc_msg(
-    dc: &FakeDiscord,
-    channel: u64,
-    pred: impl Fn(&testkit::discord::Message) -> bool,
-) -> testkit::discord::Message {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        if let Some(m) = dc.messages_in(channel).into_iter().find(|m| pred(m)) {
-            return m;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "no matching message in {channel}: {:#?}",
-            dc.messages_in(channel)
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn discord_image_attachments_scaled_images_and_voice() {

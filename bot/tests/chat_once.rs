@@ -10,62 +10,16 @@ mod common;
 use std::time::Duration;
 
 use ccrm_bot::db::Db;
+use common::chat::{DC_ALICE, TG_ALICE, discord_world, telegram_world, wait_until};
 use common::{WAIT, World};
 use serde_json::{Value, json};
 use testkit::FakeTelegram;
 use testkit::Reply;
-use testkit::discord::{FakeDiscord, GUILD_ID};
-
-const TG_TOKEN: &str = "123456:TEST-SECRET";
-const DC_TOKEN: &str = "MTAxMDEwMTAxMDEwMTAxMDEw.discord-test.SECRET";
-const TG_ALICE: i64 = 111;
-const DC_ALICE: u64 = 310_000_000_000_000_001;
-
-/// The bot with the fake Telegram (plus `extra` environment) and a daemon.
-async fn telegram(extra: &[(&str, &str)]) -> (World, FakeTelegram) {
-    let tg = FakeTelegram::start(TG_TOKEN).await.expect("fake telegram");
-    let url = tg.api_url();
-    let alice = TG_ALICE.to_string();
-    let mut env = vec![
-        ("CCRM_BOT_TELEGRAM_TOKEN", TG_TOKEN),
-        ("CCRM_BOT_TELEGRAM_API_URL", url.as_str()),
-        ("CCRM_BOT_TELEGRAM_ALLOWED_USERS", alice.as_str()),
-    ];
-    env.extend_from_slice(extra);
-    (World::start_with(&env).await, tg)
-}
+use testkit::discord::FakeDiscord;
 
 /// The bot with the fake Discord and a daemon, once the gateway is ready.
 async fn discord() -> (World, FakeDiscord) {
-    discord_with(&[]).await
-}
-
-/// [`discord`] with `extra` environment for the bot.
-async fn discord_with(extra: &[(&str, &str)]) -> (World, FakeDiscord) {
-    let dc = FakeDiscord::start(DC_TOKEN).await.expect("fake discord");
-    dc.set_heartbeat_interval(3_000);
-    let url = dc.api_url();
-    let alice = DC_ALICE.to_string();
-    let guild = GUILD_ID.to_string();
-    let mut env = vec![
-        ("CCRM_BOT_DISCORD_TOKEN", DC_TOKEN),
-        ("CCRM_BOT_DISCORD_API_URL", url.as_str()),
-        ("CCRM_BOT_DISCORD_ALLOWED_USERS", alice.as_str()),
-        ("CCRM_BOT_DISCORD_GUILDS", guild.as_str()),
-    ];
-    env.extend_from_slice(extra);
-    let w = World::start_with(&env).await;
-    dc.wait_ready(WAIT).await.expect("gateway ready");
-    (w, dc)
-}
-
-/// Waits (bounded) until `cond` holds.
-async fn wait_until(what: &str, cond: impl Fn() -> bool) {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while !cond() {
-        assert!(tokio::time::Instant::now() < deadline, "timed out: {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    discord_world(&[]).await
 }
 
 /// `/new` in a Telegram forum; returns the topic, once the session said it started.
@@ -181,7 +135,7 @@ fn newest_user_text(body: &Value) -> Option<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_telegram_prompt_survives_a_kill_9_inside_its_debounce_window() {
-    let (mut w, tg) = telegram(&[]).await;
+    let (mut w, tg) = telegram_world(&[]).await;
     let group = tg.forum_group("durable");
     let topic = tg_topic(&w, &tg, group, "keeper").await;
     let id = session_id(&w).await;
@@ -306,7 +260,7 @@ async fn answer_the_model_got(w: &World) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_two_question_ask_is_answered_from_telegram_one_question_at_a_time() {
-    let (w, tg) = telegram(&[]).await;
+    let (w, tg) = telegram_world(&[]).await;
     let group = tg.forum_group("asks");
     let topic = tg_topic(&w, &tg, group, "asker").await;
     script_two_questions(&w);
@@ -486,7 +440,7 @@ async fn wait_crashed(w: &mut World) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_crash_between_a_discord_send_and_its_record_posts_the_answer_once() {
-    let (mut w, dc) = discord_with(&[("CCRM_BOT_FAILPOINT", "chat.answer.sent")]).await;
+    let (mut w, dc) = discord_world(&[("CCRM_BOT_FAILPOINT", "chat.answer.sent")]).await;
     let general = dc.text_channel("general");
     let thread = dc_thread(&w, &dc, general, "once").await;
     dc.user_message(thread, DC_ALICE, "answer me once");
@@ -524,7 +478,7 @@ async fn a_crash_between_a_discord_send_and_its_record_posts_the_answer_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_crash_after_a_telegram_answer_was_recorded_edits_it_instead_of_resending() {
-    let (mut w, tg) = telegram(&[("CCRM_BOT_FAILPOINT", "chat.answer.recorded")]).await;
+    let (mut w, tg) = telegram_world(&[("CCRM_BOT_FAILPOINT", "chat.answer.recorded")]).await;
     let group = tg.forum_group("once");
     let topic = tg_topic(&w, &tg, group, "once").await;
     tg.user_message(group, TG_ALICE, "answer me once", Some(topic));

@@ -23,25 +23,15 @@ mod common;
 use std::time::{Duration, SystemTime};
 
 use ccrm_bot::db::Db;
+use common::chat::{
+    DC_ALICE, TG_ALICE as ALICE, dc_msg, discord_world, telegram_world, tg_msg, wait_until,
+};
 use common::{WAIT, World};
 use serde_json::json;
 use testkit::FakeTelegram;
-use testkit::discord::{FakeDiscord, GUILD_ID};
+use testkit::discord::FakeDiscord;
 
-const TG_TOKEN: &str = "123456:TEST-SECRET";
-const DC_TOKEN: &str = "MTAxMDEwMTAxMDEwMTAxMDEw.discord-test.SECRET";
-const ALICE: i64 = 111;
 const MALLORY: i64 = 999;
-const DC_ALICE: u64 = 310_000_000_000_000_001;
-
-/// Waits until `cond` holds (bounded).
-async fn wait_until(what: &str, cond: impl Fn() -> bool) {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while !cond() {
-        assert!(tokio::time::Instant::now() < deadline, "timed out: {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
 
 fn ms_between(a: SystemTime, b: SystemTime) -> i128 {
     match b.duration_since(a) {
@@ -85,37 +75,8 @@ struct Tg {
 }
 
 async fn tg_start() -> Tg {
-    let tg = FakeTelegram::start(TG_TOKEN).await.expect("fake telegram");
-    let url = tg.api_url();
-    let alice = ALICE.to_string();
-    let env = [
-        ("CCRM_BOT_TELEGRAM_TOKEN", TG_TOKEN),
-        ("CCRM_BOT_TELEGRAM_API_URL", url.as_str()),
-        ("CCRM_BOT_TELEGRAM_ALLOWED_USERS", alice.as_str()),
-    ];
-    let w = World::start_with(&env).await;
+    let (w, tg) = telegram_world(&[]).await;
     Tg { w, tg }
-}
-
-/// Waits (bounded) for a bot message in `chat`/`thread` that matches.
-async fn tg_msg(
-    tg: &FakeTelegram,
-    chat: i64,
-    thread: Option<i32>,
-    pred: impl Fn(&testkit::telegram::Message) -> bool,
-) -> testkit::telegram::Message {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        if let Some(m) = tg.messages_in(chat, thread).into_iter().find(|m| pred(m)) {
-            return m;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "no matching message in {chat}/{thread:?}: {:#?}",
-            tg.messages_in(chat, thread)
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 fn is_message_call(c: &testkit::telegram::Call) -> bool {
@@ -541,44 +502,8 @@ struct Dc {
 }
 
 async fn dc_start() -> Dc {
-    let dc = FakeDiscord::start(DC_TOKEN).await.expect("fake discord");
-    dc.set_heartbeat_interval(3_000);
-    let url = dc.api_url();
-    let alice = DC_ALICE.to_string();
-    let guild = GUILD_ID.to_string();
-    let env = [
-        ("CCRM_BOT_DISCORD_TOKEN", DC_TOKEN),
-        ("CCRM_BOT_DISCORD_API_URL", url.as_str()),
-        ("CCRM_BOT_DISCORD_ALLOWED_USERS", alice.as_str()),
-        ("CCRM_BOT_DISCORD_GUILDS", guild.as_str()),
-    ];
-    let w = World::start_with(&env).await;
-    dc.wait_ready(WAIT).await.expect("gateway ready");
-    dc.wait_for(WAIT, |c| {
-        c.method == "PUT" && c.path.contains("/guilds/") && c.path.ends_with("/commands") && c.ok()
-    })
-    .await
-    .expect("slash commands registered");
+    let (w, dc) = discord_world(&[]).await;
     Dc { w, dc }
-}
-
-async fn dc_msg(
-    dc: &FakeDiscord,
-    channel: u64,
-    pred: impl Fn(&testkit::discord::Message) -> bool,
-) -> testkit::discord::Message {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        if let Some(m) = dc.messages_in(channel).into_iter().find(|m| pred(m)) {
-            return m;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "no matching message in {channel}: {:#?}",
-            dc.messages_in(channel)
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 /// The bot's own messages in `channel` (no interaction responses).

@@ -509,6 +509,35 @@ impl FakeDiscord {
         Interaction { id, token }
     }
 
+    /// [`FakeDiscord::slash_command`] with `file` given as the attachment option
+    /// `file_option` (the payload's `resolved.attachments` carries it; its URL serves the
+    /// bytes, as Discord's CDN does for a command's upload).
+    ///
+    /// # Panics
+    ///
+    /// As [`FakeDiscord::slash_command`], and if the command has no such attachment option.
+    pub fn slash_command_with_file(
+        &self,
+        channel: u64,
+        user: u64,
+        name: &str,
+        options: &[(&str, &str)],
+        file_option: &str,
+        file: UserAttachment,
+    ) -> Interaction {
+        let result = self.world().slash_command_with_file(
+            channel,
+            user,
+            name,
+            options,
+            Some((file_option, file)),
+        );
+        self.shared.changed();
+        let (id, token) =
+            result.unwrap_or_else(|e| panic!("FakeDiscord::slash_command_with_file: {e}"));
+        Interaction { id, token }
+    }
+
     /// INTERACTION_CREATE type 3 (message component) for the button `custom_id` on the
     /// bot's message `message` (the payload carries the message as it is now).
     ///

@@ -12,7 +12,9 @@
 //! - reads what the bot did: every request but `getUpdates` as a [`Call`] with its arrival
 //!   time, the current state of the bot's messages ([`Message`]), topics and uploaded
 //!   [`Document`]s, and waits for calls without polling ([`FakeTelegram::wait_for`]);
-//! - injects faults ([`FakeTelegram::fail_next`], [`FakeTelegram::reject_entities_next`]).
+//! - injects faults ([`FakeTelegram::fail_next`], [`FakeTelegram::reject_entities_next`]);
+//! - or, once the bot calls `setWebhook`, has updates posted to it (see `webhook`):
+//!   [`FakeTelegram::webhook_deliveries`] lists every attempt.
 //!
 //! # What is checked like the real API
 //!
@@ -51,9 +53,12 @@
 
 mod files;
 mod markup;
+mod webhook;
 mod world;
 
 pub use files::UserFile;
+pub use webhook::SECRET_HEADER;
+pub use world::{Delivery, Webhook};
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -225,6 +230,8 @@ impl FakeTelegram {
             downloads: Mutex::default(),
         });
         let app = router(Arc::clone(&shared));
+        // Posts updates to a webhook while one is set; ends when the fake closes.
+        tokio::spawn(webhook::deliver(Arc::clone(&shared)));
         let task = tokio::spawn(async move {
             if let Err(err) = axum::serve(listener, app).await {
                 tracing::error!(cause = ?err, "fake Telegram API stopped");
@@ -426,6 +433,39 @@ impl FakeTelegram {
         self.world().queue.len()
     }
 
+    /// The webhook as set with `setWebhook`, if one is.
+    pub fn webhook(&self) -> Option<Webhook> {
+        self.world().webhook.clone()
+    }
+
+    /// Every webhook delivery attempt so far, in order (a retried update appears again).
+    pub fn webhook_deliveries(&self) -> Vec<Delivery> {
+        self.world().deliveries.clone()
+    }
+
+    /// Waits until a webhook is set.
+    pub async fn wait_webhook(&self, timeout: Duration) -> anyhow::Result<Webhook> {
+        self.wait_until(timeout, |w| w.webhook.clone())
+            .await
+            .map_err(|e| e.context("no webhook was set"))
+    }
+
+    /// Waits until update `update_id` was delivered to the webhook with a 2xx answer.
+    pub async fn wait_delivered(
+        &self,
+        update_id: i64,
+        timeout: Duration,
+    ) -> anyhow::Result<Delivery> {
+        self.wait_until(timeout, |w| {
+            w.deliveries
+                .iter()
+                .find(|d| d.update_id == update_id && (200..300).contains(&d.status))
+                .cloned()
+        })
+        .await
+        .map_err(|e| e.context(format!("update {update_id} was not delivered")))
+    }
+
     /// Waits until a getUpdates long poll is being held with nothing to hand out, i.e.
     /// the bot is idle and listening.
     pub async fn wait_for_poll(&self, timeout: Duration) -> anyhow::Result<()> {
@@ -624,6 +664,9 @@ async fn get_updates(shared: &Shared, params: &Params) -> Response {
         let mut world = lock(&shared.world);
         if let Some(failure) = world.take_fault("getUpdates") {
             return failure_response(&failure);
+        }
+        if world.webhook.is_some() {
+            return failure_response(&webhook::conflict());
         }
         world.confirm(offset);
         world.poll_ticket += 1;

@@ -41,13 +41,7 @@ pub async fn on_files<P: ChatPlatform>(
         prompts::on_text(ctx, debounce, inc, text, None).await;
         return;
     };
-    if !ctx.gate.within_rate(&inc.from, &b.session_id).await {
-        ctx.reply(
-            &inc.place,
-            Rich::text(
-                "You are sending prompts faster than allowed; please wait a moment and try again.",
-            ),
-        );
+    if !prompts::within_rate(ctx, &inc, &b).await {
         return;
     }
     // The window of this place must outlive the download: it is pushed to from the task.

@@ -125,7 +125,7 @@ async fn cmd_prompt<P: ChatPlatform>(ctx: &Ctx<P>, inc: &Incoming, text: String)
         return Err(format!("usage: {}", usage(ctx, CommandKind::Prompt)));
     }
     if !ctx.gate.within_rate(&inc.from, &b.session_id).await {
-        return Err("you are sending prompts faster than allowed; please wait a moment".into());
+        return Err(prompts::TOO_FAST.to_owned());
     }
     match prompts::send(ctx, &b, &inc.from, text.clone(), 1).await {
         Ok(notes) => {

@@ -54,7 +54,16 @@ pub enum Claimed {
 /// Claims text message `claim_id` of `platform` with its pending row (see the module docs).
 pub async fn claim(db: &Db, platform: &str, claim_id: i64, now_ms: u64, inc: &Incoming) -> Claimed {
     let Input::Text(text) = &inc.input else {
-        return Claimed::Now(None);
+        // Files and commands written as messages (`/new` with a zip) have no pending row,
+        // but are still handled once.
+        return match db.chat_claim_update(platform, claim_id, now_ms).await {
+            Ok(false) => Claimed::Before,
+            Ok(true) => Claimed::Now(None),
+            Err(e) => {
+                warn!(error = %e, "cannot record a handled message");
+                Claimed::Now(None)
+            }
+        };
     };
     let sender = StoredSender {
         id: inc.from.id.clone(),

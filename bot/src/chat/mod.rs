@@ -17,7 +17,8 @@
 //!   `/help`, each platform's commands in its own syntax.
 //! - [`places`]: `/new` (with a menu of recent directories), `/bind` and the Bind, Resume
 //!   and menu buttons: sessions shown in a place, a thread per session where the chat has
-//!   them.
+//!   them; [`workspace`]: `/new` with a zip, unpacked into a workspace on the daemon
+//!   (streamed like a REST upload) that the session starts in.
 //! - [`debounce`] and [`prompts`]: messages a moment apart joined into one prompt, and
 //!   prompts sent to a session; [`inbox`]: those messages kept in SQLite until delivered;
 //!   [`attachments`]: photos and files become image blocks or files in the session's inbox,
@@ -48,6 +49,7 @@ mod prompts;
 mod questions;
 pub mod ratelimit;
 pub mod render;
+mod workspace;
 
 use std::collections::HashSet;
 use std::future::Future;
@@ -164,18 +166,30 @@ pub struct NewArgs {
     pub name: Option<String>,
     /// The daemon to start it on (needed only when several are connected).
     pub daemon: Option<String>,
+    /// With a zip: the workspace to unpack it into (`workspace:<id>`); else one named
+    /// after the file.
+    pub workspace: Option<String>,
+    /// With a zip: replace the workspace when it exists (`overwrite`); else a fresh id.
+    pub overwrite: bool,
+    /// A zip sent with the command: unpacked into a workspace the session starts in (see
+    /// `workspace`).
+    pub zip: Option<Attachment>,
 }
 
 impl NewArgs {
-    /// Parses words: `dir=…`, `name=…`, `daemon=…`, or positional directory then name.
+    /// Parses words: `dir=…`, `name=…`, `daemon=…`, `workspace=…` (also with `:`), the
+    /// word `overwrite`, or positional directory then name.
     pub fn parse(words: &str) -> Self {
         let mut out = Self::default();
         let mut positional = Vec::new();
         for word in words.split_whitespace() {
-            match word.split_once('=') {
+            let keyed = word.split_once('=').or_else(|| word.split_once(':'));
+            match keyed {
                 Some(("dir", v)) => out.dir = Some(v.to_owned()),
                 Some(("name", v)) => out.name = Some(v.to_owned()),
                 Some(("daemon", v)) => out.daemon = Some(v.to_owned()),
+                Some(("workspace", v)) => out.workspace = Some(v.to_owned()),
+                _ if word == "overwrite" => out.overwrite = true,
                 _ => positional.push(word.to_owned()),
             }
         }
@@ -315,6 +329,24 @@ pub struct Attachment {
 #[error("the file is larger than {0} bytes")]
 pub struct TooLarge(pub u64);
 
+/// Passes one downloaded `chunk` of an attachment on to `out` (see
+/// [`ChatPlatform::fetch_into`]), counting it in `seen`: a [`TooLarge`] error once the
+/// download passes `max` bytes.
+pub async fn pass_chunk(
+    out: &tokio::sync::mpsc::Sender<Vec<u8>>,
+    seen: &mut u64,
+    max: u64,
+    chunk: &[u8],
+) -> anyhow::Result<()> {
+    *seen += chunk.len() as u64;
+    if *seen > max {
+        return Err(TooLarge(max).into());
+    }
+    out.send(chunk.to_vec())
+        .await
+        .map_err(|_| anyhow::anyhow!("the download was abandoned"))
+}
+
 /// One inbound message or button press, in neutral form.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Incoming {
@@ -446,14 +478,37 @@ pub trait ChatPlatform: Send + Sync + 'static {
     ) -> impl Future<Output = anyhow::Result<()>> + Send;
 
     /// Downloads an attachment of at most `max` bytes (a larger one fails with
-    /// [`TooLarge`], found by downcasting). Platforms that cannot download files keep the
-    /// default, which says so.
+    /// [`TooLarge`], found by downcasting): [`ChatPlatform::fetch_into`], collected.
     fn fetch(
         &self,
         file: &Attachment,
         max: u64,
     ) -> impl Future<Output = anyhow::Result<Vec<u8>>> + Send {
-        let _ = (file, max);
+        async move {
+            let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<u8>>(8);
+            let collect = async move {
+                let mut out = Vec::new();
+                while let Some(chunk) = rx.recv().await {
+                    out.extend_from_slice(&chunk);
+                }
+                out
+            };
+            let (fetched, out) = tokio::join!(self.fetch_into(file, max, tx), collect);
+            fetched.map(|()| out)
+        }
+    }
+
+    /// Downloads an attachment of at most `max` bytes chunk by chunk into `out`, so a
+    /// large file (a workspace zip) is never held whole: a larger one fails with
+    /// [`TooLarge`] as soon as it passes `max`. Platforms that cannot download files keep
+    /// the default, which says so.
+    fn fetch_into(
+        &self,
+        file: &Attachment,
+        max: u64,
+        out: tokio::sync::mpsc::Sender<Vec<u8>>,
+    ) -> impl Future<Output = anyhow::Result<()>> + Send {
+        let _ = (file, max, out);
         async move { anyhow::bail!("files cannot be downloaded from {}", self.name()) }
     }
 
@@ -490,6 +545,11 @@ mod tests {
             (Some("/a"), Some("x"))
         );
         assert_eq!(NewArgs::parse("  "), NewArgs::default());
+        let z = NewArgs::parse("box workspace:site overwrite");
+        assert_eq!(z.dir.as_deref(), Some("box"));
+        assert_eq!(z.workspace.as_deref(), Some("site"));
+        assert!(z.overwrite);
+        assert!(!NewArgs::parse("/srv/x").overwrite);
     }
 
     #[test]

@@ -1,5 +1,5 @@
 //! Sessions and the places that show them: `/new` (with a menu of the machine's recent
-//! directories when no directory is given), `/bind` and the Bind buttons of `/list`, and
+//! directories when no directory is given; with a zip, [`super::workspace`]), `/bind` and the Bind buttons of `/list`, and
 //! resuming a stopped session (`/resume`, the Resume buttons).
 //!
 //! In a chat that holds threads (a Telegram forum, a Discord text channel) a session gets
@@ -19,6 +19,7 @@ use tracing::error;
 use super::commands::{Answer, short, usage};
 use super::ctx::{Ctx, Offer, daemon_label, hub_msg};
 use super::render::{self, Rich};
+use super::workspace;
 use super::{
     Ack, Button, ButtonStyle, ChatPlatform, CommandKind, Incoming, NewArgs, Outgoing, Place, Sender,
 };
@@ -67,7 +68,18 @@ pub fn resume_button(session: SessionId) -> Button {
 }
 
 /// `/new`: starts a session in the given directory, or offers the recent ones.
-pub async fn new<P: ChatPlatform>(ctx: &Ctx<P>, inc: &Incoming, args: NewArgs) -> Answer {
+pub async fn new<P: ChatPlatform>(ctx: &Ctx<P>, inc: &Incoming, mut args: NewArgs) -> Answer {
+    if let Some(zip) = args.zip.take() {
+        if !workspace::is_zip(&zip.name) {
+            return Err(format!(
+                "{} with a file takes a .zip (it becomes the session's workspace); {} is not one",
+                usage(ctx, CommandKind::New),
+                zip.name
+            ));
+        }
+        let made = workspace::from_zip(ctx, inc, args, zip).await?;
+        return start_with(ctx, inc, &made.daemon, made.start, Some(made.note)).await;
+    }
     let name = args.name.filter(|n| !n.trim().is_empty());
     let wanted = args.daemon.filter(|d| !d.trim().is_empty());
     if let Some(dir) = args.dir.filter(|d| !d.trim().is_empty()) {
@@ -193,11 +205,24 @@ async fn start<P: ChatPlatform>(
     name: Option<String>,
 ) -> Answer {
     let args = StartArgs {
-        cwd: dir.clone().into(),
+        cwd: dir.into(),
         name,
-        origin: Some(ctx.origin(&inc.from)),
         ..StartArgs::default()
     };
+    start_with(ctx, inc, daemon, args, None).await
+}
+
+/// Starts a session on `daemon` with `args` (its origin set to `inc`'s sender) and shows
+/// it; `note` is added to the announcement (what the workspace holds).
+pub async fn start_with<P: ChatPlatform>(
+    ctx: &Ctx<P>,
+    inc: &Incoming,
+    daemon: &DaemonId,
+    mut args: StartArgs,
+    note: Option<Rich>,
+) -> Answer {
+    args.origin = Some(ctx.origin(&inc.from));
+    let workspace = args.workspace.clone();
     let data = ctx
         .command(daemon, Command::SessionStart(args))
         .await
@@ -212,7 +237,7 @@ async fn start<P: ChatPlatform>(
             &inc.from,
             "session.start",
             &info.id.to_string(),
-            json!({"daemon": daemon, "cwd": dir}),
+            json!({"daemon": daemon, "cwd": info.cwd, "workspace": workspace}),
         )
         .await;
     let title = title(&info);
@@ -221,15 +246,18 @@ async fn start<P: ChatPlatform>(
         .map_err(|e| format!("session {title} started, but: {e:#}"))?;
     bind(ctx, &place, parent, info.id, daemon.clone(), &inc.from).await?;
     let known = ctx.daemons().await;
-    let text = Rich::text("🟢 Session ")
+    let mut text = Rich::text("🟢 Session ")
         .bold(title.clone())
         .push(format!(
             " started by {} on {} in ",
             inc.from.name,
             daemon_label(&known, daemon)
         ))
-        .code(info.cwd.display().to_string())
-        .push("\nWrite here to prompt it.");
+        .code(info.cwd.display().to_string());
+    if let Some(note) = note {
+        text = text.push("\n").extend(note);
+    }
+    let text = text.push("\nWrite here to prompt it.");
     Ok(announce(ctx, inc, &place, Outgoing::text(text), &title).await)
 }
 

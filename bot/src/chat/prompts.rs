@@ -30,6 +30,24 @@ use crate::db::ChatBinding;
 /// before sending anyway (later an offline daemon is said at once).
 const DAEMON_WAIT: Duration = Duration::from_secs(30);
 
+/// What a writer over their prompt limit is told.
+pub const TOO_FAST: &str =
+    "You are sending prompts faster than allowed; please wait a moment and try again.";
+
+/// True when the writer of `inc` may send another prompt to the session of `b`; else
+/// tells them so in the place.
+pub async fn within_rate<P: ChatPlatform>(
+    ctx: &Arc<Ctx<P>>,
+    inc: &Incoming,
+    b: &ChatBinding,
+) -> bool {
+    if ctx.gate.within_rate(&inc.from, &b.session_id).await {
+        return true;
+    }
+    ctx.reply(&inc.place, Rich::text(TOO_FAST));
+    false
+}
+
 /// Handles text written in `inc.place`: a hint when no session is bound there, a word
 /// when the writer is over their limit, else a piece of the place's next prompt. True
 /// when it became a piece (whose `pending` row the window then owns).
@@ -55,13 +73,7 @@ pub async fn on_text<P: ChatPlatform>(
         );
         return false;
     };
-    if !ctx.gate.within_rate(&inc.from, &b.session_id).await {
-        ctx.reply(
-            &inc.place,
-            Rich::text(
-                "You are sending prompts faster than allowed; please wait a moment and try again.",
-            ),
-        );
+    if !within_rate(ctx, &inc, &b).await {
         return false;
     }
     let piece = Piece {

@@ -88,6 +88,13 @@ pub struct BotConfig {
     /// Failed token checks a client address may make per minute before it gets 429 (REST,
     /// dashboard socket, daemon link); 0 turns the limit off.
     pub auth_failures_per_minute: u32,
+    /// Telegram webhook mode: the public https URL Telegram posts updates to (its path is
+    /// served by the bot); `None`: long polling.
+    pub telegram_webhook_url: Option<String>,
+    /// The webhook's `secret_token` (`CCRM_BOT_TELEGRAM_WEBHOOK_SECRET`; environment only);
+    /// generated and kept in `data_dir` when unset.
+    #[serde(serialize_with = "redacted")]
+    pub telegram_webhook_secret: Option<String>,
 }
 
 /// When the dashboard's session cookie carries the `Secure` attribute.
@@ -140,6 +147,11 @@ impl fmt::Debug for BotConfig {
             .field("tls_key", &self.tls_key)
             .field("trusted_proxies", &self.trusted_proxies)
             .field("auth_failures_per_minute", &self.auth_failures_per_minute)
+            .field("telegram_webhook_url", &self.telegram_webhook_url)
+            .field(
+                "telegram_webhook_secret",
+                &redact(self.telegram_webhook_secret.as_ref()),
+            )
             .finish()
     }
 }
@@ -181,6 +193,7 @@ pub struct FileConfig {
     tls_key: Option<PathBuf>,
     trusted_proxies: Option<Vec<std::net::IpAddr>>,
     auth_failures_per_minute: Option<u32>,
+    telegram_webhook_url: Option<String>,
 }
 
 /// Values given on the command line (they override everything else).
@@ -225,6 +238,8 @@ impl Default for BotConfig {
             tls_key: None,
             trusted_proxies: Vec::new(),
             auth_failures_per_minute: 10,
+            telegram_webhook_url: None,
+            telegram_webhook_secret: None,
         }
     }
 }
@@ -311,6 +326,8 @@ impl BotConfig {
             auth_failures_per_minute: file
                 .auth_failures_per_minute
                 .unwrap_or(defaults.auth_failures_per_minute),
+            telegram_webhook_url: file.telegram_webhook_url,
+            telegram_webhook_secret: None,
         };
 
         if let Some(v) = env("CCRM_BOT_LISTEN") {
@@ -428,7 +445,11 @@ impl BotConfig {
                 "a number of failed token checks (0 = no limit)",
             )?;
         }
+        if let Some(v) = env("CCRM_BOT_TELEGRAM_WEBHOOK_URL") {
+            cfg.telegram_webhook_url = Some(v).filter(|v| !v.trim().is_empty());
+        }
         cfg.telegram_token = env("CCRM_BOT_TELEGRAM_TOKEN");
+        cfg.telegram_webhook_secret = env("CCRM_BOT_TELEGRAM_WEBHOOK_SECRET");
         cfg.discord_token = env("CCRM_BOT_DISCORD_TOKEN");
 
         if let Some(v) = over.listen {
@@ -529,6 +550,18 @@ impl BotConfig {
                      or every quiet daemon would be dropped",
                     self.daemon_timeout_secs, self.ping_interval_secs
                 ),
+            ));
+        }
+        if let Some(url) = &self.telegram_webhook_url {
+            crate::telegram::webhook::check_url(url).map_err(|e| ("telegram_webhook_url", e))?;
+        }
+        if let Some(secret) = &self.telegram_webhook_secret
+            && !crate::telegram::webhook::valid_secret(secret)
+        {
+            return Err((
+                "telegram_webhook_secret",
+                "(CCRM_BOT_TELEGRAM_WEBHOOK_SECRET) must be 1 to 256 letters, digits, `_` or `-`"
+                    .into(),
             ));
         }
         match (&self.tls_cert, &self.tls_key) {

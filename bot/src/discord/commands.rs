@@ -21,7 +21,7 @@ use super::inbound::{place_of, sender};
 use super::platform::{Discord, reply_handle};
 use super::rest::{Pace, Rest};
 use crate::chat::core::ChatCore;
-use crate::chat::{ChatCommand, Incoming, Input, NewArgs};
+use crate::chat::{Attachment, AttachmentKind, ChatCommand, Incoming, Input, NewArgs};
 
 /// The slash commands, as registered (bulk overwrite) on the first READY.
 pub fn commands() -> Vec<CreateCommand> {
@@ -48,7 +48,22 @@ pub fn commands() -> Vec<CreateCommand> {
                 "Which daemon (needed when several are connected)",
                 false,
             ))
-            .add_option(text("name", "A name for the session", false)),
+            .add_option(text("name", "A name for the session", false))
+            .add_option(CreateCommandOption::new(
+                CommandOptionType::Attachment,
+                "zip",
+                "A project .zip: unpacked into a workspace the session starts in",
+            ))
+            .add_option(text(
+                "workspace",
+                "With a zip: the workspace id (else named after the file)",
+                false,
+            ))
+            .add_option(CreateCommandOption::new(
+                CommandOptionType::Boolean,
+                "overwrite",
+                "With a zip: replace that workspace if it exists (else a fresh id)",
+            )),
         CreateCommand::new("sessions")
             .description("List sessions, with buttons to show one here")
             .add_option(share()),
@@ -120,6 +135,21 @@ pub async fn register(rest: &Rest, app: ApplicationId, guilds: &[u64], global: b
     ok
 }
 
+/// The file given as the `zip` option of `/new`, from the interaction's resolved data.
+fn zip_of(cmd: &CommandInteraction) -> Option<Attachment> {
+    let id = cmd.data.options.iter().find_map(|o| match o.value {
+        CommandDataOptionValue::Attachment(id) if o.name == "zip" => Some(id),
+        _ => None,
+    })?;
+    let a = cmd.data.resolved.attachments.get(&id)?;
+    Some(Attachment {
+        name: a.filename.clone(),
+        size: Some(u64::from(a.size)),
+        kind: AttachmentKind::File,
+        handle: a.url.clone(),
+    })
+}
+
 /// The chat command of a slash command interaction.
 fn command_of(cmd: &CommandInteraction) -> Option<ChatCommand> {
     let opt = |name: &str| {
@@ -133,11 +163,20 @@ fn command_of(cmd: &CommandInteraction) -> Option<ChatCommand> {
             })
             .filter(|s| !s.is_empty())
     };
+    let flag = |name: &str| {
+        cmd.data
+            .options
+            .iter()
+            .any(|o| o.name == name && matches!(o.value, CommandDataOptionValue::Boolean(true)))
+    };
     Some(match cmd.data.name.as_str() {
         "new" => ChatCommand::New(NewArgs {
             dir: opt("directory"),
             name: opt("name"),
             daemon: opt("daemon"),
+            workspace: opt("workspace"),
+            overwrite: flag("overwrite"),
+            zip: zip_of(cmd),
         }),
         "sessions" => ChatCommand::List,
         "status" => ChatCommand::Status,

@@ -1,5 +1,6 @@
 //! Attachments of Discord messages: which ones a message carries ([`attachments`]: images,
-//! voice messages, other files) and their download ([`download`]), bounded by size and
+//! voice messages, other files) and their download ([`download`], streamed in chunks),
+//! bounded by size and
 //! only from Discord's CDN hosts over HTTPS (or, with a configured API host such as the
 //! loopback fake, from that host), so a crafted URL cannot make the bot fetch anything
 //! else. The bot's token is never sent with a download.
@@ -8,7 +9,7 @@ use reqwest012 as reqwest;
 use serenity::all::Message;
 
 use super::rest::Rest;
-use crate::chat::{Attachment, AttachmentKind, TooLarge};
+use crate::chat::{Attachment, AttachmentKind, TooLarge, pass_chunk};
 
 /// Discord's attachment hosts.
 const CDN_HOSTS: [&str; 2] = ["cdn.discordapp.com", "media.discordapp.net"];
@@ -48,8 +49,13 @@ fn allowed(url: &reqwest::Url, proxy: Option<&str>) -> bool {
     url.scheme() == "https" && url.host_str().is_some_and(|h| CDN_HOSTS.contains(&h))
 }
 
-/// Downloads attachment `file` of at most `max` bytes.
-pub async fn download(rest: &Rest, file: &Attachment, max: u64) -> anyhow::Result<Vec<u8>> {
+/// Downloads attachment `file` of at most `max` bytes into `out`, chunk by chunk.
+pub async fn download(
+    rest: &Rest,
+    file: &Attachment,
+    max: u64,
+    out: tokio::sync::mpsc::Sender<Vec<u8>>,
+) -> anyhow::Result<()> {
     let url = reqwest::Url::parse(&file.handle)?;
     if !allowed(&url, rest.proxy()) {
         anyhow::bail!("the attachment is not on Discord's CDN");
@@ -58,14 +64,11 @@ pub async fn download(rest: &Rest, file: &Attachment, max: u64) -> anyhow::Resul
     if resp.content_length().is_some_and(|n| n > max) {
         return Err(TooLarge(max).into());
     }
-    let mut out = Vec::new();
+    let mut seen: u64 = 0;
     while let Some(chunk) = resp.chunk().await? {
-        if (out.len() + chunk.len()) as u64 > max {
-            return Err(TooLarge(max).into());
-        }
-        out.extend_from_slice(&chunk);
+        pass_chunk(&out, &mut seen, max, &chunk).await?;
     }
-    Ok(out)
+    Ok(())
 }
 
 #[cfg(test)]

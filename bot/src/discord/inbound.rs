@@ -15,7 +15,7 @@ use serenity::model::user::User;
 
 use super::Discord;
 use crate::chat::core::ChatCore;
-use crate::chat::{Incoming, Input, Place, Sender};
+use crate::chat::{Attachment, ChatCommand, Incoming, Input, NewArgs, Place, Sender};
 
 /// Where a channel's (or thread's) messages go: Discord threads are channels, so a place
 /// never has a separate thread id.
@@ -54,6 +54,19 @@ pub fn component_data(c: &ComponentInteraction) -> Option<String> {
     }
 }
 
+/// `/new [words]` written with a file: the command with the file as its zip.
+fn new_with_file(text: &str, files: &[Attachment]) -> Option<NewArgs> {
+    let first = files.first()?;
+    let rest = text.strip_prefix("/new")?;
+    if !(rest.is_empty() || rest.starts_with(char::is_whitespace)) {
+        return None;
+    }
+    Some(NewArgs {
+        zip: Some(first.clone()),
+        ..NewArgs::parse(rest)
+    })
+}
+
 /// The chat input of a user's message, or `None` for bots' messages and messages with
 /// nothing to say. `bot` is the bot's user id (0 before READY).
 pub fn incoming_of(msg: &Message, bot: u64) -> Option<Incoming> {
@@ -80,7 +93,10 @@ pub fn incoming_of(msg: &Message, bot: u64) -> Option<Incoming> {
         direct: msg.guild_id.is_none() || mentioned,
         msg_id: Some(msg.id.get()),
         reply: None,
-        input: if files.is_empty() {
+        input: if let Some(args) = new_with_file(text, &files) {
+            // `/new` written with a zip: the zip becomes the session's workspace.
+            Input::Command(ChatCommand::New(args))
+        } else if files.is_empty() {
             Input::Text(text.to_owned())
         } else {
             Input::Files {

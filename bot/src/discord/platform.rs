@@ -298,8 +298,13 @@ impl ChatPlatform for Discord {
         Ok(())
     }
 
-    async fn fetch(&self, file: &Attachment, max: u64) -> anyhow::Result<Vec<u8>> {
-        super::files::download(&self.rest, file, max).await
+    async fn fetch_into(
+        &self,
+        file: &Attachment,
+        max: u64,
+        out: tokio::sync::mpsc::Sender<Vec<u8>>,
+    ) -> anyhow::Result<()> {
+        super::files::download(&self.rest, file, max, out).await
     }
 
     async fn open_thread(&self, chat: &str, title: &str) -> anyhow::Result<Place> {

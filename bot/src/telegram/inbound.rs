@@ -245,6 +245,18 @@ fn attachments(msg: &Message) -> Vec<Attachment> {
     out
 }
 
+/// `/new` written with a file (as its caption): the command with the file as its zip.
+fn new_with_file(text: &str, username: &str, files: &[Attachment]) -> Option<NewArgs> {
+    let first = files.first()?;
+    match TgCommand::parse(text, username) {
+        Ok(TgCommand::New(a)) => Some(NewArgs {
+            zip: Some(first.clone()),
+            ..NewArgs::parse(&a)
+        }),
+        _ => None,
+    }
+}
+
 /// A message: a command or a prompt piece for the core.
 pub async fn on_message(upd: Update, msg: Message, ctx: Arc<Ctx>) -> Result<(), RequestError> {
     let _claimed = ctx.inflight.guard(upd.id.0);
@@ -260,7 +272,10 @@ pub async fn on_message(upd: Update, msg: Message, ctx: Arc<Ctx>) -> Result<(), 
     if from.is_bot {
         return respond(());
     }
-    let input = if !files.is_empty() {
+    let input = if let Some(args) = new_with_file(text, &ctx.username, &files) {
+        // `/new` as a document's caption: the zip becomes the session's workspace.
+        Input::Command(ChatCommand::New(args))
+    } else if !files.is_empty() {
         Input::Files {
             text: text.to_owned(),
             files,

@@ -16,10 +16,14 @@
 //!   only after every update handed out was claimed ([`inflight`]), and a prompt piece is
 //!   claimed together with its pending row (`crate::chat::inbox`). `setMyCommands`
 //!   runs on start; the dispatcher stops with its shutdown token.
+//! - [`webhook`]: webhook mode (`telegram_webhook_url`) instead of polling: `setWebhook`
+//!   with a secret token, and the route Telegram posts updates to, through the same
+//!   handlers and claims.
 
 mod inbound;
 mod inflight;
 mod platform;
+pub mod webhook;
 
 use std::collections::VecDeque;
 use std::pin::Pin;
@@ -213,7 +217,6 @@ pub async fn run(
     // Prompts a killed bot had claimed but not delivered.
     core.replay_pending().await;
     let events = tokio::spawn(core.clone().run_events(stop.clone()));
-    let offset = state.db.chat_offset(PLATFORM).await?;
     let inflight = Arc::new(Inflight::default());
     let ctx = Arc::new(Ctx {
         core: core.clone(),
@@ -222,6 +225,16 @@ pub async fn run(
         username,
         bot_id,
     });
+    if let Some(url) = state.cfg.telegram_webhook_url.clone() {
+        let served = webhook::serve(state.clone(), bot, ctx, &url, stop.clone()).await;
+        if tokio::time::timeout(STOP_GRACE, events).await.is_err() {
+            warn!("the chat event loop did not stop in time");
+        }
+        core.shutdown().await;
+        return served;
+    }
+    webhook::leave(&bot).await;
+    let offset = state.db.chat_offset(PLATFORM).await?;
     let handler = dptree::entry()
         .branch(Update::filter_message().endpoint(on_message))
         .branch(Update::filter_callback_query().endpoint(on_callback));

@@ -25,7 +25,9 @@ use tracing::warn;
 use super::PLATFORM;
 use crate::chat::ratelimit::{Outbound, OutboundQuotas};
 use crate::chat::render::Rich;
-use crate::chat::{Attachment, ChatPlatform, CommandKind, Lane, Outgoing, Place, TooLarge};
+use crate::chat::{
+    Attachment, ChatPlatform, CommandKind, Lane, Outgoing, Place, TooLarge, pass_chunk,
+};
 
 /// Telegram's message length limit.
 const TEXT_LIMIT: usize = 4096;
@@ -325,21 +327,22 @@ impl ChatPlatform for Telegram {
             .await
     }
 
-    async fn fetch(&self, file: &Attachment, max: u64) -> anyhow::Result<Vec<u8>> {
+    async fn fetch_into(
+        &self,
+        file: &Attachment,
+        max: u64,
+        out: tokio::sync::mpsc::Sender<Vec<u8>>,
+    ) -> anyhow::Result<()> {
         let meta = self.bot.get_file(FileId(file.handle.clone())).await?;
         if u64::from(meta.meta.size) > max {
             return Err(TooLarge(max).into());
         }
         let mut stream = self.bot.download_file_stream(&meta.path);
-        let mut out = Vec::new();
+        let mut seen: u64 = 0;
         while let Some(chunk) = stream.next().await {
-            let chunk = chunk?;
-            if (out.len() + chunk.len()) as u64 > max {
-                return Err(TooLarge(max).into());
-            }
-            out.extend_from_slice(&chunk);
+            pass_chunk(&out, &mut seen, max, &chunk?).await?;
         }
-        Ok(out)
+        Ok(())
     }
 
     async fn open_thread(&self, chat: &str, title: &str) -> anyhow::Result<Place> {

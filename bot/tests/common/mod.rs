@@ -5,6 +5,8 @@
 //! which `cargo test --workspace` (the README's test command) always builds.
 #![allow(dead_code)]
 
+pub mod chat;
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Child;

@@ -37,6 +37,18 @@ impl World {
         name: &str,
         options: &[(&str, &str)],
     ) -> Result<(u64, String), String> {
+        self.slash_command_with_file(channel, user, name, options, None)
+    }
+
+    /// [`World::slash_command`] with a file for an attachment option (type 11) too.
+    pub fn slash_command_with_file(
+        &mut self,
+        channel: u64,
+        user: u64,
+        name: &str,
+        options: &[(&str, &str)],
+        file: Option<(&str, super::uploads::UserAttachment)>,
+    ) -> Result<(u64, String), String> {
         let ch = self.channel_for_user(channel, user)?;
         let in_guild = ch.in_guild();
         let command = self
@@ -80,6 +92,22 @@ impl World {
             check_option_value(opt, opt_name, &value)?;
             sent.push(json!({ "name": opt_name, "type": kind, "value": value }));
         }
+        let mut resolved = None;
+        if let Some((opt_name, f)) = file {
+            let registered_file = registered.iter().any(|o| {
+                o.get("name").and_then(Value::as_str) == Some(opt_name)
+                    && o.get("type").and_then(Value::as_i64) == Some(11)
+            });
+            if !registered_file {
+                return Err(format!("/{name} has no attachment option {opt_name}"));
+            }
+            if !given.insert(opt_name) {
+                return Err(format!("option {opt_name} given twice"));
+            }
+            let (id, json) = self.command_file(channel, f);
+            sent.push(json!({ "name": opt_name, "type": 11, "value": id.to_string() }));
+            resolved = Some(json!({ "attachments": { id.to_string(): json } }));
+        }
         for opt in &registered {
             let opt_name = opt.get("name").and_then(Value::as_str).unwrap_or("");
             if opt.get("required").and_then(Value::as_bool) == Some(true)
@@ -95,6 +123,9 @@ impl World {
         });
         if !sent.is_empty() {
             data["options"] = Value::Array(sent);
+        }
+        if let Some(r) = resolved {
+            data["resolved"] = r;
         }
         if let Some(guild) = command.get("guild_id") {
             data["guild_id"] = guild.clone();

@@ -3,8 +3,11 @@
 //! [`World::attachment_bytes`] serves them at `GET /attachments/{channel}/{id}/{name}` on
 //! the fake's own port, the URL their message JSON gives (Discord's CDN stands behind the
 //! real URL; here the loopback fake does). Downloads need no token, as on the CDN.
+//! [`World::command_file`] keeps a file given as a slash command's attachment option.
 
 use std::time::SystemTime;
+
+use serde_json::{Value, json};
 
 use super::model::{Stored, StoredFile, TYPE_DEFAULT};
 use super::world::World;
@@ -79,13 +82,52 @@ impl World {
         Ok(id)
     }
 
-    /// The bytes of attachment `id` of a message in `channel`, counting the download.
+    /// A file given as the attachment option of a slash command in `channel`: stored for
+    /// download, and returned as the option's resolved attachment JSON (with its id).
+    pub fn command_file(&mut self, channel: u64, file: UserAttachment) -> (u64, Value) {
+        let id = self.next_id();
+        let url = format!(
+            "{}/attachments/{channel}/{id}/{}",
+            self.base_url, file.filename
+        );
+        let mut v = json!({
+            "id": id.to_string(),
+            "filename": file.filename,
+            "size": file.bytes.len(),
+            "url": url,
+            "proxy_url": url,
+            "ephemeral": true,
+        });
+        if let Some(ct) = &file.content_type {
+            v["content_type"] = json!(ct);
+        }
+        self.command_files.push((
+            channel,
+            StoredFile {
+                id,
+                filename: file.filename,
+                content_type: file.content_type,
+                description: None,
+                bytes: file.bytes,
+            },
+        ));
+        (id, v)
+    }
+
+    /// The bytes of attachment `id` of a message (or a slash command) in `channel`,
+    /// counting the download.
     pub fn attachment_bytes(&mut self, channel: u64, id: u64) -> Option<Vec<u8>> {
         let bytes = self
             .messages
             .values()
             .filter(|m| m.channel == channel)
             .flat_map(|m| m.attachments.iter())
+            .chain(
+                self.command_files
+                    .iter()
+                    .filter(|(c, _)| *c == channel)
+                    .map(|(_, f)| f),
+            )
             .find(|a| a.id == id)
             .map(|a| a.bytes.clone())?;
         self.attachment_downloads += 1;

@@ -103,6 +103,8 @@ pub(super) struct World {
     pub(super) nonces: HashMap<String, (u64, SystemTime)>,
     /// Downloads of users' attachments ([`super::uploads`]).
     pub(super) attachment_downloads: usize,
+    /// Files given as attachment options of slash commands: (channel, file).
+    pub(super) command_files: Vec<(u64, super::model::StoredFile)>,
 }
 
 impl World {
@@ -124,6 +126,7 @@ impl World {
             closed: false,
             nonces: HashMap::new(),
             attachment_downloads: 0,
+            command_files: Vec::new(),
         }
     }
 

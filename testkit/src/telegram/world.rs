@@ -22,6 +22,7 @@ pub(super) const METHODS: &[&str] = &[
     "getUpdates",
     "getWebhookInfo",
     "deleteWebhook",
+    "setWebhook",
     "logOut",
     "close",
     "sendMessage",
@@ -184,7 +185,7 @@ impl Params {
     }
 
     /// A string field; numbers and booleans are taken as their text.
-    fn string(&self, key: &str) -> Result<Option<String>, Failure> {
+    pub(super) fn string(&self, key: &str) -> Result<Option<String>, Failure> {
         match self.get(key) {
             None => Ok(None),
             Some(Value::String(s)) => Ok(Some(s.clone())),
@@ -194,7 +195,7 @@ impl Params {
     }
 
     /// A boolean field, given as a JSON bool or `"true"`/`"false"`.
-    fn flag(&self, key: &str) -> bool {
+    pub(super) fn flag(&self, key: &str) -> bool {
         match self.get(key) {
             Some(Value::Bool(b)) => *b,
             Some(Value::String(s)) => s.eq_ignore_ascii_case("true") || s == "1",
@@ -205,7 +206,7 @@ impl Params {
 
     /// A JSON-serialised field (objects and arrays arrive as strings in multipart and
     /// form bodies). `what` names it in the error.
-    fn structured(&self, key: &str, what: &str) -> Result<Option<Value>, Failure> {
+    pub(super) fn structured(&self, key: &str, what: &str) -> Result<Option<Value>, Failure> {
         match self.get(key) {
             None => Ok(None),
             Some(Value::String(s)) if s.trim().is_empty() => Ok(None),
@@ -330,6 +331,30 @@ struct Callback {
     answered: bool,
 }
 
+/// The webhook as set.
+#[derive(Clone, Debug)]
+pub struct Webhook {
+    /// Where updates are posted.
+    pub url: String,
+    /// The `secret_token`, sent in `X-Telegram-Bot-Api-Secret-Token`.
+    pub secret: Option<String>,
+    /// Update kinds delivered (empty: all).
+    pub allowed: Vec<String>,
+}
+
+/// One delivery attempt of an update to the webhook.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Delivery {
+    /// The update's id.
+    pub update_id: i64,
+    /// The update as posted.
+    pub update: Value,
+    /// The bot's HTTP status (0: no answer).
+    pub status: u16,
+    /// When it was posted.
+    pub at: SystemTime,
+}
+
 /// Everything the fake knows. Owned by one std `Mutex` in the parent module.
 pub(super) struct World {
     bot_id: i64,
@@ -357,6 +382,10 @@ pub(super) struct World {
     file_serial: u64,
     /// Set when the last handle is dropped: long polls end at once.
     pub closed: bool,
+    /// The webhook, while one is set ([`super::webhook`]).
+    pub webhook: Option<Webhook>,
+    /// Every webhook delivery attempt, in order.
+    pub deliveries: Vec<Delivery>,
 }
 
 impl World {
@@ -380,6 +409,8 @@ impl World {
             commands: Vec::new(),
             file_serial: 0,
             closed: false,
+            webhook: None,
+            deliveries: Vec::new(),
         }
     }
 
@@ -624,17 +655,9 @@ impl World {
         let mut thread_id = p.int32("message_thread_id").ok().flatten();
         let result = match method {
             "getMe" => Ok(self.me_json()),
-            "getWebhookInfo" => Ok(json!({
-                "url": "",
-                "has_custom_certificate": false,
-                "pending_update_count": self.queue.len(),
-            })),
-            "deleteWebhook" => {
-                if p.flag("drop_pending_updates") {
-                    self.queue.clear();
-                }
-                Ok(json!(true))
-            }
+            "getWebhookInfo" => Ok(self.webhook_info()),
+            "deleteWebhook" => Ok(self.delete_webhook(p)),
+            "setWebhook" => self.set_webhook(p),
             "logOut" | "close" => Ok(json!(true)),
             "sendMessage" => self.send_message(p),
             "editMessageText" => self.edit_message_text(p, &mut thread_id),
