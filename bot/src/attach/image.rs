@@ -103,7 +103,10 @@ fn encode(img: &DynamicImage) -> Result<(Vec<u8>, &'static str), String> {
     let mut out = Cursor::new(Vec::new());
     let fail = |e: image::ImageError| format!("cannot scale the image: {e}");
     if img.color().has_alpha() {
-        img.write_to(&mut out, ImageFormat::Png).map_err(fail)?;
+        // The PNG encoder by name: `write_to` dispatches over every enabled format and
+        // would link the GIF and WebP encoders, which nothing here uses.
+        let enc = image::codecs::png::PngEncoder::new(&mut out);
+        img.write_with_encoder(enc).map_err(fail)?;
         Ok((out.into_inner(), "image/png"))
     } else {
         let rgb = DynamicImage::ImageRgb8(img.to_rgb8());
@@ -144,6 +147,26 @@ mod tests {
         let out = engine.decode(&p.block.data).expect("b64");
         let dims = image::load_from_memory(&out).expect("decodes");
         assert_eq!((dims.width(), dims.height()), (1568, 523));
+    }
+
+    #[test]
+    fn a_large_transparent_image_is_scaled_to_png_keeping_its_alpha() {
+        let img = image::RgbaImage::from_fn(2000, 2000, |x, y| {
+            image::Rgba([(x % 256) as u8, (y % 256) as u8, 7, (y % 256) as u8])
+        });
+        let mut big = Cursor::new(Vec::new());
+        DynamicImage::ImageRgba8(img)
+            .write_to(&mut big, ImageFormat::Png)
+            .expect("png");
+        let p = to_block(big.get_ref(), "image/png").expect("big");
+        assert_eq!(p.scaled, Some(((2000, 2000), (1568, 1568))));
+        assert_eq!(p.block.media_type, "image/png");
+        let engine = base64::engine::general_purpose::STANDARD;
+        let out = engine.decode(&p.block.data).expect("b64");
+        assert_eq!(sniff(&out), Some("image/png"));
+        let back = image::load_from_memory(&out).expect("decodes");
+        assert_eq!((back.width(), back.height()), (1568, 1568));
+        assert!(back.color().has_alpha(), "the transparency is kept");
     }
 
     #[test]

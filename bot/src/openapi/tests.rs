@@ -73,3 +73,14 @@ fn every_operation_has_typed_responses_and_errors() {
         serde_json::json!([{}])
     );
 }
+
+#[test]
+fn served_document_is_the_generated_one() {
+    let served: Value = serde_json::from_str(super::DOCUMENT).unwrap_or(Value::Null);
+    assert_eq!(
+        served,
+        super::document(),
+        "the compiled-in docs/openapi.json differs from the generated document: regenerate it \
+         (see checked_in_document_is_current) and rebuild"
+    );
+}
