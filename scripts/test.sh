@@ -4,7 +4,7 @@
 # (warnings are errors) and every test of the workspace.
 # Installs when missing: tmux, python3 (stand-in fault child), Node.js/npm, Chromium and
 # chromedriver (dashboard tests), systemd (for `systemd-analyze verify` of the service
-# units), and the pinned Claude Code CLI (scripts/install-claude.sh, cached in .tools/).
+# units), PostgreSQL (the bot suites' second backend), and the pinned Claude Code CLI (scripts/install-claude.sh, cached in .tools/).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -23,6 +23,9 @@ command -v npm >/dev/null || apt_install nodejs npm
 { command -v chromium >/dev/null && command -v chromedriver >/dev/null; } ||
   apt_install chromium chromium-driver
 command -v systemd-analyze >/dev/null || apt_install systemd
+# The bot suites run a second time on a throwaway PostgreSQL cluster (testkit::PgCluster
+# runs Debian's initdb/postgres from /usr/lib/postgresql/*/bin as the postgres user).
+compgen -G '/usr/lib/postgresql/*/bin/postgres' >/dev/null || apt_install postgresql
 
 CCRM_CLAUDE_BIN="$(scripts/install-claude.sh)"
 export CCRM_CLAUDE_BIN
@@ -32,3 +35,5 @@ cargo fmt --all --check
 python3 scripts/check-structure.py
 cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo test --workspace --locked
+# The store, REST, SSE and end-to-end suites again on PostgreSQL, plus the replica tests.
+CCRM_TEST_DB=postgres cargo test -p ccrm-bot --locked --test db --test api --test e2e

@@ -59,9 +59,12 @@ pub struct AppState {
 impl AppState {
     /// Opens the database of `cfg` and builds the state.
     pub async fn open(cfg: config::BotConfig) -> anyhow::Result<Arc<Self>> {
-        let db = db::Db::open(&cfg.db_path()).await?;
-        // Links from before a restart are gone; daemons say hello again.
-        db.set_all_daemons_offline().await?;
+        let db = db::Db::connect(&cfg.database()?, &cfg.data_dir.join("revoked")).await?;
+        // Links from before a restart are gone; daemons say hello again. (On PostgreSQL
+        // other replicas may hold links: each link marks its own daemon.)
+        if !db.is_postgres() {
+            db.set_all_daemons_offline().await?;
+        }
         let hub = hub::Hub::new();
         let ingest = ingest::Ingest::start(&db, hub.events_sender()).await?;
         // WAL checkpoints off the ingest path; the task ends when the pool closes.

@@ -1,12 +1,13 @@
-//! The bot's storage layer against real SQLite files in a temporary directory: dedup of
-//! resent events, keyset and offset paging, session state and approvals derived from
-//! events, API keys, reopening and file modes.
+//! The bot's storage layer against real SQLite files in a temporary directory (or, with
+//! `CCRM_TEST_DB=postgres`, a throwaway PostgreSQL cluster): dedup of resent events, keyset
+//! and offset paging, session state and approvals derived from events, API keys,
+//! reopening and (SQLite) file modes.
 
 use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 
-use ccrm_bot::db::{ApprovalStatus, Db, DbError, KeyKind};
+use ccrm_bot::db::{ApprovalStatus, Db, DbError, KeyKind, Target};
 use common::event::{Decision, Event, EventKind, Origin, SessionState, Surface};
 use common::ids::{ApprovalId, DaemonId, SessionId};
 use common::ipc::{ApprovalKind, SessionInfo};
@@ -17,16 +18,44 @@ struct Fixture {
     _dir: TempDir,
     path: PathBuf,
     db: Db,
+    /// The PostgreSQL database's URL and cluster when the suite runs on PostgreSQL.
+    pg: Option<(String, testkit::PgCluster)>,
+}
+
+impl Fixture {
+    /// Another handle on the same store (a reopen, or a second process's view).
+    async fn reopen(&self) -> Db {
+        let target = match &self.pg {
+            Some((url, _)) => Target::Postgres(url.clone()),
+            None => Target::Sqlite(self.path.clone()),
+        };
+        Db::connect(&target, &self.path.with_file_name("revoked"))
+            .await
+            .expect("reopen")
+    }
 }
 
 async fn fixture() -> Fixture {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("data").join("ccrm.db");
-    let db = Db::open(&path).await.expect("open db");
+    let pg = std::env::var("CCRM_TEST_DB")
+        .is_ok_and(|v| v == "postgres")
+        .then(|| {
+            let cluster = testkit::PgCluster::start().expect("throwaway PostgreSQL cluster");
+            (cluster.url("postgres"), cluster)
+        });
+    let target = match &pg {
+        Some((url, _)) => Target::Postgres(url.clone()),
+        None => Target::Sqlite(path.clone()),
+    };
+    let db = Db::connect(&target, &path.with_file_name("revoked"))
+        .await
+        .expect("open db");
     Fixture {
         _dir: dir,
         path,
         db,
+        pg,
     }
 }
 
@@ -587,10 +616,9 @@ async fn reopening_keeps_data_and_migrations_are_idempotent() {
     let batch: Vec<LinkEvent> = (1..=3).map(|i| text(i, s, i)).collect();
     f.db.insert_events(&d, &batch).await.expect("insert");
     f.db.create_key("k", KeyKind::User, 1).await.expect("key");
-    let Fixture { _dir, path, db } = f;
-    db.close().await;
+    f.db.close().await;
 
-    let reopened = Db::open(&path).await.expect("reopen");
+    let reopened = f.reopen().await;
     assert_eq!(reopened.max_seq(&d).await.expect("max"), 3);
     assert_eq!(
         reopened.events_after(&s, 0, 10).await.expect("page").len(),
@@ -599,7 +627,7 @@ async fn reopening_keeps_data_and_migrations_are_idempotent() {
     assert_eq!(reopened.list_keys().await.expect("keys").len(), 1);
     // A second handle on the same file at the same time (the `keys` CLI beside a running
     // server) also works.
-    let second = Db::open(&path).await.expect("open twice");
+    let second = f.reopen().await;
     assert_eq!(second.list_daemons().await.expect("daemons").len(), 1);
     // Dedup still holds across the reopen.
     assert!(
@@ -614,6 +642,10 @@ async fn reopening_keeps_data_and_migrations_are_idempotent() {
 #[tokio::test]
 async fn files_are_private() {
     let f = fixture().await;
+    if f.pg.is_some() {
+        // PostgreSQL keeps no files of ours.
+        return;
+    }
     let d = daemon(&f.db, "d1").await;
     f.db.insert_events(&d, &[text(1, SessionId::new(), 1)])
         .await

@@ -82,6 +82,10 @@ pub struct BotConfig {
     pub tls_key: Option<PathBuf>,
     /// Reverse proxies whose `X-Forwarded-For` is believed for the audit log's addresses.
     pub trusted_proxies: Vec<std::net::IpAddr>,
+    /// `sqlite://<path>` or `postgres://...` (`CCRM_BOT_DATABASE_URL`); unset means the
+    /// SQLite file `<data_dir>/ccrm.db`. Shown with any password hidden.
+    #[serde(serialize_with = "redacted_url")]
+    pub database_url: Option<String>,
 }
 
 /// When the dashboard's session cookie carries the `Secure` attribute.
@@ -132,6 +136,10 @@ impl fmt::Debug for BotConfig {
             .field("tls_cert", &self.tls_cert)
             .field("tls_key", &self.tls_key)
             .field("trusted_proxies", &self.trusted_proxies)
+            .field(
+                "database_url",
+                &self.database_url.as_deref().map(crate::db::redact_url),
+            )
             .finish()
     }
 }
@@ -142,6 +150,10 @@ fn redact(secret: Option<&String>) -> Option<&'static str> {
 
 fn redacted<S: Serializer>(secret: &Option<String>, s: S) -> Result<S::Ok, S::Error> {
     redact(secret.as_ref()).serialize(s)
+}
+
+fn redacted_url<S: Serializer>(url: &Option<String>, s: S) -> Result<S::Ok, S::Error> {
+    url.as_deref().map(crate::db::redact_url).serialize(s)
 }
 
 /// The TOML file: every key optional, unknown keys refused. No secrets here.
@@ -171,6 +183,7 @@ pub struct FileConfig {
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
     trusted_proxies: Option<Vec<std::net::IpAddr>>,
+    database_url: Option<String>,
 }
 
 /// Values given on the command line (they override everything else).
@@ -213,6 +226,7 @@ impl Default for BotConfig {
             tls_cert: None,
             tls_key: None,
             trusted_proxies: Vec::new(),
+            database_url: None,
         }
     }
 }
@@ -293,7 +307,18 @@ impl BotConfig {
             tls_cert: file.tls_cert,
             tls_key: file.tls_key,
             trusted_proxies: file.trusted_proxies.unwrap_or_default(),
+            database_url: file.database_url,
         };
+        if cfg
+            .database_url
+            .as_deref()
+            .is_some_and(|u| crate::db::redact_url(u) != u)
+        {
+            anyhow::bail!(
+                "database_url in the config file carries a password: put the whole URL in \
+                 CCRM_BOT_DATABASE_URL (or the password in PGPASSWORD) instead"
+            );
+        }
 
         if let Some(v) = env("CCRM_BOT_LISTEN") {
             cfg.listen = parse_env("CCRM_BOT_LISTEN", &v, "an address like 127.0.0.1:7878")?;
@@ -399,6 +424,9 @@ impl BotConfig {
                 "comma-separated IP addresses of reverse proxies",
             )?;
         }
+        if let Some(v) = env("CCRM_BOT_DATABASE_URL") {
+            cfg.database_url = Some(v);
+        }
         cfg.telegram_token = env("CCRM_BOT_TELEGRAM_TOKEN");
         cfg.discord_token = env("CCRM_BOT_DISCORD_TOKEN");
 
@@ -436,6 +464,9 @@ impl BotConfig {
                     self.data_dir.display()
                 ),
             ));
+        }
+        if let Some(url) = &self.database_url {
+            crate::db::Target::parse(url).map_err(|e| ("database_url", e))?;
         }
         if !(1024..=1024 * 1024 * 1024).contains(&self.max_body_bytes) {
             return Err(("max_body_bytes", "must be between 1 KiB and 1 GiB".into()));
@@ -526,9 +557,19 @@ impl BotConfig {
         self.tls_cert.is_some() && self.tls_key.is_some()
     }
 
-    /// The SQLite database file.
+    /// The SQLite database file (when `database_url` is unset).
     pub fn db_path(&self) -> PathBuf {
         self.data_dir.join(DB_FILE)
+    }
+
+    /// The database to use: `database_url`, else the SQLite file in `data_dir`.
+    pub fn database(&self) -> anyhow::Result<crate::db::Target> {
+        match &self.database_url {
+            Some(url) => {
+                crate::db::Target::parse(url).map_err(|e| anyhow::anyhow!("database_url {e}"))
+            }
+            None => Ok(crate::db::Target::Sqlite(self.db_path())),
+        }
     }
 
     /// [`BotConfig::daemon_timeout_secs`] as a [`Duration`].

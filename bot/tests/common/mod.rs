@@ -35,6 +35,36 @@ pub struct World {
     pub bot_env: Vec<(String, String)>,
     /// Every stderr line of every bot process started so far (ANSI escapes stripped).
     pub bot_log: Arc<Mutex<Vec<String>>>,
+    /// The bot's `database_url` when the suite runs on PostgreSQL (`CCRM_TEST_DB=postgres`).
+    pub db_url: Option<String>,
+    /// That PostgreSQL cluster (dropped after the processes, see `Drop`).
+    pub pg: Option<testkit::PgCluster>,
+}
+
+/// Whether the bot suites run on PostgreSQL this time (`CCRM_TEST_DB=postgres`;
+/// `scripts/test.sh` runs them once more that way).
+pub fn on_postgres() -> bool {
+    std::env::var("CCRM_TEST_DB").is_ok_and(|v| v == "postgres")
+}
+
+/// A throwaway cluster and the URL of its database, when [`on_postgres`].
+pub fn test_pg() -> Option<(testkit::PgCluster, String)> {
+    on_postgres().then(|| {
+        let pg = testkit::PgCluster::start().expect("throwaway PostgreSQL cluster");
+        let url = pg.url("postgres");
+        (pg, url)
+    })
+}
+
+/// Opens the store at `url` (PostgreSQL) or the SQLite file `path`.
+pub async fn open_db(url: Option<&str>, path: &Path) -> Db {
+    let target = match url {
+        Some(u) => ccrm_bot::db::Target::Postgres(u.to_owned()),
+        None => ccrm_bot::db::Target::Sqlite(path.to_path_buf()),
+    };
+    Db::connect(&target, &path.with_file_name("revoked"))
+        .await
+        .expect("open the store")
 }
 
 pub fn ccrmd_bin() -> PathBuf {
@@ -85,7 +115,8 @@ impl World {
         std::fs::create_dir_all(&work).expect("work");
         let work = work.canonicalize().expect("canonical");
         let home = ClaudeHome::new(TEST_API_KEY, &[work.as_path()]).expect("home");
-        let db = Db::open(&dir.path().join("bot/ccrm.db")).await.expect("db");
+        let (pg, db_url) = test_pg().map_or((None, None), |(c, u)| (Some(c), Some(u)));
+        let db = open_db(db_url.as_deref(), &dir.path().join("bot/ccrm.db")).await;
         let (_, daemon_key) = db
             .create_key("machine-1", KeyKind::Daemon, 1)
             .await
@@ -117,6 +148,8 @@ impl World {
                 .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
                 .collect(),
             bot_log: Arc::default(),
+            db_url,
+            pg,
         };
         w.start_bot();
         w
@@ -129,6 +162,7 @@ impl World {
             .env("XDG_CONFIG_HOME", self.dir.path().join("config"))
             .env("CCRM_LOG", "info")
             .env("NO_COLOR", "1")
+            .envs(self.db_url.iter().map(|u| ("CCRM_BOT_DATABASE_URL", u)))
             .envs(self.bot_env.iter().map(|(k, v)| (k, v)));
         let (child, line) =
             spawn_until(cmd, "ccrm-bot listening", "bot", Some(self.bot_log.clone()))
@@ -141,6 +175,11 @@ impl World {
             .unwrap_or_else(|| panic!("no addr in {line}"));
         self.addr = addr;
         self.bot = Some(child);
+    }
+
+    /// The bot's store, opened from the test (SQLite file or the PostgreSQL database).
+    pub async fn db(&self) -> Db {
+        open_db(self.db_url.as_deref(), &self.dir.path().join("bot/ccrm.db")).await
     }
 
     pub fn runtime_dir(&self) -> PathBuf {
