@@ -35,5 +35,6 @@ cargo fmt --all --check
 python3 scripts/check-structure.py
 cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo test --workspace --locked
-# The store, REST, SSE and end-to-end suites again on PostgreSQL, plus the replica tests.
+# The store, REST, SSE and end-to-end suites again on PostgreSQL (the replica tests in
+# bot/tests/replicas.rs start their own cluster in the run above).
 CCRM_TEST_DB=postgres cargo test -p ccrm-bot --locked --test db --test api --test e2e

@@ -30,6 +30,7 @@ pub mod hub;
 pub mod ingest;
 pub mod keys;
 pub mod openapi;
+pub mod replica;
 pub mod telegram;
 pub mod tls;
 pub mod upload;
@@ -41,13 +42,14 @@ use std::sync::Arc;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{delete, get, post};
+use tokio::sync::broadcast;
 
 /// Everything a request handler can reach.
 pub struct AppState {
     /// The store.
     pub db: db::Db,
     /// Connected daemons and live events.
-    pub hub: hub::Hub,
+    pub hub: Arc<hub::Hub>,
     /// Settings.
     pub cfg: config::BotConfig,
     /// Where daemon links hand what they receive to be committed.
@@ -65,8 +67,20 @@ impl AppState {
         if !db.is_postgres() {
             db.set_all_daemons_offline().await?;
         }
-        let hub = hub::Hub::new();
-        let ingest = ingest::Ingest::start(&db, hub.events_sender()).await?;
+        let hub = Arc::new(hub::Hub::new());
+        // On PostgreSQL every replica publishes events through its tailer, in row-id
+        // order whichever replica stored them; the ingest publishes nothing itself.
+        let ingest = if db.is_postgres() {
+            let ingest = ingest::Ingest::start(&db, broadcast::channel(1).0).await?;
+            replica::spawn_tail(db.clone(), hub.events_sender()).await?;
+            if let Some(pool) = db.pg_pool() {
+                let me = replica::Replicas::start(pool.clone(), hub.clone()).await?;
+                tracing::info!(replica = me.id(), "replica of a shared PostgreSQL database");
+            }
+            ingest
+        } else {
+            ingest::Ingest::start(&db, hub.events_sender()).await?
+        };
         // WAL checkpoints off the ingest path; the task ends when the pool closes.
         tokio::spawn(db.clone().checkpoint_loop());
         Ok(Arc::new(Self {

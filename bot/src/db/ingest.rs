@@ -96,6 +96,15 @@ fn chunk_sql(dialect: Dialect, rest: usize) -> (&'static str, usize) {
         .map_or((INSERT_EVENT_ONE, 1), |(sql, n)| (sql.as_str(), *n))
 }
 
+/// Wakes every replica's event tailer when the open PostgreSQL transaction commits
+/// (`crate::replica`; notifications are delivered at commit, never for a rollback).
+async fn pg_notify_events(conn: &mut PgConnection) -> DbResult<()> {
+    sqlx::query("SELECT pg_notify('ccrm_events', '')")
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
 /// Takes [`PG_EVENTS_LOCK`] for the rest of the open PostgreSQL transaction.
 async fn pg_lock_events(conn: &mut PgConnection) -> DbResult<()> {
     sqlx::query("SELECT pg_advisory_xact_lock($1)")
@@ -202,6 +211,7 @@ impl Db {
                 let mut tx = pool.begin().await?;
                 pg_lock_events(&mut tx).await?;
                 let stored = store_events(&mut Conn::from(&mut *tx), daemon, events).await?;
+                pg_notify_events(&mut tx).await?;
                 tx.commit().await?;
                 Ok(stored)
             }
@@ -228,6 +238,7 @@ impl EventWriter {
                 let mut tx = conn.begin().await?;
                 pg_lock_events(&mut tx).await?;
                 let out = commit_in(&mut Conn::from(&mut *tx), writes).await?;
+                pg_notify_events(&mut tx).await?;
                 tx.commit().await?;
                 return Ok(out);
             }

@@ -13,9 +13,29 @@ use serde_json::{Value, json};
 use super::AppError;
 use crate::AppState;
 
-/// `GET /healthz` (open).
-pub async fn healthz() -> Json<Value> {
-    Json(json!({"ok": true, "version": common::VERSION}))
+/// `GET /healthz` (open): 200 while the database answers, else 503 with
+/// `"database": "unreachable"` (a load balancer then sends traffic to another replica).
+pub async fn healthz(State(state): State<Arc<AppState>>) -> Response {
+    let ping = tokio::time::timeout(std::time::Duration::from_secs(3), state.db.ping()).await;
+    let backend = if state.db.is_postgres() {
+        "postgres"
+    } else {
+        "sqlite"
+    };
+    match ping {
+        Ok(Ok(())) => Json(json!({
+            "ok": true, "version": common::VERSION, "database": "ok", "backend": backend,
+        }))
+        .into_response(),
+        _ => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({
+                "ok": false, "version": common::VERSION, "database": "unreachable",
+                "backend": backend,
+            })),
+        )
+            .into_response(),
+    }
 }
 
 /// `GET /metrics` (Prometheus text).

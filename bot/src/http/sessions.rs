@@ -58,7 +58,8 @@ pub(super) async fn daemon_of(state: &AppState, id: &SessionId) -> Result<Daemon
 pub async fn list_daemons(State(state): State<Arc<AppState>>) -> Result<Json<Value>, AppError> {
     let mut rows = state.db.list_daemons().await?;
     for r in &mut rows {
-        r.online = state.hub.is_online(&r.id);
+        // On PostgreSQL another replica may hold the link: its row says so.
+        r.online = state.hub.is_online(&r.id) || (state.db.is_postgres() && r.online);
     }
     Ok(Json(json!({"daemons": rows})))
 }

@@ -109,13 +109,25 @@ impl World {
 
     /// Just the bot, with extra environment `bot_env` (e.g. `CCRM_BOT_MAX_BODY_BYTES`).
     pub async fn bot_only_with(bot_env: &[(&str, &str)]) -> Self {
+        Self::build(bot_env, test_pg()).await
+    }
+
+    /// Just the bot, on a throwaway PostgreSQL cluster whatever `CCRM_TEST_DB` says (the
+    /// replica tests).
+    pub async fn bot_only_on_postgres(bot_env: &[(&str, &str)]) -> Self {
+        let pg = testkit::PgCluster::start().expect("throwaway PostgreSQL cluster");
+        let url = pg.url("postgres");
+        Self::build(bot_env, Some((pg, url))).await
+    }
+
+    async fn build(bot_env: &[(&str, &str)], pg: Option<(testkit::PgCluster, String)>) -> Self {
         let api = FakeApi::start().await.expect("fake api");
         let dir = tempfile::tempdir().expect("tempdir");
         let work = dir.path().join("work");
         std::fs::create_dir_all(&work).expect("work");
         let work = work.canonicalize().expect("canonical");
         let home = ClaudeHome::new(TEST_API_KEY, &[work.as_path()]).expect("home");
-        let (pg, db_url) = test_pg().map_or((None, None), |(c, u)| (Some(c), Some(u)));
+        let (pg, db_url) = pg.map_or((None, None), |(c, u)| (Some(c), Some(u)));
         let db = open_db(db_url.as_deref(), &dir.path().join("bot/ccrm.db")).await;
         let (_, daemon_key) = db
             .create_key("machine-1", KeyKind::Daemon, 1)
@@ -156,9 +168,17 @@ impl World {
     }
 
     pub fn start_bot(&mut self) {
+        let (child, addr) = self.spawn_bot(self.addr, "bot");
+        self.addr = addr;
+        self.bot = Some(child);
+    }
+
+    /// Starts another `ccrm-bot` process on the same database (a replica when it is
+    /// PostgreSQL) with its own data directory `<dir>/<name>`; returns it and its address.
+    pub fn spawn_bot(&self, listen: SocketAddr, name: &str) -> (Child, SocketAddr) {
         let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_ccrm-bot"));
-        cmd.env("CCRM_BOT_LISTEN", self.addr.to_string())
-            .env("CCRM_BOT_DATA_DIR", self.dir.path().join("bot"))
+        cmd.env("CCRM_BOT_LISTEN", listen.to_string())
+            .env("CCRM_BOT_DATA_DIR", self.dir.path().join(name))
             .env("XDG_CONFIG_HOME", self.dir.path().join("config"))
             .env("CCRM_LOG", "info")
             .env("NO_COLOR", "1")
@@ -173,8 +193,7 @@ impl World {
             .find_map(|w| w.strip_prefix("addr="))
             .and_then(|a| a.parse().ok())
             .unwrap_or_else(|| panic!("no addr in {line}"));
-        self.addr = addr;
-        self.bot = Some(child);
+        (child, addr)
     }
 
     /// The bot's store, opened from the test (SQLite file or the PostgreSQL database).
@@ -325,9 +344,7 @@ impl World {
 
     /// Waits (bounded) until the audit log holds exactly `n` rows of `action` by `actor`.
     pub async fn wait_audit(&self, actor: &str, action: &str, n: usize) {
-        let db = Db::open(&self.dir.path().join("bot/ccrm.db"))
-            .await
-            .expect("db");
+        let db = self.db().await;
         let deadline = tokio::time::Instant::now() + WAIT;
         loop {
             let rows = db.list_audit(200).await.expect("audit");
