@@ -101,12 +101,19 @@ fn kind(v: &Value) -> &str {
 /// A second ccrmd (own runtime and state directories, so its own daemon id) linked to
 /// the bot at `addr`.
 fn second_daemon(w: &World, addr: SocketAddr) -> Child {
+    let run = w.dir.path().join("run2").display().to_string();
+    let state = w.dir.path().join("state2").display().to_string();
+    daemon_with(w, Some((run, state)), &format!("ws://{addr}"))
+}
+
+/// A ccrmd with `bot_urls` (comma-separated), in the World's directories unless `dirs`.
+fn daemon_with(w: &World, dirs: Option<(String, String)>, bot_urls: &str) -> Child {
     let mut env = w.daemon_env();
     for (k, v) in &mut env {
-        match k.as_str() {
-            "CCRM_RUNTIME_DIR" => *v = w.dir.path().join("run2").display().to_string(),
-            "CCRM_STATE_DIR" => *v = w.dir.path().join("state2").display().to_string(),
-            "CCRM_BOT_URL" => *v = format!("ws://{addr}"),
+        match (k.as_str(), &dirs) {
+            ("CCRM_RUNTIME_DIR", Some((run, _))) => v.clone_from(run),
+            ("CCRM_STATE_DIR", Some((_, state))) => v.clone_from(state),
+            ("CCRM_BOT_URL", _) => *v = bot_urls.to_owned(),
             _ => {}
         }
     }
@@ -294,4 +301,64 @@ async fn an_approval_answered_on_two_replicas_at_once_has_exactly_one_winner() {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
+}
+
+/// Waits until the daemon's uplink is connected with everything acknowledged; returns its
+/// last seq.
+async fn wait_drained(w: &World) -> u64 {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let st = w.daemon_status().await;
+        let up = &st["uplink"];
+        if up["connected"] == true && up["acked"] == up["last_seq"] {
+            return up["last_seq"].as_u64().unwrap_or(0);
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "uplink never drained: {st}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_of_the_replica_holding_the_link_mid_turn_moves_the_daemon_and_loses_nothing() {
+    // C is the World's bot; the daemon lists C first, then A.
+    let mut w = World::bot_only_on_postgres(&[]).await;
+    let a = replica(&w, "bot-a");
+    let urls = format!("ws://{},ws://{}", w.addr, a.addr);
+    w.daemon = Some(daemon_with(&w, None, &urls));
+    w.wait_daemon_online().await;
+    let id = w.new_session(json!({})).await;
+    let (status, v) = w
+        .post(
+            &format!("/api/sessions/{id}/prompt"),
+            json!({"text": "DELTAS:6000"}),
+        )
+        .await;
+    assert_eq!(status, 202, "{v}");
+    let cut = rand::random_range(200..3000);
+    w.wait_stored(&id, |e| e["event"]["seq"].as_u64().unwrap_or(0) >= cut)
+        .await;
+    World::kill9(&mut w.bot);
+    // From here on the World's helpers talk to A.
+    w.addr = a.addr;
+    w.wait_stored(&id, |e| e["event"]["kind"] == "turn_result")
+        .await;
+    let last = wait_drained(&w).await;
+    let events = w.all_events(&id).await;
+    let seqs: Vec<u64> = events.iter().filter_map(|e| e["seq"].as_u64()).collect();
+    let expected: Vec<u64> = (1..=last).collect();
+    assert_eq!(seqs.len(), expected.len(), "every event stored once");
+    assert_eq!(seqs, expected, "in order, no gap, no repeat");
+    let ids: Vec<i64> = events.iter().filter_map(|e| e["id"].as_i64()).collect();
+    assert!(ids.windows(2).all(|p| p[0] < p[1]), "row ids increase");
+    let deltas = events
+        .iter()
+        .filter(|e| kind(e) == "assistant_delta")
+        .count();
+    assert_eq!(deltas, 6000, "every streamed delta stored once");
+    // The daemon's link is now A's.
+    let (_, m) = get_at(&w, a.addr, "/api/daemons").await;
+    assert_eq!(m["daemons"][0]["online"], true, "{m}");
 }
