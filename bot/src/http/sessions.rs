@@ -57,9 +57,10 @@ pub(super) async fn daemon_of(state: &AppState, id: &SessionId) -> Result<Daemon
 /// `GET /api/daemons`.
 pub async fn list_daemons(State(state): State<Arc<AppState>>) -> Result<Json<Value>, AppError> {
     let mut rows = state.db.list_daemons().await?;
+    // On PostgreSQL another replica may hold the link.
+    let elsewhere = crate::replica::linked_daemons(&state.db).await;
     for r in &mut rows {
-        // On PostgreSQL another replica may hold the link: its row says so.
-        r.online = state.hub.is_online(&r.id) || (state.db.is_postgres() && r.online);
+        r.online = state.hub.is_online(&r.id) || elsewhere.contains(&r.id.0);
     }
     Ok(Json(json!({"daemons": rows})))
 }

@@ -183,6 +183,18 @@ impl Remote for Replicas {
     }
 }
 
+/// The daemons whose link some replica holds (empty on SQLite, or if the query fails).
+pub async fn linked_daemons(db: &crate::db::Db) -> std::collections::HashSet<String> {
+    let Some(pool) = db.pg_pool() else {
+        return std::collections::HashSet::new();
+    };
+    sqlx::query_scalar::<_, String>("SELECT daemon_id FROM daemon_links")
+        .fetch_all(pool)
+        .await
+        .map(|v| v.into_iter().collect())
+        .unwrap_or_default()
+}
+
 /// Writes link changes to `daemon_links` in the order they happened.
 async fn keep_links(me: Arc<Replicas>, mut rx: mpsc::UnboundedReceiver<(DaemonId, bool)>) {
     while let Some((daemon, linked)) = rx.recv().await {

@@ -14,5 +14,5 @@
 mod calls;
 mod tail;
 
-pub use calls::Replicas;
+pub use calls::{Replicas, linked_daemons};
 pub use tail::{EVENTS_CHANNEL, spawn_tail};
