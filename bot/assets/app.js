@@ -24,7 +24,9 @@
   function statusOf(form) { return form.querySelector(".status"); }
   async function submitAsync(form, submitter) {
     if (form.dataset.confirm && !window.confirm(form.dataset.confirm)) return;
-    const data = new URLSearchParams(new FormData(form, submitter));
+    // A form with file inputs goes as multipart (the browser sets the boundary).
+    const fd = new FormData(form, submitter);
+    const data = form.enctype === "multipart/form-data" ? fd : new URLSearchParams(fd);
     const status = statusOf(form);
     const buttons = form.querySelectorAll("button");
     buttons.forEach((b) => { b.disabled = true; });
@@ -43,7 +45,10 @@
       }
       if (out.location) { window.location.assign(out.location); return; }
       if (status) status.textContent = out.message || "done";
-      if (form.hasAttribute("data-reset")) { const t = form.querySelector("textarea"); if (t) t.value = ""; }
+      if (form.hasAttribute("data-reset")) {
+        const t = form.querySelector("textarea"); if (t) t.value = "";
+        for (const f of form.querySelectorAll("input[type=file]")) f.value = "";
+      }
       refreshSoon();
     } catch (e) {
       if (status) { status.textContent = "not sent: the bot cannot be reached"; status.classList.add("bad"); }

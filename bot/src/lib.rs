@@ -9,15 +9,19 @@
 //! - [`hub`]: connected daemons, bot → daemon commands, live event fan-out, session routes.
 //! - [`ingest`]: the group-commit task every daemon link stores through.
 //! - [`ws`]: the daemon link (`/ws/daemon`) and the dashboard socket (`/ws/dashboard`).
-//! - [`http`]: REST routes, SSE, metrics; [`openapi`]: the API document.
+//! - [`http`]: REST routes, SSE, metrics; [`openapi`]: the API document generated from
+//!   them (served at `/api/openapi.json`).
 //! - [`dashboard`]: the web dashboard at `/` (login cookie, pages, live stream).
 //! - [`upload`]: streaming a workspace upload to a daemon with flow control;
 //!   [`executions`]: following executions on their daemons and recording them.
 //! - [`tls`]: HTTPS/WSS (`tls_cert` / `tls_key`, reloaded on SIGHUP) and the [`tls::Listener`]
 //!   that [`serve`] accepts on.
+//! - [`attach`]: images and files sent with a prompt (scaled images, files saved in the
+//!   session's `.ccrm/inbox/` on its daemon).
 //! - [`chat`]: the platform-neutral chat core; [`telegram`] and [`discord`]: its adapters,
 //!   started by [`serve`] when `CCRM_BOT_TELEGRAM_TOKEN` / `CCRM_BOT_DISCORD_TOKEN` is set.
 
+pub mod attach;
 pub mod auth;
 pub mod chat;
 pub mod config;
@@ -25,6 +29,7 @@ pub mod dashboard;
 pub mod db;
 pub mod discord;
 pub mod executions;
+pub mod failpoint;
 pub mod http;
 pub mod hub;
 pub mod ingest;
@@ -56,6 +61,8 @@ pub struct AppState {
     pub ingest: ingest::Ingest,
     /// The tasks that record executions.
     pub recorders: executions::Recorders,
+    /// Failed token checks per client address (429 after too many).
+    pub auth_guard: http::guard::AuthGuard,
 }
 
 impl AppState {
@@ -86,9 +93,10 @@ impl AppState {
         Ok(Arc::new(Self {
             db,
             hub,
-            cfg,
             ingest,
             recorders: executions::Recorders::default(),
+            auth_guard: http::guard::AuthGuard::new(cfg.auth_failures_per_minute),
+            cfg,
         }))
     }
 }
@@ -111,7 +119,11 @@ pub fn router(state: Arc<AppState>) -> Router {
             "/api/sessions/{id}/stream",
             get(http::events::session_stream),
         )
-        .route("/api/sessions/{id}/prompt", post(http::sessions::prompt))
+        .route(
+            "/api/sessions/{id}/prompt",
+            // Images and files have their own caps, checked as the body is read.
+            post(http::sessions::prompt).layer(DefaultBodyLimit::disable()),
+        )
         .route(
             "/api/sessions/{id}/{action}",
             post(http::sessions::session_action),
@@ -136,7 +148,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         )
         .route("/api/approvals", get(http::approvals::list_approvals))
         .route("/api/approvals/{id}", post(http::approvals::decide))
-        .route("/api/openapi.json", get(http::meta::openapi))
+        .route("/api/openapi.json", get(openapi::serve))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             http::require_user,

@@ -1,138 +1,216 @@
-//! The OpenAPI 3.1 document served at `/api/openapi.json`, written out by hand so it stays
-//! readable and has no build-time machinery. Keep it in step with [`crate::http`].
+//! The OpenAPI 3.1 document served at `/api/openapi.json`, generated from the code by
+//! utoipa: each handler's `#[utoipa::path]` (route, parameters read from its `Path`/`Query`
+//! extractors, request body, every response with its status) and the `ToSchema` of the
+//! Rust types it reads and writes (the wire types of `common`, the stored rows, the
+//! envelopes in [`crate::http::schema`]). The same document is checked in as
+//! `docs/openapi.json`; `cargo test -p ccrm-bot --lib openapi` fails when the two differ,
+//! and `CCRM_WRITE_OPENAPI=1` with the same command rewrites the file.
+//!
+//! `POST /api/sessions/{id}/{action}` is one axum route; the four actions are documented
+//! as four paths by the `doc_*` functions here, which only carry their annotations.
 
 use serde_json::{Value, json};
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
 
-fn op(summary: &str, params: &[Value], body: Option<&str>, ok: &str) -> Value {
-    let mut o = json!({
-        "summary": summary,
-        "security": [{"bearer": []}],
-        "parameters": params,
-        "responses": {
-            ok: {"description": "success", "content": {"application/json": {"schema": {"type": "object"}}}},
-            "400": {"$ref": "#/components/responses/Error"},
-            "401": {"$ref": "#/components/responses/Error"},
-            "404": {"$ref": "#/components/responses/Error"},
-            "409": {"$ref": "#/components/responses/Error"},
-            "503": {"$ref": "#/components/responses/Error"}
-        }
-    });
-    if let Some(schema) = body {
-        o["requestBody"] = json!({"required": true, "content": {"application/json": {"schema": {"$ref": format!("#/components/schemas/{schema}")}}}});
+use crate::http::schema::{ErrorResponse, Interrupted};
+
+/// Everything the document lists.
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "ccrm-bot API",
+        description = "Drive Claude Code sessions on connected ccrmd daemons, run one-shot executions in uploaded workspaces, and answer approvals. Every route but `/healthz` needs `Authorization: Bearer <user token>` (create one with `ccrm-bot keys create <name> --kind user`). Errors are `{\"error\": {\"code\", \"message\"}}` with a stable `code`: 400 when the request does not match this document, 404 for an unknown session, daemon, approval or execution, 409 for the wrong state or an ambiguous key, 422 for a schema-valid value that cannot be served, 503 only when the daemon that must act is offline.",
+        license(name = "MIT"),
+    ),
+    paths(
+        crate::http::meta::healthz,
+        crate::http::meta::metrics,
+        serve,
+        crate::http::sessions::list_daemons,
+        crate::http::daemons::get_daemon,
+        crate::http::sessions::list_sessions,
+        crate::http::sessions::create_session,
+        crate::http::sessions::get_session,
+        crate::http::events::session_events,
+        crate::http::events::session_stream,
+        crate::http::sessions::prompt,
+        doc_interrupt,
+        doc_stop,
+        doc_kill,
+        doc_resume,
+        crate::http::approvals::list_approvals,
+        crate::http::approvals::decide,
+        crate::http::workspaces::list,
+        crate::http::workspaces::upload,
+        crate::http::workspaces::remove,
+        crate::http::executions::execute,
+        crate::http::executions::get,
+        crate::http::executions::stream,
+        crate::http::executions::cancel,
+    ),
+    components(schemas(crate::http::schema::ErrorCodeName)),
+    modifiers(&Bearer),
+    tags(
+        (name = "sessions", description = "start, prompt, follow and control sessions"),
+        (name = "approvals", description = "permission requests and questions"),
+        (name = "daemons", description = "the connected machines"),
+        (name = "workspaces", description = "uploaded project directories (OCC)"),
+        (name = "executions", description = "one-shot runs of a fresh claude (OCC)"),
+        (name = "meta", description = "health, metrics and this document"),
+    )
+)]
+struct ApiDoc;
+
+/// Adds the bearer scheme and makes it the default requirement of every operation
+/// (`/healthz` overrides it with none).
+struct Bearer;
+
+impl Modify for Bearer {
+    fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
+        let components = doc.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some(
+                        "a user token (`ccrm-bot keys create NAME --kind user`)",
+                    ))
+                    .build(),
+            ),
+        );
+        doc.security = Some(vec![utoipa::openapi::security::SecurityRequirement::new(
+            "bearer",
+            Vec::<String>::new(),
+        )]);
     }
-    o
 }
 
-fn path_id(name: &str) -> Value {
-    json!({"name": name, "in": "path", "required": true, "schema": {"type": "string"}})
+/// `GET /api/openapi.json`.
+#[utoipa::path(get, path = "/api/openapi.json", summary = "This document", tag = "meta", operation_id = "openapi_document",
+    responses(
+        (status = 200, description = "this document (OpenAPI 3.1)", body = crate::http::schema::OpenApiDocument),
+        (status = 401, description = "missing or invalid bearer token", body = ErrorResponse),
+    ))]
+pub async fn serve() -> axum::Json<Value> {
+    axum::Json(document())
 }
 
-fn query(name: &str, ty: &str) -> Value {
-    json!({"name": name, "in": "query", "required": false, "schema": {"type": ty}})
-}
-
-/// The document.
+/// The document as served.
 pub fn document() -> Value {
-    let mut doc = base();
-    add_workspaces(&mut doc);
+    let mut doc = ApiDoc::openapi();
+    doc.info.version = common::VERSION.to_owned();
+    let mut doc = serde_json::to_value(&doc).unwrap_or(Value::Null);
+    add_links(&mut doc);
     doc
 }
 
-fn base() -> Value {
-    json!({
-        "openapi": "3.1.0",
-        "info": {"title": "ccrm-bot API", "version": common::VERSION,
-                 "description": "Drive Claude Code sessions on connected ccrmd daemons. Every route but /healthz needs `Authorization: Bearer <user token>` (create one with `ccrm-bot keys create <name> --kind user`). Errors are `{\"error\": {\"code\", \"message\"}}`."},
-        "components": {
-            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
-            "responses": {"Error": {"description": "error", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}},
-            "schemas": {
-                "Error": {"type": "object", "required": ["error"], "properties": {"error": {"type": "object", "required": ["code", "message"], "properties": {"code": {"type": "string"}, "message": {"type": "string"}}}}},
-                "NewSession": {"type": "object", "additionalProperties": false, "properties": {
-                    "daemon": {"type": "string", "description": "daemon id; optional when exactly one daemon is connected"},
-                    "cwd": {"type": "string", "description": "the session's directory (or give `workspace`)"},
-                    "workspace": {"type": "string", "description": "start in this workspace of the daemon instead of `cwd`"},
-                    "model": {"type": "string"}, "name": {"type": "string"},
-                    "permission_mode": {"type": "string", "enum": ["default", "acceptEdits", "plan", "dontAsk", "auto", "bypassPermissions"]},
-                    "auto_allow": {"type": "boolean"}, "allowed_tools": {"type": "array", "items": {"type": "string"}}}},
-                "Prompt": {"type": "object", "required": ["text"], "additionalProperties": false, "properties": {"text": {"type": "string"}}},
-                "Decision": {"type": "object", "additionalProperties": false, "properties": {
-                    "decision": {"type": "string", "enum": ["allow", "deny", "allow_session"]},
-                    "message": {"type": "string"}, "remember": {"type": "boolean"},
-                    "answers": {"type": "array", "items": {"type": "string"}, "description": "for questions: one answer per question"}}}
-            }
-        },
-        "paths": {
-            "/healthz": {"get": {"summary": "liveness (no auth)", "security": [], "responses": {"200": {"description": "ok"}}}},
-            "/metrics": {"get": {"summary": "Prometheus metrics", "security": [{"bearer": []}], "responses": {"200": {"description": "text/plain metrics"}, "401": {"$ref": "#/components/responses/Error"}}}},
-            "/api/daemons": {"get": op("connected and known daemons", &[], None, "200")},
-            "/api/sessions": {
-                "get": op("sessions", &[query("daemon", "string"), query("state", "string")], None, "200"),
-                "post": op("start a session on a daemon", &[], Some("NewSession"), "201")
-            },
-            "/api/sessions/{id}": {"get": op("one session with its pending approvals", &[path_id("id")], None, "200")},
-            "/api/sessions/{id}/events": {"get": op("stored events, keyset (`after`) or offset paged", &[path_id("id"), query("after", "integer"), query("offset", "integer"), query("limit", "integer")], None, "200")},
-            "/api/sessions/{id}/stream": {"get": {"summary": "Server-Sent Events: stored events after Last-Event-ID (or `after`), then live ones", "security": [{"bearer": []}], "parameters": [path_id("id"), query("after", "integer")], "responses": {"200": {"description": "text/event-stream; each event's id is its row id"}}}},
-            "/api/sessions/{id}/prompt": {"post": op("queue a prompt", &[path_id("id")], Some("Prompt"), "202")},
-            "/api/sessions/{id}/interrupt": {"post": op("interrupt the running turn", &[path_id("id")], None, "200")},
-            "/api/sessions/{id}/stop": {"post": op("stop gracefully", &[path_id("id")], None, "200")},
-            "/api/sessions/{id}/kill": {"post": op("kill the child at once", &[path_id("id")], None, "200")},
-            "/api/sessions/{id}/resume": {"post": op("resume with history", &[path_id("id")], None, "200")},
-            "/api/approvals": {"get": op("pending approvals (all with all=true)", &[query("session", "string"), query("all", "boolean")], None, "200")},
-            "/api/approvals/{id}": {"post": op("answer an approval; the first answer wins, later ones get 409 naming who answered", &[path_id("id")], Some("Decision"), "200")},
-            "/api/openapi.json": {"get": op("this document", &[], None, "200")}
+/// OpenAPI links from the replies that name a session to the operations on it, so clients
+/// (and schemathesis' stateful phase) can go start → prompt → events → stop; and from lists
+/// of daemons, approvals and an uploaded workspace to what acts on them.
+fn add_links(doc: &mut Value) {
+    let on_session = |from: &str| {
+        let id = json!({"id": from});
+        let mut links = serde_json::Map::new();
+        for op in [
+            "get_session",
+            "prompt",
+            "session_events",
+            "interrupt_session",
+            "stop_session",
+            "kill_session",
+            "resume_session",
+        ] {
+            links.insert(op.to_owned(), json!({"operationId": op, "parameters": id}));
         }
-    })
+        Value::Object(links)
+    };
+    let paths = &mut doc["paths"];
+    paths["/api/sessions"]["post"]["responses"]["201"]["links"] =
+        on_session("$response.body#/session/id");
+    paths["/api/sessions/{id}/prompt"]["post"]["responses"]["202"]["links"] =
+        on_session("$response.body#/session_id");
+    let first_daemon = json!({"daemon": "$response.body#/daemons/0/id"});
+    paths["/api/daemons"]["get"]["responses"]["200"]["links"] = json!({
+        "get_daemon": {"operationId": "get_daemon", "parameters": first_daemon},
+        "list_workspaces": {"operationId": "list_workspaces", "parameters": first_daemon},
+    });
+    paths["/api/daemons/{daemon}/workspaces"]["post"]["responses"]["200"]["links"] = json!({
+        "delete_workspace": {"operationId": "delete_workspace", "parameters":
+            {"daemon": "$request.path.daemon", "id": "$response.body#/workspaceId"}},
+    });
+    paths["/api/approvals"]["get"]["responses"]["200"]["links"] = json!({
+        "decide": {"operationId": "decide", "parameters": {"id": "$response.body#/approvals/0/id"}},
+    });
+    paths["/api/sessions/{id}"]["get"]["responses"]["200"]["links"] = json!({
+        "decide": {"operationId": "decide", "parameters": {"id": "$response.body#/approvals/0/id"}},
+    });
 }
 
-/// Workspaces, executions and one daemon's health (OCC's shapes and codes).
-fn add_workspaces(doc: &mut Value) {
-    let daemon = path_id("daemon");
-    doc["components"]["schemas"]["Execute"] = json!({"type": "object", "required": ["prompt"], "properties": {
-        "executionId": {"type": "string", "description": "letters, digits, -, _ (at most 64); a UUID when left out"},
-        "workspaceId": {"type": "string"}, "cwd": {"type": "string", "description": "instead of workspaceId"},
-        "daemon": {"type": "string", "description": "id, id prefix or hostname; optional when one daemon is connected"},
-        "prompt": {"type": "string"}, "timeoutSecs": {"type": "integer", "default": 600},
-        "model": {"type": "string"},
-        "allowedTools": {"type": "array", "items": {"type": "string"}, "description": "besides the read-only tools: names or rules such as Bash(git status:*)"}}});
-    doc["components"]["schemas"]["WorkspaceUpload"] = json!({"type": "object", "required": ["workspaceId", "name", "processPolicy", "zip"], "properties": {
-        "workspaceId": {"type": "string"}, "name": {"type": "string"}, "description": {"type": "string"},
-        "processPolicy": {"type": "string", "enum": ["overwrite", "reuse"]},
-        "zip": {"type": "string", "format": "binary"}}});
-    let paths = &mut doc["paths"];
-    paths["/api/daemons/{daemon}"] = json!({"get": op("one daemon's health: status healthy/offline, version, uptime, heartbeat, workers, running, queued", std::slice::from_ref(&daemon), None, "200")});
-    let mut upload = op(
-        "upload a workspace (multipart, fields in any order; exempt from max_body_bytes, capped by workspace_max_upload_bytes while it streams: 413 ZIP_TOO_LARGE; hostile archives: 400 ZIP_*)",
-        std::slice::from_ref(&daemon),
-        None,
-        "200",
-    );
-    upload["requestBody"] = json!({"required": true, "content": {"multipart/form-data": {"schema": {"$ref": "#/components/schemas/WorkspaceUpload"}}}});
-    paths["/api/daemons/{daemon}/workspaces"] = json!({
-        "get": op("the daemon's workspaces: id, name, description, size, files, created, sessions and executions using them", std::slice::from_ref(&daemon), None, "200"),
-        "post": upload,
-    });
-    paths["/api/daemons/{daemon}/workspaces/{id}"] = json!({"delete": op("delete a workspace (409 WORKSPACE_IN_USE while a session or execution uses it)", &[daemon, path_id("id")], None, "200")});
-    let mut execute = op(
-        "run a prompt in a fresh claude; answers text/event-stream: queued, output, then complete or error (400 BAD_REQUEST, 404 WORKSPACE_NOT_FOUND, 429 WORKERS_BUSY with Retry-After, 503 DAEMON_OFFLINE before it starts)",
-        &[],
-        Some("Execute"),
-        "200",
-    );
-    execute["responses"]["429"] = json!({"$ref": "#/components/responses/Error"});
-    paths["/api/execute"] = json!({"post": execute});
-    paths["/api/executions/{id}"] = json!({"get": op("an execution: status, exitCode, whole output, error, result, created/started/finished", &[path_id("id")], None, "200")});
-    paths["/api/executions/{id}/stream"] = json!({"get": {"summary": "the execution's events after Last-Event-ID, live until the last", "security": [{"bearer": []}], "parameters": [path_id("id")], "responses": {"200": {"description": "text/event-stream"}}}});
-    paths["/api/executions/{id}/cancel"] = json!({"post": op("cancel a queued or running execution (its child and tools are killed)", &[path_id("id")], None, "200")});
+/// The document as checked in: pretty JSON with a final newline.
+pub fn pretty() -> String {
+    let mut s = serde_json::to_string_pretty(&document()).unwrap_or_default();
+    s.push('\n');
+    s
 }
+
+macro_rules! doc_action {
+    ($fn:ident, $op:literal, $path:literal, $summary:literal, $ok:literal, $body:ty, $extra:literal) => {
+        #[doc = $summary]
+        #[utoipa::path(post, path = $path, tag = "sessions", summary = $summary, operation_id = $op,
+            params(("id" = String, Path, description = "the session: its id, a unique id prefix (4+ characters) or its name")),
+            responses(
+                (status = 200, description = $ok, body = $body),
+                (status = 400, description = "not a session id", body = ErrorResponse),
+                (status = 401, description = "missing or invalid bearer token", body = ErrorResponse),
+                (status = 404, description = "no such session", body = ErrorResponse),
+                (status = 409, description = $extra, body = ErrorResponse),
+                (status = 502, description = "the daemon could not start claude", body = ErrorResponse),
+                (status = 503, description = "the session's daemon is offline", body = ErrorResponse),
+                (status = 504, description = "the daemon did not answer in time", body = ErrorResponse),
+            ))]
+        #[allow(dead_code)]
+        fn $fn() {}
+    };
+}
+
+doc_action!(
+    doc_interrupt,
+    "interrupt_session",
+    "/api/sessions/{id}/interrupt",
+    "Interrupt the running turn (queued prompts stay)",
+    "whether a turn was running",
+    Interrupted,
+    "the session is in the wrong state"
+);
+doc_action!(
+    doc_stop,
+    "stop_session",
+    "/api/sessions/{id}/stop",
+    "Stop gracefully (interrupt, close stdin, then signals)",
+    "the session, stopped",
+    common::ipc::SessionInfo,
+    "the session is in the wrong state"
+);
+doc_action!(
+    doc_kill,
+    "kill_session",
+    "/api/sessions/{id}/kill",
+    "Kill the child at once",
+    "the session, stopped",
+    common::ipc::SessionInfo,
+    "the session is in the wrong state"
+);
+doc_action!(
+    doc_resume,
+    "resume_session",
+    "/api/sessions/{id}/resume",
+    "Resume a stopped or failed session with its history",
+    "the session, starting again",
+    common::ipc::SessionInfo,
+    "the session is running already"
+);
 
 #[cfg(test)]
-mod tests {
-    #[test]
-    fn document_lists_every_route() {
-        let doc = super::document();
-        let paths = doc["paths"].as_object().map(|m| m.len()).unwrap_or(0);
-        assert_eq!(paths, 22);
-        assert_eq!(doc["openapi"], "3.1.0");
-    }
-}
+mod tests;

@@ -209,7 +209,13 @@ fn route(method: Method, path: impl Into<String>, body: Option<Value>) -> Route 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn auth_matrix_refuses_every_route_without_a_valid_credential_and_never_logs_tokens() {
     // Debug logging, so the "no token in the log" check covers more than the usual lines.
-    let w = World::start_with(&[("CCRM_LOG", "debug")]).await;
+    // The per-address limit of failed checks is off: this matrix is about the 401s (the
+    // limit has its own test in ccrm_compat.rs).
+    let w = World::start_with(&[
+        ("CCRM_LOG", "debug"),
+        ("CCRM_BOT_AUTH_FAILURES_PER_MINUTE", "0"),
+    ])
+    .await;
     let sid = w.new_session(json!({"name": "auth"})).await;
     // A real pending approval, so the approval route is tried with an id that exists.
     let target = w.work.join("auth.txt");
@@ -535,13 +541,76 @@ async fn bad_input_gets_json_errors_with_stable_codes() {
     for path in [
         format!("/api/sessions/{sid}/events?after=abc"),
         format!("/api/sessions/{sid}/events?limit=-1"),
-        format!("/api/sessions/{sid}/events?after=1&offset=2"),
         format!("/api/sessions/{sid}/stream?after=x"),
+        format!("/api/sessions/{sid}/events?offset=9223372036854775808"),
+        format!("/api/sessions/{sid}/events?limit=9223372036854775808"),
+        "/api/sessions?state=sleeping".to_owned(),
         "/api/approvals?all=maybe".to_owned(),
-        "/api/approvals?session=not-a-uuid".to_owned(),
     ] {
         let (status, v) = w.get(&path).await;
         assert_error(status, &v, 400, "bad_request", &format!("GET {path}"));
+    }
+    // What the document admits but cannot be served: 422, 404 or 409, never 400.
+    for (method, path, body, want, code) in [
+        (
+            Method::GET,
+            format!("/api/sessions/{sid}/events?after=1&offset=2"),
+            "",
+            422,
+            "unprocessable",
+        ),
+        (
+            Method::POST,
+            "/api/sessions".to_owned(),
+            r#"{"cwd": "/no/such/dir"}"#,
+            422,
+            "unprocessable",
+        ),
+        (
+            Method::POST,
+            "/api/sessions".to_owned(),
+            r#"{"cwd": "/tmp", "workspace": "w"}"#,
+            422,
+            "unprocessable",
+        ),
+        (
+            Method::POST,
+            "/api/sessions".to_owned(),
+            r#"{}"#,
+            422,
+            "unprocessable",
+        ),
+        (
+            Method::POST,
+            "/api/sessions".to_owned(),
+            r#"{"cwd": "/tmp", "daemon": "no-such-daemon"}"#,
+            404,
+            "not_found",
+        ),
+        (
+            Method::POST,
+            format!("/api/sessions/{sid}/prompt"),
+            r#"{"text": " "}"#,
+            422,
+            "unprocessable",
+        ),
+        (
+            Method::GET,
+            "/api/executions/no-such-execution".to_owned(),
+            "",
+            404,
+            "not_found",
+        ),
+        (
+            Method::POST,
+            "/api/executions/no-such-execution/cancel".to_owned(),
+            "",
+            404,
+            "not_found",
+        ),
+    ] {
+        let (status, v) = raw(&w, method.clone(), &path, json_ct, body).await;
+        assert_error(status, &v, want, code, &format!("{method} {path} {body}"));
     }
 
     // Larger than max_body_bytes → 413 too_large.
@@ -575,7 +644,7 @@ async fn bad_input_gets_json_errors_with_stable_codes() {
     .await;
     assert_error(status, &v, 413, "too_large", "chunked 8 KiB prompt");
 
-    // Unknown ids → 404, malformed session ids → 400.
+    // Unknown ids → 404; a session key that is no id, prefix or name is just as unknown.
     let unknown = SessionId::new().to_string();
     for (method, path) in [
         (Method::GET, format!("/api/sessions/{unknown}")),
@@ -605,9 +674,10 @@ async fn bad_input_gets_json_errors_with_stable_codes() {
         (Method::GET, "/api/sessions/..%2F..%2Fetc/stream".to_owned()),
         (Method::POST, "/api/sessions/xyz/prompt".to_owned()),
         (Method::POST, "/api/sessions/xyz/stop".to_owned()),
+        (Method::GET, "/api/approvals?session=not-a-uuid".to_owned()),
     ] {
         let (status, v) = raw(&w, method.clone(), &path, json_ct, r#"{"text":"x"}"#).await;
-        assert_error(status, &v, 400, "bad_request", &format!("{method} {path}"));
+        assert_error(status, &v, 404, "not_found", &format!("{method} {path}"));
     }
     // Unknown routes → 404 JSON, with or without a token.
     for path in ["/api/nope", "/nope", "/api/sessions/a/b/c/d"] {

@@ -295,7 +295,9 @@ async fn hostile_archives_are_refused_over_rest_and_nothing_is_written() {
     {
         let id = format!("evil-{i}");
         let (status, v) = upload(&w, &daemon, &id, "overwrite", h.zip, i % 2 == 0).await;
-        let want = if h.code == "ZIP_TOO_LARGE" { 413 } else { 400 };
+        // A hostile archive is a well-formed upload the daemon refuses: 422 (the contract
+        // keeps 400 for requests that do not match the OpenAPI document).
+        let want = if h.code == "ZIP_TOO_LARGE" { 413 } else { 422 };
         assert_eq!(status, want, "{}: {v}", h.what);
         assert_eq!(v["error"]["code"], h.code, "{}: {v}", h.what);
         assert!(!root.join(&id).exists(), "{}", h.what);
@@ -400,12 +402,28 @@ async fn an_upload_over_the_cap_is_refused_while_it_streams() {
     assert_eq!(r.status(), 413);
     let v: Value = r.json().await.expect("json");
     assert_eq!(v["error"]["code"], "ZIP_TOO_LARGE", "{v}");
-    // With a Content-Length, before reading anything.
-    let (status, v) = upload(&w, &daemon, "big", "overwrite", big, false).await;
-    assert_eq!(
-        (status, v["error"]["code"].clone()),
-        (413, json!("ZIP_TOO_LARGE"))
-    );
+    // With a Content-Length, before reading anything. The bot answers 413 without reading
+    // the body and closes, so the client may see its write fail before it reads the answer
+    // (a broken pipe); either way nothing is stored, which is checked below.
+    let form = Form::new()
+        .text("workspaceId", "big")
+        .text("processPolicy", "overwrite")
+        .part("zip", zip_part(big));
+    match w
+        .http
+        .post(w.url(&format!("/api/daemons/{daemon}/workspaces")))
+        .bearer_auth(&w.user_token)
+        .multipart(form)
+        .send()
+        .await
+    {
+        Ok(r) => {
+            assert_eq!(r.status(), 413);
+            let v: Value = r.json().await.expect("json");
+            assert_eq!(v["error"]["code"], "ZIP_TOO_LARGE", "{v}");
+        }
+        Err(e) => assert!(e.is_request(), "upload failed otherwise: {e:?}"),
+    }
     // The daemon dropped what it had received.
     let root = w.dir.path().join("state/workspaces");
     let clean = tokio::time::timeout(WAIT, async {
@@ -580,12 +598,13 @@ async fn errors_before_the_run_are_plain_json_and_during_it_are_events() {
         .expect("post");
     assert_eq!(r.status(), 400);
     assert_eq!(code(&r.json().await.expect("json")), "BAD_REQUEST");
+    // Not what the document admits: 400 BAD_REQUEST.
     for body in [
         json!({"workspaceId": "errs"}),
-        json!({"prompt": "hi"}),
-        json!({"workspaceId": "errs", "cwd": "/tmp", "prompt": "hi"}),
         json!({"workspaceId": "errs", "prompt": "hi", "executionId": "no spaces"}),
-        json!({"workspaceId": "errs", "prompt": "hi", "daemon": "no-such-daemon"}),
+        json!({"workspaceId": "errs", "prompt": "   "}),
+        json!({"workspaceId": "errs", "prompt": "hi", "timeoutSecs": 0}),
+        json!({"workspaceId": "errs", "prompt": "hi", "timeoutSecs": 1.5}),
     ] {
         let r = execute(&w, body.clone()).await;
         assert_eq!(r.status(), 400, "{body}");
@@ -594,6 +613,29 @@ async fn errors_before_the_run_are_plain_json_and_during_it_are_events() {
             "BAD_REQUEST",
             "{body}"
         );
+    }
+    // What the document admits but nothing can serve: 422 or 404, never 400.
+    for (body, want, want_code) in [
+        (json!({"prompt": "hi"}), 422, "unprocessable"),
+        (
+            json!({"workspaceId": "errs", "cwd": "/tmp", "prompt": "hi"}),
+            422,
+            "unprocessable",
+        ),
+        (
+            json!({"workspaceId": "errs", "prompt": "hi", "daemon": "no-such-daemon"}),
+            404,
+            "not_found",
+        ),
+        (
+            json!({"cwd": "/no/such/dir", "prompt": "hi", "executionId": "nodir"}),
+            422,
+            "unprocessable",
+        ),
+    ] {
+        let r = execute(&w, body.clone()).await;
+        assert_eq!(r.status(), want, "{body}");
+        assert_eq!(code(&r.json().await.expect("json")), want_code, "{body}");
     }
     let r = execute(&w, json!({"workspaceId": "nope", "prompt": "hi"})).await;
     assert_eq!(r.status(), 404);
@@ -719,4 +761,90 @@ async fn a_session_in_a_workspace_blocks_its_deletion_until_it_stops() {
         (404, json!("WORKSPACE_NOT_FOUND")),
         "{v}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancel_over_rest_ends_the_stream_and_frees_the_workspace() {
+    let (w, daemon) = world_with(&[], &[]).await;
+    let (status, v) = upload(
+        &w,
+        &daemon,
+        "busy",
+        "overwrite",
+        testkit::zips::small_project(),
+        false,
+    )
+    .await;
+    assert_eq!(status, 200, "{v}");
+    let resp = execute(
+        &w,
+        json!({"executionId": "cx-1", "workspaceId": "busy", "prompt": "SLOW:200:300"}),
+    )
+    .await;
+    assert_eq!(resp.status(), 200);
+    // Keep the stream open in a task of its own; it must end with the cancel.
+    let stream = tokio::spawn(read_events(resp, is_end));
+    let v = wait_status(&w, "cx-1", |v| v["status"] == "running").await;
+    assert_eq!(v["daemon"].as_str(), Some(daemon.as_str()), "{v}");
+
+    // While the execution runs its workspace cannot be deleted or overwritten.
+    let del = || async {
+        w.http
+            .delete(w.url(&format!("/api/daemons/{daemon}/workspaces/busy")))
+            .bearer_auth(&w.user_token)
+            .send()
+            .await
+            .expect("delete")
+    };
+    let r = del().await;
+    assert_eq!(r.status(), 409);
+    let body: Value = r.json().await.expect("json");
+    assert_eq!(body["error"]["code"], "WORKSPACE_IN_USE", "{body}");
+    let (status, v) = upload(
+        &w,
+        &daemon,
+        "busy",
+        "overwrite",
+        testkit::zips::small_project(),
+        false,
+    )
+    .await;
+    assert_eq!(
+        (status, v["error"]["code"].clone()),
+        (409, json!("WORKSPACE_IN_USE")),
+        "{v}"
+    );
+
+    // Cancel: the answer is the stored execution, already final.
+    let (status, v) = w.post("/api/executions/cx-1/cancel", json!({})).await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["status"], "cancelled", "{v}");
+    assert_eq!(v["error"]["code"], "EXECUTION_CANCELLED", "{v}");
+    assert!(v["finished"].as_str().is_some(), "{v}");
+    // The open stream ends with the matching error event.
+    let events = tokio::time::timeout(WAIT, stream)
+        .await
+        .expect("the stream did not end")
+        .expect("stream task");
+    let last = events.last().expect("an end event");
+    assert_eq!(last.name, "error", "{events:#?}");
+    assert_eq!(last.data["code"], "EXECUTION_CANCELLED");
+    assert_eq!(last.data["executionId"], "cx-1");
+    // Cancelling again changes nothing; an unknown id is a 404.
+    let (status, v) = w.post("/api/executions/cx-1/cancel", json!({})).await;
+    assert_eq!((status, v["status"].clone()), (200, json!("cancelled")));
+    let (status, v) = w.post("/api/executions/nope/cancel", json!({})).await;
+    assert_eq!(
+        (status, v["error"]["code"].clone()),
+        (404, json!("not_found")),
+        "{v}"
+    );
+    let (status, v) = w.get("/api/executions/nope").await;
+    assert_eq!(
+        (status, v["error"]["code"].clone()),
+        (404, json!("not_found")),
+        "{v}"
+    );
+    // The workspace is free again.
+    assert_eq!(del().await.status(), 200);
 }

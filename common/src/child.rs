@@ -291,6 +291,22 @@ pub fn user_line(text: &str) -> Value {
     json!({"type": "user", "message": {"role": "user", "content": text}, "parent_tool_use_id": null})
 }
 
+/// The stdin line of a prompt with images: the text block after the image blocks.
+pub fn user_line_with(text: &str, images: &[crate::attach::ImageBlock]) -> Value {
+    if images.is_empty() {
+        return user_line(text);
+    }
+    let mut content: Vec<Value> = images
+        .iter()
+        .map(crate::attach::ImageBlock::to_block)
+        .collect();
+    // The API refuses an empty text block; an image alone is a whole prompt.
+    if !text.trim().is_empty() {
+        content.push(json!({"type": "text", "text": text}));
+    }
+    json!({"type": "user", "message": {"role": "user", "content": content}, "parent_tool_use_id": null})
+}
+
 /// A host → CLI control request.
 pub fn control_request(request_id: &str, request: Value) -> Value {
     json!({"type": "control_request", "request_id": request_id, "request": request})

@@ -10,6 +10,7 @@ use serde_json::Value;
 use crate::ids::{ApprovalId, SessionId};
 
 /// Lifecycle state of a session (DESIGN.md "Sessions").
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum SessionState {
@@ -59,6 +60,7 @@ impl std::fmt::Display for SessionState {
 }
 
 /// Where a prompt or decision came from.
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Surface {
@@ -79,6 +81,7 @@ pub enum Surface {
 }
 
 /// Who did something: the surface and, where known, the user on it.
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Origin {
     /// The surface the action came from.
@@ -136,6 +139,7 @@ impl std::fmt::Display for Origin {
 }
 
 /// How a pending approval ended.
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Decision {
@@ -159,6 +163,7 @@ impl Decision {
 }
 
 /// One question of an `AskUserQuestion` tool call.
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Question {
     /// The question text (also the key of its answer).
@@ -175,6 +180,7 @@ pub struct Question {
 }
 
 /// One choice of a [`Question`].
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct QuestionOption {
     /// What the user picks.
@@ -185,6 +191,7 @@ pub struct QuestionOption {
 }
 
 /// What happened. Internally tagged by `kind` so a stored event reads well.
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum EventKind {
@@ -369,6 +376,7 @@ impl EventKind {
 }
 
 /// One event of one session.
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Event {
     /// Per-session sequence number, starting at 1, without gaps.

@@ -8,8 +8,13 @@ use uuid::Uuid;
 
 /// A session id. It **is** Claude Code's session UUID (we pass it as `--session-id`), so
 /// resume, attach and transcripts line up.
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(transparent)]
+#[cfg_attr(
+    feature = "utoipa",
+    schema(example = "4c1e2a7b-5d3f-4e8a-9b21-0f6d7c8e9a10")
+)]
 pub struct SessionId(pub Uuid);
 
 impl SessionId {
@@ -21,6 +26,21 @@ impl SessionId {
     /// The first 8 hex characters, enough to name a session in human output.
     pub fn short(&self) -> String {
         self.0.simple().to_string()[..8].to_owned()
+    }
+
+    /// The fewest characters of an id that name a session by prefix (the CLI and the REST
+    /// paths share the rule; shorter keys match names only).
+    pub const MIN_PREFIX: usize = 4;
+
+    /// True when `key` (at least [`Self::MIN_PREFIX`] characters, any case, with or without
+    /// the hyphens) starts this id.
+    pub fn has_prefix(&self, key: &str) -> bool {
+        if key.chars().count() < Self::MIN_PREFIX {
+            return false;
+        }
+        let key = key.to_ascii_lowercase();
+        let full = self.to_string();
+        full.starts_with(&key) || full.replace('-', "").starts_with(&key.replace('-', ""))
     }
 }
 
@@ -45,8 +65,13 @@ impl FromStr for SessionId {
 
 /// A pending approval (permission request or question). It is the `request_id` the CLI chose
 /// for its `can_use_tool` control request, so it is unique and can be matched on the wire.
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(transparent)]
+#[cfg_attr(
+    feature = "utoipa",
+    schema(example = "9f8e7d6c-1a2b-4c3d-8e9f-0a1b2c3d4e5f")
+)]
 pub struct ApprovalId(pub String);
 
 impl ApprovalId {
@@ -68,8 +93,10 @@ impl fmt::Display for ApprovalId {
 }
 
 /// A daemon (one machine/user). Generated once and kept in the daemon's state dir.
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(transparent)]
+#[cfg_attr(feature = "utoipa", schema(example = "d-5b7e0c2a9f"))]
 pub struct DaemonId(pub String);
 
 impl fmt::Display for DaemonId {

@@ -103,6 +103,10 @@ pub enum Command {
     /// Cancel a queued or running execution (its child and tools are killed).
     #[serde(rename = "exec.cancel")]
     ExecCancel(ExecRef),
+    /// Receive a file as this command's streamed body (bot link only) and save it in the
+    /// session's `.ccrm/inbox/` (reply: [`crate::attach::FileSaved`]).
+    #[serde(rename = "session.file")]
+    SessionFile(crate::attach::FileArgs),
 }
 
 impl Command {
@@ -125,6 +129,7 @@ impl Command {
             Self::ApprovalDecide(_) => "approval.decide",
             Self::QuestionAnswer(_) => "question.answer",
             Self::WorkspaceUpload(_) => "workspace.upload",
+            Self::SessionFile(_) => "session.file",
             Self::WorkspaceCreate(_) => "workspace.create",
             Self::WorkspacesList(_) => "workspaces.list",
             Self::WorkspaceRm(_) => "workspace.rm",
@@ -195,8 +200,7 @@ pub struct SessionRef {
 /// `session.start`.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StartArgs {
-    /// Working directory of the session (absolute; must exist). Empty when `workspace`
-    /// names the directory instead.
+    /// Working directory (absolute; must exist); empty when `workspace` names it instead.
     #[serde(default)]
     pub cwd: PathBuf,
     /// Model name or alias; the daemon default when absent.
@@ -220,6 +224,8 @@ pub struct StartArgs {
     /// Start in this workspace (its directory); `cwd` is then left empty.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub workspace: Option<String>,
+    /// Extra arguments for this session's claude ([`crate::claude_args::check`]).
+    pub claude_args: Option<Vec<String>>,
 }
 
 /// `session.attach`.
@@ -261,6 +267,9 @@ pub struct PromptArgs {
     /// Who sent it (defaults to the CLI).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub origin: Option<Origin>,
+    /// Images sent with the text (image content blocks of the user message).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub images: Vec<crate::attach::ImageBlock>,
 }
 
 /// `approvals.list`.
@@ -501,6 +510,7 @@ impl std::fmt::Display for ErrorBody {
 impl std::error::Error for ErrorBody {}
 
 /// A session as `sessions.list` and `session.get` show it.
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct SessionInfo {
     /// The session (= Claude Code session) id.
@@ -509,6 +519,7 @@ pub struct SessionInfo {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
     /// Working directory.
+    #[cfg_attr(feature = "utoipa", schema(value_type = String, example = "/home/me/project"))]
     pub cwd: PathBuf,
     /// Model asked for, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -551,6 +562,7 @@ pub struct SessionInfo {
 }
 
 /// What kind of pending item an approval is.
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ApprovalKind {
@@ -584,6 +596,7 @@ pub struct ApprovalInfo {
 }
 
 /// The result of `approval.decide` / `question.answer`.
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct DecisionInfo {
     /// The approval.
@@ -646,6 +659,7 @@ pub struct UplinkStatus {
 }
 
 /// The result of `prompt.send` (without follow) and the end line of a followed prompt.
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct PromptAccepted {
     /// The session.
@@ -691,109 +705,4 @@ impl AttachInfo {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn parses_commands_with_and_without_args() {
-        let r = parse_request(r#"{"id":1,"cmd":"sessions.list"}"#).expect("parse");
-        assert_eq!(r.cmd, Command::SessionsList(NoArgs {}));
-        let r = parse_request(r#"{"id":"x","cmd":"daemon.status","args":null}"#).expect("parse");
-        assert_eq!(r.id, Value::from("x"));
-        let r =
-            parse_request(r#"{"id":2,"cmd":"prompt.send","args":{"session":"ab","text":"hi"}}"#)
-                .expect("parse");
-        match r.cmd {
-            Command::PromptSend(p) => {
-                assert_eq!(p.text, "hi");
-                assert!(!p.follow);
-            }
-            other => panic!("wrong command {other:?}"),
-        }
-    }
-
-    #[test]
-    fn bad_requests_get_specific_codes() {
-        let (_, e) = parse_request("not json").expect_err("garbage");
-        assert_eq!(e.code, ErrorCode::ParseError);
-        let (_, e) = parse_request("[1,2]").expect_err("array");
-        assert_eq!(e.code, ErrorCode::BadRequest);
-        let (id, e) = parse_request(r#"{"id":9,"cmd":"nope"}"#).expect_err("unknown");
-        assert_eq!(e.code, ErrorCode::UnknownCommand);
-        assert_eq!(id, Value::from(9));
-        let (_, e) = parse_request(r#"{"id":9,"cmd":"prompt.send","args":{"session":1}}"#)
-            .expect_err("bad args");
-        assert_eq!(e.code, ErrorCode::BadRequest);
-        assert!(e.message.contains("prompt.send"), "{}", e.message);
-        let (_, e) = parse_request(r#"{"id":9,"cmd":"daemon.stop","args":{"x":1}}"#)
-            .expect_err("extra args");
-        assert_eq!(e.code, ErrorCode::BadRequest);
-    }
-
-    #[test]
-    fn requests_round_trip() {
-        let cmds = vec![
-            Command::DaemonStatus(NoArgs {}),
-            Command::SessionStart(StartArgs {
-                cwd: "/tmp".into(),
-                model: Some("sonnet".into()),
-                ..Default::default()
-            }),
-            Command::SessionAttach(AttachArgs {
-                session: "ab".into(),
-                now: true,
-            }),
-            Command::ApprovalDecide(DecideArgs {
-                session: "ab".into(),
-                approval: None,
-                decision: Decision::Deny,
-                message: Some("no".into()),
-                origin: None,
-            }),
-            Command::QuestionAnswer(AnswerArgs {
-                session: "ab".into(),
-                approval: Some("x".into()),
-                answers: vec!["1".into()],
-                origin: None,
-            }),
-        ];
-        for cmd in cmds {
-            let req = Request {
-                id: Value::from(3),
-                cmd,
-            };
-            let line = serde_json::to_string(&req).expect("ser");
-            let back = parse_request(&line).expect("parse");
-            assert_eq!(back, req);
-            assert_eq!(
-                serde_json::from_str::<Value>(&line).expect("json")["cmd"],
-                req.cmd.name()
-            );
-        }
-    }
-
-    #[test]
-    fn attach_now_defaults_to_false() {
-        let r = parse_request(r#"{"id":1,"cmd":"session.attach","args":{"session":"ab"}}"#)
-            .expect("parse");
-        assert_eq!(
-            r.cmd,
-            Command::SessionAttach(AttachArgs {
-                session: "ab".into(),
-                now: false
-            })
-        );
-    }
-
-    #[test]
-    fn replies_round_trip() {
-        for reply in [
-            Reply::ok(Value::from(1), serde_json::json!({"a": 1})),
-            Reply::err(Value::Null, ErrorBody::new(ErrorCode::TooLarge, "big")),
-            Reply::end(Value::from(2), None),
-        ] {
-            let line = serde_json::to_string(&reply).expect("ser");
-            assert_eq!(serde_json::from_str::<Reply>(&line).expect("de"), reply);
-        }
-    }
-}
+mod tests;

@@ -7,13 +7,17 @@
 //! - [`ipc`]: `ccrm` ⇄ `ccrmd` requests and replies over the Unix socket.
 //! - [`link`]: `ccrmd` ⇄ `ccrm-bot` frames over WebSocket, with the delivery guarantee.
 //! - [`child`]: what the Claude Code CLI prints on stdout, typed as far as we need it.
+//! - [`attach`]: images and files sent with a prompt ([`attach::ImageBlock`], `session.file`).
+//! - [`claude_args`]: extra arguments for one session's claude, and the flags ccrm manages.
 //! - [`workspace`]: workspaces from a zip and one-shot executions (the OCC commands).
 //! - [`codec`]: [`codec::JsonLines`], length-capped newline-delimited JSON over any stream.
 //! - `props` (tests and fuzzing only): the properties of the parsers that face outside input,
 //!   checked by proptest in `cargo test` and by the cargo-fuzz targets in `fuzz/`.
 //! - [`tomlfile`]: reading `ccrmd.toml` / `bot.toml` with errors that name file, line and key.
 
+pub mod attach;
 pub mod child;
+pub mod claude_args;
 pub mod codec;
 pub mod event;
 pub mod ids;

@@ -47,6 +47,7 @@ pub mod exec_code {
 }
 
 /// What `workspace.create` does with a workspace that already exists.
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum WorkspacePolicy {
@@ -187,6 +188,7 @@ pub struct ExecFollowArgs {
 }
 
 /// Where an execution is.
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ExecStatus {
@@ -232,6 +234,7 @@ impl std::str::FromStr for ExecStatus {
 }
 
 /// The summary of a finished run, as OCC's `complete` event carries it.
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct ExecResult {
     /// What the run cost, as the CLI reported it.
@@ -246,6 +249,7 @@ pub struct ExecResult {
 }
 
 /// Why an execution failed.
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ExecError {
     /// One of [`exec_code`].

@@ -97,6 +97,7 @@ async fn run() -> anyhow::Result<()> {
                 text: text.clone(),
                 follow: false,
                 origin: None,
+                images: Vec::new(),
             }))
             .await?;
         let mut first = None;

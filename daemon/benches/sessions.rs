@@ -45,6 +45,7 @@ async fn ccrmd_turn(socket: PathBuf, session: String, text: String) -> anyhow::R
                 text,
                 follow: true,
                 origin: None,
+                images: Vec::new(),
             }),
             |ev| {
                 if matches!(

@@ -135,6 +135,16 @@ impl Daemon {
     ) -> Result<Value, ErrorBody> {
         match cmd {
             Command::WorkspaceUpload(_) => self.work.upload(body).await,
+            Command::SessionFile(a) => {
+                let h = self.resolve(&a.session)?;
+                let cwd = h.info().cwd;
+                crate::inbox::save(body, std::path::Path::new(&cwd), &a)
+                    .await
+                    .and_then(|s| {
+                        serde_json::to_value(s)
+                            .map_err(|e| ErrorBody::new(ErrorCode::Internal, e.to_string()))
+                    })
+            }
             other => Err(ErrorBody::new(
                 ErrorCode::BadRequest,
                 format!("`{}` takes no body", other.name()),
@@ -183,7 +193,6 @@ impl Daemon {
         {
             return Ok(h.clone());
         }
-        let lower = key.to_ascii_lowercase();
         let by_name: Vec<&SessionHandle> = sessions
             .values()
             .map(|(h, _)| h)
@@ -195,13 +204,17 @@ impl Daemon {
         let hits: Vec<&SessionHandle> = sessions
             .values()
             .map(|(h, _)| h)
-            .filter(|h| {
-                let id = h.id.to_string();
-                id.starts_with(&lower) || id.replace('-', "").starts_with(&lower.replace('-', ""))
-            })
+            .filter(|h| h.id.has_prefix(key))
             .collect();
         match hits.as_slice() {
             [h] => Ok((*h).clone()),
+            [] if key.chars().count() < SessionId::MIN_PREFIX => Err(ErrorBody::new(
+                ErrorCode::NotFound,
+                format!(
+                    "no session is named `{key}`, and an id prefix needs at least {} characters; run `ccrm list` to see them",
+                    SessionId::MIN_PREFIX
+                ),
+            )),
             [] => Err(ErrorBody::new(
                 ErrorCode::NotFound,
                 format!("no session matches `{key}`; run `ccrm list` to see them"),
@@ -272,7 +285,9 @@ impl Daemon {
             Command::PromptSend(p) => {
                 let h = self.resolve(&p.session)?;
                 let origin = p.origin.unwrap_or_else(|| Origin::new(Surface::Cli));
-                h.prompt(p.text, origin).await.map(|a| to_value(&a))
+                h.prompt_with(p.text, p.images, origin)
+                    .await
+                    .map(|a| to_value(&a))
             }
             Command::ApprovalsList(a) => {
                 let list: Vec<ApprovalInfo> = match a.session {
@@ -305,6 +320,10 @@ impl Daemon {
                 ErrorCode::BadRequest,
                 "workspace.upload takes its zip as a body over the bot link; locally use workspace.create with zip_path",
             )),
+            Command::SessionFile(_) => Err(ErrorBody::new(
+                ErrorCode::BadRequest,
+                "session.file takes its file as a body over the bot link; locally copy the file into the session's directory",
+            )),
             other => Err(ErrorBody::new(
                 ErrorCode::Internal,
                 format!("`{}` has no handler", other.name()),
@@ -335,7 +354,7 @@ impl Daemon {
                 let h = self.resolve(&p.session)?;
                 let origin = p.origin.unwrap_or_else(|| Origin::new(Surface::Cli));
                 let start = h.log.last_seq();
-                let accepted = h.prompt(p.text, origin).await?;
+                let accepted = h.prompt_with(p.text, p.images, origin).await?;
                 let prompt_id = accepted.prompt_id;
                 let mut in_turn = false;
                 let mut result: Option<Value> = None;
@@ -411,6 +430,9 @@ impl Daemon {
                 ),
             ));
         }
+        let claude_args = a.claude_args.unwrap_or_default();
+        common::claude_args::check(&claude_args)
+            .map_err(|e| ErrorBody::new(ErrorCode::BadRequest, e))?;
         if let Some(name) = &a.name {
             if name.trim().is_empty() || name.len() > 100 {
                 return Err(ErrorBody::new(
@@ -444,6 +466,7 @@ impl Daemon {
             state: SessionState::Starting,
             reason: None,
             has_transcript: false,
+            claude_args,
         };
         let (h, task) = session::start(self.ctx.clone(), rec, Launch::New)?;
         self.lock().insert(h.id, (h.clone(), task));

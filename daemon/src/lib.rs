@@ -12,6 +12,7 @@
 //! - [`eventlog`]: bounded per-session event log with followers.
 //! - [`spawn`]: starting children safely (no shell, clean env, process groups, death signal).
 //! - [`store`]: session records on disk.
+//! - [`inbox`]: files sent with prompts, saved in the session's `.ccrm/inbox/`.
 //! - [`fsutil`]: private (0700) directories, shared by the daemon and the CLI.
 //! - [`spool`]: the on-disk event queue for the bot (delivery guarantee).
 //! - [`uplink`]: the WebSocket link to the bot; it reaches the registry only through
@@ -35,6 +36,7 @@ pub mod doctor;
 pub mod eventlog;
 pub mod exec;
 pub mod fsutil;
+pub mod inbox;
 pub mod ipc;
 pub mod lifecycle;
 pub mod service;

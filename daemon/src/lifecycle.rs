@@ -252,7 +252,7 @@ impl LinkTarget for Daemon {
     }
 
     fn takes_body(cmd: &Command) -> bool {
-        matches!(cmd, Command::WorkspaceUpload(_))
+        matches!(cmd, Command::WorkspaceUpload(_) | Command::SessionFile(_))
     }
 
     fn run_with_body(

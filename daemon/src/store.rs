@@ -45,6 +45,10 @@ pub struct SessionRecord {
     /// Whether the CLI has a transcript for it (a first turn ran or it was resumed).
     #[serde(default)]
     pub has_transcript: bool,
+    /// Extra arguments for this session's claude (`ccrm start --claude-args`), kept so a
+    /// resume or an attach runs claude the same way.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub claude_args: Vec<String>,
 }
 
 /// Writes `rec` atomically.
@@ -110,6 +114,7 @@ mod tests {
             state: SessionState::Idle,
             reason: None,
             has_transcript: true,
+            claude_args: vec!["--append-system-prompt".into(), "be brief".into()],
         };
         save(dir.path(), &rec).expect("save");
         std::fs::write(dir.path().join("junk.json"), "{").expect("junk");

@@ -21,6 +21,7 @@ fn prompt(session: &str, text: &str) -> Command {
         text: text.to_owned(),
         follow: false,
         origin: None,
+        images: Vec::new(),
     })
 }
 

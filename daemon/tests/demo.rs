@@ -17,6 +17,7 @@ async fn send(env: &Env, session: &str, text: &str) -> u64 {
             text: text.to_owned(),
             follow: false,
             origin: None,
+            images: Vec::new(),
         }))
         .await
         .expect("prompt.send");

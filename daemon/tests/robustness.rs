@@ -35,6 +35,7 @@ async fn kill_9_of_ccrmd_leaves_no_claude_and_a_new_daemon_starts_cleanly() {
         text: "SLOW:200".into(),
         follow: false,
         origin: None,
+        images: Vec::new(),
     }))
     .await
     .expect("prompt");
@@ -43,6 +44,7 @@ async fn kill_9_of_ccrmd_leaves_no_claude_and_a_new_daemon_starts_cleanly() {
         text: "SLOWTOOL:120".into(),
         follow: false,
         origin: None,
+        images: Vec::new(),
     }))
     .await
     .expect("prompt");
@@ -191,6 +193,7 @@ async fn garbage_and_oversized_lines_get_errors_while_another_client_works() {
                     text: "SLOW:6".into(),
                     follow: true,
                     origin: None,
+                    images: Vec::new(),
                 }),
                 |_| n += 1,
             )
@@ -262,6 +265,7 @@ async fn a_child_that_dies_mid_turn_fails_the_session_with_the_reason() {
             text: "hello".into(),
             follow: false,
             origin: None,
+            images: Vec::new(),
         }))
         .await
         .expect("prompt");
@@ -295,6 +299,7 @@ async fn a_child_that_prints_non_json_fails_the_session() {
         text: "hello".into(),
         follow: false,
         origin: None,
+        images: Vec::new(),
     }))
     .await
     .expect("prompt");
@@ -370,6 +375,7 @@ async fn kill_of_a_session_also_ends_the_tools_claude_started() {
         text: "SLOWTOOL:120".into(),
         follow: false,
         origin: None,
+        images: Vec::new(),
     }))
     .await
     .expect("prompt");

@@ -15,6 +15,7 @@ fn prompt(session: &str, text: &str) -> Command {
         text: text.to_owned(),
         follow: false,
         origin: None,
+        images: Vec::new(),
     })
 }
 
@@ -40,6 +41,7 @@ async fn prompt_produces_text_and_result_and_the_api_saw_it() {
                 text: "hello there".into(),
                 follow: true,
                 origin: None,
+                images: Vec::new(),
             }),
             |ev| events.push(ev.clone()),
         ),

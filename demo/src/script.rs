@@ -8,8 +8,8 @@
 //! # How a request is read (protocol §10.2)
 //!
 //! - In a user message, human text is string content or a `text` block, except blocks
-//!   that start with `<system-reminder>` and the CLI's `[Request interrupted by user…]`
-//!   markers.
+//!   that start with `<system-reminder>`, the CLI's `[Request interrupted by user…]`
+//!   markers and its `[Image: source: …]` note after a prompt's image block.
 //! - `role:"system"` entries are skipped, with one exception: a message the user sends
 //!   while a tool runs is folded into the running turn as a `role:"system"` entry
 //!   `The user sent a new message while you were working:\n<text>\n\nThis is how
@@ -419,7 +419,10 @@ fn role(msg: &Value) -> Option<&str> {
 
 fn is_human_text(text: &str) -> bool {
     let t = text.trim_start();
-    !t.starts_with("<system-reminder>") && !t.starts_with("[Request interrupted by user")
+    // `[Image: source: <path>]` is the CLI's own note after an image block of a prompt.
+    !t.starts_with("<system-reminder>")
+        && !t.starts_with("[Request interrupted by user")
+        && !t.starts_with("[Image: source: ")
 }
 
 /// The last human text of one message, if it has any: user text, or the text of a
@@ -601,6 +604,16 @@ mod tests {
         ]);
         assert_eq!(last_human_text(&b).as_deref(), Some("hello"));
         assert_eq!(decide(&b), Reply::text("Echo: hello"));
+    }
+
+    #[test]
+    fn the_cli_note_after_an_image_is_not_human_text() {
+        let b = body(vec![json!({ "role": "user", "content": [
+            { "type": "image", "source": { "type": "base64", "media_type": "image/png", "data": "iVBO" } },
+            { "type": "text", "text": "what is this" },
+            { "type": "text", "text": "[Image: source: /tmp/x/images/1.png]" },
+        ]})]);
+        assert_eq!(decide(&b), Reply::text("Echo: what is this"));
     }
 
     #[test]

@@ -81,6 +81,7 @@ mod gateway;
 mod interactions;
 mod model;
 mod shapes;
+mod uploads;
 mod validate;
 mod world;
 
@@ -105,6 +106,7 @@ use crate::state::lock;
 
 use error::ApiError;
 pub use gateway::CLOSE_FRAME_OP;
+pub use uploads::UserAttachment;
 use world::{ApiRequest, Upload, World};
 
 /// The bot's user id (snowflake-sized).
@@ -455,6 +457,33 @@ impl FakeDiscord {
         let result = self.world().user_message(channel, user, content);
         self.shared.changed();
         result.unwrap_or_else(|e| panic!("FakeDiscord::user_message: {e}"))
+    }
+
+    /// MESSAGE_CREATE of a user's message with `files` attached (`content` may be
+    /// empty), a voice message when `voice`. The attachments' URLs point at this fake,
+    /// which serves them without a token, as Discord's CDN does.
+    ///
+    /// # Panics
+    ///
+    /// If the channel is not set up, or there are no or more than 10 files.
+    pub fn user_files(
+        &self,
+        channel: u64,
+        user: u64,
+        content: &str,
+        files: Vec<UserAttachment>,
+        voice: bool,
+    ) -> u64 {
+        let result = self
+            .world()
+            .user_files(channel, user, content, files, voice);
+        self.shared.changed();
+        result.unwrap_or_else(|e| panic!("FakeDiscord::user_files: {e}"))
+    }
+
+    /// How many times users' attachments were downloaded.
+    pub fn attachment_downloads(&self) -> usize {
+        self.world().attachment_downloads
     }
 
     /// INTERACTION_CREATE type 2 (chat input command) for a command the bot registered
@@ -883,6 +912,25 @@ async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> Response {
         shared.changed();
         reply(&route, result)
     };
+    if method == "GET"
+        && let Some(rest) = full_path.strip_prefix("/attachments/")
+    {
+        // `/attachments/{channel}/{id}/{name}`: a user's file, as the CDN serves it.
+        let ids: Vec<u64> = rest
+            .split('/')
+            .take(2)
+            .filter_map(|s| s.parse().ok())
+            .collect();
+        let bytes = match ids.as_slice() {
+            [channel, id] => lock(&shared.world).attachment_bytes(*channel, *id),
+            _ => None,
+        };
+        shared.changed();
+        return match bytes {
+            Some(b) => (StatusCode::OK, b).into_response(),
+            None => StatusCode::NOT_FOUND.into_response(),
+        };
+    }
     let Some(path) = path else {
         return record(full_path, Value::Null, Err(ApiError::not_found()), None);
     };

@@ -49,8 +49,11 @@
 //! `timeout=10` in a loop, and one last `getUpdates` with `timeout=0, limit=1` and the
 //! final offset when it stops.
 
+mod files;
 mod markup;
 mod world;
+
+pub use files::UserFile;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -218,6 +221,8 @@ impl FakeTelegram {
             token: token.to_owned(),
             world: Mutex::new(World::new(bot_id, BOT_USERNAME)),
             version: watch::Sender::new(0),
+            files: Mutex::default(),
+            downloads: Mutex::default(),
         });
         let app = router(Arc::clone(&shared));
         let task = tokio::spawn(async move {
@@ -486,6 +491,10 @@ struct Shared {
     /// Bumped after every change a waiter may care about: a call recorded, an update
     /// queued or confirmed, a new poller, the fake closing.
     version: watch::Sender<u64>,
+    /// Files users sent, by `file_id` ([`files`]).
+    files: Mutex<std::collections::HashMap<String, Vec<u8>>>,
+    /// The `file_id` of every download, in order.
+    downloads: Mutex<Vec<String>>,
 }
 
 impl Shared {
@@ -527,6 +536,9 @@ async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> Response {
         shared.record(call);
         failure_response(&failure)
     };
+    if let Some(rest) = path.strip_prefix("/file/bot") {
+        return files::download(&shared, rest);
+    }
     let Some((token, method)) = split_path(&path) else {
         let failure = Failure {
             code: 404,
@@ -557,6 +569,9 @@ async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> Response {
     };
     if method == "getUpdates" {
         return get_updates(&shared, &params).await;
+    }
+    if method == "getFile" {
+        return files::get_file(&shared, &params, at);
     }
     let handled = {
         let mut world = lock(&shared.world);

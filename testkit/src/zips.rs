@@ -341,6 +341,79 @@ fn hexish(len: usize) -> Vec<u8> {
         .collect()
 }
 
+/// An archive decoded from fuzz bytes, for the unpacker's properties: every entry is a
+/// tag byte (kind, method, encryption, a lying size), a name made of pieces that matter to
+/// the guard (`..`, `/`, NUL, `outside`, a long one, raw bytes) and a little content. The
+/// last byte, when it is odd, flips one byte of the result so damaged archives are tried
+/// too. Deterministic: the same bytes give the same archive.
+pub fn from_fuzz(data: &[u8]) -> Vec<u8> {
+    const PIECES: [&[u8]; 12] = [
+        b"a",
+        b"b/",
+        b"../",
+        b"/",
+        b"outside/",
+        b"canary",
+        b"\0",
+        b"\x01",
+        b"./",
+        b"..",
+        b"c.txt",
+        b"//",
+    ];
+    let mut zip = RawZip::new();
+    let mut rest = data;
+    while let [tag, npieces, len, tail @ ..] = rest {
+        let mut name = Vec::new();
+        let mut t = tail;
+        for _ in 0..(npieces % 5) {
+            let Some((&p, more)) = t.split_first() else {
+                break;
+            };
+            t = more;
+            if p >= 0xf0 {
+                name.extend(std::iter::repeat_n(b'x', usize::from(p) * 2));
+            } else if p >= 0xc0 {
+                name.push(p);
+            } else {
+                name.extend_from_slice(PIECES[usize::from(p) % PIECES.len()]);
+            }
+        }
+        let n = usize::from(*len).min(t.len());
+        let (content, more) = t.split_at(n);
+        rest = more;
+        let mut e = Entry::file(name, content.to_vec());
+        e.mode = match tag % 8 {
+            0..=3 => 0o100_644,
+            4 => 0o100_755,
+            5 => 0o040_755,
+            6 => 0o120_777,
+            _ => 0o010_644,
+        };
+        if tag & 0x08 != 0 {
+            e.method = Method::Stored;
+        }
+        if tag & 0x10 != 0 {
+            e.flags = 1;
+        }
+        if tag & 0x20 != 0 {
+            // A lie about the size, either way; `len` repeated makes big content cheap.
+            e.declared_size = Some(u32::from(*len) / 3);
+            e.data = e.data.repeat(usize::from(tag >> 6) * 50 + 1);
+        }
+        zip = zip.with(e);
+    }
+    let mut out = zip.build();
+    if let Some(&last) = data.last()
+        && last % 2 == 1
+        && !out.is_empty()
+    {
+        let at = usize::from(last) * 7 % out.len();
+        out[at] ^= 0x5a;
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

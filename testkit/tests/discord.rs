@@ -1966,3 +1966,43 @@ async fn heartbeats_acknowledge_sequence_numbers() -> anyhow::Result<()> {
     assert_eq!(acks.len(), 3);
     Ok(())
 }
+
+#[tokio::test]
+async fn a_repeated_nonce_with_enforce_nonce_returns_the_message_already_created()
+-> anyhow::Result<()> {
+    let fake = FakeDiscord::start(TOKEN).await?;
+    let api = Api::new(&fake);
+    let text = fake.text_channel("general");
+    let path = format!("/channels/{text}/messages");
+    let body = json!({"content": "once", "nonce": "a12.0", "enforce_nonce": true});
+    let (status, first) = api.post(&path, body.clone()).await?;
+    assert_eq!(status, 200, "{first}");
+    assert_eq!(first["nonce"], "a12.0");
+    let (status, again) = api.post(&path, body).await?;
+    assert_eq!(status, 200, "{again}");
+    assert_eq!(again["id"], first["id"], "the same message comes back");
+    assert_eq!(fake.messages_in(text).len(), 1);
+    // Without enforce_nonce a nonce does not deduplicate.
+    let (status, other) = api
+        .post(&path, json!({"content": "once", "nonce": "a12.0"}))
+        .await?;
+    assert_eq!(status, 200);
+    assert_ne!(other["id"], first["id"]);
+    assert_eq!(fake.messages_in(text).len(), 2);
+    // Discord's limits: 25 characters, a string or an integer.
+    let (status, body) = api
+        .post(&path, json!({"content": "x", "nonce": "n".repeat(26)}))
+        .await?;
+    assert_eq!(status, 400);
+    assert_eq!(form_error(&body, "nonce"), Some("BASE_TYPE_MAX_LENGTH"));
+    let (status, body) = api
+        .post(&path, json!({"content": "x", "nonce": {"a": 1}}))
+        .await?;
+    assert_eq!(status, 400);
+    assert_eq!(form_error(&body, "nonce"), Some("BASE_TYPE_STRING"));
+    let (status, _) = api
+        .post(&path, json!({"content": "x", "nonce": 12345}))
+        .await?;
+    assert_eq!(status, 200);
+    Ok(())
+}

@@ -117,6 +117,7 @@ impl Gate {
             Input::Text(_) => "text",
             Input::Command(_) => "command",
             Input::Button(_) => "button",
+            Input::Files { .. } => "files",
         };
         self.audit(
             &inc.from,

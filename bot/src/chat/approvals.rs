@@ -10,6 +10,9 @@
 //! ([`render::diff`]): in a code block when it fits the message, else its start there and
 //! the whole as a `.diff` file sent just before the message.
 //!
+//! A question with several parts, or a multi-select one, is asked one question at a time
+//! in its message ([`super::questions`]).
+//!
 //! The outbound workers ([`super::outbound`]) call [`show`]; the core calls [`decide`].
 
 use common::event::{Decision, EventKind, Question, now_ms};
@@ -19,6 +22,7 @@ use serde_json::{Value, json};
 use tracing::{error, warn};
 
 use super::ctx::{Ctx, hub_msg};
+use super::questions::{self, Steps};
 use super::render::{self, Rich};
 use super::{Ack, Button, ButtonStyle, ChatPlatform, Incoming, Outgoing, Place};
 use crate::db::{ChatApprovalRow, DbError};
@@ -62,7 +66,15 @@ pub async fn show<P: ChatPlatform>(ctx: &Ctx<P>, session: SessionId, kind: &Even
             questions,
         } => {
             let (head, options) = question_text(questions);
-            post(ctx, session, &approval_id.0, head, Body::default(), options).await;
+            let steps = Steps::of(questions);
+            post_with(
+                ctx,
+                session,
+                &approval_id.0,
+                (head, Body::default(), options),
+                steps.as_ref(),
+            )
+            .await;
         }
         EventKind::PermissionDecision {
             approval_id,
@@ -120,8 +132,7 @@ fn question_text(questions: &[Question]) -> (String, Vec<String>) {
         }
         head.push_str(&q.question);
     }
-    // Buttons answer the first question; several questions at once are answered from the
-    // CLI, REST or the dashboard.
+    // Buttons answer a single question at once; several go step by step (`Steps`).
     let options = questions
         .first()
         .map(|q| q.options.iter().map(|o| o.label.clone()).collect())
@@ -207,6 +218,17 @@ async fn post<P: ChatPlatform>(
     body: Body,
     options: Vec<String>,
 ) {
+    post_with(ctx, session, approval_id, (head, body, options), None).await;
+}
+
+/// [`post`] for a message that may ask its questions in `steps`.
+async fn post_with<P: ChatPlatform>(
+    ctx: &Ctx<P>,
+    session: SessionId,
+    approval_id: &str,
+    (head, body, options): (String, Body, Vec<String>),
+    steps: Option<&Steps>,
+) {
     let title = json!([head, body.text, body.lang]).to_string();
     for place in ctx.bindings.places_of(&session) {
         let mut row = ChatApprovalRow {
@@ -220,6 +242,7 @@ async fn post<P: ChatPlatform>(
             title: title.clone(),
             options: options.clone(),
             decided: false,
+            steps: steps.map(Steps::to_json).unwrap_or_default(),
         };
         row.id = match ctx.state.db.chat_approval_add(&row, now_ms()).await {
             Ok(id) => id,
@@ -228,10 +251,13 @@ async fn post<P: ChatPlatform>(
                 continue;
             }
         };
-        let msg = Outgoing {
-            text: approval_text(&title, None),
-            choice: !options.is_empty(),
-            buttons: buttons(row.id, &options),
+        let msg = match steps {
+            Some(s) => s.view(row.id),
+            None => Outgoing {
+                text: approval_text(&title, None),
+                choice: !options.is_empty(),
+                buttons: buttons(row.id, &options),
+            },
         };
         if let Some(id) = ctx.send(&place, msg).await
             && let Err(e) = ctx.state.db.chat_approval_set_message(row.id, &id).await
@@ -367,6 +393,9 @@ pub async fn decide<P: ChatPlatform>(ctx: &Ctx<P>, inc: &Incoming, data: &str) -
                 origin,
             });
             (cmd, "approval.decide", toast.to_owned())
+        }
+        ("q", n) if !row.steps.is_empty() => {
+            return questions::press(ctx, inc, &row, &daemon, n).await;
         }
         ("q", n) => {
             let Some(label) = n.parse::<usize>().ok().and_then(|n| row.options.get(n)) else {

@@ -12,6 +12,10 @@
 //! - **Outbound** ([`ChatCore::run_events`]): the feed of [`super::outbound`], one worker
 //!   task per bound session.
 //!
+//! - **Nothing lost** ([`ChatCore::claim_text`], [`ChatCore::replay_pending`]): a text
+//!   message is claimed with its `chat_pending` row ([`super::inbox`]) and handled with
+//!   it; rows a killed bot left are fed back in on start.
+//!
 //! Bindings live in SQLite (`chat_bindings`) and in memory ([`super::bindings`]); daemons
 //! are driven only through [`crate::hub::Hub::command`], like the REST layer.
 
@@ -19,18 +23,21 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+use common::event::now_ms;
 use tokio::sync::watch;
-use tracing::warn;
+use tracing::{info, warn};
 
 use super::access::{Gate, REFUSAL, Refusal};
 use super::bindings::Bindings;
 use super::ctx::Ctx;
 use super::debounce::Debounce;
+use super::inbox::{self, Claimed};
 use super::outbound::Feed;
+use super::outbox;
 use super::render::Rich;
 use super::{
-    Access, Ack, ChatPlatform, Incoming, Input, Outgoing, Place, Sender, approvals, commands,
-    places, prompts,
+    Access, Ack, ChatPlatform, Incoming, Input, Outgoing, Place, Sender, approvals, attachments,
+    commands, places, prompts,
 };
 use crate::AppState;
 
@@ -77,7 +84,7 @@ impl<P: ChatPlatform> ChatCore<P> {
     /// False for chatter the bot ignores: text in a place with no session, not addressed
     /// to the bot (not even the allowlist or the audit log hear of it).
     pub fn concerns(&self, inc: &Incoming) -> bool {
-        !matches!(inc.input, Input::Text(_))
+        !matches!(inc.input, Input::Text(_) | Input::Files { .. })
             || inc.direct
             || self.ctx.bindings.get(&inc.place).is_some()
     }
@@ -107,13 +114,56 @@ impl<P: ChatPlatform> ChatCore<P> {
         tasks.abort_all();
     }
 
+    /// Claims text message `claim_id` (a Telegram update id, a Discord message id) together
+    /// with its pending row, then handles it. False when it was claimed before (it was
+    /// handled then, and nothing happens now).
+    pub async fn claim_text(&self, claim_id: i64, inc: Incoming) -> bool {
+        let platform = self.ctx.platform.name();
+        match inbox::claim(&self.ctx.state.db, platform, claim_id, now_ms(), &inc).await {
+            Claimed::Before => false,
+            Claimed::Now(pending) => {
+                self.handle_with(inc, pending).await;
+                true
+            }
+        }
+    }
+
+    /// Feeds back the messages a previous process claimed but did not deliver (see
+    /// [`super::inbox`]); they join debounce windows again and go out as prompts.
+    pub async fn replay_pending(&self) {
+        outbox::trim(&self.ctx).await;
+        let rows = inbox::load(&self.ctx.state.db, self.ctx.platform.name()).await;
+        if !rows.is_empty() {
+            info!(
+                count = rows.len(),
+                "delivering chat messages left by the previous run"
+            );
+        }
+        for (inc, id) in rows {
+            self.handle_with(inc, Some(id)).await;
+        }
+    }
+
     /// Handles one inbound message or button press. Returns how a button press went
     /// (adapters that must answer presses show it; `None` for messages and commands).
     pub async fn handle(&self, inc: Incoming) -> Option<Ack> {
+        self.handle_with(inc, None).await
+    }
+
+    /// [`ChatCore::handle`] for an input with its `chat_pending` row, which is deleted
+    /// unless the input became a prompt piece (whose window then owns it).
+    async fn handle_with(&self, inc: Incoming, pending: Option<i64>) -> Option<Ack> {
+        let forget = |pending: Option<i64>| async move {
+            if let Some(id) = pending {
+                inbox::done(&self.ctx.state.db, &[id]).await;
+            }
+        };
         if !self.concerns(&inc) {
+            forget(pending).await;
             return None;
         }
         if !self.ctx.gate.allows(&inc.from) {
+            forget(pending).await;
             self.refuse(&inc).await;
             return matches!(inc.input, Input::Button(_)).then(|| Ack {
                 text: "Not allowed".to_owned(),
@@ -122,10 +172,17 @@ impl<P: ChatPlatform> ChatCore<P> {
         }
         match inc.input.clone() {
             Input::Text(text) => {
-                prompts::on_text(&self.ctx, &self.debounce, inc, text).await;
+                if !prompts::on_text(&self.ctx, &self.debounce, inc, text, pending).await {
+                    forget(pending).await;
+                }
+                None
+            }
+            Input::Files { text, files } => {
+                attachments::on_files(&self.ctx, &self.debounce, inc, text, files).await;
                 None
             }
             Input::Command(cmd) => {
+                forget(pending).await;
                 let ctx = self.ctx.clone();
                 self.ctx
                     .spawn(async move { commands::run(&ctx, inc, cmd).await });

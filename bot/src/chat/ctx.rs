@@ -84,6 +84,8 @@ pub struct Held {
     pub text: String,
     /// Where it was written.
     pub place: Place,
+    /// Images sent with it.
+    pub images: Vec<common::attach::ImageBlock>,
 }
 
 /// A menu of directories `/new` offered.
@@ -110,6 +112,8 @@ pub struct Ctx<P: ChatPlatform> {
     pub bindings: Bindings,
     /// Who may use the core, and the audit log of what they did.
     pub gate: Gate,
+    /// When the core was built (daemons may still be dialling back shortly after).
+    pub started: std::time::Instant,
     tasks: Mutex<JoinSet<()>>,
     hushed: Mutex<HashSet<(SessionId, Place, Hush)>>,
     held: Mutex<HashMap<SessionId, Vec<Held>>>,
@@ -124,6 +128,7 @@ impl<P: ChatPlatform> Ctx<P> {
             platform,
             bindings,
             gate,
+            started: std::time::Instant::now(),
             tasks: Mutex::new(JoinSet::new()),
             hushed: Mutex::default(),
             held: Mutex::default(),
@@ -186,6 +191,7 @@ impl<P: ChatPlatform> Ctx<P> {
                 text: h.text,
                 follow: false,
                 origin: Some(self.origin(&h.from)),
+                images: h.images,
             });
             match self.command(&b.daemon_id, cmd).await {
                 Ok(_) => {

@@ -11,6 +11,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use common::attach::ImageBlock;
 use tokio::sync::mpsc;
 
 use super::{Place, Sender, lock};
@@ -26,6 +27,10 @@ pub struct Piece {
     pub text: String,
     /// The platform's message id (see [`super::Incoming::msg_id`]).
     pub order: Option<u64>,
+    /// Its `chat_pending` row ([`super::inbox`]), deleted once the prompt is delivered.
+    pub pending: Option<i64>,
+    /// Images sent with it (see [`super::attachments`]).
+    pub images: Vec<ImageBlock>,
 }
 
 /// What a closed window holds: one prompt.
@@ -36,13 +41,17 @@ pub struct Joined {
     pub text: String,
     /// How many pieces were joined.
     pub pieces: usize,
+    /// The pieces' `chat_pending` rows.
+    pub pending: Vec<i64>,
+    /// The pieces' images, in order.
+    pub images: Vec<ImageBlock>,
 }
 
 /// The open windows: per place, where its pieces go.
 type Open = Arc<Mutex<HashMap<Place, mpsc::UnboundedSender<Piece>>>>;
 
-/// The open windows of every place (see the module docs).
-#[derive(Default)]
+/// The open windows of every place (see the module docs). Clones share the windows.
+#[derive(Clone, Default)]
 pub struct Debounce {
     open: Open,
 }
@@ -108,12 +117,19 @@ impl Window {
         let text = pieces
             .iter()
             .map(|p| p.text.as_str())
+            .filter(|t| !t.is_empty())
             .collect::<Vec<_>>()
             .join("\n");
+        let images = pieces
+            .iter_mut()
+            .flat_map(|p| std::mem::take(&mut p.images))
+            .collect();
         Some(Joined {
             from,
             text,
             pieces: pieces.len(),
+            pending: pieces.iter().filter_map(|p| p.pending).collect(),
+            images,
         })
     }
 }

@@ -19,10 +19,13 @@
 //!   and menu buttons: sessions shown in a place, a thread per session where the chat has
 //!   them.
 //! - [`debounce`] and [`prompts`]: messages a moment apart joined into one prompt, and
-//!   prompts sent to a session.
-//! - [`approvals`]: approval and question messages with buttons, decisions from presses.
+//!   prompts sent to a session; [`inbox`]: those messages kept in SQLite until delivered;
+//!   [`attachments`]: photos and files become image blocks or files in the session's inbox,
+//!   voice notes a polite "not yet".
+//! - [`approvals`]: approval and question messages with buttons, decisions from presses;
+//!   [`questions`]: several questions (and multi-select) asked one at a time.
 //! - [`outbound`]: hub events routed to one worker per bound session: progress message,
-//!   final answer, notices.
+//!   final answer, notices; [`outbox`]: answers posted once across restarts.
 //! - [`render`]: pure text formatting, escaping, splitting.
 //! - [`ratelimit`]: `governor` limiters for outbound pacing and inbound prompts.
 //!
@@ -31,14 +34,18 @@
 
 mod access;
 mod approvals;
+mod attachments;
 mod bindings;
 mod commands;
 pub mod core;
 mod ctx;
 mod debounce;
+mod inbox;
 mod outbound;
+mod outbox;
 mod places;
 mod prompts;
+mod questions;
 pub mod ratelimit;
 pub mod render;
 
@@ -269,7 +276,44 @@ pub enum Input {
     Command(ChatCommand),
     /// A button press with its data; the adapter acknowledges it with the returned text.
     Button(String),
+    /// Photos, files or voice notes, with the caption written with them (maybe empty).
+    Files {
+        /// The caption.
+        text: String,
+        /// What was sent, not yet downloaded.
+        files: Vec<Attachment>,
+    },
 }
+
+/// What kind of file was sent (the adapter judges it from the platform's message).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AttachmentKind {
+    /// A photo or an image file: an image block of the prompt when the model takes it.
+    Image,
+    /// A voice note or audio message (not supported yet: the sender is told).
+    Voice,
+    /// Any other file: saved in the session's `.ccrm/inbox/`.
+    File,
+}
+
+/// A file sent in chat, as the adapter describes it before downloading it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Attachment {
+    /// The file name to save it under (the adapter makes one up for photos).
+    pub name: String,
+    /// Its size as the platform announces it, when it does.
+    pub size: Option<u64>,
+    /// What it is.
+    pub kind: AttachmentKind,
+    /// What [`ChatPlatform::fetch`] needs to download it (a Telegram file id, a Discord
+    /// attachment URL).
+    pub handle: String,
+}
+
+/// The error of [`ChatPlatform::fetch`] when a file turns out larger than allowed.
+#[derive(Debug, thiserror::Error)]
+#[error("the file is larger than {0} bytes")]
+pub struct TooLarge(pub u64);
 
 /// One inbound message or button press, in neutral form.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -355,6 +399,20 @@ pub trait ChatPlatform: Send + Sync + 'static {
         msg: &Outgoing,
     ) -> impl Future<Output = anyhow::Result<Option<String>>> + Send;
 
+    /// Sends a message in `lane` under the idempotency key `key` (see
+    /// [`outbox`](self::outbox)): platforms that can make a repeated send return the
+    /// message already posted (Discord's `nonce` with `enforce_nonce`) do so; others send.
+    fn send_keyed(
+        &self,
+        lane: Lane,
+        to: &Place,
+        msg: &Outgoing,
+        key: &str,
+    ) -> impl Future<Output = anyhow::Result<Option<String>>> + Send {
+        let _ = key;
+        self.send_in(lane, to, msg)
+    }
+
     /// Replaces the text and buttons of message `id`, as [`Lane::Answer`].
     fn edit(
         &self,
@@ -386,6 +444,18 @@ pub trait ChatPlatform: Send + Sync + 'static {
         bytes: Vec<u8>,
         caption: &Rich,
     ) -> impl Future<Output = anyhow::Result<()>> + Send;
+
+    /// Downloads an attachment of at most `max` bytes (a larger one fails with
+    /// [`TooLarge`], found by downcasting). Platforms that cannot download files keep the
+    /// default, which says so.
+    fn fetch(
+        &self,
+        file: &Attachment,
+        max: u64,
+    ) -> impl Future<Output = anyhow::Result<Vec<u8>>> + Send {
+        let _ = (file, max);
+        async move { anyhow::bail!("files cannot be downloaded from {}", self.name()) }
+    }
 
     /// Creates a thread titled `title` in `chat` and returns it.
     fn open_thread(

@@ -4,28 +4,42 @@
 //! What the daemon says back (queued behind others, a note) is told to the place. A prompt
 //! to a stopped or failed session is held and the place is offered a Resume button
 //! ([`not_sent`]); resuming sends it.
+//!
+//! Each piece may carry its `chat_pending` row ([`super::inbox`]); the rows of a window are
+//! deleted once its prompt was delivered or the writer was told why not, and a window
+//! waits (bounded) for its daemon to be connected, so pieces replayed right after a bot
+//! restart do not fail while the daemons are still dialling back.
 
 use std::sync::Arc;
+use std::time::Duration;
 
+use common::attach::ImageBlock;
 use common::ipc::{Command, PromptAccepted, PromptArgs};
 use serde_json::json;
 
 use super::commands::usage;
 use super::ctx::{Ctx, Held, hub_msg};
 use super::debounce::{Debounce, Piece, Window};
+use super::inbox;
 use super::places::resume_button;
 use super::render::Rich;
 use super::{ChatPlatform, CommandKind, Incoming, Outgoing, Sender};
 use crate::db::ChatBinding;
 
+/// How long after the core started a closed window waits for its daemon to be connected
+/// before sending anyway (later an offline daemon is said at once).
+const DAEMON_WAIT: Duration = Duration::from_secs(30);
+
 /// Handles text written in `inc.place`: a hint when no session is bound there, a word
-/// when the writer is over their limit, else a piece of the place's next prompt.
+/// when the writer is over their limit, else a piece of the place's next prompt. True
+/// when it became a piece (whose `pending` row the window then owns).
 pub async fn on_text<P: ChatPlatform>(
     ctx: &Arc<Ctx<P>>,
     debounce: &Debounce,
     inc: Incoming,
     text: String,
-) {
+    pending: Option<i64>,
+) -> bool {
     let Some(b) = ctx.bindings.get(&inc.place) else {
         ctx.gate
             .audit(&inc.from, "chat.unbound_text", &inc.place.chat, json!({}))
@@ -39,7 +53,7 @@ pub async fn on_text<P: ChatPlatform>(
                 usage(ctx, CommandKind::Help),
             )),
         );
-        return;
+        return false;
     };
     if !ctx.gate.within_rate(&inc.from, &b.session_id).await {
         ctx.reply(
@@ -48,13 +62,28 @@ pub async fn on_text<P: ChatPlatform>(
                 "You are sending prompts faster than allowed; please wait a moment and try again.",
             ),
         );
-        return;
+        return false;
     }
     let piece = Piece {
         from: inc.from.clone(),
         text,
         order: inc.msg_id,
+        pending,
+        images: Vec::new(),
     };
+    push(ctx, debounce, inc, b, piece);
+    true
+}
+
+/// Adds `piece` to the debounce window of `inc`'s place, delivering the window when this
+/// piece opened it.
+pub fn push<P: ChatPlatform>(
+    ctx: &Arc<Ctx<P>>,
+    debounce: &Debounce,
+    inc: Incoming,
+    b: ChatBinding,
+    piece: Piece,
+) {
     if let Some(window) = debounce.push(&inc.place, piece) {
         let me = ctx.clone();
         ctx.spawn(async move { deliver(&me, inc, b, window).await });
@@ -67,8 +96,20 @@ async fn deliver<P: ChatPlatform>(ctx: &Ctx<P>, inc: Incoming, b: ChatBinding, w
     let Some(joined) = window.collect().await else {
         return;
     };
+    wait_online(ctx, &b).await;
     let place = inc.place.clone();
-    let msg = match send(ctx, &b, &joined.from, joined.text.clone(), joined.pieces).await {
+    let images = joined.images;
+    let sent = send_with(
+        ctx,
+        &b,
+        &joined.from,
+        joined.text.clone(),
+        images.clone(),
+        joined.pieces,
+    )
+    .await;
+    inbox::done(&ctx.state.db, &joined.pending).await;
+    let msg = match sent {
         Ok(notes) if notes.is_empty() => return,
         Ok(notes) => Outgoing::text(Rich::text(notes)),
         Err(e) => {
@@ -76,10 +117,21 @@ async fn deliver<P: ChatPlatform>(ctx: &Ctx<P>, inc: Incoming, b: ChatBinding, w
                 from: joined.from,
                 ..inc
             };
-            not_sent(ctx, &b, &inc, joined.text, e).await
+            not_sent_with(ctx, &b, &inc, joined.text, images, e).await
         }
     };
     ctx.send(&place, msg).await;
+}
+
+/// Waits until the daemon of `b` is connected, for at most [`DAEMON_WAIT`] after the core
+/// started (a restarted bot's daemons dial back within it).
+async fn wait_online<P: ChatPlatform>(ctx: &Ctx<P>, b: &ChatBinding) {
+    let hub = &ctx.state.hub;
+    let left = DAEMON_WAIT.saturating_sub(ctx.started.elapsed());
+    let deadline = tokio::time::Instant::now() + left;
+    while !hub.is_online(&b.daemon_id) && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
 
 /// What to tell the writer of a prompt `text` that `send` refused with `error`: a stopped
@@ -89,6 +141,18 @@ pub async fn not_sent<P: ChatPlatform>(
     b: &ChatBinding,
     inc: &Incoming,
     text: String,
+    error: String,
+) -> Outgoing {
+    not_sent_with(ctx, b, inc, text, Vec::new(), error).await
+}
+
+/// [`not_sent`] of a prompt with images (held with it).
+pub async fn not_sent_with<P: ChatPlatform>(
+    ctx: &Ctx<P>,
+    b: &ChatBinding,
+    inc: &Incoming,
+    text: String,
+    images: Vec<ImageBlock>,
     error: String,
 ) -> Outgoing {
     let state = ctx
@@ -106,6 +170,7 @@ pub async fn not_sent<P: ChatPlatform>(
                     from: inc.from.clone(),
                     text,
                     place: inc.place.clone(),
+                    images,
                 },
             );
             Outgoing {
@@ -131,17 +196,36 @@ pub async fn send<P: ChatPlatform>(
     text: String,
     pieces: usize,
 ) -> Result<String, String> {
+    send_with(ctx, b, from, text, Vec::new(), pieces).await
+}
+
+/// [`send`] with images.
+pub async fn send_with<P: ChatPlatform>(
+    ctx: &Ctx<P>,
+    b: &ChatBinding,
+    from: &Sender,
+    text: String,
+    images: Vec<ImageBlock>,
+    pieces: usize,
+) -> Result<String, String> {
+    let image_count = images.len();
     let cmd = Command::PromptSend(PromptArgs {
         session: b.session_id.to_string(),
         text,
         follow: false,
         origin: Some(ctx.origin(from)),
+        images,
     });
     let target = b.session_id.to_string();
     match ctx.command(&b.daemon_id, cmd).await {
         Ok(v) => {
             ctx.gate
-                .audit(from, "prompt.send", &target, json!({"pieces": pieces}))
+                .audit(
+                    from,
+                    "prompt.send",
+                    &target,
+                    json!({"pieces": pieces, "images": image_count}),
+                )
                 .await;
             let mut notes = Vec::new();
             if let Ok(a) = serde_json::from_value::<PromptAccepted>(v) {

@@ -67,6 +67,9 @@ pub struct BotConfig {
     /// Largest workspace zip accepted by `POST /api/daemons/{daemon}/workspaces`, checked
     /// while it streams (that route is exempt from `max_body_bytes`).
     pub workspace_max_upload_bytes: u64,
+    /// Largest file sent in chat or with a REST prompt (saved into the session's
+    /// `.ccrm/inbox/`; images are scaled instead).
+    pub chat_max_file_bytes: u64,
     /// How long a dashboard login lasts, in hours.
     pub web_session_hours: u64,
     /// When the dashboard's session cookie is marked `Secure`.
@@ -86,6 +89,9 @@ pub struct BotConfig {
     /// SQLite file `<data_dir>/ccrm.db`. Shown with any password hidden.
     #[serde(serialize_with = "redacted_url")]
     pub database_url: Option<String>,
+    /// Failed token checks a client address may make per minute before it gets 429 (REST,
+    /// dashboard socket, daemon link); 0 turns the limit off.
+    pub auth_failures_per_minute: u32,
 }
 
 /// When the dashboard's session cookie carries the `Secure` attribute.
@@ -133,6 +139,7 @@ impl fmt::Debug for BotConfig {
                 "workspace_max_upload_bytes",
                 &self.workspace_max_upload_bytes,
             )
+            .field("chat_max_file_bytes", &self.chat_max_file_bytes)
             .field("tls_cert", &self.tls_cert)
             .field("tls_key", &self.tls_key)
             .field("trusted_proxies", &self.trusted_proxies)
@@ -140,6 +147,7 @@ impl fmt::Debug for BotConfig {
                 "database_url",
                 &self.database_url.as_deref().map(crate::db::redact_url),
             )
+            .field("auth_failures_per_minute", &self.auth_failures_per_minute)
             .finish()
     }
 }
@@ -180,10 +188,12 @@ pub struct FileConfig {
     web_login_attempts_per_minute: Option<u32>,
     public_url: Option<String>,
     workspace_max_upload_bytes: Option<u64>,
+    chat_max_file_bytes: Option<u64>,
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
     trusted_proxies: Option<Vec<std::net::IpAddr>>,
     database_url: Option<String>,
+    auth_failures_per_minute: Option<u32>,
 }
 
 /// Values given on the command line (they override everything else).
@@ -223,10 +233,12 @@ impl Default for BotConfig {
             web_login_attempts_per_minute: 10,
             public_url: None,
             workspace_max_upload_bytes: 100 * 1024 * 1024,
+            chat_max_file_bytes: 20 * 1024 * 1024,
             tls_cert: None,
             tls_key: None,
             trusted_proxies: Vec::new(),
             database_url: None,
+            auth_failures_per_minute: 10,
         }
     }
 }
@@ -304,10 +316,16 @@ impl BotConfig {
             workspace_max_upload_bytes: file
                 .workspace_max_upload_bytes
                 .unwrap_or(defaults.workspace_max_upload_bytes),
+            chat_max_file_bytes: file
+                .chat_max_file_bytes
+                .unwrap_or(defaults.chat_max_file_bytes),
             tls_cert: file.tls_cert,
             tls_key: file.tls_key,
             trusted_proxies: file.trusted_proxies.unwrap_or_default(),
             database_url: file.database_url,
+            auth_failures_per_minute: file
+                .auth_failures_per_minute
+                .unwrap_or(defaults.auth_failures_per_minute),
         };
         if cfg
             .database_url
@@ -356,6 +374,10 @@ impl BotConfig {
                 &v,
                 "a number of bytes",
             )?;
+        }
+        if let Some(v) = env("CCRM_BOT_CHAT_MAX_FILE_BYTES") {
+            cfg.chat_max_file_bytes =
+                parse_env("CCRM_BOT_CHAT_MAX_FILE_BYTES", &v, "a number of bytes")?;
         }
         if let Some(v) = env("CCRM_BOT_DISCORD_ALLOWED_USERS") {
             cfg.discord_allowed_users = parse_list(
@@ -427,6 +449,13 @@ impl BotConfig {
         if let Some(v) = env("CCRM_BOT_DATABASE_URL") {
             cfg.database_url = Some(v);
         }
+        if let Some(v) = env("CCRM_BOT_AUTH_FAILURES_PER_MINUTE") {
+            cfg.auth_failures_per_minute = parse_env(
+                "CCRM_BOT_AUTH_FAILURES_PER_MINUTE",
+                &v,
+                "a number of failed token checks (0 = no limit)",
+            )?;
+        }
         cfg.telegram_token = env("CCRM_BOT_TELEGRAM_TOKEN");
         cfg.discord_token = env("CCRM_BOT_DISCORD_TOKEN");
 
@@ -478,6 +507,12 @@ impl BotConfig {
             return Err((
                 "workspace_max_upload_bytes",
                 "must be between 1 KiB and 64 GiB".into(),
+            ));
+        }
+        if !(1..=1024 * 1024 * 1024).contains(&self.chat_max_file_bytes) {
+            return Err((
+                "chat_max_file_bytes",
+                "must be between 1 byte and 1 GiB".into(),
             ));
         }
         if self.chat_prompts_per_minute == 0 {

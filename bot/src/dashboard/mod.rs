@@ -12,6 +12,7 @@
 //!   (`/sessions/{id}`): the conversation, older history on scroll, the prompt box and the
 //!   control buttons. [`approvals`] (`/approvals`): every pending request, and deciding
 //!   one (also from the session page). [`new_session`]: the form that starts a session.
+//!   [`prompt_form`]: the prompt form's body, with attached files when multipart.
 //!   [`audit`]: the audit log, paged.
 //! - [`live`] (`/live`): one SSE stream per page: the page's session as rendered event
 //!   fragments (resumable from the last row id seen, `Last-Event-ID`), and short notes
@@ -37,6 +38,7 @@ pub mod login;
 pub mod new_session;
 pub mod overview;
 pub mod page;
+mod prompt_form;
 pub mod render;
 pub mod session;
 
@@ -77,7 +79,11 @@ pub fn routes(state: Arc<AppState>) -> Router<Arc<AppState>> {
         .route("/sessions/{id}", get(session::page))
         .route("/sessions/{id}/head", get(session::head))
         .route("/sessions/{id}/events", get(session::older))
-        .route("/sessions/{id}/prompt", post(session::prompt))
+        .route(
+            "/sessions/{id}/prompt",
+            // Attached files have their own cap, checked as the form is read.
+            post(session::prompt).layer(axum::extract::DefaultBodyLimit::disable()),
+        )
         .route("/sessions/{id}/control/{action}", post(session::control))
         .route("/approvals", get(approvals::page))
         .route("/partials/approvals", get(approvals::partial))

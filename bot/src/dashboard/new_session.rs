@@ -107,6 +107,7 @@ pub async fn create(
             allowed_tools: None,
             workspace: None,
             origin: Some(origin(&user)),
+            claude_args: None,
         };
         let data = web
             .app

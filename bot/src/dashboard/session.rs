@@ -217,30 +217,42 @@ pub async fn older(
     })
 }
 
-/// `POST /sessions/{id}/prompt` (`text`).
+/// `POST /sessions/{id}/prompt` (`text`, and `files[]` when the form is multipart).
 pub async fn prompt(
     State(web): State<Web>,
     user: WebUser,
     mode: Mode,
     headers: HeaderMap,
     Path(id): Path<String>,
-    form: Fields,
+    form: super::prompt_form::PromptForm,
 ) -> Response {
     let back = format!("/sessions/{id}");
     let result = async {
-        csrf::check(&web, &headers, &user, form.get("csrf")).await?;
+        csrf::check(&web, &headers, &user, form.fields.get("csrf")).await?;
         let id = parse_id(&id)?;
         let row = session_row(&web, &id).await?;
         let text = form
+            .fields
             .get("text")
             .map(str::trim)
-            .filter(|t| !t.is_empty())
-            .ok_or_else(|| WebError::BadRequest("Write a prompt first.".to_owned()))?;
+            .filter(|t| !t.is_empty() || !form.files.is_empty())
+            .ok_or_else(|| WebError::BadRequest("Write a prompt first.".to_owned()))?
+            .to_owned();
+        // Attached images become image blocks, other files are saved in the inbox.
+        let input = crate::http::prompt_body::PromptInput {
+            text,
+            images: Vec::new(),
+            files: form.files,
+        };
+        let (text, images) = input
+            .prepare(&web.app, &row.daemon_id, &id.to_string())
+            .await?;
         let cmd = Command::PromptSend(PromptArgs {
             session: id.to_string(),
-            text: text.to_owned(),
+            text,
             follow: false,
             origin: Some(origin(&user)),
+            images,
         });
         let data = web
             .app

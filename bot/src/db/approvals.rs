@@ -16,7 +16,7 @@ use serde_json::Value;
 use super::{Db, DbError, DbResult, enum_from_str, enum_str, json_column, session_column, uint};
 
 /// Whether an approval still waits for an answer.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(utoipa::ToSchema, Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ApprovalStatus {
     /// Nobody has answered yet.
@@ -26,7 +26,7 @@ pub enum ApprovalStatus {
 }
 
 /// A permission request or question, with its outcome once there is one.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(utoipa::ToSchema, Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ApprovalRow {
     /// The approval id (the CLI's request id).
     pub id: ApprovalId,

@@ -3,9 +3,11 @@
 //! messages that carry approval buttons (`chat_approvals`, whose row id the buttons carry),
 //! how far each session's events have been shown (`chat_handled`), the progress message of
 //! each running turn (`chat_progress`, so one left by a killed bot is finished after the
-//! restart), and on the inbound
-//! side the update cursor (`chat_offsets`) and the claims that make each update or message
-//! handled once (`chat_updates`). Only the chat code uses these tables.
+//! restart), the answers posted under an idempotency key (`chat_outbox`: intent before the
+//! send, message id after), and on the inbound side the update cursor (`chat_offsets`), the
+//! claims that make each update or message handled once (`chat_updates`) and the messages
+//! claimed but not yet delivered as a prompt (`chat_pending`, written in the claim's
+//! transaction). Only the chat code uses these tables.
 
 use super::backend::{DbRow, on_pool};
 use common::ids::{DaemonId, SessionId};
@@ -71,6 +73,38 @@ pub struct ChatApprovalRow {
     pub options: Vec<String>,
     /// Whether the message already shows a decision.
     pub decided: bool,
+    /// A question's progress through its steps (JSON kept by the chat core; empty for
+    /// permissions).
+    pub steps: String,
+}
+
+/// A chat message claimed but not yet delivered as a prompt (the `chat_pending` table).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChatPendingRow {
+    /// Row id (0 before it is stored).
+    pub id: i64,
+    /// Where it was written.
+    pub chat_id: String,
+    /// Its thread, if any.
+    pub thread_id: Option<String>,
+    /// The platform's message id (the order of prompt pieces).
+    pub msg_id: Option<i64>,
+    /// Who wrote it (JSON kept by the chat core).
+    pub sender: String,
+    /// What it says (JSON kept by the chat core: the text, and room for attachments).
+    pub payload: String,
+}
+
+/// What the outbox knows of one keyed message (see the `chat_outbox` table).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Outboxed {
+    /// Never sent under this key.
+    New,
+    /// A send was started but its message id was never recorded (the bot died meanwhile):
+    /// it may or may not have been posted.
+    Unconfirmed,
+    /// Posted as this message.
+    Sent(String),
 }
 
 impl Db {
@@ -180,8 +214,8 @@ impl Db {
         on_pool!(self, |p| {
             let id: i64 = sqlx::query_scalar(
                 "INSERT INTO chat_approvals (platform, approval_id, session_id, chat_id, thread_id,
-                     message_id, title, options, decided, created_ms)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 0, $9) RETURNING id",
+                     message_id, title, options, decided, created_ms, steps)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 0, $9, $10) RETURNING id",
             )
             .bind(&a.platform)
             .bind(&a.approval_id)
@@ -192,6 +226,7 @@ impl Db {
             .bind(&a.title)
             .bind(serde_json::to_string(&a.options).unwrap_or_else(|_| "[]".into()))
             .bind(int(now_ms)?)
+            .bind(&a.steps)
             .fetch_one(p)
             .await?;
             Ok(id)
@@ -419,6 +454,185 @@ impl Db {
     }
 }
 
+/// Issue 13: inbound messages kept until delivered, outbound messages posted once, and the
+/// steps of a question.
+impl Db {
+    /// Claims update or message `claim_id` of `platform` and keeps `row` as a pending prompt
+    /// piece, in one transaction: returns the pending row's id the first time, `None` when
+    /// the claim was made before (nothing is stored then). Claims seen more than `keep_ms`
+    /// ago are trimmed now and then.
+    #[tracing::instrument(skip_all)]
+    pub async fn chat_claim_pending(
+        &self,
+        platform: &str,
+        claim_id: i64,
+        now_ms: u64,
+        keep_ms: u64,
+        row: &ChatPendingRow,
+    ) -> DbResult<Option<i64>> {
+        let now = int(now_ms)?;
+        on_pool!(self, |p| {
+            let mut tx = p.begin().await?;
+            let claimed = sqlx::query(
+                "INSERT INTO chat_updates (platform, update_id, seen_ms) VALUES ($1, $2, $3)
+                 ON CONFLICT (platform, update_id) DO NOTHING",
+            )
+            .bind(platform)
+            .bind(claim_id)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+            if claimed.rows_affected() != 1 {
+                return Ok(None);
+            }
+            let id: i64 = sqlx::query_scalar(
+                "INSERT INTO chat_pending (platform, chat_id, thread_id, msg_id, sender, payload, created_ms)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
+            )
+            .bind(platform)
+            .bind(&row.chat_id)
+            .bind(thread_col(row.thread_id.as_deref()))
+            .bind(row.msg_id)
+            .bind(&row.sender)
+            .bind(&row.payload)
+            .bind(now)
+            .fetch_one(&mut *tx)
+            .await?;
+            if claim_id % 256 == 0 {
+                sqlx::query("DELETE FROM chat_updates WHERE platform = $1 AND seen_ms < $2")
+                    .bind(platform)
+                    .bind(int(now_ms.saturating_sub(keep_ms))?)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            tx.commit().await?;
+            Ok(Some(id))
+        })
+    }
+
+    /// Every pending prompt piece of `platform`, oldest first.
+    #[tracing::instrument(skip_all)]
+    pub async fn chat_pending(&self, platform: &str) -> DbResult<Vec<ChatPendingRow>> {
+        on_pool!(self, |p| {
+            let rows = sqlx::query("SELECT * FROM chat_pending WHERE platform = $1 ORDER BY id")
+                .bind(platform)
+                .fetch_all(p)
+                .await?;
+            rows.iter().map(chat_pending_row).collect()
+        })
+    }
+
+    /// Forgets pending pieces `ids` (delivered, or refused for good).
+    #[tracing::instrument(skip_all)]
+    pub async fn chat_pending_done(&self, ids: &[i64]) -> DbResult<()> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let list = serde_json::to_string(ids).unwrap_or_else(|_| "[]".into());
+        on_pool!(self, |p, d| {
+            sqlx::query(d.pick(
+                "DELETE FROM chat_pending WHERE id IN (SELECT value FROM json_each($1))",
+                "DELETE FROM chat_pending
+                 WHERE id IN (SELECT value::bigint FROM json_array_elements_text($1::json))",
+            ))
+            .bind(list)
+            .execute(p)
+            .await?;
+            Ok(())
+        })
+    }
+
+    /// What the outbox knows of `key` in a place.
+    #[tracing::instrument(skip_all)]
+    pub async fn chat_outbox(
+        &self,
+        platform: &str,
+        chat_id: &str,
+        thread_id: Option<&str>,
+        key: &str,
+    ) -> DbResult<Outboxed> {
+        let row: Option<(Option<String>,)> = on_pool!(self, |p| {
+            sqlx::query_as(
+                "SELECT message_id FROM chat_outbox
+                 WHERE platform = $1 AND chat_id = $2 AND thread_id = $3 AND key = $4",
+            )
+            .bind(platform)
+            .bind(chat_id)
+            .bind(thread_col(thread_id))
+            .bind(key)
+            .fetch_optional(p)
+            .await?
+        });
+        Ok(match row {
+            None => Outboxed::New,
+            Some((None,)) => Outboxed::Unconfirmed,
+            Some((Some(id),)) => Outboxed::Sent(id),
+        })
+    }
+
+    /// Records that message `key` is about to be sent to a place (`message_id` `None`), or
+    /// that it was posted as `message_id`.
+    #[tracing::instrument(skip_all)]
+    pub async fn set_chat_outbox(
+        &self,
+        platform: &str,
+        chat_id: &str,
+        thread_id: Option<&str>,
+        key: &str,
+        message_id: Option<&str>,
+        now_ms: u64,
+    ) -> DbResult<()> {
+        on_pool!(self, |p| {
+            sqlx::query(
+                "INSERT INTO chat_outbox (platform, chat_id, thread_id, key, message_id, created_ms)
+                 VALUES ($1, $2, $3, $4, $5, $6)
+                 ON CONFLICT (platform, chat_id, thread_id, key) DO UPDATE
+                 SET message_id = COALESCE(excluded.message_id, chat_outbox.message_id)",
+            )
+            .bind(platform)
+            .bind(chat_id)
+            .bind(thread_col(thread_id))
+            .bind(key)
+            .bind(message_id)
+            .bind(int(now_ms)?)
+            .execute(p)
+            .await?;
+            Ok(())
+        })
+    }
+
+    /// Forgets outbox rows older than `before_ms` (their events were shown long ago).
+    #[tracing::instrument(skip_all)]
+    pub async fn chat_outbox_trim(&self, platform: &str, before_ms: u64) -> DbResult<u64> {
+        on_pool!(self, |p| {
+            let done =
+                sqlx::query("DELETE FROM chat_outbox WHERE platform = $1 AND created_ms < $2")
+                    .bind(platform)
+                    .bind(int(before_ms)?)
+                    .execute(p)
+                    .await?;
+            Ok(done.rows_affected())
+        })
+    }
+
+    /// Moves question message `id` from steps `old` to `new`, only if it is still at `old`
+    /// and undecided (two presses at once: one wins). True when it moved.
+    #[tracing::instrument(skip_all)]
+    pub async fn chat_approval_step(&self, id: i64, old: &str, new: &str) -> DbResult<bool> {
+        on_pool!(self, |p| {
+            let done = sqlx::query(
+                "UPDATE chat_approvals SET steps = $3 WHERE id = $1 AND steps = $2 AND decided = 0",
+            )
+            .bind(id)
+            .bind(old)
+            .bind(new)
+            .execute(p)
+            .await?;
+            Ok(done.rows_affected() == 1)
+        })
+    }
+}
+
 /// The `thread_id` column of a place: `''` for a chat without threads (the column is part
 /// of the primary key and never NULL).
 fn thread_col(thread: Option<&str>) -> &str {
@@ -467,5 +681,18 @@ fn chat_approval_row(r: &impl DbRow) -> DbResult<ChatApprovalRow> {
         title: r.col("title")?,
         options: json_column(r, "options")?,
         decided: r.col::<i64>("decided")? != 0,
+        steps: r.col("steps")?,
+    })
+}
+
+/// Decodes one row of `chat_pending`.
+fn chat_pending_row(r: &impl DbRow) -> DbResult<ChatPendingRow> {
+    Ok(ChatPendingRow {
+        id: r.col("id")?,
+        chat_id: r.col("chat_id")?,
+        thread_id: opt_thread(r.col("thread_id")?),
+        msg_id: r.col("msg_id")?,
+        sender: r.col("sender")?,
+        payload: r.col("payload")?,
     })
 }

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use super::{Db, DbResult, found, int, uint};
 
 /// A daemon the bot has seen.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(utoipa::ToSchema, Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DaemonRow {
     /// The daemon's stable id.
     pub id: DaemonId,

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use super::{Db, DbError, DbResult, int, uint};
 
 /// One stored event with the bot's row id.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(utoipa::ToSchema, Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct StoredEvent {
     /// Bot row id: increasing across all daemons; the keyset cursor and SSE event id.
     pub id: i64,

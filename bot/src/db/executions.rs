@@ -246,8 +246,9 @@ impl Db {
                  FROM executions WHERE id = $1",
             )
             .bind(id)
-            .fetch_one(p)
-            .await?;
+            .fetch_optional(p)
+            .await?
+            .ok_or(DbError::NotFound)?;
             execution_row(&row)
         })
     }

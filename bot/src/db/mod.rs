@@ -59,13 +59,13 @@ pub use self::api_keys::KeyRow;
 pub use self::approvals::{ApprovalRow, ApprovalStatus};
 pub use self::audit::AuditRow;
 pub use self::backend::{Target, redact_url};
-pub use self::chat::{ChatApprovalRow, ChatBinding, ChatProgressRow};
+pub use self::chat::{ChatApprovalRow, ChatBinding, ChatPendingRow, ChatProgressRow, Outboxed};
 pub use self::daemons::DaemonRow;
 pub use self::events::StoredEvent;
 pub use self::executions::ExecutionRow;
 pub use self::ingest::{EventWriter, Write, Written};
 pub use self::metrics::Counts;
-pub use self::sessions::SessionRow;
+pub use self::sessions::{SessionMatch, SessionRow};
 pub use self::web::{SessionActivity, WebSessionRow};
 pub use crate::auth::KeyKind;
 

@@ -13,7 +13,7 @@ use common::ipc::SessionInfo;
 use serde::{Deserialize, Serialize};
 
 /// A session as the bot knows it.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(utoipa::ToSchema, Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct SessionRow {
     /// The daemon the session lives on.
     pub daemon_id: DaemonId,
@@ -75,6 +75,58 @@ impl Db {
             .await?
             .ok_or(DbError::NotFound)?;
             session_row(&row)
+        })
+    }
+}
+
+/// A session a REST path may mean: its id, name and daemon.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SessionMatch {
+    /// The full id.
+    pub id: SessionId,
+    /// Its name, if it has one.
+    pub name: Option<String>,
+    /// The daemon it lives on.
+    pub daemon_id: DaemonId,
+}
+
+impl Db {
+    /// Sessions named exactly `name`, and those whose id starts with `prefix` (lowercase
+    /// hex, compared with and without hyphens; `None` matches names only), oldest first.
+    #[tracing::instrument(skip_all)]
+    pub async fn find_sessions(
+        &self,
+        name: &str,
+        prefix: Option<&str>,
+    ) -> DbResult<Vec<SessionMatch>> {
+        let bare = prefix.map(|p| p.replace('-', ""));
+        on_pool!(self, |p| {
+            let rows = sqlx::query(
+                "SELECT id, name, daemon_id FROM sessions
+                 WHERE name = $1
+                    OR (CAST($2 AS TEXT) IS NOT NULL
+                        AND (substr(id, 1, length(CAST($2 AS TEXT))) = CAST($2 AS TEXT)
+                        OR substr(replace(id, '-', ''), 1, length(CAST($3 AS TEXT)))
+                           = CAST($3 AS TEXT)))
+                 ORDER BY created_ms, id LIMIT 50",
+            )
+            .bind(name)
+            .bind(prefix)
+            .bind(bare.as_deref())
+            .fetch_all(p)
+            .await?;
+            rows.iter()
+                .map(|row| {
+                    let id: String = row.col("id")?;
+                    Ok(SessionMatch {
+                        id: id
+                            .parse()
+                            .map_err(|_| DbError::other(format!("bad session id `{id}` stored")))?,
+                        name: row.col("name")?,
+                        daemon_id: DaemonId(row.col("daemon_id")?),
+                    })
+                })
+                .collect()
         })
     }
 }

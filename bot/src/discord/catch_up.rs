@@ -12,11 +12,10 @@ use serde_json::Value;
 use serenity::all::{ChannelId, GuildId, LightMethod, Message, Request, Route, UserId};
 use tracing::{info, warn};
 
-use super::inbound::{claim, incoming_of};
+use super::inbound::{claim_and_handle, incoming_of};
 use super::platform::{Discord, channel_id};
 use super::rest::{Pace, Rest};
 use crate::chat::core::ChatCore;
-use crate::db::Db;
 
 /// How far back [`catch_up`] looks for messages sent while the bot was away.
 const CATCH_UP_WINDOW_MS: u64 = 24 * 3600 * 1000;
@@ -34,7 +33,7 @@ const DISCORD_EPOCH_MS: u64 = 1_420_070_400_000;
 ///
 /// Messages read over REST carry no member, so a sender not allowed by user id has their
 /// roles looked up in the thread's server.
-pub async fn catch_up(core: Arc<ChatCore<Discord>>, db: Db, bot: u64) {
+pub async fn catch_up(core: Arc<ChatCore<Discord>>, bot: u64) {
     let rest = core.platform().rest();
     let since_window = now_ms().saturating_sub(CATCH_UP_WINDOW_MS);
     for (place, bound_ms) in core.bound_places() {
@@ -83,11 +82,12 @@ pub async fn catch_up(core: Arc<ChatCore<Discord>>, db: Db, bot: u64) {
                     };
                 }
             }
-            if !claim(&db, m.id).await {
+            if !core.concerns(&inc) {
                 continue;
             }
-            info!(channel = %channel, "handling a message sent while the bot was away");
-            core.handle(inc).await;
+            if claim_and_handle(&core, m.id, inc).await {
+                info!(channel = %channel, "handling a message sent while the bot was away");
+            }
         }
     }
 }

@@ -23,12 +23,11 @@ use tracing::{info, warn};
 
 use super::catch_up::catch_up;
 use super::commands;
-use super::inbound::{claim, component_data, incoming_of, place_of, sender};
+use super::inbound::{claim_and_handle, component_data, incoming_of, place_of, sender};
 use super::platform::{Discord, reply_handle};
 use crate::chat::core::ChatCore;
 use crate::chat::render::Rich;
 use crate::chat::{Incoming, Input};
-use crate::db::Db;
 
 /// The intents the adapter needs: guilds (channels and threads), guild and direct messages,
 /// and message content (privileged: enable it in the Developer Portal).
@@ -42,7 +41,6 @@ pub fn intents() -> GatewayIntents {
 /// serenity's event handler (see the module docs).
 pub struct Handler {
     core: Arc<ChatCore<Discord>>,
-    db: Db,
     guilds: Vec<u64>,
     global: bool,
     bot_id: AtomicU64,
@@ -53,10 +51,9 @@ pub struct Handler {
 impl Handler {
     /// A handler feeding `core`, registering the slash commands in `guilds` (and globally
     /// when `global` is set or `guilds` is empty).
-    pub fn new(core: Arc<ChatCore<Discord>>, db: Db, guilds: Vec<u64>, global: bool) -> Self {
+    pub fn new(core: Arc<ChatCore<Discord>>, guilds: Vec<u64>, global: bool) -> Self {
         Self {
             core,
-            db,
             guilds,
             global,
             bot_id: AtomicU64::new(0),
@@ -131,11 +128,11 @@ impl Handler {
             }
             return;
         };
-        if !self.core.concerns(&inc) || !claim(&self.db, msg.id).await {
+        if !self.core.concerns(&inc) {
             return;
         }
         // Quick: prompts go into the debounce buffer.
-        self.core.handle(inc).await;
+        claim_and_handle(&self.core, msg.id, inc).await;
     }
 }
 
@@ -156,8 +153,8 @@ impl EventHandler for Handler {
             self.registered.store(false, Ordering::SeqCst);
         }
         // A new gateway session: Discord will not replay what was written before it.
-        let (core, db) = (self.core.clone(), self.db.clone());
-        self.core.spawn(catch_up(core, db, ready.user.id.get()));
+        let core = self.core.clone();
+        self.core.spawn(catch_up(core, ready.user.id.get()));
     }
 
     async fn resume(&self, _ctx: Context, _event: ResumedEvent) {

@@ -3,22 +3,19 @@
 //! message as an [`Incoming`] prompt (the bot's mention stripped), and what a button press
 //! or menu choice carries.
 //!
-//! Every message is claimed in SQLite ([`claim`]) before it is handled, so one that
-//! arrives both from the gateway ([`super::gateway`]) and from a catch-up read
-//! ([`super::catch_up`]) is handled once.
+//! Every message is claimed in SQLite ([`claim_and_handle`]) before it is handled, so one
+//! that arrives both from the gateway ([`super::gateway`]) and from a catch-up read
+//! ([`super::catch_up`]) is handled once; the claim keeps the message as a pending prompt
+//! piece until it is delivered ([`crate::chat::core::ChatCore::claim_text`]), so a bot
+//! killed inside the debounce window loses it not.
 
-use common::event::now_ms;
 use serenity::all::{ChannelId, ComponentInteraction, ComponentInteractionDataKind, Message};
 use serenity::model::id::{MessageId, RoleId};
 use serenity::model::user::User;
-use tracing::warn;
 
-use super::PLATFORM;
+use super::Discord;
+use crate::chat::core::ChatCore;
 use crate::chat::{Incoming, Input, Place, Sender};
-use crate::db::Db;
-
-/// How long message claims are kept (longer than the catch-up window).
-const CLAIM_KEEP_MS: u64 = 3 * 24 * 3600 * 1000;
 
 /// Where a channel's (or thread's) messages go: Discord threads are channels, so a place
 /// never has a separate thread id.
@@ -70,7 +67,8 @@ pub fn incoming_of(msg: &Message, bot: u64) -> Option<Incoming> {
             text = rest.trim_start();
         }
     }
-    if text.is_empty() {
+    let files = super::files::attachments(msg);
+    if text.is_empty() && files.is_empty() {
         return None;
     }
     let roles = msg.member.as_ref().map(|m| m.roles.as_slice());
@@ -82,24 +80,23 @@ pub fn incoming_of(msg: &Message, bot: u64) -> Option<Incoming> {
         direct: msg.guild_id.is_none() || mentioned,
         msg_id: Some(msg.id.get()),
         reply: None,
-        input: Input::Text(text.to_owned()),
+        input: if files.is_empty() {
+            Input::Text(text.to_owned())
+        } else {
+            Input::Files {
+                text: text.to_owned(),
+                files,
+            }
+        },
     })
 }
 
-/// True the first time message `id` is claimed (see the module docs).
-pub async fn claim(db: &Db, id: MessageId) -> bool {
-    let Ok(id) = i64::try_from(id.get()) else {
+/// Claims message `id` with its pending row and hands it to the core (see the module
+/// docs); false when it was claimed before (and nothing happens now).
+pub async fn claim_and_handle(core: &ChatCore<Discord>, id: MessageId, inc: Incoming) -> bool {
+    let Ok(claim) = i64::try_from(id.get()) else {
+        core.handle(inc).await;
         return true;
     };
-    match db
-        .chat_claim_message(PLATFORM, id, now_ms(), CLAIM_KEEP_MS)
-        .await
-    {
-        Ok(first) => first,
-        Err(e) => {
-            // Better to handle a message twice than to lose it.
-            warn!(error = %e, "cannot record a handled message");
-            true
-        }
-    }
+    core.claim_text(claim, inc).await
 }

@@ -16,7 +16,8 @@
 //!   Discord's 3 s, and answered by the core by editing the deferred response). In a text
 //!   channel `/new` creates a public thread named after the session and binds it; in a
 //!   thread or a DM it binds that place itself.
-//! - [`inbound`]: Discord models as neutral inputs, and the message claims.
+//! - [`inbound`]: Discord models as neutral inputs, and the message claims; [`files`]:
+//!   message attachments and their bounded download from Discord's CDN.
 //! - [`catch_up`]: nothing written while the bot was away is lost: a RESUME gets the
 //!   missed events from Discord, and after a fresh IDENTIFY the bot reads the recent
 //!   messages of every bound thread. Every message is claimed in SQLite before it is
@@ -24,6 +25,7 @@
 
 mod catch_up;
 mod commands;
+mod files;
 mod gateway;
 mod inbound;
 mod platform;
@@ -97,10 +99,11 @@ pub async fn run(
         cfg.chat_prompts_per_minute,
     )
     .await?;
+    // Prompts a killed bot had claimed but not delivered.
+    core.replay_pending().await;
     let events = tokio::spawn(core.clone().run_events(stop.clone()));
     let handler = Handler::new(
         core.clone(),
-        state.db.clone(),
         cfg.discord_guilds.clone(),
         cfg.discord_global_commands,
     );

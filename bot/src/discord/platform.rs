@@ -16,7 +16,7 @@ use serenity::all::{
     AutoArchiveDuration, ChannelId, ChannelType, CreateAllowedMentions, CreateAttachment,
     CreateEmbed, CreateInteractionResponse, CreateInteractionResponseFollowup, CreateMessage,
     CreateThread, EditInteractionResponse, EditMessage, InteractionId, LightMethod, MessageId,
-    Multipart, MultipartUpload, Request, Route,
+    Multipart, MultipartUpload, Nonce, Request, Route,
 };
 use serenity::model::id::ApplicationId;
 
@@ -24,7 +24,7 @@ use super::render::{components, fit};
 use super::rest::{Pace, Rest};
 use super::{ANSWER_PARTS, PLATFORM, TEXT_LIMIT};
 use crate::chat::render::{self, Rich};
-use crate::chat::{ChatPlatform, CommandKind, Lane, Outgoing, Place};
+use crate::chat::{Attachment, ChatPlatform, CommandKind, Lane, Outgoing, Place};
 
 /// Embed description limit.
 const EMBED_LIMIT: usize = 4096;
@@ -86,6 +86,29 @@ impl Discord {
     /// An adapter sending through `rest`.
     pub fn new(rest: Rest) -> Self {
         Self { rest }
+    }
+
+    /// Posts `body` as a new message to `to` in `lane`; `None` when a progress message was
+    /// skipped.
+    async fn create(
+        &self,
+        lane: Lane,
+        to: &Place,
+        body: CreateMessage,
+    ) -> anyhow::Result<Option<String>> {
+        let channel = channel_id(&to.chat)?;
+        let sent = self
+            .rest
+            .try_json(
+                pace(lane, &to.chat),
+                Route::ChannelMessages {
+                    channel_id: channel,
+                },
+                LightMethod::Post,
+                &body,
+            )
+            .await?;
+        sent.map(|v| message_id(&v)).transpose()
     }
 
     /// The REST client.
@@ -182,23 +205,20 @@ impl ChatPlatform for Discord {
         to: &Place,
         msg: &Outgoing,
     ) -> anyhow::Result<Option<String>> {
-        let channel = channel_id(&to.chat)?;
-        let body = CreateMessage::new()
-            .content(fit(&msg.text, TEXT_LIMIT))
-            .components(components(msg))
-            .allowed_mentions(CreateAllowedMentions::new());
-        let sent = self
-            .rest
-            .try_json(
-                pace(lane, &to.chat),
-                Route::ChannelMessages {
-                    channel_id: channel,
-                },
-                LightMethod::Post,
-                &body,
-            )
-            .await?;
-        sent.map(|v| message_id(&v)).transpose()
+        self.create(lane, to, message_body(msg)).await
+    }
+
+    async fn send_keyed(
+        &self,
+        lane: Lane,
+        to: &Place,
+        msg: &Outgoing,
+        key: &str,
+    ) -> anyhow::Result<Option<String>> {
+        let body = message_body(msg)
+            .nonce(Nonce::String(nonce(&to.chat, key)))
+            .enforce_nonce(true);
+        self.create(lane, to, body).await
     }
 
     async fn typing(&self, to: &Place) -> anyhow::Result<()> {
@@ -278,6 +298,10 @@ impl ChatPlatform for Discord {
         Ok(())
     }
 
+    async fn fetch(&self, file: &Attachment, max: u64) -> anyhow::Result<Vec<u8>> {
+        super::files::download(&self.rest, file, max).await
+    }
+
     async fn open_thread(&self, chat: &str, title: &str) -> anyhow::Result<Place> {
         let channel = channel_id(chat)?;
         let name = render::truncate(&render::one_line(title), THREAD_NAME_LIMIT);
@@ -331,6 +355,22 @@ impl ChatPlatform for Discord {
         }
         Ok(())
     }
+}
+
+/// A new message's body: text, components, no pings.
+fn message_body(msg: &Outgoing) -> CreateMessage {
+    CreateMessage::new()
+        .content(fit(&msg.text, TEXT_LIMIT))
+        .components(components(msg))
+        .allowed_mentions(CreateAllowedMentions::new())
+}
+
+/// The `nonce` of a keyed send: Discord compares nonces per author, across channels, so
+/// the channel is part of it; 24 hex digits of a SHA-256 fit its 25 characters.
+fn nonce(channel: &str, key: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(format!("{channel}/{key}").as_bytes());
+    hex::encode(digest)[..24].to_owned()
 }
 
 #[cfg(test)]

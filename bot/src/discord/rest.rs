@@ -136,6 +136,11 @@ impl Rest {
         })
     }
 
+    /// The HTTP client (attachment downloads, [`super::files`]).
+    pub fn http(&self) -> &reqwest::Client {
+        &self.client
+    }
+
     /// The API host for serenity's own `Http` (`None`: Discord itself).
     pub fn proxy(&self) -> Option<&str> {
         self.proxy.as_deref()

@@ -1,6 +1,7 @@
 //! Who is calling: the bearer-token middleware that admits user tokens (constant-time checks
-//! against hashed tokens; a daemon key is not a user token), the [`User`] it leaves in the
-//! request, and the audit row every REST action writes under that user's name.
+//! against hashed tokens; a daemon key is not a user token; a wrong one counts against the
+//! caller's address in [`super::guard`]), the [`User`] it leaves in the request, and the
+//! audit row every REST action writes under that user's name.
 //!
 //! The audit row also keeps the caller's address: the connection's peer, or, when the peer
 //! is one of `trusted_proxies` (a reverse proxy that terminates TLS), the client that
@@ -18,7 +19,7 @@ use common::event::{Origin, Surface, now_ms};
 use serde_json::Value;
 use tracing::error;
 
-use super::AppError;
+use super::{AppError, guard};
 use crate::AppState;
 use crate::auth::{KeyKind, bearer_token};
 use crate::tls::PeerAddr;
@@ -32,15 +33,25 @@ tokio::task_local! {
 #[derive(Clone, Debug)]
 pub struct User(pub String);
 
-/// Middleware: a valid user bearer token or 401.
+/// Middleware: a valid user bearer token or 401; 429 for an address with too many failed
+/// checks ([`guard`]), whose tokens are then not checked at all.
 pub async fn require_user(
     State(state): State<Arc<AppState>>,
     mut req: Request,
     next: Next,
 ) -> Response {
+    let peer = req
+        .extensions()
+        .get::<ConnectInfo<PeerAddr>>()
+        .map(|c| c.0.0.ip());
+    let client = peer.map(|p| client_addr(p, req.headers(), &state.cfg.trusted_proxies));
+    if let Some(wait) = client.and_then(|c| state.auth_guard.blocked_for(c)) {
+        state.hub.metrics.reject();
+        return guard::too_many(wait);
+    }
     let token = bearer_token(req.headers()).map(str::to_owned);
-    let user = match token {
-        Some(t) => match state.db.verify_key(&t, KeyKind::User).await {
+    let user = match &token {
+        Some(t) => match state.db.verify_key(t, KeyKind::User).await {
             Ok(Some(row)) => Some(row.name),
             Ok(None) => None,
             Err(e) => return AppError::internal(e).into_response(),
@@ -48,7 +59,14 @@ pub async fn require_user(
         None => None,
     };
     let Some(user) = user else {
-        state.hub.metrics.reject();
+        if token.is_some()
+            && let Some(blocked) = guard::failed(&state, client, "rest", req.uri().path()).await
+        {
+            return blocked;
+        }
+        if token.is_none() {
+            state.hub.metrics.reject();
+        }
         return AppError::new(
             StatusCode::UNAUTHORIZED,
             "unauthorized",
@@ -56,11 +74,6 @@ pub async fn require_user(
         )
         .into_response();
     };
-    let peer = req
-        .extensions()
-        .get::<ConnectInfo<PeerAddr>>()
-        .map(|c| c.0.0.ip());
-    let client = peer.map(|p| client_addr(p, req.headers(), &state.cfg.trusted_proxies));
     req.extensions_mut().insert(User(user));
     CLIENT_ADDR.scope(client, next.run(req)).await
 }

@@ -13,9 +13,9 @@ use axum::http::StatusCode;
 use common::event::now_ms;
 use common::ids::DaemonId;
 use common::ipc::{Command, DaemonStatus, NoArgs};
-use serde_json::{Value, json};
 
 use super::AppError;
+use super::schema::{DaemonHealth, DaemonStatusName as Health, ErrorResponse, Heartbeat};
 use crate::AppState;
 
 /// How long the health route waits for the daemon's own status.
@@ -83,10 +83,18 @@ pub async fn resolve_daemon(state: &AppState, key: &str) -> Result<DaemonId, App
 }
 
 /// `GET /api/daemons/{daemon}`.
+#[utoipa::path(get, path = "/api/daemons/{daemon}", summary = "One daemon's health", tag = "daemons",
+    params(("daemon" = String, Path, description = "the daemon: its id, a unique id prefix, or its hostname")),
+    responses(
+        (status = 200, description = "its health, in OCC's shape (an offline daemon is `status: offline`, not an error)", body = DaemonHealth),
+        (status = 401, description = "missing or invalid bearer token", body = ErrorResponse),
+        (status = 404, description = "no such daemon", body = ErrorResponse),
+        (status = 409, description = "the key matches several daemons", body = ErrorResponse),
+    ))]
 pub async fn get_daemon(
     State(state): State<Arc<AppState>>,
     Path(key): Path<String>,
-) -> Result<Json<Value>, AppError> {
+) -> Result<Json<DaemonHealth>, AppError> {
     let id = resolve_daemon(&state, &key).await?;
     let row = state
         .db
@@ -106,28 +114,34 @@ pub async fn get_daemon(
     } else {
         None
     };
-    let heartbeat = state.hub.heartbeat(&id).map(|h| {
-        json!({
-            "lastSuccessfulAt": iso(h.last_successful_ms),
-            "consecutiveFailures": h.consecutive_failures,
-            "seqNum": h.seq_num,
-        })
+    let heartbeat = state.hub.heartbeat(&id).map(|h| Heartbeat {
+        last_successful_at: iso(h.last_successful_ms),
+        consecutive_failures: h.consecutive_failures,
+        seq_num: h.seq_num,
     });
     let exec = status.as_ref().map(|s| &s.executions);
-    Ok(Json(json!({
-        "id": id,
-        "hostname": row.hostname,
-        "status": if online { "healthy" } else { "offline" },
-        "online": online,
-        "version": status.as_ref().map_or(row.version.as_str(), |s| s.version.as_str()),
-        "uptime": status.as_ref().map(|s| now_ms().saturating_sub(s.started_ms) / 1000),
-        "heartbeat": heartbeat,
-        "workers": exec.map(|e| e.workers),
-        "running": exec.map(|e| e.running),
-        "queued": exec.map(|e| e.queued),
-        "queueMax": exec.map(|e| e.queue_max),
-        "workspaces": state.hub.has_feature(&id, common::link::FEATURE_WORKSPACES),
-        "lastSeen": iso(row.last_seen_ms),
-        "firstSeen": iso(row.first_seen_ms),
-    })))
+    Ok(Json(DaemonHealth {
+        workspaces: state.hub.has_feature(&id, common::link::FEATURE_WORKSPACES),
+        id,
+        hostname: row.hostname,
+        status: if online {
+            Health::Healthy
+        } else {
+            Health::Offline
+        },
+        online,
+        version: status
+            .as_ref()
+            .map_or(row.version.clone(), |s| s.version.clone()),
+        uptime: status
+            .as_ref()
+            .map(|s| now_ms().saturating_sub(s.started_ms) / 1000),
+        heartbeat,
+        workers: exec.map(|e| e.workers),
+        running: exec.map(|e| e.running),
+        queued: exec.map(|e| e.queued),
+        queue_max: exec.map(|e| e.queue_max),
+        last_seen: iso(row.last_seen_ms),
+        first_seen: iso(row.first_seen_ms),
+    }))
 }

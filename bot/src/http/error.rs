@@ -28,6 +28,10 @@ pub struct AppError {
 impl AppError {
     /// Builds an error.
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        debug_assert!(
+            super::schema::is_documented(code),
+            "error code `{code}` is missing from http::schema::ErrorCodeName"
+        );
         Self {
             status,
             code,
@@ -107,7 +111,10 @@ pub fn daemon_error(body: ErrorBody) -> AppError {
     let (status, code) = match body.code {
         ErrorCode::NotFound => (StatusCode::NOT_FOUND, "not_found"),
         ErrorCode::Ambiguous => (StatusCode::CONFLICT, "ambiguous"),
-        ErrorCode::BadRequest | ErrorCode::ParseError | ErrorCode::UnknownCommand => {
+        // What reaches a daemon already passed the REST schema: a refusal there is about
+        // the value (no such directory, a name in use, answers that do not fit), not its form.
+        ErrorCode::BadRequest => (StatusCode::UNPROCESSABLE_ENTITY, "unprocessable"),
+        ErrorCode::ParseError | ErrorCode::UnknownCommand => {
             (StatusCode::BAD_REQUEST, "bad_request")
         }
         ErrorCode::TooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "too_large"),
@@ -123,17 +130,18 @@ pub fn daemon_error(body: ErrorBody) -> AppError {
         ErrorCode::WorkspaceInUse => (StatusCode::CONFLICT, "WORKSPACE_IN_USE"),
         ErrorCode::WorkersBusy => (StatusCode::TOO_MANY_REQUESTS, "WORKERS_BUSY"),
         ErrorCode::BadWorkspaceId => (StatusCode::BAD_REQUEST, "BAD_WORKSPACE_ID"),
-        ErrorCode::ZipPathTraversal => (StatusCode::BAD_REQUEST, "ZIP_PATH_TRAVERSAL"),
-        ErrorCode::ZipAbsolutePath => (StatusCode::BAD_REQUEST, "ZIP_ABSOLUTE_PATH"),
-        ErrorCode::ZipSymlink => (StatusCode::BAD_REQUEST, "ZIP_SYMLINK"),
-        ErrorCode::ZipSpecialFile => (StatusCode::BAD_REQUEST, "ZIP_SPECIAL_FILE"),
-        ErrorCode::ZipBadName => (StatusCode::BAD_REQUEST, "ZIP_BAD_NAME"),
-        ErrorCode::ZipDuplicate => (StatusCode::BAD_REQUEST, "ZIP_DUPLICATE"),
+        // A hostile or broken archive is a well-formed upload the daemon refuses: 422.
+        ErrorCode::ZipPathTraversal => (StatusCode::UNPROCESSABLE_ENTITY, "ZIP_PATH_TRAVERSAL"),
+        ErrorCode::ZipAbsolutePath => (StatusCode::UNPROCESSABLE_ENTITY, "ZIP_ABSOLUTE_PATH"),
+        ErrorCode::ZipSymlink => (StatusCode::UNPROCESSABLE_ENTITY, "ZIP_SYMLINK"),
+        ErrorCode::ZipSpecialFile => (StatusCode::UNPROCESSABLE_ENTITY, "ZIP_SPECIAL_FILE"),
+        ErrorCode::ZipBadName => (StatusCode::UNPROCESSABLE_ENTITY, "ZIP_BAD_NAME"),
+        ErrorCode::ZipDuplicate => (StatusCode::UNPROCESSABLE_ENTITY, "ZIP_DUPLICATE"),
         ErrorCode::ZipTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "ZIP_TOO_LARGE"),
-        ErrorCode::ZipTooManyFiles => (StatusCode::BAD_REQUEST, "ZIP_TOO_MANY_FILES"),
-        ErrorCode::ZipRatio => (StatusCode::BAD_REQUEST, "ZIP_RATIO"),
-        ErrorCode::ZipEncrypted => (StatusCode::BAD_REQUEST, "ZIP_ENCRYPTED"),
-        ErrorCode::ZipCorrupt => (StatusCode::BAD_REQUEST, "ZIP_CORRUPT"),
+        ErrorCode::ZipTooManyFiles => (StatusCode::UNPROCESSABLE_ENTITY, "ZIP_TOO_MANY_FILES"),
+        ErrorCode::ZipRatio => (StatusCode::UNPROCESSABLE_ENTITY, "ZIP_RATIO"),
+        ErrorCode::ZipEncrypted => (StatusCode::UNPROCESSABLE_ENTITY, "ZIP_ENCRYPTED"),
+        ErrorCode::ZipCorrupt => (StatusCode::UNPROCESSABLE_ENTITY, "ZIP_CORRUPT"),
     };
     AppError::new(status, code, body.message)
 }

@@ -13,37 +13,72 @@ use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use common::ids::SessionId;
 use futures::Stream;
 use serde::Deserialize;
-use serde_json::{Value, json};
 use tracing::error;
+use utoipa::IntoParams;
 
-use super::sessions::{daemon_of, parse_session};
+use super::resolve::resolve_session;
+use super::schema::{ErrorResponse, EventPage};
+use super::sessions::daemon_of;
 use super::sse::{ClientGuard, async_stream};
 use super::{AppError, AppQuery};
 use crate::AppState;
 use crate::db::StoredEvent;
 
 /// Query of `GET /api/sessions/:id/events`.
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct EventsQuery {
+    /// Keyset paging: events with a row id above this (`next_after` of the previous page).
     after: Option<i64>,
+    /// Offset paging: skip this many of the session's events (not with `after`).
+    #[param(maximum = 9223372036854775807_u64)]
     offset: Option<u64>,
-    limit: Option<u32>,
+    /// Page size; at most `events_page_max` (default 100, 0 counts as 1).
+    #[param(maximum = 9223372036854775807_u64)]
+    limit: Option<u64>,
 }
 
 /// `GET /api/sessions/:id/events?after=&limit=` (keyset) or `?offset=&limit=`.
+#[utoipa::path(get, path = "/api/sessions/{id}/events", summary = "Stored events, keyset or offset paged", tag = "sessions",
+    params(("id" = String, Path, description = "the session: its id, a unique id prefix (4+ characters) or its name"), EventsQuery),
+    responses(
+        (status = 200, description = "one page of stored events, oldest first", body = EventPage),
+        (status = 400, description = "not a session id, or a query parameter of the wrong type", body = ErrorResponse),
+        (status = 401, description = "missing or invalid bearer token", body = ErrorResponse),
+        (status = 404, description = "no such session", body = ErrorResponse),
+        (status = 422, description = "both `after` and `offset`", body = ErrorResponse),
+    ))]
 pub async fn session_events(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
     AppQuery(q): AppQuery<EventsQuery>,
-) -> Result<Json<Value>, AppError> {
-    let id = parse_session(&id)?;
-    let limit = q.limit.unwrap_or(100).clamp(1, state.cfg.events_page_max);
+) -> Result<Json<EventPage>, AppError> {
+    let id = resolve_session(&state, &id).await?;
+    if q.limit.is_some_and(|l| i64::try_from(l).is_err()) {
+        return Err(AppError::new(
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            format!("`limit` must be at most {}", i64::MAX),
+        ));
+    }
+    let max = state.cfg.events_page_max;
+    let limit = q
+        .limit
+        .map_or(100, |l| u32::try_from(l).unwrap_or(max))
+        .clamp(1, max);
     let events = match (q.after, q.offset) {
         (Some(_), Some(_)) => {
             return Err(AppError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "unprocessable",
+                "use either `after` or `offset`, not both",
+            ));
+        }
+        (None, Some(off)) if i64::try_from(off).is_err() => {
+            return Err(AppError::new(
                 StatusCode::BAD_REQUEST,
                 "bad_request",
-                "use either `after` or `offset`, not both",
+                format!("`offset` must be at most {}", i64::MAX),
             ));
         }
         (None, Some(off)) => state.db.events_offset(&id, off, limit).await?,
@@ -60,14 +95,18 @@ pub async fn session_events(
         daemon_of(&state, &id).await?;
     }
     let next_after = events.last().map(|e| e.id);
-    Ok(Json(
-        json!({"events": events, "next_after": next_after, "limit": limit}),
-    ))
+    Ok(Json(EventPage {
+        events,
+        next_after,
+        limit,
+    }))
 }
 
 /// Query of `GET /api/sessions/:id/stream`.
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct StreamQuery {
+    /// Replay stored events with a row id above this (`Last-Event-ID` wins).
     after: Option<i64>,
 }
 
@@ -80,13 +119,25 @@ fn sse_event(ev: &StoredEvent) -> SseEvent {
 
 /// `GET /api/sessions/:id/stream`: stored events after `Last-Event-ID` (or `?after=`), then
 /// live ones, each exactly once and in order.
+#[utoipa::path(get, path = "/api/sessions/{id}/stream", summary = "Stored then live events as Server-Sent Events", tag = "sessions",
+    params(
+        ("id" = String, Path, description = "the session: its id, a unique id prefix (4+ characters) or its name"),
+        ("Last-Event-ID" = Option<i64>, Header, description = "resume after this row id"),
+        StreamQuery,
+    ),
+    responses(
+        (status = 200, description = "Server-Sent Events, never ending: the stored events after `Last-Event-ID` (or `after`), then live ones; each SSE `id` is the row id, `event` the kind, `data` a StoredEvent", content_type = "text/event-stream", body = String),
+        (status = 400, description = "not a session id, or a query parameter of the wrong type", body = ErrorResponse),
+        (status = 401, description = "missing or invalid bearer token", body = ErrorResponse),
+        (status = 404, description = "no such session", body = ErrorResponse),
+    ))]
 pub async fn session_stream(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
     AppQuery(q): AppQuery<StreamQuery>,
     headers: HeaderMap,
 ) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>, AppError> {
-    let id = parse_session(&id)?;
+    let id = resolve_session(&state, &id).await?;
     daemon_of(&state, &id).await?;
     let after = headers
         .get("last-event-id")

@@ -5,8 +5,10 @@
 //! `Last-Event-ID`, and `POST /api/executions/{id}/cancel` stops one.
 //!
 //! Errors known before the run starts are plain JSON errors with OCC's codes (400
-//! `BAD_REQUEST`, 404 `WORKSPACE_NOT_FOUND`, 503 `DAEMON_OFFLINE`, 429 `WORKERS_BUSY` with
-//! `Retry-After`); errors during the run are `error` events. The stream follows the daemon
+//! `BAD_REQUEST` for a body the OpenAPI document does not admit, 404 `WORKSPACE_NOT_FOUND`,
+//! 503 `DAEMON_OFFLINE`, 429 `WORKERS_BUSY` with `Retry-After`) or ours (404 `not_found` for
+//! an unknown daemon, 422 `unprocessable` for an admitted body that cannot run); errors
+//! during the run are `error` events. The stream follows the daemon
 //! through [`crate::executions::follow`], so a dropped link is resumed without losing or
 //! repeating output; storage is the recorder's job, not the stream's, so a client that
 //! goes away loses nothing.
@@ -28,11 +30,13 @@ use common::ipc::{Command, ErrorCode};
 use common::link::FEATURE_WORKSPACES;
 use common::workspace::{ExecArgs, ExecInfo, ExecItem, ExecRef, ExecUpdate, valid_id};
 use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::json;
 use tokio::sync::mpsc;
+use utoipa::ToSchema;
 
 use super::access::{User, audit};
 use super::daemons::{iso, resolve_daemon};
+use super::schema::{ErrorResponse, ExecSummary, Execution};
 use super::{AppError, daemon_error};
 use crate::AppState;
 use crate::db::{DbError, ExecutionRow};
@@ -61,7 +65,6 @@ fn offline(d: &DaemonId) -> AppError {
 fn hub_error(d: &DaemonId, e: HubError) -> AppError {
     match e {
         HubError::Offline(_) => offline(d),
-        HubError::Daemon(body) if body.code == ErrorCode::BadRequest => bad(body.message),
         HubError::Daemon(body) if body.code == ErrorCode::NotFound => {
             AppError::new(StatusCode::NOT_FOUND, "not_found", body.message)
         }
@@ -71,31 +74,61 @@ fn hub_error(d: &DaemonId, e: HubError) -> AppError {
 }
 
 /// Body of `POST /api/execute` (OCC's field names).
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
-struct ExecuteBody {
+#[schema(example = json!({"workspaceId": "site", "prompt": "list the files", "timeoutSecs": 120}))]
+pub struct ExecuteBody {
+    /// 1 to 64 letters, digits, `-` or `_`; a UUID when left out.
+    #[schema(pattern = "^[A-Za-z0-9_-]{1,64}$")]
     execution_id: Option<String>,
+    /// Run in this workspace (give this or `cwd`).
+    #[schema(pattern = "^[A-Za-z0-9_-]{1,64}$", example = "site")]
     workspace_id: Option<String>,
+    /// Run in this absolute directory instead of a workspace.
+    #[schema(value_type = Option<String>, pattern = "^/")]
     cwd: Option<PathBuf>,
+    /// The daemon: id, unique id prefix or hostname; optional when one daemon is connected.
     daemon: Option<String>,
+    /// The prompt; not only whitespace.
+    #[schema(pattern = "\\S")]
     prompt: String,
+    /// Seconds before claude is killed (default 600, at most a day).
+    #[schema(minimum = 1, maximum = 86400)]
+    #[serde(default, deserialize_with = "whole_seconds")]
     timeout_secs: Option<u64>,
+    /// The model.
     model: Option<String>,
+    /// Tools allowed besides the read-only ones: names or rules such as `Bash(git status:*)`.
     #[serde(default)]
     allowed_tools: Vec<String>,
+}
+
+/// Longest `timeoutSecs`.
+const MAX_TIMEOUT_SECS: u64 = 86_400;
+
+/// `timeoutSecs` as JSON Schema's `integer` has it: `600` and `600.0` are the same number.
+fn whole_seconds<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    let Some(n) = Option::<serde_json::Number>::deserialize(d)? else {
+        return Ok(None);
+    };
+    if let Some(u) = n.as_u64() {
+        return Ok(Some(u));
+    }
+    match n.as_f64() {
+        Some(f) if f.fract() == 0.0 && (0.0..=MAX_TIMEOUT_SECS as f64).contains(&f) => {
+            Ok(Some(f as u64))
+        }
+        _ => Err(serde::de::Error::custom(format!(
+            "`timeoutSecs` must be a whole number of seconds from 1 to {MAX_TIMEOUT_SECS}, not {n}"
+        ))),
+    }
 }
 
 /// The daemon an execution goes to: the one named, else the only one online that runs
 /// executions.
 async fn pick(state: &AppState, named: Option<&str>) -> Result<DaemonId, AppError> {
     let d = match named {
-        Some(key) => resolve_daemon(state, key).await.map_err(|e| {
-            if e.status() == StatusCode::NOT_FOUND || e.status() == StatusCode::CONFLICT {
-                bad(e.to_string())
-            } else {
-                e
-            }
-        })?,
+        Some(key) => resolve_daemon(state, key).await?,
         None => {
             let online: Vec<DaemonId> = state
                 .hub
@@ -112,7 +145,13 @@ async fn pick(state: &AppState, named: Option<&str>) -> Result<DaemonId, AppErro
                         "no daemon that runs executions is connected",
                     ));
                 }
-                _ => return Err(bad("several daemons are connected; name one in `daemon`")),
+                _ => {
+                    return Err(AppError::new(
+                        StatusCode::UNPROCESSABLE_ENTITY,
+                        "unprocessable",
+                        "several daemons are connected; name one in `daemon`",
+                    ));
+                }
             }
         }
     };
@@ -130,6 +169,23 @@ async fn pick(state: &AppState, named: Option<&str>) -> Result<DaemonId, AppErro
 }
 
 /// `POST /api/execute`.
+#[utoipa::path(post, path = "/api/execute", summary = "Run a prompt in a fresh claude, streamed as SSE", operation_id = "execute", tag = "executions",
+    request_body = ExecuteBody,
+    responses(
+        (status = 200, description = "Server-Sent Events until the run ends: `queued` {position}, `output` {chunk}, then `complete` {exitCode, result} or `error` {code, message}; each with `executionId` and `timestamp`; the id also in `X-Execution-Id`", content_type = "text/event-stream", body = String,
+            headers(("X-Execution-Id" = String, description = "the execution's id"))),
+        (status = 400, description = "a body that does not match the schema (`BAD_REQUEST`)", body = ErrorResponse),
+        (status = 401, description = "missing or invalid bearer token", body = ErrorResponse),
+        (status = 404, description = "no such daemon (`not_found`) or workspace (`WORKSPACE_NOT_FOUND`)", body = ErrorResponse),
+        (status = 409, description = "the daemon key matches several daemons, or the `executionId` exists (`EXECUTION_EXISTS`)", body = ErrorResponse),
+        (status = 413, description = "body over `max_body_bytes`", body = ErrorResponse),
+        (status = 422, description = "both or neither of `workspaceId` and `cwd`, several daemons and none named, or a value the daemon refuses", body = ErrorResponse),
+        (status = 429, description = "every worker busy and the queue full (`WORKERS_BUSY`)", body = ErrorResponse,
+            headers(("Retry-After" = u64, description = "seconds"))),
+        (status = 501, description = "the daemon is too old for executions", body = ErrorResponse),
+        (status = 503, description = "the daemon is offline (`DAEMON_OFFLINE`)", body = ErrorResponse),
+        (status = 504, description = "the daemon did not answer in time", body = ErrorResponse),
+    ))]
 pub async fn execute(
     State(state): State<Arc<AppState>>,
     Extension(user): Extension<User>,
@@ -138,7 +194,18 @@ pub async fn execute(
     let b: ExecuteBody =
         serde_json::from_slice(&body).map_err(|e| bad(format!("bad JSON body: {e}")))?;
     if b.workspace_id.is_some() == b.cwd.is_some() {
-        return Err(bad("give exactly one of `workspaceId` and `cwd`"));
+        return Err(AppError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "unprocessable",
+            "give exactly one of `workspaceId` and `cwd`",
+        ));
+    }
+    if let Some(t) = b.timeout_secs
+        && !(1..=MAX_TIMEOUT_SECS).contains(&t)
+    {
+        return Err(bad(format!(
+            "`timeoutSecs` must be from 1 to {MAX_TIMEOUT_SECS}"
+        )));
     }
     if b.prompt.trim().is_empty() {
         return Err(bad("`prompt` is empty"));
@@ -295,8 +362,9 @@ fn sse_event(id: &str, item: &ExecItem) -> Option<SseEvent> {
 }
 
 async fn row(state: &AppState, id: &str) -> Result<ExecutionRow, AppError> {
+    // `fetch_one` on a missing row is sqlx's `RowNotFound`, not our `NotFound`.
     state.db.get_execution(id).await.map_err(|e| match e {
-        DbError::NotFound => AppError::new(
+        DbError::NotFound | DbError::Sqlx(sqlx::Error::RowNotFound) => AppError::new(
             StatusCode::NOT_FOUND,
             "not_found",
             format!("no execution `{id}`"),
@@ -306,30 +374,41 @@ async fn row(state: &AppState, id: &str) -> Result<ExecutionRow, AppError> {
 }
 
 /// An execution in the shape of `GET /api/executions/{id}`.
-fn execution_json(r: &ExecutionRow) -> Value {
-    json!({
-        "executionId": r.id,
-        "workspaceId": r.workspace_id,
-        "daemon": r.daemon_id,
-        "cwd": r.cwd,
-        "prompt": r.prompt,
-        "status": r.status,
-        "exitCode": r.exit_code,
-        "output": r.output,
-        "error": r.error,
-        "result": r.result.as_ref().map(|x| json!({"cost_usd": x.cost_usd, "duration_ms": x.duration_ms, "turns": x.turns})),
-        "created": iso(r.created_ms),
-        "started": r.started_ms.map(iso),
-        "finished": r.finished_ms.map(iso),
-    })
+fn execution_json(r: &ExecutionRow) -> Execution {
+    Execution {
+        execution_id: r.id.clone(),
+        workspace_id: r.workspace_id.clone(),
+        daemon: r.daemon_id.clone(),
+        cwd: r.cwd.clone(),
+        prompt: r.prompt.clone(),
+        status: r.status,
+        exit_code: r.exit_code,
+        output: r.output.clone(),
+        error: r.error.clone(),
+        result: r.result.as_ref().map(|x| ExecSummary {
+            cost_usd: x.cost_usd,
+            duration_ms: x.duration_ms,
+            turns: x.turns,
+        }),
+        created: iso(r.created_ms),
+        started: r.started_ms.map(iso),
+        finished: r.finished_ms.map(iso),
+    }
 }
 
 /// `GET /api/executions/{id}`: the stored execution; one still running is refreshed from
 /// its daemon first, so the answer is never behind what a stream already showed.
+#[utoipa::path(get, path = "/api/executions/{id}", summary = "An execution's status and whole output", operation_id = "get_execution", tag = "executions",
+    params(("id" = String, Path, description = "the execution id")),
+    responses(
+        (status = 200, description = "the execution: status, exit code, whole output, result", body = Execution),
+        (status = 401, description = "missing or invalid bearer token", body = ErrorResponse),
+        (status = 404, description = "no such execution", body = ErrorResponse),
+    ))]
 pub async fn get(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
-) -> Result<Json<Value>, AppError> {
+) -> Result<Json<Execution>, AppError> {
     let mut r = row(&state, &id).await?;
     if !r.status.is_final() && state.hub.is_online(&r.daemon_id) {
         let cmd = Command::ExecGet(ExecRef {
@@ -351,6 +430,13 @@ pub async fn get(
 
 /// `GET /api/executions/{id}/stream`: the events after `Last-Event-ID` (all without it),
 /// live until the last.
+#[utoipa::path(get, path = "/api/executions/{id}/stream", summary = "An execution's events again, live until the last", operation_id = "stream_execution", tag = "executions",
+    params(("id" = String, Path, description = "the execution id"), ("Last-Event-ID" = Option<u64>, Header, description = "resume after this item")),
+    responses(
+        (status = 200, description = "the execution's events after `Last-Event-ID`, live until the last (as from `POST /api/execute`)", content_type = "text/event-stream", body = String),
+        (status = 401, description = "missing or invalid bearer token", body = ErrorResponse),
+        (status = 404, description = "no such execution", body = ErrorResponse),
+    ))]
 pub async fn stream(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
@@ -391,11 +477,20 @@ pub async fn stream(
 }
 
 /// `POST /api/executions/{id}/cancel`.
+#[utoipa::path(post, path = "/api/executions/{id}/cancel", summary = "Cancel a queued or running execution", operation_id = "cancel_execution", tag = "executions",
+    params(("id" = String, Path, description = "the execution id")),
+    responses(
+        (status = 200, description = "cancelled (its child and tools are killed), or already finished", body = Execution),
+        (status = 401, description = "missing or invalid bearer token", body = ErrorResponse),
+        (status = 404, description = "no such execution", body = ErrorResponse),
+        (status = 503, description = "its daemon is offline (`DAEMON_OFFLINE`)", body = ErrorResponse),
+        (status = 504, description = "the daemon did not answer in time", body = ErrorResponse),
+    ))]
 pub async fn cancel(
     State(state): State<Arc<AppState>>,
     Extension(user): Extension<User>,
     Path(id): Path<String>,
-) -> Result<Json<Value>, AppError> {
+) -> Result<Json<Execution>, AppError> {
     let r = row(&state, &id).await?;
     if !r.status.is_final() {
         let cmd = Command::ExecCancel(ExecRef {

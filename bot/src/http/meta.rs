@@ -1,5 +1,5 @@
-//! The routes about the server itself: `/healthz` (open), `/metrics` in Prometheus text, the
-//! OpenAPI document, and the JSON 404 for unknown routes.
+//! The routes about the server itself: `/healthz` (open), `/metrics` in Prometheus text, and
+//! the JSON 404 for unknown routes (the OpenAPI document is served by [`crate::openapi`]).
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -8,13 +8,18 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use serde_json::{Value, json};
 
 use super::AppError;
+use super::schema::{ErrorResponse, Health};
 use crate::AppState;
 
 /// `GET /healthz` (open): 200 while the database answers, else 503 with
 /// `"database": "unreachable"` (a load balancer then sends traffic to another replica).
+#[utoipa::path(get, path = "/healthz", summary = "Liveness and database reachability (no token needed)", tag = "meta", security(()),
+    responses(
+        (status = 200, description = "the bot is up and its database answers", body = Health),
+        (status = 503, description = "the bot is up but its database does not answer (within 3 s): send traffic to another replica", body = Health),
+    ))]
 pub async fn healthz(State(state): State<Arc<AppState>>) -> Response {
     let ping = tokio::time::timeout(std::time::Duration::from_secs(3), state.db.ping()).await;
     let backend = if state.db.is_postgres() {
@@ -22,23 +27,26 @@ pub async fn healthz(State(state): State<Arc<AppState>>) -> Response {
     } else {
         "sqlite"
     };
-    match ping {
-        Ok(Ok(())) => Json(json!({
-            "ok": true, "version": common::VERSION, "database": "ok", "backend": backend,
-        }))
-        .into_response(),
-        _ => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({
-                "ok": false, "version": common::VERSION, "database": "unreachable",
-                "backend": backend,
-            })),
-        )
-            .into_response(),
+    let up = matches!(ping, Ok(Ok(())));
+    let body = Json(Health {
+        ok: up,
+        version: common::VERSION.to_owned(),
+        database: if up { "ok" } else { "unreachable" }.to_owned(),
+        backend: backend.to_owned(),
+    });
+    if up {
+        body.into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, body).into_response()
     }
 }
 
 /// `GET /metrics` (Prometheus text).
+#[utoipa::path(get, path = "/metrics", summary = "Prometheus metrics", tag = "meta",
+    responses(
+        (status = 200, description = "Prometheus text format", content_type = "text/plain", body = String),
+        (status = 401, description = "missing or invalid bearer token", body = ErrorResponse),
+    ))]
 pub async fn metrics(State(state): State<Arc<AppState>>) -> Result<Response, AppError> {
     let c = state.db.counts().await?;
     let m = &state.hub.metrics;
@@ -81,11 +89,6 @@ pub async fn metrics(State(state): State<Arc<AppState>>) -> Result<Response, App
     out.push_str("# HELP ccrm_approvals_pending Approvals waiting for an answer.\n# TYPE ccrm_approvals_pending gauge\n");
     out.push_str(&format!("ccrm_approvals_pending {}\n", c.approvals_pending));
     Ok(([("content-type", "text/plain; version=0.0.4")], out).into_response())
-}
-
-/// `GET /api/openapi.json`.
-pub async fn openapi() -> Json<Value> {
-    Json(crate::openapi::document())
 }
 
 /// Fallback for unknown routes: JSON 404.

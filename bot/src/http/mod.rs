@@ -1,4 +1,5 @@
-//! The REST API (`/api/...`), SSE streams, `/metrics` and the OpenAPI document; the router in
+//! The REST API (`/api/...`), SSE streams and `/metrics` (the OpenAPI document is
+//! [`crate::openapi`]); the router in
 //! the crate root puts them together with the WebSocket endpoints.
 //!
 //! Every route but `/healthz` needs `Authorization: Bearer <user token>` ([`access`]).
@@ -7,13 +8,17 @@
 //! parsed by our own extractor so a bad body gets the same error shape. Commands go to the
 //! owning daemon through the hub; daemon errors map to HTTP statuses.
 //!
-//! - [`sessions`]: list, start, show, prompt and control sessions.
+//! - [`sessions`]: list, start, show, prompt and control sessions; [`prompt_body`]: a
+//!   prompt's JSON or multipart body with images and files.
 //! - [`events`]: stored event pages and the SSE stream; [`sse`]: streaming plumbing.
 //! - [`approvals`]: pending approvals and decisions.
-//! - [`meta`]: health, metrics, the OpenAPI document, the JSON 404.
+//! - [`meta`]: health, metrics, the JSON 404.
 //! - [`daemons`]: one daemon's health; finding a daemon by id, prefix or hostname.
+//! - [`resolve`]: which session a path means (id, unique id prefix or name).
+//! - [`guard`]: failed token checks rate-limited per client address, and audited.
 //! - [`workspaces`]: workspace uploads (multipart, streamed to the daemon), list, delete.
 //! - [`executions`]: `POST /api/execute` (SSE), stored results, resumed streams, cancel.
+//! - [`schema`]: the OpenAPI schemas of the bodies (error codes, envelopes, OCC shapes).
 
 pub mod access;
 pub mod approvals;
@@ -21,7 +26,11 @@ pub mod daemons;
 pub mod error;
 pub mod events;
 pub mod executions;
+pub mod guard;
 pub mod meta;
+pub mod prompt_body;
+pub mod resolve;
+pub mod schema;
 pub mod sessions;
 pub mod sse;
 pub mod workspaces;

@@ -24,10 +24,14 @@ use common::workspace::{
     UploadReceived, WorkspaceCreateArgs, WorkspaceCreated, WorkspaceInfo, WorkspacePolicy,
     WorkspaceRef, valid_id,
 };
-use serde_json::{Value, json};
+use serde_json::json;
 
 use super::access::{User, audit};
 use super::daemons::{iso, resolve_daemon};
+use super::schema::{
+    ErrorResponse, Success, Workspace, WorkspaceDeleted, WorkspaceForm, WorkspaceList,
+    WorkspaceUploaded,
+};
 use super::{AppError, daemon_error};
 use crate::AppState;
 use crate::hub::HubError;
@@ -149,13 +153,28 @@ struct Form {
 }
 
 /// `POST /api/daemons/{daemon}/workspaces`.
+#[utoipa::path(post, path = "/api/daemons/{daemon}/workspaces", summary = "Upload a workspace (multipart zip)", operation_id = "upload_workspace", tag = "workspaces",
+    params(("daemon" = String, Path, description = "the daemon: its id, a unique id prefix, or its hostname")),
+    request_body(content = WorkspaceForm, content_type = "multipart/form-data", description = "fields in any order; exempt from `max_body_bytes`, capped by `workspace_max_upload_bytes` while it streams"),
+    responses(
+        (status = 200, description = "created (or kept, with `reuse`)", body = WorkspaceUploaded),
+        (status = 400, description = "a form that does not match the schema (`BAD_REQUEST`, `BAD_WORKSPACE_ID`)", body = ErrorResponse),
+        (status = 401, description = "missing or invalid bearer token", body = ErrorResponse),
+        (status = 404, description = "no such daemon (`not_found`) or workspace (`WORKSPACE_NOT_FOUND`)", body = ErrorResponse),
+        (status = 409, description = "the daemon key matches several daemons", body = ErrorResponse),
+        (status = 501, description = "the daemon is too old for workspaces", body = ErrorResponse),
+        (status = 503, description = "the daemon is offline (`DAEMON_OFFLINE`)", body = ErrorResponse),
+        (status = 504, description = "the daemon did not answer in time", body = ErrorResponse),
+        (status = 413, description = "over `workspace_max_upload_bytes` (`ZIP_TOO_LARGE`)", body = ErrorResponse),
+        (status = 422, description = "a hostile or broken archive (`ZIP_PATH_TRAVERSAL`, `ZIP_SYMLINK`, `ZIP_CORRUPT`, ...)", body = ErrorResponse),
+    ))]
 pub async fn upload(
     State(state): State<Arc<AppState>>,
     Extension(user): Extension<User>,
     Path(key): Path<String>,
     headers: HeaderMap,
     multipart: Result<Multipart, MultipartRejection>,
-) -> Result<Json<Value>, AppError> {
+) -> Result<Json<WorkspaceUploaded>, AppError> {
     let cap = state.cfg.workspace_max_upload_bytes;
     let declared = headers
         .get(header::CONTENT_LENGTH)
@@ -238,13 +257,13 @@ pub async fn upload(
         json!({"daemon": daemon, "reused": created.reused, "bytes": upload.size}),
     )
     .await;
-    Ok(Json(json!({
-        "status": "success",
-        "workspaceId": workspace_id,
-        "path": created.workspace.path,
-        "reused": created.reused,
-        "workspace": workspace_json(&created.workspace),
-    })))
+    Ok(Json(WorkspaceUploaded {
+        status: Success::Success,
+        workspace_id,
+        path: created.workspace.path.to_string_lossy().into_owned(),
+        reused: created.reused,
+        workspace: workspace_json(&created.workspace),
+    }))
 }
 
 /// Streams the `zip` field to the daemon; `None` as soon as it passes `cap` bytes (the
@@ -267,7 +286,11 @@ async fn stream_zip(
             .map_err(|e| upload_error(daemon, e))?;
     }
     if up.is_empty() {
-        return Err(bad("ZIP_CORRUPT", "the `zip` field is empty"));
+        return Err(AppError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "ZIP_CORRUPT",
+            "the `zip` field is empty",
+        ));
     }
     let data = up.finish().await.map_err(|e| upload_error(daemon, e))?;
     serde_json::from_value(data)
@@ -292,25 +315,36 @@ async fn drain(multipart: &mut Multipart, cap: u64) {
     let _ = tokio::time::timeout(Duration::from_secs(30), work).await;
 }
 
-fn workspace_json(w: &WorkspaceInfo) -> Value {
-    json!({
-        "id": w.id,
-        "name": w.name,
-        "description": w.description,
-        "path": w.path,
-        "size": w.size,
-        "files": w.files,
-        "created": iso(w.created_ms),
-        "sessions": w.sessions,
-        "executions": w.executions,
-    })
+fn workspace_json(w: &WorkspaceInfo) -> Workspace {
+    Workspace {
+        id: w.id.clone(),
+        name: w.name.clone(),
+        description: w.description.clone(),
+        path: w.path.to_string_lossy().into_owned(),
+        size: w.size,
+        files: w.files,
+        created: iso(w.created_ms),
+        sessions: w.sessions.clone(),
+        executions: w.executions.clone(),
+    }
 }
 
 /// `GET /api/daemons/{daemon}/workspaces`.
+#[utoipa::path(get, path = "/api/daemons/{daemon}/workspaces", summary = "The daemon's workspaces", operation_id = "list_workspaces", tag = "workspaces",
+    params(("daemon" = String, Path, description = "the daemon: its id, a unique id prefix, or its hostname")),
+    responses(
+        (status = 200, description = "the daemon's workspaces with size, files and users", body = WorkspaceList),
+        (status = 401, description = "missing or invalid bearer token", body = ErrorResponse),
+        (status = 404, description = "no such daemon (`not_found`) or workspace (`WORKSPACE_NOT_FOUND`)", body = ErrorResponse),
+        (status = 409, description = "the daemon key matches several daemons", body = ErrorResponse),
+        (status = 501, description = "the daemon is too old for workspaces", body = ErrorResponse),
+        (status = 503, description = "the daemon is offline (`DAEMON_OFFLINE`)", body = ErrorResponse),
+        (status = 504, description = "the daemon did not answer in time", body = ErrorResponse),
+    ))]
 pub async fn list(
     State(state): State<Arc<AppState>>,
     Path(key): Path<String>,
-) -> Result<Json<Value>, AppError> {
+) -> Result<Json<WorkspaceList>, AppError> {
     let daemon = workspace_daemon(&state, &key).await?;
     let data = state
         .hub
@@ -322,18 +356,30 @@ pub async fn list(
         .await
         .map_err(|e| hub_error(&daemon, e))?;
     let list: Vec<WorkspaceInfo> = serde_json::from_value(data).map_err(AppError::internal)?;
-    Ok(Json(json!({
-        "daemon": daemon,
-        "workspaces": list.iter().map(workspace_json).collect::<Vec<_>>(),
-    })))
+    Ok(Json(WorkspaceList {
+        daemon,
+        workspaces: list.iter().map(workspace_json).collect(),
+    }))
 }
 
 /// `DELETE /api/daemons/{daemon}/workspaces/{id}`.
+#[utoipa::path(delete, path = "/api/daemons/{daemon}/workspaces/{id}", summary = "Delete a workspace", operation_id = "delete_workspace", tag = "workspaces",
+    params(("daemon" = String, Path, description = "the daemon: its id, a unique id prefix, or its hostname"), ("id" = String, Path, description = "the workspace id", pattern = "^[A-Za-z0-9_-]{1,64}$")),
+    responses(
+        (status = 200, description = "deleted", body = WorkspaceDeleted),
+        (status = 400, description = "not a workspace id (`BAD_WORKSPACE_ID`)", body = ErrorResponse),
+        (status = 401, description = "missing or invalid bearer token", body = ErrorResponse),
+        (status = 404, description = "no such daemon (`not_found`) or workspace (`WORKSPACE_NOT_FOUND`)", body = ErrorResponse),
+        (status = 409, description = "the daemon key matches several daemons, or a session or execution uses the workspace (`WORKSPACE_IN_USE`)", body = ErrorResponse),
+        (status = 501, description = "the daemon is too old for workspaces", body = ErrorResponse),
+        (status = 503, description = "the daemon is offline (`DAEMON_OFFLINE`)", body = ErrorResponse),
+        (status = 504, description = "the daemon did not answer in time", body = ErrorResponse),
+    ))]
 pub async fn remove(
     State(state): State<Arc<AppState>>,
     Extension(user): Extension<User>,
     Path((key, id)): Path<(String, String)>,
-) -> Result<Json<Value>, AppError> {
+) -> Result<Json<WorkspaceDeleted>, AppError> {
     check_workspace_id(&id)?;
     let daemon = workspace_daemon(&state, &key).await?;
     let cmd = Command::WorkspaceRm(WorkspaceRef {
@@ -352,7 +398,9 @@ pub async fn remove(
         json!({"daemon": daemon}),
     )
     .await;
-    Ok(Json(
-        json!({"status": "success", "workspaceId": id, "deleted": true}),
-    ))
+    Ok(Json(WorkspaceDeleted {
+        status: Success::Success,
+        workspace_id: id,
+        deleted: true,
+    }))
 }

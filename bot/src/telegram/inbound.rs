@@ -10,20 +10,25 @@
 
 use std::sync::Arc;
 
+use common::attach::MAX_IMAGE_EDGE;
 use common::event::now_ms;
 use teloxide::payloads::setters::*;
 use teloxide::prelude::Requester;
 use teloxide::types::{
-    CallbackQuery, ChatKind, Message, MessageEntityKind, PublicChatKind, Update, User,
+    CallbackQuery, ChatKind, FileMeta, Message, MessageEntityKind, PhotoSize, PublicChatKind,
+    Update, User,
 };
 use teloxide::utils::command::BotCommands;
 use teloxide::{RequestError, respond};
 use tracing::warn;
 
 use super::PLATFORM;
+use super::inflight::Inflight;
 use super::platform::Telegram;
 use crate::chat::core::ChatCore;
-use crate::chat::{ChatCommand, Incoming, Input, Lane, NewArgs, Place, Sender};
+use crate::chat::{
+    Attachment, AttachmentKind, ChatCommand, Incoming, Input, Lane, NewArgs, Place, Sender,
+};
 use crate::db::Db;
 
 /// The bot's commands; each doc line is its one description in Telegram's command menu.
@@ -75,6 +80,8 @@ pub struct Ctx {
     pub core: Arc<ChatCore<Telegram>>,
     /// The store (update claims).
     pub db: Db,
+    /// The updates not yet claimed (see [`super::inflight`]).
+    pub inflight: Arc<Inflight>,
     /// The bot's username (for `/cmd@bot` and mentions).
     pub username: String,
     /// The bot's user id (for replies to it).
@@ -164,15 +171,101 @@ fn is_forum(m: &Message) -> bool {
     }
 }
 
+/// The largest photo size whose long edge the model takes unscaled, else the smallest
+/// (scaled down later).
+fn photo_size(sizes: &[PhotoSize]) -> Option<&PhotoSize> {
+    let edge = |p: &PhotoSize| p.width.max(p.height);
+    sizes
+        .iter()
+        .filter(|p| edge(p) <= MAX_IMAGE_EDGE)
+        .max_by_key(|p| edge(p))
+        .or_else(|| sizes.iter().min_by_key(|p| edge(p)))
+}
+
+/// The files of `msg` (photo, document, voice, audio, video), if it carries any.
+fn attachments(msg: &Message) -> Vec<Attachment> {
+    let mk = |name: String, meta: &FileMeta, kind| Attachment {
+        name,
+        size: Some(u64::from(meta.size)),
+        kind,
+        handle: meta.id.0.clone(),
+    };
+    let mut out = Vec::new();
+    if let Some(p) = msg.photo().and_then(photo_size) {
+        out.push(mk(
+            format!("photo-{}.jpg", msg.id.0),
+            &p.file,
+            AttachmentKind::Image,
+        ));
+    }
+    if let Some(d) = msg.document() {
+        let image = d
+            .mime_type
+            .as_ref()
+            .is_some_and(|m| m.type_().as_str() == "image");
+        let name = d
+            .file_name
+            .clone()
+            .unwrap_or_else(|| format!("file-{}", msg.id.0));
+        let kind = if image {
+            AttachmentKind::Image
+        } else {
+            AttachmentKind::File
+        };
+        out.push(mk(name, &d.file, kind));
+    }
+    if let Some(v) = msg.voice() {
+        out.push(mk(
+            format!("voice-{}.ogg", msg.id.0),
+            &v.file,
+            AttachmentKind::Voice,
+        ));
+    }
+    if let Some(v) = msg.video_note() {
+        out.push(mk(
+            format!("video-note-{}.mp4", msg.id.0),
+            &v.file,
+            AttachmentKind::Voice,
+        ));
+    }
+    if let Some(a) = msg.audio() {
+        let name = a
+            .file_name
+            .clone()
+            .unwrap_or_else(|| format!("audio-{}", msg.id.0));
+        out.push(mk(name, &a.file, AttachmentKind::File));
+    }
+    if let Some(v) = msg.video() {
+        let name = v
+            .file_name
+            .clone()
+            .unwrap_or_else(|| format!("video-{}.mp4", msg.id.0));
+        out.push(mk(name, &v.file, AttachmentKind::File));
+    }
+    out
+}
+
 /// A message: a command or a prompt piece for the core.
 pub async fn on_message(upd: Update, msg: Message, ctx: Arc<Ctx>) -> Result<(), RequestError> {
-    let (Some(from), Some(text)) = (msg.from.as_ref(), msg.text()) else {
+    let _claimed = ctx.inflight.guard(upd.id.0);
+    let Some(from) = msg.from.as_ref() else {
         return respond(());
     };
-    if from.is_bot || !ctx.claim(i64::from(upd.id.0)).await {
+    let files = attachments(&msg);
+    let text = match (msg.text(), files.is_empty()) {
+        (Some(t), _) => t,
+        (None, false) => msg.caption().unwrap_or_default(),
+        (None, true) => return respond(()),
+    };
+    if from.is_bot {
         return respond(());
     }
-    let input = if text.starts_with('/') {
+    let input = if !files.is_empty() {
+        Input::Files {
+            text: text.to_owned(),
+            files,
+        }
+    } else if text.starts_with('/') {
         match TgCommand::parse(text, &ctx.username) {
             Ok(c) => Input::Command(c.into()),
             // Unknown slash words go to Claude (it has its own slash commands).
@@ -191,13 +284,21 @@ pub async fn on_message(upd: Update, msg: Message, ctx: Arc<Ctx>) -> Result<(), 
         reply: None,
         input,
     };
-    // Quick: prompts go into the debounce buffer, commands into core tasks.
-    ctx.core.handle(inc).await;
+    let update = i64::from(upd.id.0);
+    // Quick: prompts go into the debounce buffer, commands into core tasks. Text for a
+    // session is claimed with its pending row, so a crash before it is delivered loses it
+    // not.
+    if !command && ctx.core.concerns(&inc) {
+        ctx.core.claim_text(update, inc).await;
+    } else if ctx.claim(update).await {
+        ctx.core.handle(inc).await;
+    }
     respond(())
 }
 
 /// A button press: handled in a core task, then answered with a short toast.
 pub async fn on_callback(upd: Update, q: CallbackQuery, ctx: Arc<Ctx>) -> Result<(), RequestError> {
+    let _claimed = ctx.inflight.guard(upd.id.0);
     if !ctx.claim(i64::from(upd.id.0)).await {
         return respond(());
     }

@@ -12,10 +12,13 @@
 //!   and handlers only hand work to the core, so a pending approval never blocks other
 //!   updates.
 //! - The update offset is persisted (`chat_offsets`) and each update is claimed once
-//!   (`chat_updates`), so a restart neither loses nor repeats updates. `setMyCommands`
+//!   (`chat_updates`), so a restart neither loses nor repeats updates. The offset moves
+//!   only after every update handed out was claimed ([`inflight`]), and a prompt piece is
+//!   claimed together with its pending row (`crate::chat::inbox`). `setMyCommands`
 //!   runs on start; the dispatcher stops with its shutdown token.
 
 mod inbound;
+mod inflight;
 mod platform;
 
 use std::collections::VecDeque;
@@ -41,6 +44,7 @@ use tracing::{info, warn};
 
 pub use self::inbound::TgCommand;
 use self::inbound::{Ctx, on_callback, on_message};
+use self::inflight::Inflight;
 pub use self::platform::Telegram;
 use crate::AppState;
 use crate::chat::Access;
@@ -73,6 +77,8 @@ struct Poll {
     db: Db,
     offset: i32,
     buf: VecDeque<Update>,
+    /// Updates handed out and not yet claimed by their handlers.
+    inflight: Arc<Inflight>,
     flag: Pin<Box<StopFlag>>,
     /// The server's own stop signal. teloxide's dispatcher can miss a shutdown request
     /// that arrives while it is handing an update to a worker, and would then never stop
@@ -85,8 +91,11 @@ impl Poll {
         let mut failures = 0u32;
         loop {
             if let Some(u) = self.buf.pop_front() {
+                self.inflight.add(u.id.0);
                 return Some((Ok(u), self));
             }
+            // Everything handed out is claimed before Telegram hears the new offset.
+            self.inflight.settled().await;
             if let Err(e) = self
                 .db
                 .set_chat_offset(PLATFORM, i64::from(self.offset))
@@ -133,6 +142,7 @@ impl Poll {
 fn listener(
     bot: Bot,
     db: Db,
+    inflight: Arc<Inflight>,
     offset: i32,
     stop: watch::Receiver<bool>,
 ) -> impl teloxide::update_listeners::UpdateListener<Err = RequestError> {
@@ -147,6 +157,7 @@ fn listener(
             db,
             offset,
             buf: VecDeque::new(),
+            inflight,
             flag: Box::pin(flag),
             stop,
         }),
@@ -199,11 +210,15 @@ pub async fn run(
             (String::new(), 0)
         }
     };
+    // Prompts a killed bot had claimed but not delivered.
+    core.replay_pending().await;
     let events = tokio::spawn(core.clone().run_events(stop.clone()));
     let offset = state.db.chat_offset(PLATFORM).await?;
+    let inflight = Arc::new(Inflight::default());
     let ctx = Arc::new(Ctx {
         core: core.clone(),
         db: state.db.clone(),
+        inflight: inflight.clone(),
         username,
         bot_id,
     });
@@ -213,12 +228,19 @@ pub async fn run(
     let mut dp = Dispatcher::builder(bot.clone(), handler)
         .dependencies(dptree::deps![ctx])
         .distribution_function(distribution)
-        .default_handler(|_| async {})
+        .default_handler({
+            let inflight = inflight.clone();
+            move |upd: Arc<Update>| {
+                inflight.done(upd.id.0);
+                async {}
+            }
+        })
         .build();
     let shutdown = dp.shutdown_token();
     let listener = listener(
         bot,
         state.db.clone(),
+        inflight,
         i32::try_from(offset).unwrap_or(0),
         stop.clone(),
     );

@@ -11,10 +11,12 @@
 use std::time::Duration;
 
 use common::event::Surface;
+use futures::StreamExt;
+use teloxide::net::Download;
 use teloxide::payloads::setters::*;
 use teloxide::prelude::Requester;
 use teloxide::types::{
-    ChatAction, ChatId, InlineKeyboardButton, InlineKeyboardMarkup, InputFile, MessageId,
+    ChatAction, ChatId, FileId, InlineKeyboardButton, InlineKeyboardMarkup, InputFile, MessageId,
     ParseMode, ThreadId,
 };
 use teloxide::{ApiError, Bot, RequestError};
@@ -23,7 +25,7 @@ use tracing::warn;
 use super::PLATFORM;
 use crate::chat::ratelimit::{Outbound, OutboundQuotas};
 use crate::chat::render::Rich;
-use crate::chat::{ChatPlatform, CommandKind, Lane, Outgoing, Place};
+use crate::chat::{Attachment, ChatPlatform, CommandKind, Lane, Outgoing, Place, TooLarge};
 
 /// Telegram's message length limit.
 const TEXT_LIMIT: usize = 4096;
@@ -321,6 +323,23 @@ impl ChatPlatform for Telegram {
         self.send(to, &Outgoing::text(caption.clone())).await?;
         self.document(to, name, bytes, &Rich::text(name.to_owned()))
             .await
+    }
+
+    async fn fetch(&self, file: &Attachment, max: u64) -> anyhow::Result<Vec<u8>> {
+        let meta = self.bot.get_file(FileId(file.handle.clone())).await?;
+        if u64::from(meta.meta.size) > max {
+            return Err(TooLarge(max).into());
+        }
+        let mut stream = self.bot.download_file_stream(&meta.path);
+        let mut out = Vec::new();
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk?;
+            if (out.len() + chunk.len()) as u64 > max {
+                return Err(TooLarge(max).into());
+            }
+            out.extend_from_slice(&chunk);
+        }
+        Ok(out)
     }
 
     async fn open_thread(&self, chat: &str, title: &str) -> anyhow::Result<Place> {

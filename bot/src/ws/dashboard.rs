@@ -5,8 +5,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::State;
+use axum::Extension;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use futures::{SinkExt, StreamExt};
@@ -14,6 +15,8 @@ use tracing::warn;
 
 use crate::AppState;
 use crate::auth::KeyKind;
+use crate::http::guard;
+use crate::tls::PeerAddr;
 
 /// `GET /ws/dashboard`: live events for the sessions a client subscribes to. The user token
 /// comes in the `Authorization: Bearer` header or, for browsers, as the first message
@@ -23,14 +26,24 @@ use crate::auth::KeyKind;
 /// `{"type":"event","event":<stored event>}`, `{"type":"error","code","message"}`.
 pub async fn dashboard_ws(
     State(state): State<Arc<AppState>>,
+    peer: Option<Extension<ConnectInfo<PeerAddr>>>,
     headers: HeaderMap,
     ws: WebSocketUpgrade,
 ) -> Response {
+    let client = guard::client_of(&state, peer.as_ref().map(|p| &p.0), &headers);
+    if let Some(wait) = client.and_then(|c| state.auth_guard.blocked_for(c)) {
+        state.hub.metrics.reject();
+        return guard::too_many(wait);
+    }
     let pre_auth = match crate::auth::bearer_token(&headers) {
         Some(token) => match state.db.verify_key(token, KeyKind::User).await {
             Ok(Some(row)) => Some(row.name),
             Ok(None) => {
-                state.hub.metrics.reject();
+                if let Some(blocked) =
+                    guard::failed(&state, client, "dashboard socket", "/ws/dashboard").await
+                {
+                    return blocked;
+                }
                 return (StatusCode::UNAUTHORIZED, "invalid bearer token").into_response();
             }
             Err(e) => {

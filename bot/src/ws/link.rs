@@ -10,8 +10,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::State;
+use axum::Extension;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use common::event::now_ms;
@@ -26,7 +27,9 @@ use tracing::{Instrument, info, info_span, warn};
 
 use crate::AppState;
 use crate::auth::KeyKind;
+use crate::http::guard;
 use crate::ingest::{Op, Outcome};
+use crate::tls::PeerAddr;
 
 /// Frames of one link handed to the ingest task and not yet committed; past this the link
 /// stops reading its socket until one commits (the daemon's own window bounds it too).
@@ -41,14 +44,23 @@ const TOUCH_EVERY: Duration = Duration::from_secs(5);
 /// `GET /ws/daemon`.
 pub async fn daemon_ws(
     State(state): State<Arc<AppState>>,
+    peer: Option<Extension<ConnectInfo<PeerAddr>>>,
     headers: HeaderMap,
     ws: WebSocketUpgrade,
 ) -> Response {
+    let client = guard::client_of(&state, peer.as_ref().map(|p| &p.0), &headers);
+    if let Some(wait) = client.and_then(|c| state.auth_guard.blocked_for(c)) {
+        state.hub.metrics.reject();
+        return guard::too_many(wait);
+    }
     let key = crate::auth::daemon_key(&headers).unwrap_or_default();
     let row = match state.db.verify_key(key, KeyKind::Daemon).await {
         Ok(Some(row)) => row,
         Ok(None) => {
-            state.hub.metrics.reject();
+            if let Some(blocked) = guard::failed(&state, client, "daemon link", "/ws/daemon").await
+            {
+                return blocked;
+            }
             return (
                 StatusCode::UNAUTHORIZED,
                 "missing or invalid daemon API key (X-API-Key)",

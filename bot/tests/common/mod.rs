@@ -39,6 +39,8 @@ pub struct World {
     pub db_url: Option<String>,
     /// That PostgreSQL cluster (dropped after the processes, see `Drop`).
     pub pg: Option<testkit::PgCluster>,
+    /// Every stderr line of every ccrmd started so far.
+    pub daemon_log: Arc<Mutex<Vec<String>>>,
 }
 
 /// Whether the bot suites run on PostgreSQL this time (`CCRM_TEST_DB=postgres`;
@@ -162,6 +164,7 @@ impl World {
             bot_log: Arc::default(),
             db_url,
             pg,
+            daemon_log: Arc::default(),
         };
         w.start_bot();
         w
@@ -234,8 +237,8 @@ impl World {
     pub fn start_daemon(&mut self) {
         let mut cmd = std::process::Command::new(ccrmd_bin());
         cmd.envs(self.daemon_env());
-        let (child, _) =
-            spawn_until(cmd, "ccrmd ready", "ccrmd", None).expect("ccrmd did not start");
+        let (child, _) = spawn_until(cmd, "ccrmd ready", "ccrmd", Some(self.daemon_log.clone()))
+            .expect("ccrmd did not start");
         self.daemon = Some(child);
     }
 
@@ -443,5 +446,71 @@ impl Drop for World {
                 let _ = c.wait();
             }
         }
+        // Keep the logs where `zz_secrets_in_logs.rs` reads them, and check them now.
+        let secrets = [
+            self.user_token.clone(),
+            self.daemon_key.clone(),
+            testkit::TEST_API_KEY.to_owned(),
+        ];
+        let mut hits = Vec::new();
+        for (what, log) in [("bot", &self.bot_log), ("ccrmd", &self.daemon_log)] {
+            let lines = log.lock().unwrap_or_else(|e| e.into_inner()).clone();
+            if let Some(file) = keep_log(what, &lines) {
+                hits.extend(secret_hits(&file, &lines.join("\n"), &secrets));
+            }
+        }
+        if !hits.is_empty() && !std::thread::panicking() {
+            panic!("secrets in the e2e logs:\n{}", hits.join("\n"));
+        }
     }
+}
+
+/// Where the e2e harness keeps every process log it captured.
+pub fn log_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("e2e-logs")
+}
+
+/// Writes `lines` to a new file in [`log_dir`]; its path, if it could be written.
+fn keep_log(what: &str, lines: &[String]) -> Option<PathBuf> {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static N: AtomicU32 = AtomicU32::new(0);
+    let dir = log_dir();
+    std::fs::create_dir_all(&dir).ok()?;
+    let test = std::env::current_exe()
+        .ok()
+        .and_then(|p| p.file_stem().map(|s| s.to_string_lossy().into_owned()))
+        .unwrap_or_default();
+    let file = dir.join(format!(
+        "{test}-{}-{}-{what}.log",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    ));
+    let mut text = lines.join("\n");
+    text.push('\n');
+    std::fs::write(&file, text).ok()?;
+    Some(file)
+}
+
+/// `file:line: what` for every line of `text` holding one of `secrets` or anything shaped
+/// like a ccrm secret (`ccrm_user_…`, `ccrm_daemon_…` with 20+ base62 characters).
+pub fn secret_hits(file: &Path, text: &str, secrets: &[String]) -> Vec<String> {
+    let mut out = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let exact = secrets
+            .iter()
+            .any(|s| !s.is_empty() && line.contains(s.as_str()));
+        let shaped = ["ccrm_user_", "ccrm_daemon_"].iter().any(|p| {
+            line.match_indices(p).any(|(at, _)| {
+                line[at + p.len()..]
+                    .chars()
+                    .take_while(char::is_ascii_alphanumeric)
+                    .count()
+                    >= 20
+            })
+        });
+        if exact || shaped {
+            out.push(format!("{}:{}: a secret", file.display(), i + 1));
+        }
+    }
+    out
 }

@@ -50,6 +50,11 @@ pub enum Cmd {
         /// Start in this workspace (see `ccrm workspace push`) instead of --cwd.
         #[arg(long, conflicts_with = "cwd")]
         workspace: Option<String>,
+        /// Extra arguments for this session's claude, as one string split like a shell
+        /// would (e.g. --claude-args "--append-system-prompt 'Be brief'"). Flags ccrm
+        /// manages itself (--model, --permission-mode, --resume, -p, ...) are refused.
+        #[arg(long, value_name = "ARGS", allow_hyphen_values = true)]
+        claude_args: Option<String>,
     },
     /// Workspaces: directories filled from a zip, for sessions and executions to run in.
     Workspace {
@@ -97,7 +102,8 @@ execution failed, timed out or was cancelled; Ctrl-C cancels it."
         /// Session id, prefix or name.
         session: String,
     },
-    /// Send a prompt (queued if a turn is running).
+    /// Send a prompt (queued if a turn is running). `ccrm send` is the same command.
+    #[command(visible_alias = "send")]
     Prompt {
         /// Session id, prefix or name.
         session: String,

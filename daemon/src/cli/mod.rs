@@ -89,7 +89,9 @@ async fn dispatch(cli: &Cli) -> Result<ExitCode, Failure> {
             auto_allow,
             allow_tools,
             workspace,
+            claude_args,
         } => {
+            let claude_args = sessions::split_claude_args(claude_args.as_deref())?;
             let cwd = match (cwd, workspace) {
                 (_, Some(_)) => std::path::PathBuf::new(),
                 (Some(c), None) => std::path::absolute(c).map_err(anyhow::Error::from)?,
@@ -104,6 +106,7 @@ async fn dispatch(cli: &Cli) -> Result<ExitCode, Failure> {
                 allowed_tools: (!allow_tools.is_empty()).then(|| allow_tools.clone()),
                 origin: None,
                 workspace: workspace.clone(),
+                claude_args,
             };
             sessions::start(cli, args).await
         }
@@ -147,6 +150,7 @@ async fn dispatch(cli: &Cli) -> Result<ExitCode, Failure> {
                 text: text.join(" "),
                 follow: *follow,
                 origin: None,
+                images: Vec::new(),
             };
             sessions::prompt(cli, args).await
         }

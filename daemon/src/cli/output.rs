@@ -21,6 +21,16 @@ pub(super) fn ago(ms: u64) -> String {
     }
 }
 
+/// How claude runs, as CCRM called it: `interactive` while the TUI is attached in tmux,
+/// else `subprocess` (the stream-json child, or none while stopped).
+pub(super) fn mode(s: &SessionInfo) -> &'static str {
+    if s.state == common::event::SessionState::Attached {
+        "interactive"
+    } else {
+        "subprocess"
+    }
+}
+
 /// Prints sessions as a table, or how to start one when there are none.
 pub(super) fn print_sessions(list: &[SessionInfo]) {
     if list.is_empty() {
@@ -28,15 +38,16 @@ pub(super) fn print_sessions(list: &[SessionInfo]) {
         return;
     }
     println!(
-        "{:<9} {:<16} {:<18} {:>5} {:>7}  {:<10} CWD",
-        "ID", "NAME", "STATE", "QUEUE", "PENDING", "CREATED"
+        "{:<9} {:<16} {:<18} {:<11} {:>5} {:>7}  {:<10} CWD",
+        "ID", "NAME", "STATE", "MODE", "QUEUE", "PENDING", "CREATED"
     );
     for s in list {
         println!(
-            "{:<9} {:<16} {:<18} {:>5} {:>7}  {:<10} {}",
+            "{:<9} {:<16} {:<18} {:<11} {:>5} {:>7}  {:<10} {}",
             s.id.short(),
             s.name.as_deref().unwrap_or("-"),
             s.state.as_str(),
+            mode(s),
             s.queued,
             s.pending,
             ago(s.created_ms),

@@ -1,4 +1,5 @@
-//! The session commands of `ccrm`: `start`, `list`, `status`, `prompt`, `stop`, `kill`,
+//! The session commands of `ccrm`: `start` (with `--claude-args` split like a shell would),
+//! `list` (with each session's mode), `status`, `prompt` (alias `send`), `stop`, `kill`,
 //! `resume` and `interrupt`. Each sends its request through [`super::call`] and prints the
 //! reply with [`super::output`] (or as JSON); `prompt --follow` streams the turn through the
 //! event [`Printer`] of [`super::events`].
@@ -11,7 +12,7 @@ use serde_json::Value;
 use super::args::Cli;
 use super::call::{Failure, connect, decode, send_and_print, session_ref};
 use super::events::Printer;
-use super::output::{print_approvals, print_json, print_session, print_sessions};
+use super::output::{mode, print_approvals, print_json, print_session, print_sessions};
 
 /// `ccrm start`: starts a session and says how to prompt it.
 pub(super) async fn start(cli: &Cli, args: StartArgs) -> Result<ExitCode, Failure> {
@@ -30,14 +31,43 @@ pub(super) async fn start(cli: &Cli, args: StartArgs) -> Result<ExitCode, Failur
     .await
 }
 
-/// `ccrm list`: every session, as a table.
+/// `--claude-args "..."` split the way a shell would, and checked against the flags ccrm
+/// manages, so a mistake is reported before the request leaves.
+pub(super) fn split_claude_args(raw: Option<&str>) -> Result<Option<Vec<String>>, Failure> {
+    let Some(raw) = raw else {
+        return Ok(None);
+    };
+    let args = shlex::split(raw).ok_or_else(|| {
+        anyhow::anyhow!(
+            "--claude-args `{raw}` cannot be split like a shell would (an unclosed quote?)"
+        )
+    })?;
+    common::claude_args::check(&args).map_err(|e| anyhow::anyhow!("--claude-args: {e}"))?;
+    Ok(Some(args))
+}
+
+/// `ccrm list`: every session, as a table with its mode (`--json`: each with `mode`).
 pub(super) async fn list(cli: &Cli) -> Result<ExitCode, Failure> {
-    send_and_print(cli, Command::SessionsList(NoArgs {}), |data| {
-        let list: Vec<SessionInfo> = decode(data)?;
+    let data = connect(cli)
+        .await?
+        .call(Command::SessionsList(NoArgs {}))
+        .await?;
+    let list: Vec<SessionInfo> = decode(data.clone())?;
+    if cli.json {
+        let mut rows = match data {
+            Value::Array(rows) => rows,
+            _ => Vec::new(),
+        };
+        for (row, info) in rows.iter_mut().zip(&list) {
+            if let Value::Object(map) = row {
+                map.insert("mode".into(), Value::from(mode(info)));
+            }
+        }
+        print_json(&Value::Array(rows));
+    } else {
         print_sessions(&list);
-        Ok(())
-    })
-    .await
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// `ccrm status <session>`: one session and its pending approvals.

@@ -139,13 +139,16 @@ impl Executions {
         }
     }
 
-    /// Ids of the executions queued or running in `dir` (or below it).
+    /// Ids of the executions queued or running in `dir` (or below it). One whose final
+    /// item is out no longer counts, even before its task retires it: that item is pushed
+    /// only after claude and its tools are gone, and a client that saw it (a cancel's
+    /// reply, the stream's end) may delete the workspace at once.
     pub fn using(&self, dir: &Path) -> Vec<String> {
         let p = self.lock();
         let mut ids: Vec<String> = p
             .live
             .values()
-            .filter(|e| e.cwd.starts_with(dir))
+            .filter(|e| e.cwd.starts_with(dir) && !e.log.status().is_final())
             .map(|e| e.args.execution_id.clone())
             .collect();
         ids.sort();

@@ -43,7 +43,8 @@ pub(super) enum FromChild {
 }
 
 /// The arguments that make claude run this session: resume it or start it under its id,
-/// its model and permission mode, then the configured extra arguments.
+/// its model and permission mode, then the configured extra arguments and the session's own
+/// (`claude_args`).
 pub(super) fn claude_args(rec: &SessionRecord, resume: bool, extra: &[String]) -> Vec<String> {
     let mut args = vec![if resume {
         format!("--resume={}", rec.id)
@@ -55,6 +56,7 @@ pub(super) fn claude_args(rec: &SessionRecord, resume: bool, extra: &[String]) -
     }
     args.push(format!("--permission-mode={}", rec.permission_mode));
     args.extend(extra.iter().cloned());
+    args.extend(rec.claude_args.iter().cloned());
     args
 }
 

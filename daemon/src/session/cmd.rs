@@ -19,6 +19,8 @@ pub enum Cmd {
     Prompt {
         /// Prompt text.
         text: String,
+        /// Images sent with it.
+        images: Vec<common::attach::ImageBlock>,
         /// Who sent it.
         origin: Origin,
         /// Reply.

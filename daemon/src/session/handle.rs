@@ -54,8 +54,19 @@ impl SessionHandle {
 
     /// Queues a prompt.
     pub async fn prompt(&self, text: String, origin: Origin) -> Result<PromptAccepted, ErrorBody> {
+        self.prompt_with(text, Vec::new(), origin).await
+    }
+
+    /// Queues a prompt with images (image content blocks before its text).
+    pub async fn prompt_with(
+        &self,
+        text: String,
+        images: Vec<common::attach::ImageBlock>,
+        origin: Origin,
+    ) -> Result<PromptAccepted, ErrorBody> {
         self.call(|reply| Cmd::Prompt {
             text,
+            images,
             origin,
             reply,
         })

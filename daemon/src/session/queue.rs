@@ -7,9 +7,14 @@
 
 use std::collections::VecDeque;
 
-/// Queued prompts (id and text), the prompt whose turn runs, and the next prompt id.
+use common::attach::ImageBlock;
+
+/// A queued prompt: id, text and the images sent with it.
+type Queued = (u64, String, Vec<ImageBlock>);
+
+/// Queued prompts (id, text, images), the prompt whose turn runs, and the next prompt id.
 pub(super) struct PromptQueue {
-    waiting: VecDeque<(u64, String)>,
+    waiting: VecDeque<Queued>,
     current: Option<u64>,
     next_id: u64,
 }
@@ -37,8 +42,8 @@ impl PromptQueue {
     }
 
     /// Queues a prompt under an id from [`Self::next_id`].
-    pub(super) fn push(&mut self, prompt_id: u64, text: String) {
-        self.waiting.push_back((prompt_id, text));
+    pub(super) fn push(&mut self, prompt_id: u64, text: String, images: Vec<ImageBlock>) {
+        self.waiting.push_back((prompt_id, text, images));
     }
 
     /// How many prompts wait (the running one not included).
@@ -52,10 +57,10 @@ impl PromptQueue {
     }
 
     /// Takes the next prompt off the queue and marks its turn as running.
-    pub(super) fn start_next(&mut self) -> Option<(u64, String)> {
-        let (prompt_id, text) = self.waiting.pop_front()?;
-        self.current = Some(prompt_id);
-        Some((prompt_id, text))
+    pub(super) fn start_next(&mut self) -> Option<Queued> {
+        let next = self.waiting.pop_front()?;
+        self.current = Some(next.0);
+        Some(next)
     }
 
     /// Ends the running turn, returning its prompt id.

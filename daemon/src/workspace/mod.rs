@@ -13,9 +13,12 @@
 //!
 //! - `names`: entry names judged ([`names::check`]) and the central directory's names.
 //! - [`unpack`]: the guarded unpacker.
+//! - `props` (tests and fuzzing only): the properties the zip guard must keep.
 //! - [`upload`]: a body streamed over the link to a staged file.
 
 pub mod names;
+#[cfg(any(test, fuzzing))]
+pub mod props;
 pub mod unpack;
 pub mod upload;
 

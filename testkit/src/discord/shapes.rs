@@ -225,10 +225,13 @@ impl World {
             .attachments
             .iter()
             .map(|a| {
-                let url = format!(
-                    "https://cdn.discordapp.com/attachments/{}/{}/{}",
-                    m.channel, a.id, a.filename
-                );
+                // Users' files are served by the fake itself (see `uploads`).
+                let host = if m.author == BOT_USER_ID {
+                    "https://cdn.discordapp.com"
+                } else {
+                    self.base_url.as_str()
+                };
+                let url = format!("{host}/attachments/{}/{}/{}", m.channel, a.id, a.filename);
                 let mut v = json!({
                     "id": a.id.to_string(),
                     "filename": a.filename,
@@ -244,6 +247,10 @@ impl World {
                 }
                 if m.flags & FLAG_EPHEMERAL != 0 {
                     v["ephemeral"] = json!(true);
+                }
+                if m.flags & super::uploads::FLAG_VOICE_MESSAGE != 0 {
+                    v["duration_secs"] = json!(2.5);
+                    v["waveform"] = json!("AAAA");
                 }
                 v
             })

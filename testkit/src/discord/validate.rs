@@ -257,6 +257,10 @@ pub(super) struct MessageDraft {
     pub tts: bool,
     /// `sticker_ids` or `poll` given: the message is not empty even without content.
     pub has_other_content: bool,
+    /// `nonce` (a string of at most 25 characters, or an integer, kept as text).
+    pub nonce: Option<String>,
+    /// `enforce_nonce`: a repeated nonce returns the message already created.
+    pub enforce_nonce: bool,
 }
 
 /// Reads and checks a message body (create, edit, interaction response or follow-up);
@@ -308,8 +312,28 @@ pub(super) fn message_draft(body: &Value, path: &str, errors: &mut FormErrors) -
         .is_some_and(|a| !a.is_empty());
     let poll = obj.get("poll").is_some_and(|p| !p.is_null());
     draft.has_other_content = stickers || poll;
+    draft.nonce = match obj.get("nonce") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(n)) => {
+            errors.max_len(&join(path, "nonce"), n, MAX_NONCE);
+            Some(n.clone())
+        }
+        Some(Value::Number(n)) if n.is_i64() || n.is_u64() => Some(n.to_string()),
+        Some(_) => {
+            errors.add(
+                &join(path, "nonce"),
+                "BASE_TYPE_STRING",
+                "Nonce must be a string or an integer.",
+            );
+            None
+        }
+    };
+    draft.enforce_nonce = opt_bool(obj, "enforce_nonce", path, errors);
     draft
 }
+
+/// Longest `nonce` Discord accepts, in characters.
+const MAX_NONCE: usize = 25;
 
 /// Embed limits: at most 10; title 256, description 4096, 25 fields (name 256, value
 /// 1024, both required), footer 2048, author name 256, colour 0..=0xFFFFFF; 6000

@@ -11,7 +11,8 @@
 //! Served here: the gateway URL, the current user and application, guild members
 //! (`GET /guilds/{guild}/members/{user}`: every user is a member), channels (get, thread
 //! edits), DMs (`POST /users/@me/channels`), messages (create with JSON or multipart,
-//! get, list newest first with `limit`/`before`/`after`, edit, delete), typing, threads
+//! get, list newest first with `limit`/`before`/`after`, edit, delete; `nonce` with
+//! `enforce_nonce` returns the message a repeated nonce created), typing, threads
 //! (with or without a starter message, thread members), and command bulk overwrites. A thread started from a
 //! message takes the message's id, as on Discord; a message in an archived thread
 //! unarchives it.
@@ -77,6 +78,9 @@ struct Fault {
 }
 
 /// Everything the fake knows. Owned by one std `Mutex` in the parent module.
+/// How long Discord remembers a nonce for `enforce_nonce` ("the past few minutes").
+const NONCE_WINDOW: Duration = Duration::from_secs(5 * 60);
+
 pub(super) struct World {
     /// `http://127.0.0.1:PORT`.
     pub(super) base_url: String,
@@ -95,6 +99,10 @@ pub(super) struct World {
     pub interaction_deadline: Duration,
     /// Set when the last handle is dropped.
     pub closed: bool,
+    /// Nonces of the bot's created messages: nonce → (message, when), for `enforce_nonce`.
+    pub(super) nonces: HashMap<String, (u64, SystemTime)>,
+    /// Downloads of users' attachments ([`super::uploads`]).
+    pub(super) attachment_downloads: usize,
 }
 
 impl World {
@@ -114,6 +122,8 @@ impl World {
             last_id: 0,
             interaction_deadline: Duration::from_secs(3),
             closed: false,
+            nonces: HashMap::new(),
+            attachment_downloads: 0,
         }
     }
 
@@ -849,6 +859,18 @@ impl World {
             &mut errors,
         );
         errors.finish()?;
+        // Discord: with `enforce_nonce`, a nonce the same author used within the last few
+        // minutes returns that message and creates nothing.
+        if draft.enforce_nonce
+            && let Some(nonce) = &draft.nonce
+            && let Some((id, at)) = self.nonces.get(nonce)
+            && at.elapsed().unwrap_or_default() < NONCE_WINDOW
+            && let Some(stored) = self.messages.get(id)
+        {
+            let mut v = self.message_json(stored, false);
+            v["nonce"] = Value::String(nonce.clone());
+            return Ok((200, v));
+        }
         self.unarchive(channel);
         let flags = draft.flags.unwrap_or(0);
         let id = self.new_bot_message(channel, &draft, &req.files, None, TYPE_DEFAULT, flags)?;
@@ -856,7 +878,12 @@ impl World {
             .messages
             .get(&id)
             .ok_or_else(ApiError::unknown_message)?;
-        Ok((200, self.message_json(stored, false)))
+        let mut v = self.message_json(stored, false);
+        if let Some(nonce) = &draft.nonce {
+            v["nonce"] = Value::String(nonce.clone());
+            self.nonces.insert(nonce.clone(), (id, SystemTime::now()));
+        }
+        Ok((200, v))
     }
 
     /// Creates a message of the bot's from a checked draft: attachments from the files,

@@ -39,6 +39,7 @@ pub(super) const METHODS: &[&str] = &[
     "setMyCommands",
     "deleteMyCommands",
     "getMyCommands",
+    "getFile",
 ];
 
 /// The canonical spelling of a method name, if the fake knows it.

@@ -11,6 +11,10 @@
 //! The summary line counts only what happened: files changed by calls that succeeded,
 //! denied and failed calls, and says when the turn was interrupted or failed.
 //!
+//! Each part goes out once under a key of the result's event row id
+//! ([`crate::chat::outbox`]), so a bot killed between posting and recording that the event
+//! was shown edits what it posted instead of posting it again.
+//!
 //! The session's worker ([`super::worker`]) calls [`post`] on a `TurnResult` event.
 
 use common::ids::SessionId;
@@ -18,6 +22,7 @@ use tracing::{error, warn};
 
 use super::progress::{Phase, Turn, forget};
 use crate::chat::ctx::Ctx;
+use crate::chat::outbox::{self, answer_key};
 use crate::chat::render::{self, Rich};
 use crate::chat::{ChatPlatform, Lane, Outgoing, Place};
 
@@ -43,10 +48,12 @@ enum Shape {
     File { preview: Rich, text: String },
 }
 
-/// Ends `turn` of `session` as `end` says and posts its answer (see the module docs).
+/// Ends `turn` of `session` as `end` (event row `event`) says and posts its answer (see
+/// the module docs).
 pub async fn post<P: ChatPlatform>(
     ctx: &Ctx<P>,
     session: SessionId,
+    event: i64,
     mut turn: Turn,
     end: Outcome<'_>,
 ) {
@@ -74,6 +81,7 @@ pub async fn post<P: ChatPlatform>(
         match (&shape, progress) {
             (Shape::Parts(parts), Some(id)) if parts.len() == 1 => {
                 let msg = Outgoing::text(parts[0].clone());
+                outbox::record(ctx, &place, &answer_key(event, 0), &id).await;
                 match ctx.platform.edit_in(Lane::Answer, &place, &id, &msg).await {
                     Ok(_) => {}
                     Err(e) => {
@@ -88,7 +96,7 @@ pub async fn post<P: ChatPlatform>(
                 forget(ctx, &place, &id).await;
             }
             (shape, progress) => {
-                send(ctx, &place, shape).await;
+                send(ctx, &place, shape, event).await;
                 if let Some(id) = progress {
                     let text = Outgoing::text(turn.progress_text(phase));
                     if let Err(e) = ctx.platform.edit_in(Lane::Tidy, &place, &id, &text).await {
@@ -101,12 +109,14 @@ pub async fn post<P: ChatPlatform>(
     }
 }
 
-/// Sends the answer in `shape` to `place`, as new messages.
-async fn send<P: ChatPlatform>(ctx: &Ctx<P>, place: &Place, shape: &Shape) {
+/// Sends the answer in `shape` (of event row `event`) to `place`, as new messages (or
+/// edits of those a killed bot posted).
+async fn send<P: ChatPlatform>(ctx: &Ctx<P>, place: &Place, shape: &Shape, event: i64) {
     match shape {
         Shape::Parts(parts) => {
-            for part in parts {
-                ctx.send(place, Outgoing::text(part.clone())).await;
+            for (i, part) in parts.iter().enumerate() {
+                let key = answer_key(event, i);
+                outbox::send_once(ctx, place, &key, Outgoing::text(part.clone())).await;
             }
         }
         Shape::File { preview, text } => {

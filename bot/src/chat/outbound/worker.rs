@@ -93,7 +93,7 @@ impl<P: ChatPlatform> Worker<P> {
             if ev.id <= self.skip_through {
                 continue;
             }
-            self.on_event(&ev.event.kind).await;
+            self.on_event(ev.id, &ev.event.kind).await;
             let ended = matches!(ev.event.kind, EventKind::TurnResult { .. });
             if ended || saved.elapsed() >= MARK_EVERY {
                 self.mark_shown(ev.id).await;
@@ -115,7 +115,7 @@ impl<P: ChatPlatform> Worker<P> {
         }
     }
 
-    async fn on_event(&mut self, kind: &EventKind) {
+    async fn on_event(&mut self, id: i64, kind: &EventKind) {
         match kind {
             EventKind::TurnStarted { .. } => {
                 if self.turn.is_none() {
@@ -154,7 +154,7 @@ impl<P: ChatPlatform> Worker<P> {
                     cost_usd: *cost_usd,
                     duration_ms: *duration_ms,
                 };
-                answer::post(&self.ctx, self.session, turn, end).await;
+                answer::post(&self.ctx, self.session, id, turn, end).await;
             }
             EventKind::PermissionRequest { .. }
             | EventKind::Question { .. }

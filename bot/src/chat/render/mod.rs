@@ -5,6 +5,7 @@
 //!
 //! - [`markdown`](fn@markdown): Claude's Markdown answer as [`Rich`].
 //! - [`split`](fn@split): a long text cut into messages, code blocks closed and reopened.
+//! - `props` (tests and fuzzing only): what every split must keep (limits, balance, text).
 //! - [`turn`]: how a turn reads in chat: tool lines, tool previews, changed files, the
 //!   summary line.
 //! - [`diff`]: a file-editing tool call as a unified diff, for approval messages.
@@ -13,6 +14,8 @@
 
 pub mod diff;
 mod markdown;
+#[cfg(any(test, fuzzing))]
+pub mod props;
 mod split;
 mod turn;
 
@@ -237,7 +240,14 @@ impl Rich {
                 Span::Bold(t) if !t.is_empty() => {
                     let _ = write!(out, "**{}**", escape_discord(t));
                 }
-                Span::Code(t) if !t.is_empty() => out.push_str(&discord_code(t)),
+                Span::Code(t) if !t.is_empty() => {
+                    // A backtick just before would join ours into a fence (found by the
+                    // render properties: two code spans in a row gave "```").
+                    if out.ends_with('`') {
+                        out.push('\u{200b}');
+                    }
+                    out.push_str(&discord_code(t));
+                }
                 Span::Link { text, url } => {
                     let text = escape_discord(&text.replace(['[', ']'], ""));
                     let _ = write!(out, "[{text}](<{url}>)");
@@ -247,7 +257,9 @@ impl Rich {
                     if !out.is_empty() && !out.ends_with('\n') {
                         out.push('\n');
                     }
-                    let code = code.replace("```", "`\u{200b}``");
+                    // Every pair of backticks is broken, so no run of three survives (a
+                    // plain `replace("```")` leaves "````" as "`\u{200b}```").
+                    let code = code.replace("``", "`\u{200b}`");
                     out.push_str("```");
                     out.push_str(fence_lang(lang).unwrap_or(""));
                     out.push('\n');

@@ -146,10 +146,11 @@ impl Actor {
         match cmd {
             Cmd::Prompt {
                 text,
+                images,
                 origin,
                 reply,
             } => {
-                let _ = reply.send(self.prompt(text, origin));
+                let _ = reply.send(self.prompt(text, images, origin));
             }
             Cmd::Interrupt { by, reply } => {
                 let result = if self.handover.is_attached() {

@@ -3,6 +3,7 @@
 //! [`output::read_line`]) is reported as events until the turn's `result` frees the child
 //! for the next prompt.
 
+use common::attach::ImageBlock;
 use common::child::{self, ChildMsg, ResultMsg};
 use common::event::{Decision, EventKind, Origin, SessionState};
 use common::ipc::{ErrorBody, ErrorCode, PromptAccepted};
@@ -17,6 +18,7 @@ impl Actor {
     pub(super) fn prompt(
         &mut self,
         text: String,
+        images: Vec<ImageBlock>,
         origin: Origin,
     ) -> Result<PromptAccepted, ErrorBody> {
         let attached = self.handover.is_active();
@@ -37,9 +39,11 @@ impl Actor {
                 "the session is stopping; resume it once it has stopped",
             ));
         }
-        if text.trim().is_empty() {
+        if text.trim().is_empty() && images.is_empty() {
             return Err(ErrorBody::new(ErrorCode::BadRequest, "the prompt is empty"));
         }
+        common::attach::check_images(&images)
+            .map_err(|e| ErrorBody::new(ErrorCode::BadRequest, e))?;
         let prompt_id = self.queue.next_id();
         let queued_behind = self.queue.ahead();
         self.log.push(
@@ -51,7 +55,7 @@ impl Actor {
             },
             None,
         );
-        self.queue.push(prompt_id, text);
+        self.queue.push(prompt_id, text, images);
         self.pump();
         self.publish();
         let note = attached.then(|| {
@@ -88,14 +92,14 @@ impl Actor {
         {
             return;
         }
-        let Some((prompt_id, text)) = self.queue.start_next() else {
+        let Some((prompt_id, text, images)) = self.queue.start_next() else {
             return;
         };
         if !self.rec.has_transcript {
             self.rec.has_transcript = true;
             self.save();
         }
-        self.child.send(child::user_line(&text));
+        self.child.send(child::user_line_with(&text, &images));
         self.log.push(EventKind::TurnStarted { prompt_id }, None);
         self.set_state(SessionState::Active, None);
     }
