@@ -58,6 +58,8 @@ pub struct Metrics {
     pub rejected: AtomicU64,
     /// Open SSE + dashboard WebSocket clients.
     pub ws_clients: AtomicU64,
+    /// 1 while this replica runs the chat adapters (see `replica::leader`), else 0.
+    pub chat_leader: AtomicU64,
 }
 
 impl Metrics {

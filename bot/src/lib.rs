@@ -164,6 +164,36 @@ pub fn router(state: Arc<AppState>) -> Router {
         .with_state(state)
 }
 
+/// Runs the configured chat adapters until `stop` turns true (on the elected leader, see
+/// [`replica::leader`]); ends when all have ended.
+fn chat_adapters(
+    state: Arc<AppState>,
+    stop: tokio::sync::watch::Receiver<bool>,
+) -> std::pin::Pin<Box<dyn Future<Output = ()> + Send>> {
+    Box::pin(async move {
+        let mut tasks = Vec::new();
+        if let Some(token) = state.cfg.telegram_token.clone() {
+            let (state, stop) = (state.clone(), stop.clone());
+            tasks.push(tokio::spawn(async move {
+                if let Err(e) = telegram::run(state, token, stop).await {
+                    tracing::error!(error = format!("{e:#}"), "telegram adapter failed");
+                }
+            }));
+        }
+        if let Some(token) = state.cfg.discord_token.clone() {
+            let (state, stop) = (state.clone(), stop.clone());
+            tasks.push(tokio::spawn(async move {
+                if let Err(e) = discord::run(state, token, stop).await {
+                    tracing::error!(error = format!("{e:#}"), "discord adapter failed");
+                }
+            }));
+        }
+        for t in tasks {
+            let _ = t.await;
+        }
+    })
+}
+
 /// Serves `state` on an already bound listener until `shutdown` resolves (bind first, so
 /// tests can use port 0 and know the address before anything runs). A plain
 /// [`tokio::net::TcpListener`] serves HTTP/WS; [`tls::Listener::tls`] serves HTTPS/WSS.
@@ -176,23 +206,10 @@ pub async fn serve(
     let listener: tls::Listener = listener.into();
     // The chat adapters stop with the server.
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let mut adapters = Vec::new();
-    if let Some(token) = state.cfg.telegram_token.clone() {
-        let (state, stop) = (state.clone(), stop_rx.clone());
-        adapters.push(tokio::spawn(async move {
-            if let Err(e) = telegram::run(state, token, stop).await {
-                tracing::error!(error = format!("{e:#}"), "telegram adapter failed");
-            }
-        }));
-    }
-    if let Some(token) = state.cfg.discord_token.clone() {
-        let (state, stop) = (state.clone(), stop_rx.clone());
-        adapters.push(tokio::spawn(async move {
-            if let Err(e) = discord::run(state, token, stop).await {
-                tracing::error!(error = format!("{e:#}"), "discord adapter failed");
-            }
-        }));
-    }
+    // On exactly one replica at a time (the elected leader; on SQLite, this bot).
+    let adapters: Vec<_> = replica::leader::spawn(state.clone(), stop_rx.clone(), chat_adapters)
+        .into_iter()
+        .collect();
     drop(stop_rx);
     // Executions the bot had not seen end before a restart are followed again.
     state.recorders.resume(&state).await;

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 
-use ccrm_bot::db::{ApprovalStatus, Db, DbError, KeyKind, Target};
+use ccrm_bot::db::{ApprovalStatus, Claim, Db, DbError, KeyKind, Target};
 use common::event::{Decision, Event, EventKind, Origin, SessionState, Surface};
 use common::ids::{ApprovalId, DaemonId, SessionId};
 use common::ipc::{ApprovalKind, SessionInfo};
@@ -330,6 +330,128 @@ async fn session_state_follows_state_events() {
     assert_eq!(
         (still.daemon_id, still.info.state),
         (d, SessionState::Failed)
+    );
+}
+
+/// Eight answers claim one pending approval at once through two handles on the store (two
+/// replicas' pools): the conditional UPDATE lets exactly one win, and every loser is told
+/// who. A given-back claim can be won again; a decided approval names its decider.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_first_claim_on_an_approval_wins_and_losers_learn_who() {
+    let f = fixture().await;
+    let other = f.reopen().await;
+    let d = daemon(&f.db, "d1").await;
+    let s = SessionId::new();
+    let aid = ApprovalId("req-race".into());
+    let ask = event(
+        1,
+        s,
+        1,
+        EventKind::PermissionRequest {
+            approval_id: aid.clone(),
+            tool_name: "Write".into(),
+            input: serde_json::json!({"file_path": "/tmp/x"}),
+            tool_use_id: Some("toolu_9".into()),
+            description: None,
+        },
+    );
+    f.db.insert_events(&d, &[ask]).await.expect("insert");
+    let stale = 60_000;
+    let mut tasks = Vec::new();
+    for i in 0..8u64 {
+        let db = if i % 2 == 0 {
+            f.db.clone()
+        } else {
+            other.clone()
+        };
+        tasks.push(tokio::spawn(async move {
+            let by = format!("rest:user{i}");
+            let c = db.claim_approval("req-race", &by, 1_000_000, stale).await;
+            (by, c.expect("claim"))
+        }));
+    }
+    let mut results = Vec::new();
+    for t in tasks {
+        results.push(
+            tokio::time::timeout(std::time::Duration::from_secs(60), t)
+                .await
+                .expect("claims return")
+                .expect("claim task"),
+        );
+    }
+    let winners: Vec<&String> = results
+        .iter()
+        .filter(|(_, c)| matches!(c, Claim::Won(_)))
+        .map(|(by, _)| by)
+        .collect();
+    assert_eq!(winners.len(), 1, "exactly one claim wins: {results:?}");
+    let winner = winners[0].clone();
+    for (by, c) in &results {
+        if by != &winner {
+            assert_eq!(
+                c,
+                &Claim::Taken {
+                    by: winner.clone(),
+                    decision: None
+                },
+                "{by} is told who claimed first"
+            );
+        }
+    }
+    // The winner's answer never reached the daemon: it gives the claim back, and the next
+    // answer wins. A claim older than `stale` may be taken over too.
+    f.db.release_approval("req-race", &winner, 1_000_000)
+        .await
+        .expect("release");
+    assert_eq!(
+        other
+            .claim_approval("req-race", "telegram:bob", 1_000_100, stale)
+            .await
+            .expect("claim"),
+        Claim::Won(1_000_100)
+    );
+    assert!(matches!(
+        f.db.claim_approval("req-race", "rest:carol", 1_000_200, stale)
+            .await
+            .expect("claim"),
+        Claim::Taken { ref by, .. } if by == "telegram:bob"
+    ));
+    assert_eq!(
+        f.db.claim_approval("req-race", "rest:carol", 1_000_100 + stale + 1, stale)
+            .await
+            .expect("claim"),
+        Claim::Won(1_000_100 + stale + 1),
+        "a stale claim is taken over"
+    );
+    // Once the decision is stored, a claim names the decider and the decision.
+    let decided = event(
+        2,
+        s,
+        2,
+        EventKind::PermissionDecision {
+            approval_id: aid.clone(),
+            tool_name: "Write".into(),
+            decision: Decision::Deny,
+            by: "rest:carol".into(),
+            message: None,
+        },
+    );
+    f.db.insert_events(&d, &[decided]).await.expect("insert");
+    assert_eq!(
+        other
+            .claim_approval("req-race", "rest:dave", 2_000_000, stale)
+            .await
+            .expect("claim"),
+        Claim::Taken {
+            by: "rest:carol".into(),
+            decision: Some(Decision::Deny)
+        }
+    );
+    assert_eq!(
+        f.db.claim_approval("req-unknown", "rest:dave", 2_000_000, stale)
+            .await
+            .expect("claim"),
+        Claim::Unknown
     );
 }
 

@@ -278,8 +278,8 @@ async fn an_approval_answered_on_two_replicas_at_once_has_exactly_one_winner() {
         assert!(
             loser["error"]["message"]
                 .as_str()
-                .is_some_and(|m| m.contains("alice")),
-            "the loser is told who answered: {loser}"
+                .is_some_and(|m| m.contains("alice") && m.contains("answered first")),
+            "the database's claim refused the loser, naming who answered: {loser}"
         );
         // The turn goes on once.
         let deadline = tokio::time::Instant::now() + WAIT;

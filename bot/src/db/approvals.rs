@@ -98,6 +98,93 @@ impl Db {
     }
 }
 
+/// The outcome of [`Db::claim_approval`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Claim {
+    /// This answer is the first: send it (the claim was stamped at this Unix ms).
+    Won(u64),
+    /// Someone answered first: who, and how if their answer already reached the daemon.
+    Taken {
+        /// Who answered first (an origin like `rest:alice`).
+        by: String,
+        /// Their decision once it was stored (`None` while it is on its way).
+        decision: Option<Decision>,
+    },
+    /// No such approval is stored (yet): the daemon alone decides.
+    Unknown,
+}
+
+impl Db {
+    /// Claims pending approval `id` for the answer of `by`, with one conditional
+    /// `UPDATE ... WHERE status = 'pending' ... RETURNING` (the first answer wins, on any
+    /// replica). A claim older than `stale_ms` (its replica died mid-command) may be taken.
+    #[tracing::instrument(skip_all, fields(approval = id))]
+    pub async fn claim_approval(
+        &self,
+        id: &str,
+        by: &str,
+        now_ms: u64,
+        stale_ms: u64,
+    ) -> DbResult<Claim> {
+        let now = super::int(now_ms)?;
+        let stale_before = super::int(now_ms.saturating_sub(stale_ms))?;
+        on_pool!(self, |p| {
+            let won: Option<String> = sqlx::query_scalar(
+                "UPDATE approvals SET claimed_by = $2, claimed_ms = $3
+                 WHERE id = $1 AND status = 'pending'
+                   AND (claimed_by IS NULL OR claimed_ms < $4)
+                 RETURNING id",
+            )
+            .bind(id)
+            .bind(by)
+            .bind(now)
+            .bind(stale_before)
+            .fetch_optional(p)
+            .await?;
+            if won.is_some() {
+                return Ok(Claim::Won(now_ms));
+            }
+            let row = sqlx::query(
+                "SELECT status, decision, decided_by, claimed_by FROM approvals WHERE id = $1",
+            )
+            .bind(id)
+            .fetch_optional(p)
+            .await?;
+            let Some(row) = row else {
+                return Ok(Claim::Unknown);
+            };
+            let decision = row.opt_text("decision")?.map(enum_from_str).transpose()?;
+            let decided_by: Option<String> = row.col("decided_by")?;
+            let claimed_by: Option<String> = row.col("claimed_by")?;
+            Ok(Claim::Taken {
+                by: decided_by
+                    .or(claimed_by)
+                    .unwrap_or_else(|| "someone else".to_owned()),
+                decision,
+            })
+        })
+    }
+
+    /// Gives up the claim `by` made at `at_ms` on approval `id` (its answer never reached
+    /// the daemon), so another answer may be sent. A decided approval keeps its state.
+    #[tracing::instrument(skip_all, fields(approval = id))]
+    pub async fn release_approval(&self, id: &str, by: &str, at_ms: u64) -> DbResult<()> {
+        let at = super::int(at_ms)?;
+        on_pool!(self, |p| {
+            sqlx::query(
+                "UPDATE approvals SET claimed_by = NULL, claimed_ms = NULL
+                 WHERE id = $1 AND status = 'pending' AND claimed_by = $2 AND claimed_ms = $3",
+            )
+            .bind(id)
+            .bind(by)
+            .bind(at)
+            .execute(p)
+            .await?;
+            Ok(())
+        })
+    }
+}
+
 /// A request for an answer, as carried by a permission request or question event.
 pub(super) struct Pending<'a> {
     /// `permission` or `question` (the stored [`ApprovalKind`] name).

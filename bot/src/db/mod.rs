@@ -56,7 +56,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use self::backend::{DbRow, Pool};
 
 pub use self::api_keys::KeyRow;
-pub use self::approvals::{ApprovalRow, ApprovalStatus};
+pub use self::approvals::{ApprovalRow, ApprovalStatus, Claim};
 pub use self::audit::AuditRow;
 pub use self::backend::{Target, redact_url};
 pub use self::chat::{ChatApprovalRow, ChatBinding, ChatPendingRow, ChatProgressRow, Outboxed};

@@ -86,6 +86,11 @@ pub async fn metrics(State(state): State<Arc<AppState>>) -> Result<Response, App
         "ccrm_rejected_requests_total {}\n",
         m.rejected.load(Ordering::Relaxed)
     ));
+    out.push_str("# HELP ccrm_chat_leader 1 while this replica runs the chat adapters (the elected leader).\n# TYPE ccrm_chat_leader gauge\n");
+    out.push_str(&format!(
+        "ccrm_chat_leader {}\n",
+        m.chat_leader.load(Ordering::Relaxed)
+    ));
     out.push_str("# HELP ccrm_approvals_pending Approvals waiting for an answer.\n# TYPE ccrm_approvals_pending gauge\n");
     out.push_str(&format!("ccrm_approvals_pending {}\n", c.approvals_pending));
     Ok(([("content-type", "text/plain; version=0.0.4")], out).into_response())

@@ -195,6 +195,23 @@ pub async fn linked_daemons(db: &crate::db::Db) -> std::collections::HashSet<Str
         .unwrap_or_default()
 }
 
+/// The daemons with a link to this replica or (on PostgreSQL) to any other one.
+pub async fn online_anywhere(state: &crate::AppState) -> Vec<DaemonId> {
+    let mut online = state.hub.online();
+    for d in linked_daemons(&state.db).await {
+        let d = DaemonId(d);
+        if !online.contains(&d) {
+            online.push(d);
+        }
+    }
+    online
+}
+
+/// Whether `daemon` has a link to this replica or (on PostgreSQL) to any other one.
+pub async fn online_somewhere(state: &crate::AppState, daemon: &DaemonId) -> bool {
+    state.hub.is_online(daemon) || linked_daemons(&state.db).await.contains(&daemon.0)
+}
+
 /// Writes link changes to `daemon_links` in the order they happened.
 async fn keep_links(me: Arc<Replicas>, mut rx: mpsc::UnboundedReceiver<(DaemonId, bool)>) {
     while let Some((daemon, linked)) = rx.recv().await {
