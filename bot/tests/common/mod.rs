@@ -378,9 +378,7 @@ impl World {
             .filter_map(|e| e["id"].as_i64())
             .max()
             .unwrap_or(0);
-        let db = Db::open(&self.dir.path().join("bot/ccrm.db"))
-            .await
-            .expect("db");
+        let db = self.db().await;
         let deadline = tokio::time::Instant::now() + WAIT;
         loop {
             let marks = db.chat_handled(platform).await.expect("marks");
