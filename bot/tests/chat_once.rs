@@ -56,6 +56,13 @@ async fn discord_with(extra: &[(&str, &str)]) -> (World, FakeDiscord) {
     env.extend_from_slice(extra);
     let w = World::start_with(&env).await;
     dc.wait_ready(WAIT).await.expect("gateway ready");
+    // The slash commands are registered after the gateway is ready (later still on
+    // PostgreSQL, where the adapters start once this replica won the chat election).
+    let guild = GUILD_ID;
+    wait_until("the slash commands are registered", || {
+        !dc.commands(Some(guild)).is_empty() || !dc.commands(None).is_empty()
+    })
+    .await;
     (w, dc)
 }
 
