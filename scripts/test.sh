@@ -4,7 +4,8 @@
 # (warnings are errors) and every test of the workspace.
 # Installs when missing: tmux, python3 (stand-in fault child), Node.js/npm, Chromium and
 # chromedriver (dashboard tests), systemd (for `systemd-analyze verify` of the service
-# units), the pinned Claude Code CLI (scripts/install-claude.sh, cached in .tools/), and
+# units), PostgreSQL (the bot suites' second backend), the pinned Claude
+# Code CLI (scripts/install-claude.sh, cached in .tools/), and
 # python3-venv for the pinned schemathesis and openapi-spec-validator of the REST contract
 # test (scripts/install-contract-tools.sh, a venv cached in .tools/).
 set -euo pipefail
@@ -25,6 +26,9 @@ command -v npm >/dev/null || apt_install nodejs npm
 { command -v chromium >/dev/null && command -v chromedriver >/dev/null; } ||
   apt_install chromium chromium-driver
 command -v systemd-analyze >/dev/null || apt_install systemd
+# The bot suites run a second time on a throwaway PostgreSQL cluster (testkit::PgCluster
+# runs Debian's initdb/postgres from /usr/lib/postgresql/*/bin as the postgres user).
+compgen -G '/usr/lib/postgresql/*/bin/postgres' >/dev/null || apt_install postgresql
 python3 -c 'import venv, ensurepip' 2>/dev/null || apt_install python3-venv
 
 CCRM_CLAUDE_BIN="$(scripts/install-claude.sh)"
@@ -38,3 +42,6 @@ cargo fmt --all --check
 python3 scripts/check-structure.py
 cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo test --workspace --locked --no-fail-fast
+# The store, REST, SSE and end-to-end suites again on PostgreSQL (the replica tests in
+# bot/tests/replicas.rs start their own cluster in the run above).
+CCRM_TEST_DB=postgres cargo test -p ccrm-bot --locked --test db --test api --test e2e --test chat_once

@@ -58,6 +58,8 @@ pub struct Metrics {
     pub rejected: AtomicU64,
     /// Open SSE + dashboard WebSocket clients.
     pub ws_clients: AtomicU64,
+    /// 1 while this replica runs the chat adapters (see `replica::leader`), else 0.
+    pub chat_leader: AtomicU64,
 }
 
 impl Metrics {
@@ -111,6 +113,28 @@ pub struct Hub {
     heartbeats: Mutex<HashMap<DaemonId, Heartbeat>>,
     streams: Mutex<HashMap<u64, (DaemonId, mpsc::Sender<Value>)>>,
     body_acks: Mutex<HashMap<u64, watch::Sender<u64>>>,
+    /// Other replicas (PostgreSQL only): commands for daemons linked elsewhere.
+    remote: std::sync::OnceLock<Arc<dyn Remote>>,
+}
+
+/// What [`Remote::command`] returns: `None` when no replica holds the link.
+pub type RemoteReply<'a> = std::pin::Pin<
+    Box<dyn std::future::Future<Output = Option<Result<Value, HubError>>> + Send + 'a>,
+>;
+
+/// The way to daemons linked to another replica ([`crate::replica`]).
+pub trait Remote: Send + Sync {
+    /// This replica now holds `daemon`'s link.
+    fn linked(&self, daemon: &DaemonId);
+    /// This replica no longer holds `daemon`'s link.
+    fn unlinked(&self, daemon: &DaemonId);
+    /// Runs `cmd` on the replica that holds `daemon`'s link; `None` if none does.
+    fn command<'a>(
+        &'a self,
+        daemon: &'a DaemonId,
+        cmd: Command,
+        timeout: Duration,
+    ) -> RemoteReply<'a>;
 }
 
 impl Default for Hub {
@@ -134,7 +158,13 @@ impl Hub {
             heartbeats: Mutex::default(),
             streams: Mutex::default(),
             body_acks: Mutex::default(),
+            remote: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Sets the way to other replicas (once, at start, on PostgreSQL).
+    pub fn set_remote(&self, remote: Arc<dyn Remote>) {
+        let _ = self.remote.set(remote);
     }
 
     /// Registers a daemon connection; a previous connection of the same daemon is told to
@@ -147,6 +177,9 @@ impl Hub {
             .unwrap_or_else(|e| e.into_inner())
             .insert(daemon.clone(), Conn { id, tx });
         drop(old);
+        if let Some(r) = self.remote.get() {
+            r.linked(daemon);
+        }
         id
     }
 
@@ -158,6 +191,9 @@ impl Hub {
             return false;
         }
         map.remove(daemon);
+        if let Some(r) = self.remote.get() {
+            r.unlinked(daemon);
+        }
         drop(map);
         // Its streams end: their readers see the items close, then the failed reply.
         lock(&self.streams).retain(|_, (d, _)| d != daemon);
@@ -196,8 +232,25 @@ impl Hub {
             .contains_key(daemon)
     }
 
-    /// Sends `cmd` to `daemon` and waits for its reply.
+    /// Sends `cmd` to `daemon` and waits for its reply; a daemon linked to another replica
+    /// is reached through it (same timeout and errors).
     pub async fn command(
+        &self,
+        daemon: &DaemonId,
+        cmd: Command,
+        timeout: Duration,
+    ) -> Result<Value, HubError> {
+        if !self.is_online(daemon)
+            && let Some(remote) = self.remote.get()
+            && let Some(result) = remote.command(daemon, cmd.clone(), timeout).await
+        {
+            return result;
+        }
+        self.command_local(daemon, cmd, timeout).await
+    }
+
+    /// [`Hub::command`] for a daemon linked to this replica only.
+    pub async fn command_local(
         &self,
         daemon: &DaemonId,
         cmd: Command,

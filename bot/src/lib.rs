@@ -35,6 +35,7 @@ pub mod hub;
 pub mod ingest;
 pub mod keys;
 pub mod openapi;
+pub mod replica;
 pub mod telegram;
 pub mod tls;
 pub mod upload;
@@ -46,13 +47,14 @@ use std::sync::Arc;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{delete, get, post};
+use tokio::sync::broadcast;
 
 /// Everything a request handler can reach.
 pub struct AppState {
     /// The store.
     pub db: db::Db,
     /// Connected daemons and live events.
-    pub hub: hub::Hub,
+    pub hub: Arc<hub::Hub>,
     /// Settings.
     pub cfg: config::BotConfig,
     /// Where daemon links hand what they receive to be committed.
@@ -68,11 +70,26 @@ pub struct AppState {
 impl AppState {
     /// Opens the database of `cfg` and builds the state.
     pub async fn open(cfg: config::BotConfig) -> anyhow::Result<Arc<Self>> {
-        let db = db::Db::open(&cfg.db_path()).await?;
-        // Links from before a restart are gone; daemons say hello again.
-        db.set_all_daemons_offline().await?;
-        let hub = hub::Hub::new();
-        let ingest = ingest::Ingest::start(&db, hub.events_sender()).await?;
+        let db = db::Db::connect(&cfg.database()?, &cfg.data_dir.join("revoked")).await?;
+        // Links from before a restart are gone; daemons say hello again. (On PostgreSQL
+        // other replicas may hold links: each link marks its own daemon.)
+        if !db.is_postgres() {
+            db.set_all_daemons_offline().await?;
+        }
+        let hub = Arc::new(hub::Hub::new());
+        // On PostgreSQL every replica publishes events through its tailer, in row-id
+        // order whichever replica stored them; the ingest publishes nothing itself.
+        let ingest = if db.is_postgres() {
+            let ingest = ingest::Ingest::start(&db, broadcast::channel(1).0).await?;
+            replica::spawn_tail(db.clone(), hub.events_sender()).await?;
+            if let Some(pool) = db.pg_pool() {
+                let me = replica::Replicas::start(pool.clone(), hub.clone()).await?;
+                tracing::info!(replica = me.id(), "replica of a shared PostgreSQL database");
+            }
+            ingest
+        } else {
+            ingest::Ingest::start(&db, hub.events_sender()).await?
+        };
         // WAL checkpoints off the ingest path; the task ends when the pool closes.
         tokio::spawn(db.clone().checkpoint_loop());
         Ok(Arc::new(Self {
@@ -151,6 +168,36 @@ pub fn router(state: Arc<AppState>) -> Router {
         .with_state(state)
 }
 
+/// Runs the configured chat adapters until `stop` turns true (on the elected leader, see
+/// [`replica::leader`]); ends when all have ended.
+fn chat_adapters(
+    state: Arc<AppState>,
+    stop: tokio::sync::watch::Receiver<bool>,
+) -> std::pin::Pin<Box<dyn Future<Output = ()> + Send>> {
+    Box::pin(async move {
+        let mut tasks = Vec::new();
+        if let Some(token) = state.cfg.telegram_token.clone() {
+            let (state, stop) = (state.clone(), stop.clone());
+            tasks.push(tokio::spawn(async move {
+                if let Err(e) = telegram::run(state, token, stop).await {
+                    tracing::error!(error = format!("{e:#}"), "telegram adapter failed");
+                }
+            }));
+        }
+        if let Some(token) = state.cfg.discord_token.clone() {
+            let (state, stop) = (state.clone(), stop.clone());
+            tasks.push(tokio::spawn(async move {
+                if let Err(e) = discord::run(state, token, stop).await {
+                    tracing::error!(error = format!("{e:#}"), "discord adapter failed");
+                }
+            }));
+        }
+        for t in tasks {
+            let _ = t.await;
+        }
+    })
+}
+
 /// Serves `state` on an already bound listener until `shutdown` resolves (bind first, so
 /// tests can use port 0 and know the address before anything runs). A plain
 /// [`tokio::net::TcpListener`] serves HTTP/WS; [`tls::Listener::tls`] serves HTTPS/WSS.
@@ -163,23 +210,10 @@ pub async fn serve(
     let listener: tls::Listener = listener.into();
     // The chat adapters stop with the server.
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let mut adapters = Vec::new();
-    if let Some(token) = state.cfg.telegram_token.clone() {
-        let (state, stop) = (state.clone(), stop_rx.clone());
-        adapters.push(tokio::spawn(async move {
-            if let Err(e) = telegram::run(state, token, stop).await {
-                tracing::error!(error = format!("{e:#}"), "telegram adapter failed");
-            }
-        }));
-    }
-    if let Some(token) = state.cfg.discord_token.clone() {
-        let (state, stop) = (state.clone(), stop_rx.clone());
-        adapters.push(tokio::spawn(async move {
-            if let Err(e) = discord::run(state, token, stop).await {
-                tracing::error!(error = format!("{e:#}"), "discord adapter failed");
-            }
-        }));
-    }
+    // On exactly one replica at a time (the elected leader; on SQLite, this bot).
+    let adapters: Vec<_> = replica::leader::spawn(state.clone(), stop_rx.clone(), chat_adapters)
+        .into_iter()
+        .collect();
     drop(stop_rx);
     // Executions the bot had not seen end before a restart are followed again.
     state.recorders.resume(&state).await;

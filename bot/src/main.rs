@@ -130,26 +130,26 @@ fn run(args: Args) -> anyhow::Result<()> {
 }
 
 async fn open_db(cfg: &BotConfig) -> anyhow::Result<Db> {
-    let path = cfg.db_path();
-    Db::open(&path)
+    let target = cfg.database()?;
+    Db::connect(&target, &cfg.data_dir.join("revoked"))
         .await
-        .with_context(|| format!("cannot open the database {}", path.display()))
+        .with_context(|| format!("cannot open the database {}", target.describe()))
 }
 
 async fn serve(cfg: BotConfig) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(cfg.listen)
         .await
         .with_context(|| format!("cannot listen on {}", cfg.listen))?;
-    let db_path = cfg.db_path();
+    let db_target = cfg.database()?.describe();
     let state = ccrm_bot::AppState::open(cfg)
         .await
-        .with_context(|| format!("cannot open the database {}", db_path.display()))?;
+        .with_context(|| format!("cannot open the database {db_target}"))?;
     let tls = match (&state.cfg.tls_cert, &state.cfg.tls_key) {
         (Some(cert), Some(key)) => Some(ccrm_bot::tls::Tls::load(cert, key)?),
         _ => None,
     };
     let addr = listener.local_addr()?;
-    tracing::info!(%addr, tls = tls.is_some(), db = %db_path.display(), "ccrm-bot listening");
+    tracing::info!(%addr, tls = tls.is_some(), db = %db_target, "ccrm-bot listening");
     let scheme = if tls.is_some() { "https" } else { "http" };
     let dashboard = state
         .cfg

@@ -92,9 +92,7 @@ async fn prompts(w: &World, session: &str) -> Vec<String> {
 /// The texts of the messages `platform` keeps as pending prompt pieces (read with the bot
 /// down).
 async fn pending_texts(w: &World, platform: &str) -> Vec<String> {
-    let db = Db::open(&w.dir.path().join("bot/ccrm.db"))
-        .await
-        .expect("db");
+    let db = w.db().await;
     let rows = db.chat_pending(platform).await.expect("pending");
     db.close().await;
     rows.iter()

@@ -22,7 +22,6 @@ mod common;
 
 use std::time::{Duration, SystemTime};
 
-use ccrm_bot::db::Db;
 use common::chat::{
     DC_ALICE, TG_ALICE as ALICE, dc_msg, discord_world, telegram_world, tg_msg, wait_until,
 };
@@ -462,9 +461,7 @@ async fn telegram_names_diffs_resume_and_a_progress_message_finished_after_a_kil
         m.visible_text.contains("Working")
     })
     .await;
-    let db = Db::open(&t.w.dir.path().join("bot/ccrm.db"))
-        .await
-        .expect("db");
+    let db = t.w.db().await;
     let sid = id.parse().expect("id");
     let deadline = tokio::time::Instant::now() + WAIT;
     while db

@@ -6,7 +6,6 @@
 mod common;
 
 use ccrm_bot::auth::KeyKind;
-use ccrm_bot::db::Db;
 use common::World;
 use reqwest::header::{HeaderMap, HeaderValue};
 use reqwest::redirect::Policy;
@@ -214,9 +213,7 @@ async fn login_gives_a_strict_cookie_and_logout_or_revoking_ends_it() {
 
     // Revoking the token ends its logins too.
     let cookie = cookie_of(&login(&w, &w.user_token, &[]).await);
-    let db = Db::open(&w.dir.path().join("bot/ccrm.db"))
-        .await
-        .expect("db");
+    let db = w.db().await;
     let keys = db.list_keys().await.expect("keys");
     let alice = keys
         .iter()

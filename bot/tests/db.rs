@@ -1,12 +1,13 @@
-//! The bot's storage layer against real SQLite files in a temporary directory: dedup of
-//! resent events, keyset and offset paging, session state and approvals derived from
-//! events, API keys, reopening and file modes.
+//! The bot's storage layer against real SQLite files in a temporary directory (or, with
+//! `CCRM_TEST_DB=postgres`, a throwaway PostgreSQL cluster): dedup of resent events, keyset
+//! and offset paging, session state and approvals derived from events, API keys,
+//! reopening and (SQLite) file modes.
 
 use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 
-use ccrm_bot::db::{ApprovalStatus, Db, DbError, KeyKind};
+use ccrm_bot::db::{ApprovalStatus, Claim, Db, DbError, KeyKind, Target};
 use common::event::{Decision, Event, EventKind, Origin, SessionState, Surface};
 use common::ids::{ApprovalId, DaemonId, SessionId};
 use common::ipc::{ApprovalKind, SessionInfo};
@@ -17,16 +18,44 @@ struct Fixture {
     _dir: TempDir,
     path: PathBuf,
     db: Db,
+    /// The PostgreSQL database's URL and cluster when the suite runs on PostgreSQL.
+    pg: Option<(String, testkit::PgCluster)>,
+}
+
+impl Fixture {
+    /// Another handle on the same store (a reopen, or a second process's view).
+    async fn reopen(&self) -> Db {
+        let target = match &self.pg {
+            Some((url, _)) => Target::Postgres(url.clone()),
+            None => Target::Sqlite(self.path.clone()),
+        };
+        Db::connect(&target, &self.path.with_file_name("revoked"))
+            .await
+            .expect("reopen")
+    }
 }
 
 async fn fixture() -> Fixture {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("data").join("ccrm.db");
-    let db = Db::open(&path).await.expect("open db");
+    let pg = std::env::var("CCRM_TEST_DB")
+        .is_ok_and(|v| v == "postgres")
+        .then(|| {
+            let cluster = testkit::PgCluster::start().expect("throwaway PostgreSQL cluster");
+            (cluster.url("postgres"), cluster)
+        });
+    let target = match &pg {
+        Some((url, _)) => Target::Postgres(url.clone()),
+        None => Target::Sqlite(path.clone()),
+    };
+    let db = Db::connect(&target, &path.with_file_name("revoked"))
+        .await
+        .expect("open db");
     Fixture {
         _dir: dir,
         path,
         db,
+        pg,
     }
 }
 
@@ -301,6 +330,128 @@ async fn session_state_follows_state_events() {
     assert_eq!(
         (still.daemon_id, still.info.state),
         (d, SessionState::Failed)
+    );
+}
+
+/// Eight answers claim one pending approval at once through two handles on the store (two
+/// replicas' pools): the conditional UPDATE lets exactly one win, and every loser is told
+/// who. A given-back claim can be won again; a decided approval names its decider.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_first_claim_on_an_approval_wins_and_losers_learn_who() {
+    let f = fixture().await;
+    let other = f.reopen().await;
+    let d = daemon(&f.db, "d1").await;
+    let s = SessionId::new();
+    let aid = ApprovalId("req-race".into());
+    let ask = event(
+        1,
+        s,
+        1,
+        EventKind::PermissionRequest {
+            approval_id: aid.clone(),
+            tool_name: "Write".into(),
+            input: serde_json::json!({"file_path": "/tmp/x"}),
+            tool_use_id: Some("toolu_9".into()),
+            description: None,
+        },
+    );
+    f.db.insert_events(&d, &[ask]).await.expect("insert");
+    let stale = 60_000;
+    let mut tasks = Vec::new();
+    for i in 0..8u64 {
+        let db = if i % 2 == 0 {
+            f.db.clone()
+        } else {
+            other.clone()
+        };
+        tasks.push(tokio::spawn(async move {
+            let by = format!("rest:user{i}");
+            let c = db.claim_approval("req-race", &by, 1_000_000, stale).await;
+            (by, c.expect("claim"))
+        }));
+    }
+    let mut results = Vec::new();
+    for t in tasks {
+        results.push(
+            tokio::time::timeout(std::time::Duration::from_secs(60), t)
+                .await
+                .expect("claims return")
+                .expect("claim task"),
+        );
+    }
+    let winners: Vec<&String> = results
+        .iter()
+        .filter(|(_, c)| matches!(c, Claim::Won(_)))
+        .map(|(by, _)| by)
+        .collect();
+    assert_eq!(winners.len(), 1, "exactly one claim wins: {results:?}");
+    let winner = winners[0].clone();
+    for (by, c) in &results {
+        if by != &winner {
+            assert_eq!(
+                c,
+                &Claim::Taken {
+                    by: winner.clone(),
+                    decision: None
+                },
+                "{by} is told who claimed first"
+            );
+        }
+    }
+    // The winner's answer never reached the daemon: it gives the claim back, and the next
+    // answer wins. A claim older than `stale` may be taken over too.
+    f.db.release_approval("req-race", &winner, 1_000_000)
+        .await
+        .expect("release");
+    assert_eq!(
+        other
+            .claim_approval("req-race", "telegram:bob", 1_000_100, stale)
+            .await
+            .expect("claim"),
+        Claim::Won(1_000_100)
+    );
+    assert!(matches!(
+        f.db.claim_approval("req-race", "rest:carol", 1_000_200, stale)
+            .await
+            .expect("claim"),
+        Claim::Taken { ref by, .. } if by == "telegram:bob"
+    ));
+    assert_eq!(
+        f.db.claim_approval("req-race", "rest:carol", 1_000_100 + stale + 1, stale)
+            .await
+            .expect("claim"),
+        Claim::Won(1_000_100 + stale + 1),
+        "a stale claim is taken over"
+    );
+    // Once the decision is stored, a claim names the decider and the decision.
+    let decided = event(
+        2,
+        s,
+        2,
+        EventKind::PermissionDecision {
+            approval_id: aid.clone(),
+            tool_name: "Write".into(),
+            decision: Decision::Deny,
+            by: "rest:carol".into(),
+            message: None,
+        },
+    );
+    f.db.insert_events(&d, &[decided]).await.expect("insert");
+    assert_eq!(
+        other
+            .claim_approval("req-race", "rest:dave", 2_000_000, stale)
+            .await
+            .expect("claim"),
+        Claim::Taken {
+            by: "rest:carol".into(),
+            decision: Some(Decision::Deny)
+        }
+    );
+    assert_eq!(
+        f.db.claim_approval("req-unknown", "rest:dave", 2_000_000, stale)
+            .await
+            .expect("claim"),
+        Claim::Unknown
     );
 }
 
@@ -587,10 +738,9 @@ async fn reopening_keeps_data_and_migrations_are_idempotent() {
     let batch: Vec<LinkEvent> = (1..=3).map(|i| text(i, s, i)).collect();
     f.db.insert_events(&d, &batch).await.expect("insert");
     f.db.create_key("k", KeyKind::User, 1).await.expect("key");
-    let Fixture { _dir, path, db } = f;
-    db.close().await;
+    f.db.close().await;
 
-    let reopened = Db::open(&path).await.expect("reopen");
+    let reopened = f.reopen().await;
     assert_eq!(reopened.max_seq(&d).await.expect("max"), 3);
     assert_eq!(
         reopened.events_after(&s, 0, 10).await.expect("page").len(),
@@ -599,7 +749,7 @@ async fn reopening_keeps_data_and_migrations_are_idempotent() {
     assert_eq!(reopened.list_keys().await.expect("keys").len(), 1);
     // A second handle on the same file at the same time (the `keys` CLI beside a running
     // server) also works.
-    let second = Db::open(&path).await.expect("open twice");
+    let second = f.reopen().await;
     assert_eq!(second.list_daemons().await.expect("daemons").len(), 1);
     // Dedup still holds across the reopen.
     assert!(
@@ -614,6 +764,10 @@ async fn reopening_keeps_data_and_migrations_are_idempotent() {
 #[tokio::test]
 async fn files_are_private() {
     let f = fixture().await;
+    if f.pg.is_some() {
+        // PostgreSQL keeps no files of ours.
+        return;
+    }
     let d = daemon(&f.db, "d1").await;
     f.db.insert_events(&d, &[text(1, SessionId::new(), 1)])
         .await

@@ -565,8 +565,10 @@ async fn after_a_bot_restart_bindings_hold_and_no_update_is_handled_twice() {
         ),
         (1, 1, 1, 1)
     );
-    let db_path = t.w.dir.path().join("bot/ccrm.db");
-    assert!(Path::new(&db_path).exists());
+    if t.w.db_url.is_none() {
+        let db_path = t.w.dir.path().join("bot/ccrm.db");
+        assert!(Path::new(&db_path).exists());
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -10,7 +10,6 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use ccrm_bot::db::Db;
 use common::{WAIT, World, ccrmd_bin};
 use serde_json::{Value, json};
 
@@ -176,9 +175,7 @@ async fn a_daemon_with_the_ca_links_over_wss_and_rest_works_over_https() {
     }
 
     // The audit log has the caller's address (no proxy: the peer's).
-    let db = Db::open(&w.dir.path().join("bot/ccrm.db"))
-        .await
-        .expect("db");
+    let db = w.db().await;
     let rows = db.list_audit(50).await.expect("audit");
     db.close().await;
     let start = rows
@@ -306,9 +303,7 @@ async fn forwarded_for_counts_only_from_a_trusted_proxy() {
         .await
         .expect("POST");
     assert_eq!(r.status().as_u16(), 201);
-    let db = Db::open(&w.dir.path().join("bot/ccrm.db"))
-        .await
-        .expect("db");
+    let db = w.db().await;
     let rows = db.list_audit(50).await.expect("audit");
     db.close().await;
     let row = rows

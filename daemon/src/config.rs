@@ -55,7 +55,8 @@ pub struct Config {
     pub extra_args: Vec<String>,
     /// Extra environment for every claude child.
     pub child_env: BTreeMap<String, String>,
-    /// The bot to keep an uplink to (`ws://host:port` or `wss://...`), if any.
+    /// The bot to keep an uplink to (`ws://host:port` or `wss://...`), if any; several
+    /// replicas comma-separated (a TOML list is joined so), tried in turn.
     pub bot_url: Option<String>,
     /// The daemon API key for the bot (from `CCRM_BOT_API_KEY` or a 0600 key file).
     pub bot_api_key: Option<Secret>,
@@ -118,7 +119,7 @@ pub struct FileConfig {
     partial_messages: Option<bool>,
     extra_args: Option<Vec<String>>,
     child_env: Option<BTreeMap<String, String>>,
-    bot_url: Option<String>,
+    bot_url: Option<BotUrls>,
     bot_api_key_file: Option<PathBuf>,
     hostname: Option<String>,
     workers: Option<usize>,
@@ -183,7 +184,7 @@ impl Config {
             partial_messages: file.partial_messages.unwrap_or(true),
             extra_args: file.extra_args.unwrap_or_default(),
             child_env: file.child_env.unwrap_or_default(),
-            bot_url: file.bot_url,
+            bot_url: file.bot_url.map(BotUrls::joined),
             bot_api_key: None,
             hostname: file.hostname.unwrap_or_else(default_hostname),
             workers: file.workers.unwrap_or_else(default_workers),
@@ -297,6 +298,11 @@ impl Config {
     }
 
     /// Checks values that would only fail later and less clearly.
+    /// The bot URLs of `bot_url`, in order (empty when unset).
+    pub fn bot_urls(&self) -> Vec<String> {
+        self.bot_url.as_deref().map(split_urls).unwrap_or_default()
+    }
+
     pub fn validate(&self) -> Result<(), Invalid> {
         if !PERMISSION_MODES.contains(&self.default_permission_mode.as_str()) {
             return Err(Invalid::key(
@@ -332,7 +338,8 @@ impl Config {
         if !self.state_dir.is_absolute() {
             return Err(Invalid::key("state_dir", "must be an absolute path"));
         }
-        if let Some(url) = &self.bot_url {
+        for url in self.bot_urls() {
+            let url = &url;
             let Some(host) = ws_host(url) else {
                 return Err(Invalid::key(
                     "bot_url",
@@ -432,6 +439,33 @@ impl std::fmt::Display for Invalid {
 }
 
 impl std::error::Error for Invalid {}
+
+/// The URLs of a comma-separated `bot_url`.
+fn split_urls(list: &str) -> Vec<String> {
+    list.split(',')
+        .map(str::trim)
+        .filter(|u| !u.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+/// `bot_url` in the TOML file: one URL or a list of replicas.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum BotUrls {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl BotUrls {
+    /// The comma-separated form `bot_url` is kept in (as `CCRM_BOT_URL` gives it).
+    fn joined(self) -> String {
+        match self {
+            Self::One(url) => url,
+            Self::Many(urls) => urls.join(","),
+        }
+    }
+}
 
 /// The host of a `ws://` or `wss://` URL (brackets of an IPv6 literal removed).
 pub fn ws_host(url: &str) -> Option<String> {
@@ -638,5 +672,23 @@ mod tests {
         assert!(parse_bool("Yes").expect("b"));
         assert!(!parse_bool("0").expect("b"));
         assert!(parse_bool("maybe").is_err());
+    }
+
+    #[test]
+    fn bot_url_takes_one_url_or_a_list_of_replicas() {
+        let one: FileConfig = toml::from_str("bot_url = \"ws://127.0.0.1:1\"").expect("one");
+        assert_eq!(
+            one.bot_url.map(BotUrls::joined).as_deref(),
+            Some("ws://127.0.0.1:1")
+        );
+        let many: FileConfig =
+            toml::from_str("bot_url = [\"ws://127.0.0.1:1\", \"ws://127.0.0.1:2\"]").expect("list");
+        let joined = many.bot_url.map(BotUrls::joined).unwrap_or_default();
+        assert_eq!(
+            split_urls(&joined),
+            ["ws://127.0.0.1:1", "ws://127.0.0.1:2"]
+        );
+        // CCRM_BOT_URL's comma-separated form, spaces and empty items forgiven.
+        assert_eq!(split_urls(" ws://a:1 ,, wss://b "), ["ws://a:1", "wss://b"]);
     }
 }

@@ -125,8 +125,15 @@ pub async fn run(cfg: Config, opts: RunOptions) -> anyhow::Result<()> {
             crate::uplink::daemon_id(&cfg.state_dir)?,
             cfg.hostname.clone(),
         );
+        let urls: Vec<String> = cfg
+            .bot_urls()
+            .iter()
+            .map(|u| crate::uplink::daemon_ws_url(u))
+            .collect();
         let ucfg = crate::uplink::UplinkConfig {
             ca_file: cfg.bot_ca_file.clone(),
+            url: urls.first().cloned().unwrap_or(ucfg.url.clone()),
+            urls,
             ..ucfg
         };
         info!(bot = %ucfg.url, daemon_id = %ucfg.daemon_id, "uplink enabled");

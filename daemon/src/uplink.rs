@@ -98,6 +98,9 @@ impl LinkState {
 pub struct UplinkConfig {
     /// `ws://` or `wss://` URL of the bot's `/ws/daemon` endpoint.
     pub url: String,
+    /// Every replica's `/ws/daemon` URL, `url` first: after a link drops the next one is
+    /// tried (the spool makes the move lossless).
+    pub urls: Vec<String>,
     /// The daemon API key.
     pub api_key: String,
     /// This daemon.
@@ -120,6 +123,7 @@ impl UplinkConfig {
     /// Defaults for `url` and `api_key`: 15 s pings, dead after 45 s, backoff 0.5–30 s.
     pub fn new(url: String, api_key: String, daemon_id: DaemonId, hostname: String) -> Self {
         Self {
+            urls: vec![url.clone()],
             url,
             api_key,
             daemon_id,
@@ -152,14 +156,21 @@ pub async fn run<T: LinkTarget>(
     let cfg = &link.cfg;
     let spool = &link.spool;
     let mut delay = cfg.backoff_min;
+    let mut next = 0usize;
     loop {
         if *shutdown.borrow() {
             return;
         }
         let started = Instant::now();
         let mut inner = shutdown.clone();
+        let url = cfg
+            .urls
+            .get(next % cfg.urls.len().max(1))
+            .unwrap_or(&cfg.url);
+        // Whatever ends this link, the next attempt goes to the next replica.
+        next = next.wrapping_add(1);
         let result = tokio::select! {
-            r = connection(cfg, spool, &target, &mut inner, &link) => r,
+            r = connection(cfg, url, spool, &target, &mut inner, &link) => r,
             _ = shutdown.changed() => return,
         };
         link.connected
@@ -200,17 +211,14 @@ fn text<T: serde::Serialize>(msg: &T) -> anyhow::Result<Message> {
 
 async fn connection<T: LinkTarget>(
     cfg: &UplinkConfig,
+    url: &str,
     spool: &Spool,
     target: &Arc<T>,
     shutdown: &mut watch::Receiver<bool>,
     link: &LinkState,
 ) -> anyhow::Result<()> {
     let connected = &link.connected;
-    let mut request = cfg
-        .url
-        .as_str()
-        .into_client_request()
-        .context("bad bot URL")?;
+    let mut request = url.into_client_request().context("bad bot URL")?;
     request.headers_mut().insert(
         "x-api-key",
         cfg.api_key
@@ -221,7 +229,7 @@ async fn connection<T: LinkTarget>(
         .max_message_size(Some(MAX_LINK_FRAME))
         .max_frame_size(Some(MAX_LINK_FRAME));
     // Our own TLS config for wss://: the CA of `bot_ca_file`, or the public roots.
-    let connector = if cfg.url.starts_with("wss://") {
+    let connector = if url.starts_with("wss://") {
         Some(tokio_tungstenite::Connector::Rustls(
             crate::tls::client_config(cfg.ca_file.as_deref())?,
         ))
@@ -239,8 +247,8 @@ async fn connection<T: LinkTarget>(
             anyhow::anyhow!("the bot refused the API key (401); check CCRM_BOT_API_KEY")
         }
         other => match crate::tls::explain(&other) {
-            Some(why) => anyhow::anyhow!("cannot connect to {}: {why}", cfg.url),
-            None => anyhow::Error::from(other).context(format!("cannot connect to {}", cfg.url)),
+            Some(why) => anyhow::anyhow!("cannot connect to {url}: {why}"),
+            None => anyhow::Error::from(other).context(format!("cannot connect to {url}")),
         },
     })?;
     let (mut tx, mut rx) = ws.split();
@@ -287,7 +295,7 @@ async fn connection<T: LinkTarget>(
         .last_error
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner) = None;
-    info!(url = %cfg.url, acked, last = spool.last_seq(), "uplink connected");
+    info!(%url, acked, last = spool.last_seq(), "uplink connected");
 
     let mut sent = acked;
     let mut spooled = spool.subscribe();

@@ -18,6 +18,8 @@
 //!   driven with no ccrm in between.
 //! - [`telegram`]: [`FakeTelegram`], a fake Telegram Bot API for teloxide.
 //! - [`discord`]: [`FakeDiscord`], a fake Discord (REST and gateway) for serenity.
+//! - [`postgres`]: [`PgCluster`], a throwaway PostgreSQL cluster (initdb in a temporary
+//!   directory, socket only), for the bot's tests on its second backend.
 //! - [`zips`]: zip archives written in test code, good and hostile (no binary fixtures).
 //!
 //! # Example
@@ -45,6 +47,7 @@ pub use demo::{anthropic, script};
 pub mod direct;
 pub mod discord;
 pub mod home;
+pub mod postgres;
 pub mod process;
 mod state;
 pub mod telegram;
@@ -57,5 +60,6 @@ pub use home::{
     ClaudeHome, TEST_API_KEY, approved_key_suffix, claude_bin, claude_env, claude_env_for_url,
     workspace_root,
 };
+pub use postgres::PgCluster;
 pub use script::{Block, Reply};
 pub use telegram::FakeTelegram;

@@ -198,7 +198,7 @@ async fn cmd_status<P: ChatPlatform>(ctx: &Ctx<P>, inc: &Incoming) -> Answer {
         .await
         .map_err(|e| e.to_string())?;
     let i = &row.info;
-    let online = ctx.state.hub.is_online(&row.daemon_id);
+    let online = crate::replica::online_somewhere(&ctx.state, &row.daemon_id).await;
     let daemons = ctx.daemons().await;
     let mut text = Rich::text("Session ")
         .bold(places::title(i))

@@ -254,14 +254,16 @@ impl<P: ChatPlatform> Ctx<P> {
 
     /// Sends `cmd` to `daemon` through the hub and waits for its answer.
     pub async fn command(&self, daemon: &DaemonId, cmd: Command) -> Result<Value, HubError> {
-        self.state.hub.command(daemon, cmd, COMMAND_TIMEOUT).await
+        // Answers to approvals are claimed in the database first (the first one wins).
+        crate::replica::first_wins::command(&self.state, daemon, cmd, COMMAND_TIMEOUT).await
     }
 
     /// The daemon named `wanted` (its id, or its hostname when that is unique), else the
     /// only one online.
     pub async fn pick_daemon(&self, wanted: Option<String>) -> Result<DaemonId, String> {
         let daemons = self.daemons().await;
-        let online = self.state.hub.online();
+        // Linked to any replica (the chat adapters run on one, see `replica::leader`).
+        let online = crate::replica::online_anywhere(&self.state).await;
         if let Some(w) = wanted
             .map(|w| w.trim().to_owned())
             .filter(|w| !w.is_empty())

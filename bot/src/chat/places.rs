@@ -92,7 +92,7 @@ pub async fn new<P: ChatPlatform>(ctx: &Ctx<P>, inc: &Incoming, mut args: NewArg
         Ok(d) => vec![d],
         Err(e) if wanted.is_some() => return Err(e),
         Err(e) => {
-            let online = ctx.state.hub.online();
+            let online = crate::replica::online_anywhere(&ctx.state).await;
             if online.is_empty() {
                 return Err(e);
             }

@@ -138,10 +138,11 @@ async fn deliver<P: ChatPlatform>(ctx: &Ctx<P>, inc: Incoming, b: ChatBinding, w
 /// Waits until the daemon of `b` is connected, for at most [`DAEMON_WAIT`] after the core
 /// started (a restarted bot's daemons dial back within it).
 async fn wait_online<P: ChatPlatform>(ctx: &Ctx<P>, b: &ChatBinding) {
-    let hub = &ctx.state.hub;
     let left = DAEMON_WAIT.saturating_sub(ctx.started.elapsed());
     let deadline = tokio::time::Instant::now() + left;
-    while !hub.is_online(&b.daemon_id) && tokio::time::Instant::now() < deadline {
+    while !crate::replica::online_somewhere(&ctx.state, &b.daemon_id).await
+        && tokio::time::Instant::now() < deadline
+    {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }

@@ -85,6 +85,10 @@ pub struct BotConfig {
     pub tls_key: Option<PathBuf>,
     /// Reverse proxies whose `X-Forwarded-For` is believed for the audit log's addresses.
     pub trusted_proxies: Vec<std::net::IpAddr>,
+    /// `sqlite://<path>` or `postgres://...` (`CCRM_BOT_DATABASE_URL`); unset means the
+    /// SQLite file `<data_dir>/ccrm.db`. Shown with any password hidden.
+    #[serde(serialize_with = "redacted_url")]
+    pub database_url: Option<String>,
     /// Failed token checks a client address may make per minute before it gets 429 (REST,
     /// dashboard socket, daemon link); 0 turns the limit off.
     pub auth_failures_per_minute: u32,
@@ -146,6 +150,10 @@ impl fmt::Debug for BotConfig {
             .field("tls_cert", &self.tls_cert)
             .field("tls_key", &self.tls_key)
             .field("trusted_proxies", &self.trusted_proxies)
+            .field(
+                "database_url",
+                &self.database_url.as_deref().map(crate::db::redact_url),
+            )
             .field("auth_failures_per_minute", &self.auth_failures_per_minute)
             .field("telegram_webhook_url", &self.telegram_webhook_url)
             .field(
@@ -162,6 +170,10 @@ fn redact(secret: Option<&String>) -> Option<&'static str> {
 
 fn redacted<S: Serializer>(secret: &Option<String>, s: S) -> Result<S::Ok, S::Error> {
     redact(secret.as_ref()).serialize(s)
+}
+
+fn redacted_url<S: Serializer>(url: &Option<String>, s: S) -> Result<S::Ok, S::Error> {
+    url.as_deref().map(crate::db::redact_url).serialize(s)
 }
 
 /// The TOML file: every key optional, unknown keys refused. No secrets here.
@@ -192,6 +204,7 @@ pub struct FileConfig {
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
     trusted_proxies: Option<Vec<std::net::IpAddr>>,
+    database_url: Option<String>,
     auth_failures_per_minute: Option<u32>,
     telegram_webhook_url: Option<String>,
 }
@@ -237,6 +250,7 @@ impl Default for BotConfig {
             tls_cert: None,
             tls_key: None,
             trusted_proxies: Vec::new(),
+            database_url: None,
             auth_failures_per_minute: 10,
             telegram_webhook_url: None,
             telegram_webhook_secret: None,
@@ -323,12 +337,23 @@ impl BotConfig {
             tls_cert: file.tls_cert,
             tls_key: file.tls_key,
             trusted_proxies: file.trusted_proxies.unwrap_or_default(),
+            database_url: file.database_url,
             auth_failures_per_minute: file
                 .auth_failures_per_minute
                 .unwrap_or(defaults.auth_failures_per_minute),
             telegram_webhook_url: file.telegram_webhook_url,
             telegram_webhook_secret: None,
         };
+        if cfg
+            .database_url
+            .as_deref()
+            .is_some_and(|u| crate::db::redact_url(u) != u)
+        {
+            anyhow::bail!(
+                "database_url in the config file carries a password: put the whole URL in \
+                 CCRM_BOT_DATABASE_URL (or the password in PGPASSWORD) instead"
+            );
+        }
 
         if let Some(v) = env("CCRM_BOT_LISTEN") {
             cfg.listen = parse_env("CCRM_BOT_LISTEN", &v, "an address like 127.0.0.1:7878")?;
@@ -438,6 +463,9 @@ impl BotConfig {
                 "comma-separated IP addresses of reverse proxies",
             )?;
         }
+        if let Some(v) = env("CCRM_BOT_DATABASE_URL") {
+            cfg.database_url = Some(v);
+        }
         if let Some(v) = env("CCRM_BOT_AUTH_FAILURES_PER_MINUTE") {
             cfg.auth_failures_per_minute = parse_env(
                 "CCRM_BOT_AUTH_FAILURES_PER_MINUTE",
@@ -486,6 +514,9 @@ impl BotConfig {
                     self.data_dir.display()
                 ),
             ));
+        }
+        if let Some(url) = &self.database_url {
+            crate::db::Target::parse(url).map_err(|e| ("database_url", e))?;
         }
         if !(1024..=1024 * 1024 * 1024).contains(&self.max_body_bytes) {
             return Err(("max_body_bytes", "must be between 1 KiB and 1 GiB".into()));
@@ -594,9 +625,19 @@ impl BotConfig {
         self.tls_cert.is_some() && self.tls_key.is_some()
     }
 
-    /// The SQLite database file.
+    /// The SQLite database file (when `database_url` is unset).
     pub fn db_path(&self) -> PathBuf {
         self.data_dir.join(DB_FILE)
+    }
+
+    /// The database to use: `database_url`, else the SQLite file in `data_dir`.
+    pub fn database(&self) -> anyhow::Result<crate::db::Target> {
+        match &self.database_url {
+            Some(url) => {
+                crate::db::Target::parse(url).map_err(|e| anyhow::anyhow!("database_url {e}"))
+            }
+            None => Ok(crate::db::Target::Sqlite(self.db_path())),
+        }
     }
 
     /// [`BotConfig::daemon_timeout_secs`] as a [`Duration`].

@@ -174,12 +174,10 @@ pub async fn decide(
             other => other.into(),
         })?;
         let cmd = command(&row, &user, &form)?;
-        let data = web
-            .app
-            .hub
-            .command(&row.daemon_id, cmd, COMMAND_TIMEOUT)
-            .await
-            .map_err(crate::http::AppError::from)?;
+        let data =
+            crate::replica::first_wins::command(&web.app, &row.daemon_id, cmd, COMMAND_TIMEOUT)
+                .await
+                .map_err(crate::http::AppError::from)?;
         audit(&web, &user.name, "approval.decide", &id, data).await;
         Ok(Done::say("decided"))
     }

@@ -7,9 +7,8 @@
 //! answers from the [`auth::KeyCache`] the [`Db`] holds when it can, and revocation clears
 //! that cache here and in every other process on the same database.
 
+use super::backend::{DbRow, on_pool};
 use serde::{Deserialize, Serialize};
-use sqlx::Row;
-use sqlx::sqlite::SqliteRow;
 
 use super::{Db, DbError, DbResult, found, int, uint};
 use crate::auth::{self, KeyKind};
@@ -52,57 +51,65 @@ impl Db {
         auth::validate_key_name(name).map_err(DbError::Other)?;
         let secret = auth::generate_secret(kind)
             .map_err(|e| DbError::other(format!("no randomness for a key: {e}")))?;
-        let done = sqlx::query(
-            "INSERT INTO api_keys (name, kind, hash, created_ms) VALUES (?1, ?2, ?3, ?4)
-             ON CONFLICT (name) DO NOTHING",
-        )
-        .bind(name)
-        .bind(kind.as_str())
-        .bind(auth::hash_secret(&secret))
-        .bind(int(now_ms)?)
-        .execute(&self.pool)
-        .await?;
-        if done.rows_affected() == 0 {
-            return Err(DbError::other(format!(
+        let id: Option<i64> = on_pool!(self, |p| {
+            sqlx::query_scalar(
+                "INSERT INTO api_keys (name, kind, hash, created_ms) VALUES ($1, $2, $3, $4)
+                 ON CONFLICT (name) DO NOTHING RETURNING id",
+            )
+            .bind(name)
+            .bind(kind.as_str())
+            .bind(auth::hash_secret(&secret))
+            .bind(int(now_ms)?)
+            .fetch_optional(p)
+            .await?
+        });
+        match id {
+            Some(id) => Ok((id, secret)),
+            None => Err(DbError::other(format!(
                 "a key named `{name}` already exists"
-            )));
+            ))),
         }
-        Ok((done.last_insert_rowid(), secret))
     }
 
     /// Every key, active and revoked, by id. Never secrets or hashes.
     #[tracing::instrument(skip_all)]
     pub async fn list_keys(&self) -> DbResult<Vec<KeyRow>> {
-        let rows =
-            sqlx::query("SELECT id, name, kind, created_ms, revoked_ms FROM api_keys ORDER BY id")
-                .fetch_all(&self.pool)
-                .await?;
-        rows.iter().map(key_row).collect()
+        on_pool!(self, |p| {
+            let rows = sqlx::query(
+                "SELECT id, name, kind, created_ms, revoked_ms FROM api_keys ORDER BY id",
+            )
+            .fetch_all(p)
+            .await?;
+            rows.iter().map(key_row).collect()
+        })
     }
 
     /// Revokes a key given by name or by numeric id (a name is tried first). Revoking a
     /// revoked key keeps its first revocation time. [`DbError::NotFound`] if no key matches.
     #[tracing::instrument(skip_all, fields(key = name_or_id))]
     pub async fn revoke_key(&self, name_or_id: &str, now_ms: u64) -> DbResult<()> {
-        let id: Option<i64> = sqlx::query_scalar("SELECT id FROM api_keys WHERE name = ?1")
-            .bind(name_or_id)
-            .fetch_optional(&self.pool)
-            .await?;
-        let Some(id) = id.or_else(|| name_or_id.parse::<i64>().ok()) else {
-            return Err(DbError::NotFound);
-        };
-        let done =
-            sqlx::query("UPDATE api_keys SET revoked_ms = COALESCE(revoked_ms, ?2) WHERE id = ?1")
-                .bind(id)
-                .bind(int(now_ms)?)
-                .execute(&self.pool)
+        on_pool!(self, |p| {
+            let id: Option<i64> = sqlx::query_scalar("SELECT id FROM api_keys WHERE name = $1")
+                .bind(name_or_id)
+                .fetch_optional(p)
                 .await?;
-        found(done.rows_affected())?;
-        if let Err(e) = self.keys.revoked() {
-            // The server drops the key within its cache lifetime anyway.
-            tracing::warn!(error = %e, "cannot write the key revocation marker");
-        }
-        Ok(())
+            let Some(id) = id.or_else(|| name_or_id.parse::<i64>().ok()) else {
+                return Err(DbError::NotFound);
+            };
+            let done = sqlx::query(
+                "UPDATE api_keys SET revoked_ms = COALESCE(revoked_ms, $2) WHERE id = $1",
+            )
+            .bind(id)
+            .bind(int(now_ms)?)
+            .execute(p)
+            .await?;
+            found(done.rows_affected())?;
+            if let Err(e) = self.keys.revoked() {
+                // The server drops the key within its cache lifetime anyway.
+                tracing::warn!(error = %e, "cannot write the key revocation marker");
+            }
+            Ok(())
+        })
     }
 
     /// Checks a presented secret. Returns the key if it is an active key of `kind`; a user
@@ -111,46 +118,48 @@ impl Db {
     /// verified recently is answered from memory ([`auth::KeyCache`]); revocation clears it.
     #[tracing::instrument(skip_all, fields(%kind))]
     pub async fn verify_key(&self, secret: &str, kind: KeyKind) -> DbResult<Option<KeyRow>> {
-        if !secret.starts_with(kind.prefix()) {
-            return Ok(None);
-        }
-        let presented = auth::hash_secret(secret);
-        if let Some(row) = self.keys.get(&presented, kind) {
-            return Ok(Some(row));
-        }
-        let generation = self.keys.generation();
-        let rows = sqlx::query(
-            "SELECT id, name, kind, created_ms, revoked_ms, hash FROM api_keys
-             WHERE kind = ?1 AND revoked_ms IS NULL",
-        )
-        .bind(kind.as_str())
-        .fetch_all(&self.pool)
-        .await?;
-        let mut matched = None;
-        for row in &rows {
-            let hash: String = row.try_get("hash")?;
-            // No early exit: the time taken does not depend on which row matched.
-            if auth::hashes_equal(&presented, &hash) {
-                matched = Some(row);
+        on_pool!(self, |p| {
+            if !secret.starts_with(kind.prefix()) {
+                return Ok(None);
             }
-        }
-        let row = matched.map(key_row).transpose()?;
-        if let Some(row) = &row {
-            self.keys.insert(generation, presented, kind, row.clone());
-        }
-        Ok(row)
+            let presented = auth::hash_secret(secret);
+            if let Some(row) = self.keys.get(&presented, kind) {
+                return Ok(Some(row));
+            }
+            let generation = self.keys.generation();
+            let rows = sqlx::query(
+                "SELECT id, name, kind, created_ms, revoked_ms, hash FROM api_keys
+                 WHERE kind = $1 AND revoked_ms IS NULL",
+            )
+            .bind(kind.as_str())
+            .fetch_all(p)
+            .await?;
+            let mut matched = None;
+            for row in &rows {
+                let hash: String = row.col("hash")?;
+                // No early exit: the time taken does not depend on which row matched.
+                if auth::hashes_equal(&presented, &hash) {
+                    matched = Some(row);
+                }
+            }
+            let row = matched.map(key_row).transpose()?;
+            if let Some(row) = &row {
+                self.keys.insert(generation, presented, kind, row.clone());
+            }
+            Ok(row)
+        })
     }
 }
 
 /// Decodes one row of `api_keys` (never its hash).
-fn key_row(row: &SqliteRow) -> DbResult<KeyRow> {
-    let revoked: Option<i64> = row.try_get("revoked_ms")?;
-    let kind: &str = row.try_get("kind")?;
+fn key_row(row: &impl DbRow) -> DbResult<KeyRow> {
+    let revoked: Option<i64> = row.col("revoked_ms")?;
+    let kind = row.text("kind")?;
     Ok(KeyRow {
-        id: row.try_get("id")?,
-        name: row.try_get("name")?,
+        id: row.col("id")?,
+        name: row.col("name")?,
         kind: kind.parse().map_err(DbError::Other)?,
-        created_ms: uint(row.try_get("created_ms")?),
+        created_ms: uint(row.col("created_ms")?),
         revoked_ms: revoked.map(uint),
     })
 }

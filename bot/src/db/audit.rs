@@ -1,10 +1,9 @@
 //! The `audit_log` table: who did what to what, appended by every surface that acts (the
 //! REST API, the chat core, the `ccrm-bot keys` commands) and read newest first.
 
+use super::backend::{DbRow, on_pool};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use sqlx::Row;
-use sqlx::sqlite::SqliteRow;
 
 use super::{Db, DbResult, int, json_column, uint};
 
@@ -36,40 +35,44 @@ impl Db {
         detail: Value,
         now_ms: u64,
     ) -> DbResult<()> {
-        sqlx::query(
-            "INSERT INTO audit_log (ts_ms, actor, action, target, detail) VALUES (?1, ?2, ?3, ?4, ?5)",
-        )
-        .bind(int(now_ms)?)
-        .bind(actor)
-        .bind(action)
-        .bind(target)
-        .bind(detail.to_string())
-        .execute(&self.pool)
-        .await?;
-        Ok(())
+        on_pool!(self, |p| {
+            sqlx::query(
+                "INSERT INTO audit_log (ts_ms, actor, action, target, detail) VALUES ($1, $2, $3, $4, $5)",
+            )
+            .bind(int(now_ms)?)
+            .bind(actor)
+            .bind(action)
+            .bind(target)
+            .bind(detail.to_string())
+            .execute(p)
+            .await?;
+            Ok(())
+        })
     }
 
     /// The newest `limit` audit entries, newest first.
     #[tracing::instrument(skip_all, fields(limit))]
     pub async fn list_audit(&self, limit: u32) -> DbResult<Vec<AuditRow>> {
-        let rows = sqlx::query(
-            "SELECT id, ts_ms, actor, action, target, detail FROM audit_log ORDER BY id DESC LIMIT ?1",
-        )
-        .bind(i64::from(limit))
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter().map(audit_row).collect()
+        on_pool!(self, |p| {
+            let rows = sqlx::query(
+                "SELECT id, ts_ms, actor, action, target, detail FROM audit_log ORDER BY id DESC LIMIT $1",
+            )
+            .bind(i64::from(limit))
+            .fetch_all(p)
+            .await?;
+            rows.iter().map(audit_row).collect()
+        })
     }
 }
 
 /// Decodes one row of `audit_log`.
-fn audit_row(r: &SqliteRow) -> DbResult<AuditRow> {
+fn audit_row(r: &impl DbRow) -> DbResult<AuditRow> {
     Ok(AuditRow {
-        id: r.try_get("id")?,
-        ts_ms: uint(r.try_get("ts_ms")?),
-        actor: r.try_get("actor")?,
-        action: r.try_get("action")?,
-        target: r.try_get("target")?,
+        id: r.col("id")?,
+        ts_ms: uint(r.col("ts_ms")?),
+        actor: r.col("actor")?,
+        action: r.col("action")?,
+        target: r.col("target")?,
         detail: json_column(r, "detail")?,
     })
 }

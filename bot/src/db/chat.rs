@@ -9,10 +9,9 @@
 //! claimed but not yet delivered as a prompt (`chat_pending`, written in the claim's
 //! transaction). Only the chat code uses these tables.
 
+use super::backend::{DbRow, on_pool};
 use common::ids::{DaemonId, SessionId};
 use serde::{Deserialize, Serialize};
-use sqlx::Row;
-use sqlx::sqlite::SqliteRow;
 
 use super::{Db, DbError, DbResult, found, int, json_column, session_column, uint};
 
@@ -112,23 +111,25 @@ impl Db {
     /// Binds a chat thread to a session, replacing what it showed before.
     #[tracing::instrument(skip_all)]
     pub async fn chat_bind(&self, b: &ChatBinding) -> DbResult<()> {
-        sqlx::query(
-            "INSERT INTO chat_bindings (platform, chat_id, thread_id, session_id, daemon_id, created_by, created_ms, parent_id)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
-             ON CONFLICT (platform, chat_id, thread_id) DO UPDATE SET session_id = ?4,
-                 daemon_id = ?5, created_by = ?6, created_ms = ?7, parent_id = ?8",
-        )
-        .bind(&b.platform)
-        .bind(&b.chat_id)
-        .bind(thread_col(b.thread_id.as_deref()))
-        .bind(b.session_id.to_string())
-        .bind(&b.daemon_id.0)
-        .bind(&b.created_by)
-        .bind(int(b.created_ms)?)
-        .bind(b.parent.as_deref().unwrap_or(""))
-        .execute(&self.pool)
-        .await?;
-        Ok(())
+        on_pool!(self, |p| {
+            sqlx::query(
+                "INSERT INTO chat_bindings (platform, chat_id, thread_id, session_id, daemon_id, created_by, created_ms, parent_id)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+                 ON CONFLICT (platform, chat_id, thread_id) DO UPDATE SET session_id = $4,
+                     daemon_id = $5, created_by = $6, created_ms = $7, parent_id = $8",
+            )
+            .bind(&b.platform)
+            .bind(&b.chat_id)
+            .bind(thread_col(b.thread_id.as_deref()))
+            .bind(b.session_id.to_string())
+            .bind(&b.daemon_id.0)
+            .bind(&b.created_by)
+            .bind(int(b.created_ms)?)
+            .bind(b.parent.as_deref().unwrap_or(""))
+            .execute(p)
+            .await?;
+            Ok(())
+        })
     }
 
     /// The session a chat thread shows, if any.
@@ -139,29 +140,33 @@ impl Db {
         chat_id: &str,
         thread_id: Option<&str>,
     ) -> DbResult<Option<ChatBinding>> {
-        let row = sqlx::query(
-            "SELECT * FROM chat_bindings WHERE platform = ?1 AND chat_id = ?2 AND thread_id = ?3",
-        )
-        .bind(platform)
-        .bind(chat_id)
-        .bind(thread_col(thread_id))
-        .fetch_optional(&self.pool)
-        .await?;
-        row.as_ref().map(chat_binding_row).transpose()
+        on_pool!(self, |p| {
+            let row = sqlx::query(
+                "SELECT * FROM chat_bindings WHERE platform = $1 AND chat_id = $2 AND thread_id = $3",
+            )
+            .bind(platform)
+            .bind(chat_id)
+            .bind(thread_col(thread_id))
+            .fetch_optional(p)
+            .await?;
+            row.as_ref().map(chat_binding_row).transpose()
+        })
     }
 
     /// How far `platform` has shown each session's events (see the `chat_handled` table).
     #[tracing::instrument(skip_all)]
     pub async fn chat_handled(&self, platform: &str) -> DbResult<Vec<(SessionId, i64)>> {
-        let rows: Vec<(String, i64)> =
-            sqlx::query_as("SELECT session_id, event_id FROM chat_handled WHERE platform = ?1")
-                .bind(platform)
-                .fetch_all(&self.pool)
-                .await?;
-        Ok(rows
-            .into_iter()
-            .filter_map(|(s, id)| s.parse().ok().map(|s| (s, id)))
-            .collect())
+        on_pool!(self, |p| {
+            let rows: Vec<(String, i64)> =
+                sqlx::query_as("SELECT session_id, event_id FROM chat_handled WHERE platform = $1")
+                    .bind(platform)
+                    .fetch_all(p)
+                    .await?;
+            Ok(rows
+                .into_iter()
+                .filter_map(|(s, id)| s.parse().ok().map(|s| (s, id)))
+                .collect())
+        })
     }
 
     /// Records that `platform` has shown `session`'s events up to row `event_id` (never moves
@@ -173,61 +178,72 @@ impl Db {
         session: &SessionId,
         event_id: i64,
     ) -> DbResult<()> {
-        sqlx::query(
-            "INSERT INTO chat_handled (platform, session_id, event_id) VALUES (?1, ?2, ?3)
-             ON CONFLICT (platform, session_id) DO UPDATE
-             SET event_id = MAX(event_id, excluded.event_id)",
-        )
-        .bind(platform)
-        .bind(session.to_string())
-        .bind(event_id)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
+        on_pool!(self, |p, d| {
+            sqlx::query(d.pick(
+                "INSERT INTO chat_handled (platform, session_id, event_id) VALUES ($1, $2, $3)
+                 ON CONFLICT (platform, session_id) DO UPDATE
+                 SET event_id = MAX(event_id, excluded.event_id)",
+                "INSERT INTO chat_handled (platform, session_id, event_id) VALUES ($1, $2, $3)
+                 ON CONFLICT (platform, session_id) DO UPDATE
+                 SET event_id = GREATEST(chat_handled.event_id, excluded.event_id)",
+            ))
+            .bind(platform)
+            .bind(session.to_string())
+            .bind(event_id)
+            .execute(p)
+            .await?;
+            Ok(())
+        })
     }
 
     /// Every binding (loaded once at start; the chat core keeps them in memory).
     #[tracing::instrument(skip_all)]
     pub async fn chat_bindings(&self, platform: &str) -> DbResult<Vec<ChatBinding>> {
-        let rows = sqlx::query("SELECT * FROM chat_bindings WHERE platform = ?1")
-            .bind(platform)
-            .fetch_all(&self.pool)
-            .await?;
-        rows.iter().map(chat_binding_row).collect()
+        on_pool!(self, |p| {
+            let rows = sqlx::query("SELECT * FROM chat_bindings WHERE platform = $1")
+                .bind(platform)
+                .fetch_all(p)
+                .await?;
+            rows.iter().map(chat_binding_row).collect()
+        })
     }
 
     /// Records a message with approval buttons; returns the id the buttons carry.
     #[tracing::instrument(skip_all)]
     pub async fn chat_approval_add(&self, a: &ChatApprovalRow, now_ms: u64) -> DbResult<i64> {
-        let id: i64 = sqlx::query_scalar(
-            "INSERT INTO chat_approvals (platform, approval_id, session_id, chat_id, thread_id,
-                 message_id, title, options, decided, created_ms, steps)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 0, ?9, ?10) RETURNING id",
-        )
-        .bind(&a.platform)
-        .bind(&a.approval_id)
-        .bind(a.session_id.to_string())
-        .bind(&a.chat_id)
-        .bind(thread_col(a.thread_id.as_deref()))
-        .bind(&a.message_id)
-        .bind(&a.title)
-        .bind(serde_json::to_string(&a.options).unwrap_or_else(|_| "[]".into()))
-        .bind(int(now_ms)?)
-        .bind(&a.steps)
-        .fetch_one(&self.pool)
-        .await?;
-        Ok(id)
+        on_pool!(self, |p| {
+            let id: i64 = sqlx::query_scalar(
+                "INSERT INTO chat_approvals (platform, approval_id, session_id, chat_id, thread_id,
+                     message_id, title, options, decided, created_ms, steps)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 0, $9, $10) RETURNING id",
+            )
+            .bind(&a.platform)
+            .bind(&a.approval_id)
+            .bind(a.session_id.to_string())
+            .bind(&a.chat_id)
+            .bind(thread_col(a.thread_id.as_deref()))
+            .bind(&a.message_id)
+            .bind(&a.title)
+            .bind(serde_json::to_string(&a.options).unwrap_or_else(|_| "[]".into()))
+            .bind(int(now_ms)?)
+            .bind(&a.steps)
+            .fetch_one(p)
+            .await?;
+            Ok(id)
+        })
     }
 
     /// The approval message with button id `id`.
     #[tracing::instrument(skip_all)]
     pub async fn chat_approval(&self, id: i64) -> DbResult<ChatApprovalRow> {
-        let row = sqlx::query("SELECT * FROM chat_approvals WHERE id = ?1")
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?
-            .ok_or(DbError::NotFound)?;
-        chat_approval_row(&row)
+        on_pool!(self, |p| {
+            let row = sqlx::query("SELECT * FROM chat_approvals WHERE id = $1")
+                .bind(id)
+                .fetch_optional(p)
+                .await?
+                .ok_or(DbError::NotFound)?;
+            chat_approval_row(&row)
+        })
     }
 
     /// Marks the undecided messages of `approval_id` decided and returns them (so each is
@@ -238,40 +254,49 @@ impl Db {
         platform: &str,
         approval_id: &str,
     ) -> DbResult<Vec<ChatApprovalRow>> {
-        let rows = sqlx::query(
-            "UPDATE chat_approvals SET decided = 1
-             WHERE platform = ?1 AND approval_id = ?2 AND decided = 0 RETURNING *",
-        )
-        .bind(platform)
-        .bind(approval_id)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter().map(chat_approval_row).collect()
+        on_pool!(self, |p| {
+            let rows = sqlx::query(
+                "UPDATE chat_approvals SET decided = 1
+                 WHERE platform = $1 AND approval_id = $2 AND decided = 0 RETURNING *",
+            )
+            .bind(platform)
+            .bind(approval_id)
+            .fetch_all(p)
+            .await?;
+            rows.iter().map(chat_approval_row).collect()
+        })
     }
 
     /// The stored update cursor of `platform` (0 when none).
     #[tracing::instrument(skip_all)]
     pub async fn chat_offset(&self, platform: &str) -> DbResult<i64> {
-        let v: Option<i64> =
-            sqlx::query_scalar("SELECT next_update FROM chat_offsets WHERE platform = ?1")
-                .bind(platform)
-                .fetch_optional(&self.pool)
-                .await?;
-        Ok(v.unwrap_or(0))
+        on_pool!(self, |p| {
+            let v: Option<i64> =
+                sqlx::query_scalar("SELECT next_update FROM chat_offsets WHERE platform = $1")
+                    .bind(platform)
+                    .fetch_optional(p)
+                    .await?;
+            Ok(v.unwrap_or(0))
+        })
     }
 
     /// Stores the update cursor of `platform`.
     #[tracing::instrument(skip_all)]
     pub async fn set_chat_offset(&self, platform: &str, next_update: i64) -> DbResult<()> {
-        sqlx::query(
-            "INSERT INTO chat_offsets (platform, next_update) VALUES (?1, ?2)
-             ON CONFLICT (platform) DO UPDATE SET next_update = MAX(next_update, ?2)",
-        )
-        .bind(platform)
-        .bind(next_update)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
+        on_pool!(self, |p, d| {
+            sqlx::query(d.pick(
+                "INSERT INTO chat_offsets (platform, next_update) VALUES ($1, $2)
+                 ON CONFLICT (platform) DO UPDATE SET next_update = MAX(next_update, $2)",
+                "INSERT INTO chat_offsets (platform, next_update) VALUES ($1, $2)
+                 ON CONFLICT (platform) DO UPDATE
+                 SET next_update = GREATEST(chat_offsets.next_update, $2)",
+            ))
+            .bind(platform)
+            .bind(next_update)
+            .execute(p)
+            .await?;
+            Ok(())
+        })
     }
 
     /// Claims update `update_id`: true the first time, false if it was handled before.
@@ -283,29 +308,33 @@ impl Db {
         update_id: i64,
         now_ms: u64,
     ) -> DbResult<bool> {
-        let first = self.insert_claim(platform, update_id, now_ms).await?;
-        if update_id % 1000 == 0 {
-            sqlx::query("DELETE FROM chat_updates WHERE platform = ?1 AND update_id < ?2")
-                .bind(platform)
-                .bind(update_id - 10_000)
-                .execute(&self.pool)
-                .await?;
-        }
-        Ok(first)
+        on_pool!(self, |p| {
+            let first = self.insert_claim(platform, update_id, now_ms).await?;
+            if update_id % 1000 == 0 {
+                sqlx::query("DELETE FROM chat_updates WHERE platform = $1 AND update_id < $2")
+                    .bind(platform)
+                    .bind(update_id - 10_000)
+                    .execute(p)
+                    .await?;
+            }
+            Ok(first)
+        })
     }
 
     /// Records that `id` of `platform` was handled; true if it was not recorded before.
     async fn insert_claim(&self, platform: &str, id: i64, now_ms: u64) -> DbResult<bool> {
-        let done = sqlx::query(
-            "INSERT INTO chat_updates (platform, update_id, seen_ms) VALUES (?1, ?2, ?3)
-             ON CONFLICT (platform, update_id) DO NOTHING",
-        )
-        .bind(platform)
-        .bind(id)
-        .bind(int(now_ms)?)
-        .execute(&self.pool)
-        .await?;
-        Ok(done.rows_affected() == 1)
+        on_pool!(self, |p| {
+            let done = sqlx::query(
+                "INSERT INTO chat_updates (platform, update_id, seen_ms) VALUES ($1, $2, $3)
+                 ON CONFLICT (platform, update_id) DO NOTHING",
+            )
+            .bind(platform)
+            .bind(id)
+            .bind(int(now_ms)?)
+            .execute(p)
+            .await?;
+            Ok(done.rows_affected() == 1)
+        })
     }
 
     /// Claims platform message `id` (a Discord snowflake): true the first time. Unlike
@@ -319,15 +348,17 @@ impl Db {
         now_ms: u64,
         keep_ms: u64,
     ) -> DbResult<bool> {
-        let first = self.insert_claim(platform, id, now_ms).await?;
-        if id % 256 == 0 {
-            sqlx::query("DELETE FROM chat_updates WHERE platform = ?1 AND seen_ms < ?2")
-                .bind(platform)
-                .bind(int(now_ms.saturating_sub(keep_ms))?)
-                .execute(&self.pool)
-                .await?;
-        }
-        Ok(first)
+        on_pool!(self, |p| {
+            let first = self.insert_claim(platform, id, now_ms).await?;
+            if id % 256 == 0 {
+                sqlx::query("DELETE FROM chat_updates WHERE platform = $1 AND seen_ms < $2")
+                    .bind(platform)
+                    .bind(int(now_ms.saturating_sub(keep_ms))?)
+                    .execute(p)
+                    .await?;
+            }
+            Ok(first)
+        })
     }
 
     /// Records a turn's progress message (see [`ChatProgressRow`]).
@@ -338,19 +369,21 @@ impl Db {
         row: &ChatProgressRow,
         now_ms: u64,
     ) -> DbResult<()> {
-        sqlx::query(
-            "INSERT INTO chat_progress (platform, session_id, chat_id, thread_id, message_id, created_ms)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT DO NOTHING",
-        )
-        .bind(platform)
-        .bind(row.session_id.to_string())
-        .bind(&row.chat_id)
-        .bind(thread_col(row.thread_id.as_deref()))
-        .bind(&row.message_id)
-        .bind(int(now_ms)?)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
+        on_pool!(self, |p| {
+            sqlx::query(
+                "INSERT INTO chat_progress (platform, session_id, chat_id, thread_id, message_id, created_ms)
+                 VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
+            )
+            .bind(platform)
+            .bind(row.session_id.to_string())
+            .bind(&row.chat_id)
+            .bind(thread_col(row.thread_id.as_deref()))
+            .bind(&row.message_id)
+            .bind(int(now_ms)?)
+            .execute(p)
+            .await?;
+            Ok(())
+        })
     }
 
     /// The progress messages of `session` whose turn's end has not been shown yet.
@@ -360,14 +393,16 @@ impl Db {
         platform: &str,
         session: &SessionId,
     ) -> DbResult<Vec<ChatProgressRow>> {
-        let rows = sqlx::query(
-            "SELECT * FROM chat_progress WHERE platform = ?1 AND session_id = ?2 ORDER BY created_ms",
-        )
-        .bind(platform)
-        .bind(session.to_string())
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter().map(chat_progress_row).collect()
+        on_pool!(self, |p| {
+            let rows = sqlx::query(
+                "SELECT * FROM chat_progress WHERE platform = $1 AND session_id = $2 ORDER BY created_ms",
+            )
+            .bind(platform)
+            .bind(session.to_string())
+            .fetch_all(p)
+            .await?;
+            rows.iter().map(chat_progress_row).collect()
+        })
     }
 
     /// Forgets one progress message (its final state is shown).
@@ -378,37 +413,44 @@ impl Db {
         chat_id: &str,
         message_id: &str,
     ) -> DbResult<()> {
-        sqlx::query(
-            "DELETE FROM chat_progress WHERE platform = ?1 AND chat_id = ?2 AND message_id = ?3",
-        )
-        .bind(platform)
-        .bind(chat_id)
-        .bind(message_id)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
+        on_pool!(self, |p| {
+            sqlx::query(
+                "DELETE FROM chat_progress WHERE platform = $1 AND chat_id = $2 AND message_id = $3",
+            )
+            .bind(platform)
+            .bind(chat_id)
+            .bind(message_id)
+            .execute(p)
+            .await?;
+            Ok(())
+        })
     }
 
     /// Forgets progress messages older than `before_ms` (a session nobody shows any more).
     #[tracing::instrument(skip_all)]
     pub async fn chat_progress_trim(&self, platform: &str, before_ms: u64) -> DbResult<u64> {
-        let done = sqlx::query("DELETE FROM chat_progress WHERE platform = ?1 AND created_ms < ?2")
-            .bind(platform)
-            .bind(int(before_ms)?)
-            .execute(&self.pool)
-            .await?;
-        Ok(done.rows_affected())
+        on_pool!(self, |p| {
+            let done =
+                sqlx::query("DELETE FROM chat_progress WHERE platform = $1 AND created_ms < $2")
+                    .bind(platform)
+                    .bind(int(before_ms)?)
+                    .execute(p)
+                    .await?;
+            Ok(done.rows_affected())
+        })
     }
 
     /// Records the platform message id of approval message `id` once it is sent.
     #[tracing::instrument(skip_all)]
     pub async fn chat_approval_set_message(&self, id: i64, message_id: &str) -> DbResult<()> {
-        let done = sqlx::query("UPDATE chat_approvals SET message_id = ?2 WHERE id = ?1")
-            .bind(id)
-            .bind(message_id)
-            .execute(&self.pool)
-            .await?;
-        found(done.rows_affected())
+        on_pool!(self, |p| {
+            let done = sqlx::query("UPDATE chat_approvals SET message_id = $2 WHERE id = $1")
+                .bind(id)
+                .bind(message_id)
+                .execute(p)
+                .await?;
+            found(done.rows_affected())
+        })
     }
 }
 
@@ -429,51 +471,55 @@ impl Db {
         row: &ChatPendingRow,
     ) -> DbResult<Option<i64>> {
         let now = int(now_ms)?;
-        let mut tx = self.pool.begin().await?;
-        let claimed = sqlx::query(
-            "INSERT INTO chat_updates (platform, update_id, seen_ms) VALUES (?1, ?2, ?3)
-             ON CONFLICT (platform, update_id) DO NOTHING",
-        )
-        .bind(platform)
-        .bind(claim_id)
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
-        if claimed.rows_affected() != 1 {
-            return Ok(None);
-        }
-        let id: i64 = sqlx::query_scalar(
-            "INSERT INTO chat_pending (platform, chat_id, thread_id, msg_id, sender, payload, created_ms)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) RETURNING id",
-        )
-        .bind(platform)
-        .bind(&row.chat_id)
-        .bind(thread_col(row.thread_id.as_deref()))
-        .bind(row.msg_id)
-        .bind(&row.sender)
-        .bind(&row.payload)
-        .bind(now)
-        .fetch_one(&mut *tx)
-        .await?;
-        if claim_id % 256 == 0 {
-            sqlx::query("DELETE FROM chat_updates WHERE platform = ?1 AND seen_ms < ?2")
-                .bind(platform)
-                .bind(int(now_ms.saturating_sub(keep_ms))?)
-                .execute(&mut *tx)
-                .await?;
-        }
-        tx.commit().await?;
-        Ok(Some(id))
+        on_pool!(self, |p| {
+            let mut tx = p.begin().await?;
+            let claimed = sqlx::query(
+                "INSERT INTO chat_updates (platform, update_id, seen_ms) VALUES ($1, $2, $3)
+                 ON CONFLICT (platform, update_id) DO NOTHING",
+            )
+            .bind(platform)
+            .bind(claim_id)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+            if claimed.rows_affected() != 1 {
+                return Ok(None);
+            }
+            let id: i64 = sqlx::query_scalar(
+                "INSERT INTO chat_pending (platform, chat_id, thread_id, msg_id, sender, payload, created_ms)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
+            )
+            .bind(platform)
+            .bind(&row.chat_id)
+            .bind(thread_col(row.thread_id.as_deref()))
+            .bind(row.msg_id)
+            .bind(&row.sender)
+            .bind(&row.payload)
+            .bind(now)
+            .fetch_one(&mut *tx)
+            .await?;
+            if claim_id % 256 == 0 {
+                sqlx::query("DELETE FROM chat_updates WHERE platform = $1 AND seen_ms < $2")
+                    .bind(platform)
+                    .bind(int(now_ms.saturating_sub(keep_ms))?)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            tx.commit().await?;
+            Ok(Some(id))
+        })
     }
 
     /// Every pending prompt piece of `platform`, oldest first.
     #[tracing::instrument(skip_all)]
     pub async fn chat_pending(&self, platform: &str) -> DbResult<Vec<ChatPendingRow>> {
-        let rows = sqlx::query("SELECT * FROM chat_pending WHERE platform = ?1 ORDER BY id")
-            .bind(platform)
-            .fetch_all(&self.pool)
-            .await?;
-        rows.iter().map(chat_pending_row).collect()
+        on_pool!(self, |p| {
+            let rows = sqlx::query("SELECT * FROM chat_pending WHERE platform = $1 ORDER BY id")
+                .bind(platform)
+                .fetch_all(p)
+                .await?;
+            rows.iter().map(chat_pending_row).collect()
+        })
     }
 
     /// Forgets pending pieces `ids` (delivered, or refused for good).
@@ -483,11 +529,17 @@ impl Db {
             return Ok(());
         }
         let list = serde_json::to_string(ids).unwrap_or_else(|_| "[]".into());
-        sqlx::query("DELETE FROM chat_pending WHERE id IN (SELECT value FROM json_each(?1))")
+        on_pool!(self, |p, d| {
+            sqlx::query(d.pick(
+                "DELETE FROM chat_pending WHERE id IN (SELECT value FROM json_each($1))",
+                "DELETE FROM chat_pending
+                 WHERE id IN (SELECT value::bigint FROM json_array_elements_text($1::json))",
+            ))
             .bind(list)
-            .execute(&self.pool)
+            .execute(p)
             .await?;
-        Ok(())
+            Ok(())
+        })
     }
 
     /// What the outbox knows of `key` in a place.
@@ -499,16 +551,18 @@ impl Db {
         thread_id: Option<&str>,
         key: &str,
     ) -> DbResult<Outboxed> {
-        let row: Option<(Option<String>,)> = sqlx::query_as(
-            "SELECT message_id FROM chat_outbox
-             WHERE platform = ?1 AND chat_id = ?2 AND thread_id = ?3 AND key = ?4",
-        )
-        .bind(platform)
-        .bind(chat_id)
-        .bind(thread_col(thread_id))
-        .bind(key)
-        .fetch_optional(&self.pool)
-        .await?;
+        let row: Option<(Option<String>,)> = on_pool!(self, |p| {
+            sqlx::query_as(
+                "SELECT message_id FROM chat_outbox
+                 WHERE platform = $1 AND chat_id = $2 AND thread_id = $3 AND key = $4",
+            )
+            .bind(platform)
+            .bind(chat_id)
+            .bind(thread_col(thread_id))
+            .bind(key)
+            .fetch_optional(p)
+            .await?
+        });
         Ok(match row {
             None => Outboxed::New,
             Some((None,)) => Outboxed::Unconfirmed,
@@ -528,47 +582,54 @@ impl Db {
         message_id: Option<&str>,
         now_ms: u64,
     ) -> DbResult<()> {
-        sqlx::query(
-            "INSERT INTO chat_outbox (platform, chat_id, thread_id, key, message_id, created_ms)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6)
-             ON CONFLICT (platform, chat_id, thread_id, key) DO UPDATE
-             SET message_id = COALESCE(excluded.message_id, message_id)",
-        )
-        .bind(platform)
-        .bind(chat_id)
-        .bind(thread_col(thread_id))
-        .bind(key)
-        .bind(message_id)
-        .bind(int(now_ms)?)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
+        on_pool!(self, |p| {
+            sqlx::query(
+                "INSERT INTO chat_outbox (platform, chat_id, thread_id, key, message_id, created_ms)
+                 VALUES ($1, $2, $3, $4, $5, $6)
+                 ON CONFLICT (platform, chat_id, thread_id, key) DO UPDATE
+                 SET message_id = COALESCE(excluded.message_id, chat_outbox.message_id)",
+            )
+            .bind(platform)
+            .bind(chat_id)
+            .bind(thread_col(thread_id))
+            .bind(key)
+            .bind(message_id)
+            .bind(int(now_ms)?)
+            .execute(p)
+            .await?;
+            Ok(())
+        })
     }
 
     /// Forgets outbox rows older than `before_ms` (their events were shown long ago).
     #[tracing::instrument(skip_all)]
     pub async fn chat_outbox_trim(&self, platform: &str, before_ms: u64) -> DbResult<u64> {
-        let done = sqlx::query("DELETE FROM chat_outbox WHERE platform = ?1 AND created_ms < ?2")
-            .bind(platform)
-            .bind(int(before_ms)?)
-            .execute(&self.pool)
-            .await?;
-        Ok(done.rows_affected())
+        on_pool!(self, |p| {
+            let done =
+                sqlx::query("DELETE FROM chat_outbox WHERE platform = $1 AND created_ms < $2")
+                    .bind(platform)
+                    .bind(int(before_ms)?)
+                    .execute(p)
+                    .await?;
+            Ok(done.rows_affected())
+        })
     }
 
     /// Moves question message `id` from steps `old` to `new`, only if it is still at `old`
     /// and undecided (two presses at once: one wins). True when it moved.
     #[tracing::instrument(skip_all)]
     pub async fn chat_approval_step(&self, id: i64, old: &str, new: &str) -> DbResult<bool> {
-        let done = sqlx::query(
-            "UPDATE chat_approvals SET steps = ?3 WHERE id = ?1 AND steps = ?2 AND decided = 0",
-        )
-        .bind(id)
-        .bind(old)
-        .bind(new)
-        .execute(&self.pool)
-        .await?;
-        Ok(done.rows_affected() == 1)
+        on_pool!(self, |p| {
+            let done = sqlx::query(
+                "UPDATE chat_approvals SET steps = $3 WHERE id = $1 AND steps = $2 AND decided = 0",
+            )
+            .bind(id)
+            .bind(old)
+            .bind(new)
+            .execute(p)
+            .await?;
+            Ok(done.rows_affected() == 1)
+        })
     }
 }
 
@@ -584,54 +645,54 @@ fn opt_thread(s: String) -> Option<String> {
 }
 
 /// Decodes one row of `chat_bindings`.
-fn chat_binding_row(r: &SqliteRow) -> DbResult<ChatBinding> {
+fn chat_binding_row(r: &impl DbRow) -> DbResult<ChatBinding> {
     Ok(ChatBinding {
-        platform: r.try_get("platform")?,
-        chat_id: r.try_get("chat_id")?,
-        thread_id: opt_thread(r.try_get("thread_id")?),
+        platform: r.col("platform")?,
+        chat_id: r.col("chat_id")?,
+        thread_id: opt_thread(r.col("thread_id")?),
         session_id: session_column(r, "session_id")?,
-        daemon_id: DaemonId(r.try_get("daemon_id")?),
-        created_by: r.try_get("created_by")?,
-        created_ms: uint(r.try_get("created_ms")?),
-        parent: opt_thread(r.try_get("parent_id")?),
+        daemon_id: DaemonId(r.col("daemon_id")?),
+        created_by: r.col("created_by")?,
+        created_ms: uint(r.col("created_ms")?),
+        parent: opt_thread(r.col("parent_id")?),
     })
 }
 
 /// Decodes one row of `chat_progress`.
-fn chat_progress_row(r: &SqliteRow) -> DbResult<ChatProgressRow> {
+fn chat_progress_row(r: &impl DbRow) -> DbResult<ChatProgressRow> {
     Ok(ChatProgressRow {
         session_id: session_column(r, "session_id")?,
-        chat_id: r.try_get("chat_id")?,
-        thread_id: opt_thread(r.try_get("thread_id")?),
-        message_id: r.try_get("message_id")?,
+        chat_id: r.col("chat_id")?,
+        thread_id: opt_thread(r.col("thread_id")?),
+        message_id: r.col("message_id")?,
     })
 }
 
 /// Decodes one row of `chat_approvals`.
-fn chat_approval_row(r: &SqliteRow) -> DbResult<ChatApprovalRow> {
+fn chat_approval_row(r: &impl DbRow) -> DbResult<ChatApprovalRow> {
     Ok(ChatApprovalRow {
-        id: r.try_get("id")?,
-        platform: r.try_get("platform")?,
-        approval_id: r.try_get("approval_id")?,
+        id: r.col("id")?,
+        platform: r.col("platform")?,
+        approval_id: r.col("approval_id")?,
         session_id: session_column(r, "session_id")?,
-        chat_id: r.try_get("chat_id")?,
-        thread_id: opt_thread(r.try_get("thread_id")?),
-        message_id: r.try_get("message_id")?,
-        title: r.try_get("title")?,
+        chat_id: r.col("chat_id")?,
+        thread_id: opt_thread(r.col("thread_id")?),
+        message_id: r.col("message_id")?,
+        title: r.col("title")?,
         options: json_column(r, "options")?,
-        decided: r.try_get::<i64, _>("decided")? != 0,
-        steps: r.try_get("steps")?,
+        decided: r.col::<i64>("decided")? != 0,
+        steps: r.col("steps")?,
     })
 }
 
 /// Decodes one row of `chat_pending`.
-fn chat_pending_row(r: &SqliteRow) -> DbResult<ChatPendingRow> {
+fn chat_pending_row(r: &impl DbRow) -> DbResult<ChatPendingRow> {
     Ok(ChatPendingRow {
-        id: r.try_get("id")?,
-        chat_id: r.try_get("chat_id")?,
-        thread_id: opt_thread(r.try_get("thread_id")?),
-        msg_id: r.try_get("msg_id")?,
-        sender: r.try_get("sender")?,
-        payload: r.try_get("payload")?,
+        id: r.col("id")?,
+        chat_id: r.col("chat_id")?,
+        thread_id: opt_thread(r.col("thread_id")?),
+        msg_id: r.col("msg_id")?,
+        sender: r.col("sender")?,
+        payload: r.col("payload")?,
     })
 }

@@ -3,10 +3,9 @@
 //! disconnect; the REST API and `/metrics` read it. A daemon's highest stored `seq` is an events query, so it
 //! lives with the events in `events.rs`.
 
+use super::backend::{DbRow, on_pool};
 use common::ids::DaemonId;
 use serde::{Deserialize, Serialize};
-use sqlx::Row;
-use sqlx::sqlite::SqliteRow;
 
 use super::{Db, DbResult, found, int, uint};
 
@@ -41,22 +40,24 @@ impl Db {
         key_id: Option<i64>,
         now_ms: u64,
     ) -> DbResult<()> {
-        let now = int(now_ms)?;
-        sqlx::query(
-            "INSERT INTO daemons (id, hostname, version, key_id, online, first_seen_ms, last_seen_ms)
-             VALUES (?1, ?2, ?3, ?4, 1, ?5, ?5)
-             ON CONFLICT (id) DO UPDATE SET
-                hostname = excluded.hostname, version = excluded.version,
-                key_id = excluded.key_id, online = 1, last_seen_ms = excluded.last_seen_ms",
-        )
-        .bind(id.0.as_str())
-        .bind(hostname)
-        .bind(version)
-        .bind(key_id)
-        .bind(now)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
+        on_pool!(self, |p| {
+            let now = int(now_ms)?;
+            sqlx::query(
+                "INSERT INTO daemons (id, hostname, version, key_id, online, first_seen_ms, last_seen_ms)
+                 VALUES ($1, $2, $3, $4, 1, $5, $5)
+                 ON CONFLICT (id) DO UPDATE SET
+                    hostname = excluded.hostname, version = excluded.version,
+                    key_id = excluded.key_id, online = 1, last_seen_ms = excluded.last_seen_ms",
+            )
+            .bind(id.0.as_str())
+            .bind(hostname)
+            .bind(version)
+            .bind(key_id)
+            .bind(now)
+            .execute(p)
+            .await?;
+            Ok(())
+        })
     }
 
     /// Marks a daemon online or offline (link opened or closed). [`DbError::NotFound`] if
@@ -70,23 +71,28 @@ impl Db {
         online: bool,
         now_ms: u64,
     ) -> DbResult<()> {
-        let done = sqlx::query("UPDATE daemons SET online = ?2, last_seen_ms = ?3 WHERE id = ?1")
-            .bind(id.0.as_str())
-            .bind(online)
-            .bind(int(now_ms)?)
-            .execute(&self.pool)
-            .await?;
-        found(done.rows_affected())
+        on_pool!(self, |p| {
+            let done =
+                sqlx::query("UPDATE daemons SET online = $2, last_seen_ms = $3 WHERE id = $1")
+                    .bind(id.0.as_str())
+                    .bind(i64::from(online))
+                    .bind(int(now_ms)?)
+                    .execute(p)
+                    .await?;
+            found(done.rows_affected())
+        })
     }
 
     /// Marks every daemon offline. The server calls this once at startup: no link survives
     /// a restart, whatever the rows said when the previous process died.
     #[tracing::instrument(skip_all)]
     pub async fn set_all_daemons_offline(&self) -> DbResult<u64> {
-        let done = sqlx::query("UPDATE daemons SET online = 0 WHERE online <> 0")
-            .execute(&self.pool)
-            .await?;
-        Ok(done.rows_affected())
+        on_pool!(self, |p| {
+            let done = sqlx::query("UPDATE daemons SET online = 0 WHERE online <> 0")
+                .execute(p)
+                .await?;
+            Ok(done.rows_affected())
+        })
     }
 
     /// Notes that a daemon was just heard from. [`DbError::NotFound`] if it is unknown.
@@ -94,36 +100,40 @@ impl Db {
     /// [`DbError::NotFound`]: super::DbError::NotFound
     #[tracing::instrument(skip_all, fields(daemon = %id))]
     pub async fn touch_daemon(&self, id: &DaemonId, now_ms: u64) -> DbResult<()> {
-        let done = sqlx::query("UPDATE daemons SET last_seen_ms = ?2 WHERE id = ?1")
-            .bind(id.0.as_str())
-            .bind(int(now_ms)?)
-            .execute(&self.pool)
-            .await?;
-        found(done.rows_affected())
+        on_pool!(self, |p| {
+            let done = sqlx::query("UPDATE daemons SET last_seen_ms = $2 WHERE id = $1")
+                .bind(id.0.as_str())
+                .bind(int(now_ms)?)
+                .execute(p)
+                .await?;
+            found(done.rows_affected())
+        })
     }
 
     /// Every known daemon, by id.
     #[tracing::instrument(skip_all)]
     pub async fn list_daemons(&self) -> DbResult<Vec<DaemonRow>> {
-        let rows = sqlx::query(
-            "SELECT id, hostname, version, key_id, online, first_seen_ms, last_seen_ms
-             FROM daemons ORDER BY id",
-        )
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter().map(daemon_row).collect()
+        on_pool!(self, |p| {
+            let rows = sqlx::query(
+                "SELECT id, hostname, version, key_id, online, first_seen_ms, last_seen_ms
+                 FROM daemons ORDER BY id",
+            )
+            .fetch_all(p)
+            .await?;
+            rows.iter().map(daemon_row).collect()
+        })
     }
 }
 
 /// Decodes one row of `daemons`.
-fn daemon_row(r: &SqliteRow) -> DbResult<DaemonRow> {
+fn daemon_row(r: &impl DbRow) -> DbResult<DaemonRow> {
     Ok(DaemonRow {
-        id: DaemonId(r.try_get("id")?),
-        hostname: r.try_get("hostname")?,
-        version: r.try_get("version")?,
-        key_id: r.try_get("key_id")?,
-        online: r.try_get("online")?,
-        first_seen_ms: uint(r.try_get("first_seen_ms")?),
-        last_seen_ms: uint(r.try_get("last_seen_ms")?),
+        id: DaemonId(r.col("id")?),
+        hostname: r.col("hostname")?,
+        version: r.col("version")?,
+        key_id: r.col("key_id")?,
+        online: r.col::<i64>("online")? != 0,
+        first_seen_ms: uint(r.col("first_seen_ms")?),
+        last_seen_ms: uint(r.col("last_seen_ms")?),
     })
 }

@@ -27,12 +27,19 @@ use common::event::{Event, EventKind};
 use common::ids::DaemonId;
 use common::ipc::SessionInfo;
 use common::link::LinkEvent;
+use sqlx::postgres::PgConnection;
 use sqlx::sqlite::SqliteConnection;
 use sqlx::{Connection, Row};
 
 use super::approvals::{Decided, Pending, decide, insert_pending};
+use super::backend::{Conn, Dialect, Pool, on_conn};
 use super::sessions::{record_state, upsert_session_tx};
-use super::{Db, DbError, DbResult, StoredEvent, Tx, int};
+use super::{Db, DbError, DbResult, StoredEvent, int};
+
+/// The key of the transaction-level advisory lock every PostgreSQL ingest transaction takes
+/// before its first insert: row ids then commit in increasing order across replicas, so a
+/// reader that has seen id `n` will never later find a row below `n` ("ccrm" in ASCII).
+pub const PG_EVENTS_LOCK: i64 = 0x6363_726d;
 
 /// Single-row event insert; dedup on `(daemon_id, seq)`.
 const INSERT_EVENT_ONE: &str =
@@ -54,13 +61,57 @@ fn insert_events_sql(rows: usize) -> String {
     )
 }
 
+/// The same multi-row inserts for PostgreSQL (numbered `$N` parameters), with a single
+/// row last.
+static PG_INSERT_EVENTS: LazyLock<[(String, usize); 4]> =
+    LazyLock::new(|| [64, 16, 4, 1].map(|n| (pg_insert_events_sql(n), n)));
+
+fn pg_insert_events_sql(rows: usize) -> String {
+    let values: Vec<String> = (0..rows)
+        .map(|r| {
+            let cols: Vec<String> = (1..=7).map(|c| format!("${}", r * 7 + c)).collect();
+            format!("({})", cols.join(", "))
+        })
+        .collect();
+    format!(
+        "INSERT INTO events (daemon_id, seq, session_id, session_seq, ts_ms, kind, data)
+         VALUES {}
+         ON CONFLICT (daemon_id, seq) DO NOTHING RETURNING daemon_id, seq, id",
+        values.join(", ")
+    )
+}
+
 /// The statement for the first `rest.len()` events: the largest fixed size that fits, so
 /// every size stays a cached prepared statement. Returns it and its row count.
-fn chunk_sql(rest: usize) -> (&'static str, usize) {
+fn chunk_sql(dialect: Dialect, rest: usize) -> (&'static str, usize) {
+    if dialect == Dialect::Postgres {
+        return PG_INSERT_EVENTS
+            .iter()
+            .find(|(_, n)| *n <= rest)
+            .map_or(("", 0), |(sql, n)| (sql.as_str(), *n));
+    }
     INSERT_EVENTS
         .iter()
         .find(|(_, n)| *n <= rest)
         .map_or((INSERT_EVENT_ONE, 1), |(sql, n)| (sql.as_str(), *n))
+}
+
+/// Wakes every replica's event tailer when the open PostgreSQL transaction commits
+/// (`crate::replica`; notifications are delivered at commit, never for a rollback).
+async fn pg_notify_events(conn: &mut PgConnection) -> DbResult<()> {
+    sqlx::query("SELECT pg_notify('ccrm_events', '')")
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Takes [`PG_EVENTS_LOCK`] for the rest of the open PostgreSQL transaction.
+async fn pg_lock_events(conn: &mut PgConnection) -> DbResult<()> {
+    sqlx::query("SELECT pg_advisory_xact_lock($1)")
+        .bind(PG_EVENTS_LOCK)
+        .execute(conn)
+        .await?;
+    Ok(())
 }
 
 /// Groups of at most this many events keep their one-trip script in the statement cache.
@@ -101,8 +152,11 @@ fn derives(ev: &Event) -> bool {
 }
 
 /// The ingest connection; see the module docs.
-pub struct EventWriter {
-    conn: SqliteConnection,
+pub enum EventWriter {
+    /// SQLite: the one-trip script for the common group.
+    Sqlite(SqliteConnection),
+    /// PostgreSQL: every group statement by statement under [`PG_EVENTS_LOCK`].
+    Postgres(PgConnection),
 }
 
 impl std::fmt::Debug for EventWriter {
@@ -115,13 +169,16 @@ impl Db {
     /// Opens the connection the ingest task writes through: same file and settings as the
     /// pool, but a small page cache and no memory map (see `WRITER_CACHE_SIZE`).
     pub async fn event_writer(&self) -> DbResult<EventWriter> {
-        let options = self
-            .options
-            .clone()
-            .pragma("cache_size", super::WRITER_CACHE_SIZE)
-            .pragma("mmap_size", "0");
-        Ok(EventWriter {
-            conn: sqlx::ConnectOptions::connect(&options).await?,
+        Ok(match &self.pool {
+            Pool::Sqlite(_, options) => {
+                let options = options
+                    .as_ref()
+                    .clone()
+                    .pragma("cache_size", super::WRITER_CACHE_SIZE)
+                    .pragma("mmap_size", "0");
+                EventWriter::Sqlite(sqlx::ConnectOptions::connect(&options).await?)
+            }
+            Pool::Postgres(pool) => EventWriter::Postgres(pool.acquire().await?.detach()),
         })
     }
 
@@ -145,12 +202,25 @@ impl Db {
         if events.is_empty() {
             return Ok(Vec::new());
         }
-        // IMMEDIATE takes the write lock up front, so the busy timeout applies instead of a
-        // deferred transaction failing when it upgrades from read to write.
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let stored = store_events(&mut tx, daemon, events).await?;
-        tx.commit().await?;
-        Ok(stored)
+        match &self.pool {
+            Pool::Sqlite(pool, _) => {
+                // IMMEDIATE takes the write lock up front, so the busy timeout applies
+                // instead of a deferred transaction failing when it upgrades from read to
+                // write.
+                let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+                let stored = store_events(&mut Conn::from(&mut *tx), daemon, events).await?;
+                tx.commit().await?;
+                Ok(stored)
+            }
+            Pool::Postgres(pool) => {
+                let mut tx = pool.begin().await?;
+                pg_lock_events(&mut tx).await?;
+                let stored = store_events(&mut Conn::from(&mut *tx), daemon, events).await?;
+                pg_notify_events(&mut tx).await?;
+                tx.commit().await?;
+                Ok(stored)
+            }
+        }
     }
 }
 
@@ -158,118 +228,137 @@ impl EventWriter {
     /// Whether the connection still answers (after a failed commit, to decide whether to
     /// open a new one).
     pub async fn ping(&mut self) -> bool {
-        self.conn.ping().await.is_ok()
+        match self {
+            Self::Sqlite(c) => c.ping().await.is_ok(),
+            Self::Postgres(c) => c.ping().await.is_ok(),
+        }
     }
 
     /// Commits `writes` (from any daemons, in order) in one transaction and returns what
     /// each did, in the same order. An error means nothing of the group was stored.
     #[tracing::instrument(skip_all, fields(n = writes.len()))]
     pub async fn commit(&mut self, writes: &[(&DaemonId, Write<'_>)]) -> DbResult<Vec<Written>> {
+        let conn = match self {
+            Self::Postgres(conn) => {
+                let mut tx = conn.begin().await?;
+                pg_lock_events(&mut tx).await?;
+                let out = commit_in(&mut Conn::from(&mut *tx), writes).await?;
+                pg_notify_events(&mut tx).await?;
+                tx.commit().await?;
+                return Ok(out);
+            }
+            Self::Sqlite(conn) => conn,
+        };
         let simple = writes.iter().all(|(_, w)| match w {
             Write::Events(events) => !events.iter().any(|e| derives(&e.event)),
             Write::Touch(_) => true,
             Write::Session(..) => false,
         });
         if simple {
-            let done = self.commit_one_trip(writes).await;
+            let done = commit_one_trip(conn, writes).await;
             if done.is_err() {
                 // The group failed part-way: end the transaction the script opened.
-                let _ = sqlx::raw_sql("ROLLBACK").execute(&mut self.conn).await;
+                let _ = sqlx::raw_sql("ROLLBACK").execute(&mut *conn).await;
             }
             return done;
         }
-        let mut tx = self.conn.begin_with("BEGIN IMMEDIATE").await?;
-        let mut out = Vec::with_capacity(writes.len());
-        for (daemon, write) in writes {
-            out.push(match write {
-                Write::Events(events) => {
-                    Written::Events(store_events(&mut tx, daemon, events).await?)
-                }
-                Write::Session(info, now) => {
-                    match upsert_session_tx(&mut tx, daemon, info, *now).await? {
-                        Ok(()) => Written::Done,
-                        Err(why) => Written::Refused(why),
-                    }
-                }
-                Write::Touch(now) => {
-                    touch(&mut tx, daemon, *now).await?;
-                    Written::Done
-                }
-            });
-        }
+        let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
+        let out = commit_in(&mut Conn::from(&mut *tx), writes).await?;
         tx.commit().await?;
         Ok(out)
     }
+}
 
-    /// The common group (events with no derived changes, touches) as one script: `BEGIN
-    /// IMMEDIATE`, the inserts and updates, `COMMIT`, sent to SQLite in one go.
-    async fn commit_one_trip(
-        &mut self,
-        writes: &[(&DaemonId, Write<'_>)],
-    ) -> DbResult<Vec<Written>> {
-        let mut sql = String::from("BEGIN IMMEDIATE;\n");
-        let mut args = sqlx::sqlite::SqliteArguments::default();
-        let add = |args: &mut sqlx::sqlite::SqliteArguments, v: Bind| -> DbResult<()> {
-            let r = match v {
-                Bind::Text(s) => sqlx::Arguments::add(args, s),
-                Bind::Int(i) => sqlx::Arguments::add(args, i),
-            };
-            r.map_err(|e| DbError::other(format!("cannot bind a value: {e}")))
-        };
-        // Every event of the group, in order, in as few multi-row INSERTs as fit (rows of
-        // different daemons share a statement: each row binds its own daemon).
-        let rows: Vec<(&DaemonId, &LinkEvent)> = writes
-            .iter()
-            .filter_map(|(d, w)| match w {
-                Write::Events(events) => Some(events.iter().map(move |e| (*d, e))),
-                _ => None,
-            })
-            .flatten()
-            .collect();
-        let mut rest: &[(&DaemonId, &LinkEvent)] = &rows;
-        while !rest.is_empty() {
-            let (stmt, n) = chunk_sql(rest.len());
-            let (chunk, tail) = rest.split_at(n);
-            rest = tail;
-            let _ = writeln!(sql, "{stmt};");
-            for (daemon, link) in chunk {
-                for v in event_binds(daemon, link)? {
-                    add(&mut args, v)?;
-                }
+/// Applies `writes` in order inside the open transaction of `conn`.
+async fn commit_in(
+    conn: &mut Conn<'_>,
+    writes: &[(&DaemonId, Write<'_>)],
+) -> DbResult<Vec<Written>> {
+    let mut out = Vec::with_capacity(writes.len());
+    for (daemon, write) in writes {
+        out.push(match write {
+            Write::Events(events) => Written::Events(store_events(conn, daemon, events).await?),
+            Write::Session(info, now) => match upsert_session_tx(conn, daemon, info, *now).await? {
+                Ok(()) => Written::Done,
+                Err(why) => Written::Refused(why),
+            },
+            Write::Touch(now) => {
+                touch(conn, daemon, *now).await?;
+                Written::Done
             }
-        }
-        for (daemon, write) in writes {
-            match write {
-                Write::Events(_) => {}
-                Write::Touch(now) => {
-                    sql.push_str("UPDATE daemons SET last_seen_ms = ? WHERE id = ?;\n");
-                    add(&mut args, Bind::Int(int(*now)?))?;
-                    add(&mut args, Bind::Text(daemon.0.clone()))?;
-                }
-                Write::Session(..) => {
-                    return Err(DbError::other("a session update needs a full transaction"));
-                }
-            }
-        }
-        sql.push_str("COMMIT;");
-        // The script's text depends only on how many events and touches the group has. Small
-        // groups (a live turn's frames) stay prepared in the statement cache; big ones are
-        // prepared for the occasion, so the cache never holds hundreds of big scripts.
-        let persistent = rows.len() <= CACHED_SCRIPT_EVENTS;
-        let rows = sqlx::query_with(sqlx::AssertSqlSafe(sql), args)
-            .persistent(persistent)
-            .fetch_all(&mut self.conn)
-            .await?;
-        let mut returned: Vec<Returned> = Vec::with_capacity(rows.len());
-        for r in &rows {
-            returned.push(Returned {
-                daemon: r.try_get("daemon_id")?,
-                seq: r.try_get("seq")?,
-                id: r.try_get("id")?,
-            });
-        }
-        match_rows(writes, returned)
+        });
     }
+    Ok(out)
+}
+
+/// The common group (events with no derived changes, touches) as one script: `BEGIN
+/// IMMEDIATE`, the inserts and updates, `COMMIT`, sent to SQLite in one go.
+async fn commit_one_trip(
+    conn: &mut SqliteConnection,
+    writes: &[(&DaemonId, Write<'_>)],
+) -> DbResult<Vec<Written>> {
+    let mut sql = String::from("BEGIN IMMEDIATE;\n");
+    let mut args = sqlx::sqlite::SqliteArguments::default();
+    let add = |args: &mut sqlx::sqlite::SqliteArguments, v: Bind| -> DbResult<()> {
+        let r = match v {
+            Bind::Text(s) => sqlx::Arguments::add(args, s),
+            Bind::Int(i) => sqlx::Arguments::add(args, i),
+        };
+        r.map_err(|e| DbError::other(format!("cannot bind a value: {e}")))
+    };
+    // Every event of the group, in order, in as few multi-row INSERTs as fit (rows of
+    // different daemons share a statement: each row binds its own daemon).
+    let rows: Vec<(&DaemonId, &LinkEvent)> = writes
+        .iter()
+        .filter_map(|(d, w)| match w {
+            Write::Events(events) => Some(events.iter().map(move |e| (*d, e))),
+            _ => None,
+        })
+        .flatten()
+        .collect();
+    let mut rest: &[(&DaemonId, &LinkEvent)] = &rows;
+    while !rest.is_empty() {
+        let (stmt, n) = chunk_sql(Dialect::Sqlite, rest.len());
+        let (chunk, tail) = rest.split_at(n);
+        rest = tail;
+        let _ = writeln!(sql, "{stmt};");
+        for (daemon, link) in chunk {
+            for v in event_binds(daemon, link)? {
+                add(&mut args, v)?;
+            }
+        }
+    }
+    for (daemon, write) in writes {
+        match write {
+            Write::Events(_) => {}
+            Write::Touch(now) => {
+                sql.push_str("UPDATE daemons SET last_seen_ms = ? WHERE id = ?;\n");
+                add(&mut args, Bind::Int(int(*now)?))?;
+                add(&mut args, Bind::Text(daemon.0.clone()))?;
+            }
+            Write::Session(..) => {
+                return Err(DbError::other("a session update needs a full transaction"));
+            }
+        }
+    }
+    sql.push_str("COMMIT;");
+    // The script's text depends only on how many events and touches the group has. Small
+    // groups (a live turn's frames) stay prepared in the statement cache; big ones are
+    // prepared for the occasion, so the cache never holds hundreds of big scripts.
+    let persistent = rows.len() <= CACHED_SCRIPT_EVENTS;
+    let rows = sqlx::query_with(sqlx::AssertSqlSafe(sql), args)
+        .persistent(persistent)
+        .fetch_all(&mut *conn)
+        .await?;
+    let mut returned: Vec<Returned> = Vec::with_capacity(rows.len());
+    for r in &rows {
+        returned.push(Returned {
+            daemon: r.try_get("daemon_id")?,
+            seq: r.try_get("seq")?,
+            id: r.try_get("id")?,
+        });
+    }
+    match_rows(writes, returned)
 }
 
 /// One row a one-trip script's `RETURNING` gave back.
@@ -360,7 +449,7 @@ fn match_rows(
 
 /// Inserts one daemon's events inside `tx` and applies the new ones to the derived tables.
 async fn store_events(
-    tx: &mut Tx<'_>,
+    conn: &mut Conn<'_>,
     daemon: &DaemonId,
     events: &[LinkEvent],
 ) -> DbResult<Vec<StoredEvent>> {
@@ -369,38 +458,41 @@ async fn store_events(
     while !rest.is_empty() {
         // Multi-row INSERTs of a few fixed sizes: far fewer round trips to SQLite's worker
         // thread than one statement per event, and every size stays a cached statement.
-        let (sql, n) = chunk_sql(rest.len());
+        let dialect = match conn {
+            Conn::Sqlite(_) => Dialect::Sqlite,
+            Conn::Postgres(_) => Dialect::Postgres,
+        };
+        let (sql, n) = chunk_sql(dialect, rest.len());
         let (chunk, tail) = rest.split_at(n);
         rest = tail;
-        let mut query = sqlx::query(sql);
+        let mut binds = Vec::with_capacity(chunk.len() * 7);
         for link in chunk {
-            let ev = &link.event;
-            let data = serde_json::to_string(ev)
-                .map_err(|e| DbError::other(format!("cannot encode event: {e}")))?;
-            query = query
-                .bind(daemon.0.as_str())
-                .bind(int(link.seq)?)
-                .bind(ev.session_id.to_string())
-                .bind(int(ev.seq)?)
-                .bind(int(ev.ts_ms)?)
-                .bind(ev.kind.name())
-                .bind(data);
+            binds.extend(event_binds(daemon, link)?);
         }
-        // RETURNING lists only the rows inserted (not the ignored duplicates), in no
-        // promised order: match them back to the events by seq.
-        let mut inserted: Vec<(i64, i64)> = query
-            .fetch_all(&mut **tx)
-            .await?
-            .iter()
-            .map(|r| Ok((r.try_get("seq")?, r.try_get("id")?)))
-            .collect::<DbResult<_>>()?;
+        let mut inserted: Vec<(i64, i64)> = on_conn!(&mut *conn, |c| {
+            let mut query = sqlx::query(sql);
+            for v in binds {
+                query = match v {
+                    Bind::Text(s) => query.bind(s),
+                    Bind::Int(i) => query.bind(i),
+                };
+            }
+            // RETURNING lists only the rows inserted (not the ignored duplicates), in no
+            // promised order: match them back to the events by seq.
+            query
+                .fetch_all(&mut **c)
+                .await?
+                .iter()
+                .map(|r| Ok((r.try_get("seq")?, r.try_get("id")?)))
+                .collect::<DbResult<_>>()?
+        });
         for link in chunk {
             let seq = int(link.seq)?;
             let Some(pos) = inserted.iter().position(|(s, _)| *s == seq) else {
                 continue;
             };
             let (_, id) = inserted.remove(pos);
-            apply_event(tx, daemon, &link.event).await?;
+            apply_event(conn, daemon, &link.event).await?;
             stored.push(StoredEvent {
                 id,
                 daemon_id: daemon.clone(),
@@ -413,25 +505,27 @@ async fn store_events(
 }
 
 /// "Last heard" inside the ingest transaction (an unknown daemon is not an error here).
-async fn touch(tx: &mut Tx<'_>, daemon: &DaemonId, now_ms: u64) -> DbResult<()> {
-    sqlx::query("UPDATE daemons SET last_seen_ms = ?2 WHERE id = ?1")
-        .bind(daemon.0.as_str())
-        .bind(int(now_ms)?)
-        .execute(&mut **tx)
-        .await?;
+async fn touch(conn: &mut Conn<'_>, daemon: &DaemonId, now_ms: u64) -> DbResult<()> {
+    on_conn!(conn, |c| {
+        sqlx::query("UPDATE daemons SET last_seen_ms = $2 WHERE id = $1")
+            .bind(daemon.0.as_str())
+            .bind(int(now_ms)?)
+            .execute(&mut **c)
+            .await?;
+    });
     Ok(())
 }
 
 /// Keeps the derived tables in step with one newly stored event (inside the ingest
 /// transaction): state events go to `sessions`, requests and their outcomes to
 /// `approvals`; every other kind is history only.
-async fn apply_event(tx: &mut Tx<'_>, daemon: &DaemonId, ev: &Event) -> DbResult<()> {
+async fn apply_event(conn: &mut Conn<'_>, daemon: &DaemonId, ev: &Event) -> DbResult<()> {
     let ts = int(ev.ts_ms)?;
     let session = ev.session_id.to_string();
     match &ev.kind {
         EventKind::State { state, reason } => {
             record_state(
-                tx,
+                conn,
                 daemon,
                 &ev.session_id,
                 *state,
@@ -451,7 +545,7 @@ async fn apply_event(tx: &mut Tx<'_>, daemon: &DaemonId, ev: &Event) -> DbResult
                 tool_name,
                 input,
             };
-            insert_pending(tx, daemon, &session, approval_id, &pending, ts).await?;
+            insert_pending(conn, daemon, &session, approval_id, &pending, ts).await?;
         }
         EventKind::Question {
             approval_id,
@@ -463,7 +557,7 @@ async fn apply_event(tx: &mut Tx<'_>, daemon: &DaemonId, ev: &Event) -> DbResult
                 tool_name: "AskUserQuestion",
                 input: &input,
             };
-            insert_pending(tx, daemon, &session, approval_id, &pending, ts).await?;
+            insert_pending(conn, daemon, &session, approval_id, &pending, ts).await?;
         }
         EventKind::PermissionDecision {
             approval_id,
@@ -480,7 +574,7 @@ async fn apply_event(tx: &mut Tx<'_>, daemon: &DaemonId, ev: &Event) -> DbResult
                 message: message.as_deref(),
                 answers: None,
             };
-            decide(tx, daemon, &session, approval_id, &decided, ts).await?;
+            decide(conn, daemon, &session, approval_id, &decided, ts).await?;
         }
         EventKind::Answer {
             approval_id,
@@ -498,7 +592,7 @@ async fn apply_event(tx: &mut Tx<'_>, daemon: &DaemonId, ev: &Event) -> DbResult
                 message: None,
                 answers: Some(answers),
             };
-            decide(tx, daemon, &session, approval_id, &decided, ts).await?;
+            decide(conn, daemon, &session, approval_id, &decided, ts).await?;
         }
         _ => {}
     }

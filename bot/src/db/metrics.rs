@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use super::backend::on_pool;
 use super::{Db, DbResult, uint};
 
 /// Totals for `/metrics`.
@@ -25,29 +26,31 @@ impl Db {
     /// Totals for `/metrics`.
     #[tracing::instrument(skip_all)]
     pub async fn counts(&self) -> DbResult<Counts> {
-        // Read everything from one snapshot so the numbers agree with each other.
-        let mut tx = self.pool.begin().await?;
-        let events: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM events")
-            .fetch_one(&mut *tx)
-            .await?;
-        let daemons_online: i64 =
-            sqlx::query_scalar("SELECT COUNT(*) FROM daemons WHERE online <> 0")
+        on_pool!(self, |p| {
+            // Read everything from one snapshot so the numbers agree with each other.
+            let mut tx = p.begin().await?;
+            let events: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM events")
                 .fetch_one(&mut *tx)
                 .await?;
-        let approvals_pending: i64 =
-            sqlx::query_scalar("SELECT COUNT(*) FROM approvals WHERE status = 'pending'")
-                .fetch_one(&mut *tx)
-                .await?;
-        let by_state: Vec<(String, i64)> =
-            sqlx::query_as("SELECT state, COUNT(*) FROM sessions GROUP BY state")
-                .fetch_all(&mut *tx)
-                .await?;
-        tx.commit().await?;
-        Ok(Counts {
-            events: uint(events),
-            sessions_by_state: by_state.into_iter().map(|(s, n)| (s, uint(n))).collect(),
-            daemons_online: uint(daemons_online),
-            approvals_pending: uint(approvals_pending),
+            let daemons_online: i64 =
+                sqlx::query_scalar("SELECT COUNT(*) FROM daemons WHERE online <> 0")
+                    .fetch_one(&mut *tx)
+                    .await?;
+            let approvals_pending: i64 =
+                sqlx::query_scalar("SELECT COUNT(*) FROM approvals WHERE status = 'pending'")
+                    .fetch_one(&mut *tx)
+                    .await?;
+            let by_state: Vec<(String, i64)> =
+                sqlx::query_as("SELECT state, COUNT(*) FROM sessions GROUP BY state")
+                    .fetch_all(&mut *tx)
+                    .await?;
+            tx.commit().await?;
+            Ok(Counts {
+                events: uint(events),
+                sessions_by_state: by_state.into_iter().map(|(s, n)| (s, uint(n))).collect(),
+                daemons_online: uint(daemons_online),
+                approvals_pending: uint(approvals_pending),
+            })
         })
     }
 }

@@ -1,5 +1,8 @@
-//! The bot's storage: one SQLite file (WAL) behind the [`Db`] type, with one method per
-//! query. Schema lives in the top-level `migrations/` folder and is applied by [`Db::open`].
+//! The bot's storage: one SQLite file (WAL, the default) or a PostgreSQL database (several
+//! replicas) behind the [`Db`] type, with one method per query. The SQLite schema lives in
+//! the top-level `migrations/` folder, PostgreSQL's in `migrations/postgres/`; both are
+//! applied at start ([`Db::open`], [`Db::connect`]). `backend.rs` holds the two pools and
+//! the `on_pool!` macro that expands one query body for each backend.
 //!
 //! This file is what every table family shares: the [`Db`] handle and how it opens the
 //! file (modes, pragmas, migrations), [`DbError`], and the column helpers the row decoders
@@ -20,14 +23,14 @@
 //!   backwards, turn summaries, overview activity, recent decisions, audit pages).
 //! - `executions.rs`: one-shot executions with their status and whole output.
 //!
-//! Everything database-specific stays in this folder so that moving to Postgres (DESIGN.md,
-//! "Past one machine") is a contained change. Callers see [`DbError`], never `sqlx` types
+//! Everything database-specific stays in this folder. Callers see [`DbError`], never `sqlx` types
 //! in signatures, and can map [`DbError::NotFound`] to a 404. Every type is re-exported
 //! here, so callers name them `crate::db::X` whichever file holds them.
 
 mod api_keys;
 mod approvals;
 mod audit;
+mod backend;
 mod chat;
 mod daemons;
 mod events;
@@ -46,15 +49,16 @@ use common::ids::SessionId;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
-    SqliteSynchronous,
-};
-use sqlx::{Row, Sqlite, Transaction};
+use sqlx::Row;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+
+use self::backend::{DbRow, Pool};
 
 pub use self::api_keys::KeyRow;
-pub use self::approvals::{ApprovalRow, ApprovalStatus};
+pub use self::approvals::{ApprovalRow, ApprovalStatus, Claim};
 pub use self::audit::AuditRow;
+pub use self::backend::{Target, redact_url};
 pub use self::chat::{ChatApprovalRow, ChatBinding, ChatPendingRow, ChatProgressRow, Outboxed};
 pub use self::daemons::DaemonRow;
 pub use self::events::StoredEvent;
@@ -65,8 +69,21 @@ pub use self::sessions::{SessionMatch, SessionRow};
 pub use self::web::{SessionActivity, WebSessionRow};
 pub use crate::auth::KeyKind;
 
-/// The migrations of `../migrations`, embedded at build time (`build.rs` reruns on change).
+/// The SQLite migrations of `../migrations`, embedded at build time (`build.rs` reruns on
+/// change).
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations");
+
+/// The PostgreSQL migrations of `../migrations/postgres`, the same schema in PostgreSQL's
+/// types (sqlx's migrator holds an advisory lock while it runs, so replicas starting
+/// together apply each once).
+static PG_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/postgres");
+
+/// Connections in a PostgreSQL replica's pool (the ingest, chat leadership and the
+/// notification listener have connections of their own).
+const PG_MAX_CONNECTIONS: u32 = 16;
+
+/// How long a PostgreSQL connection attempt may take before the pool reports an error.
+const PG_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How long a connection waits for SQLite's write lock before giving up.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -129,16 +146,12 @@ impl DbError {
 /// Result of every [`Db`] method.
 pub type DbResult<T> = Result<T, DbError>;
 
-/// The write transaction the ingest ([`Db::insert_events`], [`EventWriter`]) holds while
-/// the families it keeps in step add their rows.
-type Tx<'c> = Transaction<'c, Sqlite>;
-
-/// The bot's database: a cheap `Clone` handle on a SQLite connection pool.
+/// The bot's database: a cheap `Clone` handle on a SQLite or PostgreSQL connection pool.
 #[derive(Clone, Debug)]
 pub struct Db {
-    pool: SqlitePool,
-    /// How connections are made (the ingest's own connection uses it too).
-    options: SqliteConnectOptions,
+    /// The backend's pool (SQLite's keeps how its connections are made: the ingest's own
+    /// connection uses it too).
+    pool: Pool,
     /// Keys that verified recently ([`Db::verify_key`]).
     keys: std::sync::Arc<crate::auth::KeyCache<KeyRow>>,
 }
@@ -175,18 +188,70 @@ impl Db {
             .map_err(|e| DbError::other(format!("migrating {}: {e}", path.display())))?;
         let keys = crate::auth::KeyCache::new(sibling(path, "-revoked"));
         Ok(Self {
-            pool,
-            options,
+            pool: Pool::Sqlite(pool, Box::new(options)),
             keys: std::sync::Arc::new(keys),
         })
+    }
+
+    /// Opens the database `target` names: [`Db::open`] for a SQLite file, else connects to
+    /// PostgreSQL and brings its schema up to date. `marker` is the revocation marker file
+    /// of the key cache on PostgreSQL (SQLite keeps it beside the database file); other
+    /// replicas notice a revocation within [`crate::auth::KEY_CACHE_TTL`].
+    pub async fn connect(target: &Target, marker: &Path) -> DbResult<Self> {
+        let url = match target {
+            Target::Sqlite(path) => return Self::open(path).await,
+            Target::Postgres(url) => url,
+        };
+        let options = PgConnectOptions::from_str(url).map_err(|e| {
+            DbError::other(format!("database_url {}: {e}", backend::redact_url(url)))
+        })?;
+        let pool = PgPoolOptions::new()
+            .max_connections(PG_MAX_CONNECTIONS)
+            .acquire_timeout(PG_ACQUIRE_TIMEOUT)
+            .connect_with(options)
+            .await?;
+        PG_MIGRATOR
+            .run(&pool)
+            .await
+            .map_err(|e| DbError::other(format!("migrating {}: {e}", target.describe())))?;
+        let keys = crate::auth::KeyCache::new(marker.to_path_buf());
+        Ok(Self {
+            pool: Pool::Postgres(pool),
+            keys: std::sync::Arc::new(keys),
+        })
+    }
+
+    /// Whether this database is PostgreSQL (several replicas may share it).
+    pub fn is_postgres(&self) -> bool {
+        matches!(self.pool, Pool::Postgres(_))
+    }
+
+    /// The PostgreSQL pool, if that is the backend (replica coordination uses it).
+    pub fn pg_pool(&self) -> Option<&sqlx::PgPool> {
+        match &self.pool {
+            Pool::Postgres(p) => Some(p),
+            Pool::Sqlite(..) => None,
+        }
+    }
+
+    /// Whether the database answers a trivial query (for `/healthz`).
+    pub async fn ping(&self) -> DbResult<()> {
+        backend::on_pool!(self, |p| {
+            sqlx::query("SELECT 1").execute(p).await?;
+        });
+        Ok(())
     }
 
     /// Copies what the WAL holds into the database file without waiting for readers or
     /// the writer (`PRAGMA wal_checkpoint(PASSIVE)`); returns the WAL's size and how much
     /// of it is now in the database, in pages.
+    /// On PostgreSQL there is no WAL file of ours to checkpoint: `(0, 0)`.
     pub async fn checkpoint(&self) -> DbResult<(i64, i64)> {
+        let Pool::Sqlite(pool, _) = &self.pool else {
+            return Ok((0, 0));
+        };
         let row = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
-            .fetch_one(&self.pool)
+            .fetch_one(pool)
             .await?;
         Ok((row.try_get(1)?, row.try_get(2)?))
     }
@@ -197,9 +262,12 @@ impl Db {
     pub async fn checkpoint_loop(self) {
         let mut tick = tokio::time::interval(CHECKPOINT_EVERY);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        if self.is_postgres() {
+            return;
+        }
         loop {
             tick.tick().await;
-            if self.pool.is_closed() {
+            if self.is_closed() {
                 return;
             }
             match self.checkpoint().await {
@@ -212,7 +280,18 @@ impl Db {
 
     /// Waits for running queries and closes every connection (checkpointing the WAL).
     pub async fn close(&self) {
-        self.pool.close().await;
+        match &self.pool {
+            Pool::Sqlite(p, _) => p.close().await,
+            Pool::Postgres(p) => p.close().await,
+        }
+    }
+
+    /// Whether [`Db::close`] ran.
+    fn is_closed(&self) -> bool {
+        match &self.pool {
+            Pool::Sqlite(p, _) => p.is_closed(),
+            Pool::Postgres(p) => p.is_closed(),
+        }
     }
 }
 
@@ -276,15 +355,15 @@ fn tighten_dir(dir: &Path) {
 }
 
 /// A JSON text column, parsed.
-fn json_column<T: DeserializeOwned>(row: &SqliteRow, column: &str) -> DbResult<T> {
-    let text: &str = row.try_get(column)?;
+fn json_column<T: DeserializeOwned>(row: &impl DbRow, column: &str) -> DbResult<T> {
+    let text = row.text(column)?;
     serde_json::from_str(text)
         .map_err(|e| DbError::other(format!("stored {column} does not parse: {e}")))
 }
 
 /// A session id column, parsed.
-fn session_column(row: &SqliteRow, column: &str) -> DbResult<SessionId> {
-    let text: &str = row.try_get(column)?;
+fn session_column(row: &impl DbRow, column: &str) -> DbResult<SessionId> {
+    let text = row.text(column)?;
     SessionId::from_str(text)
         .map_err(|e| DbError::other(format!("stored session id `{text}`: {e}")))
 }
@@ -303,7 +382,7 @@ fn enum_from_str<T: DeserializeOwned>(name: &str) -> DbResult<T> {
         .map_err(|e| DbError::other(format!("stored value `{name}`: {e}")))
 }
 
-/// A protocol number as an SQLite integer; numbers past `i64::MAX` are refused.
+/// A protocol number as a database integer; numbers past `i64::MAX` are refused.
 fn int(v: u64) -> DbResult<i64> {
     i64::try_from(v).map_err(|_| DbError::other(format!("number {v} is out of range")))
 }

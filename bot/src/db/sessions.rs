@@ -5,14 +5,12 @@
 //! [`record_state`] is the piece of the ingest transaction that touches this table; the
 //! events family (`events.rs`) calls it, and nothing here calls back into events.
 
+use super::backend::{Conn, DbRow, on_conn, on_pool};
+use super::{Db, DbError, DbResult, enum_from_str, int, json_column, uint};
 use common::event::SessionState;
 use common::ids::{DaemonId, SessionId};
 use common::ipc::SessionInfo;
 use serde::{Deserialize, Serialize};
-use sqlx::Row;
-use sqlx::sqlite::SqliteRow;
-
-use super::{Db, DbError, DbResult, Tx, enum_from_str, int, json_column, uint};
 
 /// A session as the bot knows it.
 #[derive(utoipa::ToSchema, Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -36,13 +34,11 @@ impl Db {
         info: &SessionInfo,
         now_ms: u64,
     ) -> DbResult<()> {
-        let done = upsert_query(daemon, info, now_ms)?
-            .execute(&self.pool)
-            .await?;
-        if done.rows_affected() == 0 {
-            return Err(refused(info));
-        }
-        Ok(())
+        let done = on_pool!(self, |p| {
+            let mut c = p.acquire().await?;
+            upsert_session_tx(&mut Conn::from(&mut *c), daemon, info, now_ms).await?
+        });
+        done.map_err(DbError::Other)
     }
 
     /// Sessions, oldest first, optionally only those of one daemon and/or in one state
@@ -53,29 +49,33 @@ impl Db {
         daemon: Option<&str>,
         state: Option<&str>,
     ) -> DbResult<Vec<SessionRow>> {
-        let rows = sqlx::query(
-            "SELECT daemon_id, state, reason, updated_ms, info FROM sessions
-             WHERE (?1 IS NULL OR daemon_id = ?1) AND (?2 IS NULL OR state = ?2)
-             ORDER BY created_ms, id",
-        )
-        .bind(daemon)
-        .bind(state)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter().map(session_row).collect()
+        on_pool!(self, |p| {
+            let rows = sqlx::query(
+                "SELECT daemon_id, state, reason, updated_ms, info FROM sessions
+                 WHERE ($1 IS NULL OR daemon_id = $1) AND ($2 IS NULL OR state = $2)
+                 ORDER BY created_ms, id",
+            )
+            .bind(daemon)
+            .bind(state)
+            .fetch_all(p)
+            .await?;
+            rows.iter().map(session_row).collect()
+        })
     }
 
     /// One session. [`DbError::NotFound`] if unknown.
     #[tracing::instrument(skip_all, fields(session = %id))]
     pub async fn get_session(&self, id: &SessionId) -> DbResult<SessionRow> {
-        let row = sqlx::query(
-            "SELECT daemon_id, state, reason, updated_ms, info FROM sessions WHERE id = ?1",
-        )
-        .bind(id.to_string())
-        .fetch_optional(&self.pool)
-        .await?
-        .ok_or(DbError::NotFound)?;
-        session_row(&row)
+        on_pool!(self, |p| {
+            let row = sqlx::query(
+                "SELECT daemon_id, state, reason, updated_ms, info FROM sessions WHERE id = $1",
+            )
+            .bind(id.to_string())
+            .fetch_optional(p)
+            .await?
+            .ok_or(DbError::NotFound)?;
+            session_row(&row)
+        })
     }
 }
 
@@ -100,45 +100,65 @@ impl Db {
         prefix: Option<&str>,
     ) -> DbResult<Vec<SessionMatch>> {
         let bare = prefix.map(|p| p.replace('-', ""));
-        let rows = sqlx::query(
-            "SELECT id, name, daemon_id FROM sessions
-             WHERE name = ?1
-                OR (?2 IS NOT NULL AND (substr(id, 1, length(?2)) = ?2
-                    OR substr(replace(id, '-', ''), 1, length(?3)) = ?3))
-             ORDER BY created_ms, id LIMIT 50",
-        )
-        .bind(name)
-        .bind(prefix)
-        .bind(bare)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter()
-            .map(|row| {
-                let id: String = row.try_get("id")?;
-                Ok(SessionMatch {
-                    id: id
-                        .parse()
-                        .map_err(|_| DbError::other(format!("bad session id `{id}` stored")))?,
-                    name: row.try_get("name")?,
-                    daemon_id: DaemonId(row.try_get("daemon_id")?),
+        on_pool!(self, |p| {
+            let rows = sqlx::query(
+                "SELECT id, name, daemon_id FROM sessions
+                 WHERE name = $1
+                    OR (CAST($2 AS TEXT) IS NOT NULL
+                        AND (substr(id, 1, length(CAST($2 AS TEXT))) = CAST($2 AS TEXT)
+                        OR substr(replace(id, '-', ''), 1, length(CAST($3 AS TEXT)))
+                           = CAST($3 AS TEXT)))
+                 ORDER BY created_ms, id LIMIT 50",
+            )
+            .bind(name)
+            .bind(prefix)
+            .bind(bare.as_deref())
+            .fetch_all(p)
+            .await?;
+            rows.iter()
+                .map(|row| {
+                    let id: String = row.col("id")?;
+                    Ok(SessionMatch {
+                        id: id
+                            .parse()
+                            .map_err(|_| DbError::other(format!("bad session id `{id}` stored")))?,
+                        name: row.col("name")?,
+                        daemon_id: DaemonId(row.col("daemon_id")?),
+                    })
                 })
-            })
-            .collect()
+                .collect()
+        })
     }
 }
 
 /// [`Db::upsert_session`] inside the ingest transaction; `Err(message)` (the transaction
 /// goes on) when the session belongs to another daemon.
 pub(super) async fn upsert_session_tx(
-    tx: &mut Tx<'_>,
+    conn: &mut Conn<'_>,
     daemon: &DaemonId,
     info: &SessionInfo,
     now_ms: u64,
 ) -> DbResult<Result<(), String>> {
-    let done = upsert_query(daemon, info, now_ms)?
-        .execute(&mut **tx)
-        .await?;
-    Ok(if done.rows_affected() == 0 {
+    let json = serde_json::to_string(info)
+        .map_err(|e| DbError::other(format!("cannot encode session: {e}")))?;
+    let done = on_conn!(conn, |c| {
+        sqlx::query(UPSERT_SESSION)
+            .bind(info.id.to_string())
+            .bind(daemon.0.as_str())
+            .bind(info.name.as_deref())
+            .bind(info.cwd.to_string_lossy().into_owned())
+            .bind(info.model.as_deref())
+            .bind(info.permission_mode.as_str())
+            .bind(info.state.as_str())
+            .bind(info.reason.as_deref())
+            .bind(int(info.created_ms)?)
+            .bind(int(now_ms)?)
+            .bind(json.as_str())
+            .execute(&mut **c)
+            .await?
+            .rows_affected()
+    });
+    Ok(if done == 0 {
         Err(refused(info).to_string())
     } else {
         Ok(())
@@ -149,43 +169,23 @@ fn refused(info: &SessionInfo) -> DbError {
     DbError::other(format!("session {} belongs to another daemon", info.id))
 }
 
-/// The statement behind [`Db::upsert_session`], bound.
-fn upsert_query<'q>(
-    daemon: &'q DaemonId,
-    info: &'q SessionInfo,
-    now_ms: u64,
-) -> DbResult<sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments>> {
-    let json = serde_json::to_string(info)
-        .map_err(|e| DbError::other(format!("cannot encode session: {e}")))?;
-    Ok(sqlx::query(
-        "INSERT INTO sessions (id, daemon_id, name, cwd, model, permission_mode, state,
-                               reason, created_ms, updated_ms, info)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
-         ON CONFLICT (id) DO UPDATE SET
-            name = excluded.name, cwd = excluded.cwd, model = excluded.model,
-            permission_mode = excluded.permission_mode, state = excluded.state,
-            reason = excluded.reason, created_ms = excluded.created_ms,
-            updated_ms = excluded.updated_ms, info = excluded.info
-         WHERE sessions.daemon_id = excluded.daemon_id",
-    )
-    .bind(info.id.to_string())
-    .bind(daemon.0.as_str())
-    .bind(info.name.as_deref())
-    .bind(info.cwd.to_string_lossy().into_owned())
-    .bind(info.model.as_deref())
-    .bind(info.permission_mode.as_str())
-    .bind(info.state.as_str())
-    .bind(info.reason.as_deref())
-    .bind(int(info.created_ms)?)
-    .bind(int(now_ms)?)
-    .bind(json))
-}
+/// The statement behind [`Db::upsert_session`]: replaces the row unless the session
+/// belongs to another daemon.
+const UPSERT_SESSION: &str = "INSERT INTO sessions (id, daemon_id, name, cwd, model,
+        permission_mode, state, reason, created_ms, updated_ms, info)
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+     ON CONFLICT (id) DO UPDATE SET
+        name = excluded.name, cwd = excluded.cwd, model = excluded.model,
+        permission_mode = excluded.permission_mode, state = excluded.state,
+        reason = excluded.reason, created_ms = excluded.created_ms,
+        updated_ms = excluded.updated_ms, info = excluded.info
+     WHERE sessions.daemon_id = excluded.daemon_id";
 
 /// Applies a stored state event to the `sessions` table inside the ingest transaction:
 /// sets the session's `state`, `reason` and `updated_ms`, creating a placeholder row if
 /// the daemon never described the session. Another daemon's session is left alone.
 pub(super) async fn record_state(
-    tx: &mut Tx<'_>,
+    conn: &mut Conn<'_>,
     daemon: &DaemonId,
     session: &SessionId,
     state: SessionState,
@@ -203,38 +203,40 @@ pub(super) async fn record_state(
         "created_ms": ts_ms,
         "last_event_ms": ts_ms,
     });
-    sqlx::query(
-        "INSERT INTO sessions (id, daemon_id, cwd, permission_mode, state, reason,
-                               created_ms, updated_ms, info)
-         VALUES (?1, ?2, '', 'default', ?3, ?4, ?5, ?5, ?6)
-         ON CONFLICT (id) DO UPDATE SET
-            state = excluded.state, reason = excluded.reason,
-            updated_ms = excluded.updated_ms
-         WHERE sessions.daemon_id = excluded.daemon_id",
-    )
-    .bind(session.to_string())
-    .bind(daemon.0.as_str())
-    .bind(state.as_str())
-    .bind(reason)
-    .bind(int(ts_ms)?)
-    .bind(stub.to_string())
-    .execute(&mut **tx)
-    .await?;
+    on_conn!(conn, |c| {
+        sqlx::query(
+            "INSERT INTO sessions (id, daemon_id, cwd, permission_mode, state, reason,
+                                   created_ms, updated_ms, info)
+             VALUES ($1, $2, '', 'default', $3, $4, $5, $5, $6)
+             ON CONFLICT (id) DO UPDATE SET
+                state = excluded.state, reason = excluded.reason,
+                updated_ms = excluded.updated_ms
+             WHERE sessions.daemon_id = excluded.daemon_id",
+        )
+        .bind(session.to_string())
+        .bind(daemon.0.as_str())
+        .bind(state.as_str())
+        .bind(reason)
+        .bind(int(ts_ms)?)
+        .bind(stub.to_string())
+        .execute(&mut **c)
+        .await?;
+    });
     Ok(())
 }
 
 /// Decodes one row of `sessions`: the stored [`SessionInfo`] with the row's `state` and
 /// `reason` laid over it.
-fn session_row(row: &SqliteRow) -> DbResult<SessionRow> {
+fn session_row(row: &impl DbRow) -> DbResult<SessionRow> {
     let mut info: SessionInfo = json_column(row, "info")?;
-    let state: &str = row.try_get("state")?;
+    let state = row.text("state")?;
     if let Ok(state) = enum_from_str::<SessionState>(state) {
         info.state = state;
     }
-    info.reason = row.try_get("reason")?;
+    info.reason = row.col("reason")?;
     Ok(SessionRow {
-        daemon_id: DaemonId(row.try_get("daemon_id")?),
+        daemon_id: DaemonId(row.col("daemon_id")?),
         info,
-        updated_ms: uint(row.try_get("updated_ms")?),
+        updated_ms: uint(row.col("updated_ms")?),
     })
 }

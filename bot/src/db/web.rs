@@ -9,11 +9,10 @@
 
 use std::collections::HashMap;
 
+use super::backend::{DbRow, on_pool};
 use common::event::{Event, EventKind};
 use common::ids::{DaemonId, SessionId};
 use serde_json::Value;
-use sqlx::Row;
-use sqlx::sqlite::SqliteRow;
 
 use super::{
     ApprovalRow, AuditRow, Db, DbError, DbResult, StoredEvent, int, json_column, session_column,
@@ -55,18 +54,20 @@ impl Db {
         now_ms: u64,
         expires_ms: u64,
     ) -> DbResult<()> {
-        sqlx::query(
-            "INSERT INTO web_sessions (hash, key_id, csrf, created_ms, expires_ms, last_seen_ms)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?4)",
-        )
-        .bind(hash)
-        .bind(key_id)
-        .bind(csrf)
-        .bind(int(now_ms)?)
-        .bind(int(expires_ms)?)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
+        on_pool!(self, |p| {
+            sqlx::query(
+                "INSERT INTO web_sessions (hash, key_id, csrf, created_ms, expires_ms, last_seen_ms)
+                 VALUES ($1, $2, $3, $4, $5, $4)",
+            )
+            .bind(hash)
+            .bind(key_id)
+            .bind(csrf)
+            .bind(int(now_ms)?)
+            .bind(int(expires_ms)?)
+            .execute(p)
+            .await?;
+            Ok(())
+        })
     }
 
     /// The login whose cookie secret hashes to `hash`, if it has not expired and its user
@@ -74,56 +75,62 @@ impl Db {
     /// lookup, like [`Db::verify_key`] does.
     #[tracing::instrument(skip_all)]
     pub async fn web_session(&self, hash: &str, now_ms: u64) -> DbResult<Option<WebSessionRow>> {
-        let row = sqlx::query(
-            "SELECT w.hash, w.key_id, w.csrf, w.expires_ms, w.last_seen_ms, k.name
-             FROM web_sessions w JOIN api_keys k ON k.id = w.key_id
-             WHERE w.hash = ?1 AND w.expires_ms > ?2 AND k.revoked_ms IS NULL
-               AND k.kind = 'user'",
-        )
-        .bind(hash)
-        .bind(int(now_ms)?)
-        .fetch_optional(&self.pool)
-        .await?;
-        let Some(row) = row else { return Ok(None) };
-        let stored: &str = row.try_get("hash")?;
-        if !crate::auth::hashes_equal(stored, hash) {
-            return Ok(None);
-        }
-        // Keep `last_seen_ms` roughly current without a write per request.
-        let last_seen = uint(row.try_get("last_seen_ms")?);
-        if now_ms.saturating_sub(last_seen) > 60_000 {
-            sqlx::query("UPDATE web_sessions SET last_seen_ms = ?2 WHERE hash = ?1")
-                .bind(hash)
-                .bind(int(now_ms)?)
-                .execute(&self.pool)
-                .await?;
-        }
-        Ok(Some(WebSessionRow {
-            key_id: row.try_get("key_id")?,
-            user: row.try_get("name")?,
-            csrf: row.try_get("csrf")?,
-            expires_ms: uint(row.try_get("expires_ms")?),
-        }))
+        on_pool!(self, |p| {
+            let row = sqlx::query(
+                "SELECT w.hash, w.key_id, w.csrf, w.expires_ms, w.last_seen_ms, k.name
+                 FROM web_sessions w JOIN api_keys k ON k.id = w.key_id
+                 WHERE w.hash = $1 AND w.expires_ms > $2 AND k.revoked_ms IS NULL
+                   AND k.kind = 'user'",
+            )
+            .bind(hash)
+            .bind(int(now_ms)?)
+            .fetch_optional(p)
+            .await?;
+            let Some(row) = row else { return Ok(None) };
+            let stored = row.text("hash")?;
+            if !crate::auth::hashes_equal(stored, hash) {
+                return Ok(None);
+            }
+            // Keep `last_seen_ms` roughly current without a write per request.
+            let last_seen = uint(row.col("last_seen_ms")?);
+            if now_ms.saturating_sub(last_seen) > 60_000 {
+                sqlx::query("UPDATE web_sessions SET last_seen_ms = $2 WHERE hash = $1")
+                    .bind(hash)
+                    .bind(int(now_ms)?)
+                    .execute(p)
+                    .await?;
+            }
+            Ok(Some(WebSessionRow {
+                key_id: row.col("key_id")?,
+                user: row.col("name")?,
+                csrf: row.col("csrf")?,
+                expires_ms: uint(row.col("expires_ms")?),
+            }))
+        })
     }
 
     /// Ends a login (logout). Unknown hashes are fine.
     #[tracing::instrument(skip_all)]
     pub async fn delete_web_session(&self, hash: &str) -> DbResult<()> {
-        sqlx::query("DELETE FROM web_sessions WHERE hash = ?1")
-            .bind(hash)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
+        on_pool!(self, |p| {
+            sqlx::query("DELETE FROM web_sessions WHERE hash = $1")
+                .bind(hash)
+                .execute(p)
+                .await?;
+            Ok(())
+        })
     }
 
     /// Forgets expired logins; returns how many.
     #[tracing::instrument(skip_all)]
     pub async fn purge_web_sessions(&self, now_ms: u64) -> DbResult<u64> {
-        let done = sqlx::query("DELETE FROM web_sessions WHERE expires_ms <= ?1")
-            .bind(int(now_ms)?)
-            .execute(&self.pool)
-            .await?;
-        Ok(done.rows_affected())
+        on_pool!(self, |p| {
+            let done = sqlx::query("DELETE FROM web_sessions WHERE expires_ms <= $1")
+                .bind(int(now_ms)?)
+                .execute(p)
+                .await?;
+            Ok(done.rows_affected())
+        })
     }
 
     /// Up to `limit` events of `session` with row id below `before_id` (`i64::MAX` for the
@@ -137,18 +144,20 @@ impl Db {
         before_id: i64,
         limit: u32,
     ) -> DbResult<Vec<StoredEvent>> {
-        let rows = sqlx::query(
-            "SELECT id, daemon_id, seq, data FROM events
-             WHERE session_id = ?1 AND id < ?2 ORDER BY id DESC LIMIT ?3",
-        )
-        .bind(session.to_string())
-        .bind(before_id)
-        .bind(i64::from(limit))
-        .fetch_all(&self.pool)
-        .await?;
-        let mut out = rows.iter().map(event_row).collect::<DbResult<Vec<_>>>()?;
-        out.reverse();
-        Ok(out)
+        on_pool!(self, |p| {
+            let rows = sqlx::query(
+                "SELECT id, daemon_id, seq, data FROM events
+                 WHERE session_id = $1 AND id < $2 ORDER BY id DESC LIMIT $3",
+            )
+            .bind(session.to_string())
+            .bind(before_id)
+            .bind(i64::from(limit))
+            .fetch_all(p)
+            .await?;
+            let mut out = rows.iter().map(event_row).collect::<DbResult<Vec<_>>>()?;
+            out.reverse();
+            Ok(out)
+        })
     }
 
     /// The tool calls (name, input) of the turn that ends at event `end_id` of `session`:
@@ -159,149 +168,159 @@ impl Db {
         session: &SessionId,
         end_id: i64,
     ) -> DbResult<Vec<(String, Value)>> {
-        let sid = session.to_string();
-        let start: Option<i64> = sqlx::query_scalar(
-            "SELECT id FROM events WHERE session_id = ?1 AND id < ?2 AND kind = 'turn_started'
-             ORDER BY id DESC LIMIT 1",
-        )
-        .bind(&sid)
-        .bind(end_id)
-        .fetch_optional(&self.pool)
-        .await?;
-        let rows = sqlx::query(
-            "SELECT data FROM events WHERE session_id = ?1 AND id > ?2 AND id < ?3
-               AND kind = 'tool_use' ORDER BY id",
-        )
-        .bind(&sid)
-        .bind(start.unwrap_or(0))
-        .bind(end_id)
-        .fetch_all(&self.pool)
-        .await?;
-        let mut out = Vec::with_capacity(rows.len());
-        for row in &rows {
-            let ev: Event = json_column(row, "data")?;
-            if let EventKind::ToolUse { name, input, .. } = ev.kind {
-                out.push((name, input));
+        on_pool!(self, |p| {
+            let sid = session.to_string();
+            let start: Option<i64> = sqlx::query_scalar(
+                "SELECT id FROM events WHERE session_id = $1 AND id < $2 AND kind = 'turn_started'
+                 ORDER BY id DESC LIMIT 1",
+            )
+            .bind(&sid)
+            .bind(end_id)
+            .fetch_optional(p)
+            .await?;
+            let rows = sqlx::query(
+                "SELECT data FROM events WHERE session_id = $1 AND id > $2 AND id < $3
+                   AND kind = 'tool_use' ORDER BY id",
+            )
+            .bind(&sid)
+            .bind(start.unwrap_or(0))
+            .bind(end_id)
+            .fetch_all(p)
+            .await?;
+            let mut out = Vec::with_capacity(rows.len());
+            for row in &rows {
+                let ev: Event = json_column(row, "data")?;
+                if let EventKind::ToolUse { name, input, .. } = ev.kind {
+                    out.push((name, input));
+                }
             }
-        }
-        Ok(out)
+            Ok(out)
+        })
     }
 
     /// Newest event time, queue length and cost of one session, each read backwards from
     /// its newest event.
     #[tracing::instrument(skip_all, fields(session = %session))]
     pub async fn session_activity(&self, session: &SessionId) -> DbResult<SessionActivity> {
-        let sid = session.to_string();
-        let last: Option<i64> = sqlx::query_scalar(
-            "SELECT ts_ms FROM events WHERE session_id = ?1 ORDER BY id DESC LIMIT 1",
-        )
-        .bind(&sid)
-        .fetch_optional(&self.pool)
-        .await?;
-        let started: Option<i64> = sqlx::query_scalar(
-            "SELECT id FROM events WHERE session_id = ?1 AND kind = 'turn_started'
-             ORDER BY id DESC LIMIT 1",
-        )
-        .bind(&sid)
-        .fetch_optional(&self.pool)
-        .await?;
-        let queued: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM events WHERE session_id = ?1 AND id > ?2 AND kind = 'prompt'",
-        )
-        .bind(&sid)
-        .bind(started.unwrap_or(0))
-        .fetch_one(&self.pool)
-        .await?;
-        let result = sqlx::query(
-            "SELECT data FROM events WHERE session_id = ?1 AND kind = 'turn_result'
-             ORDER BY id DESC LIMIT 1",
-        )
-        .bind(&sid)
-        .fetch_optional(&self.pool)
-        .await?;
-        let cost_usd = match result {
-            Some(row) => match json_column::<Event>(&row, "data")?.kind {
-                EventKind::TurnResult { cost_usd, .. } => cost_usd,
-                _ => None,
-            },
-            None => None,
-        };
-        Ok(SessionActivity {
-            last_event_ms: last.map_or(0, uint),
-            queued: uint(queued),
-            cost_usd,
+        on_pool!(self, |p| {
+            let sid = session.to_string();
+            let last: Option<i64> = sqlx::query_scalar(
+                "SELECT ts_ms FROM events WHERE session_id = $1 ORDER BY id DESC LIMIT 1",
+            )
+            .bind(&sid)
+            .fetch_optional(p)
+            .await?;
+            let started: Option<i64> = sqlx::query_scalar(
+                "SELECT id FROM events WHERE session_id = $1 AND kind = 'turn_started'
+                 ORDER BY id DESC LIMIT 1",
+            )
+            .bind(&sid)
+            .fetch_optional(p)
+            .await?;
+            let queued: i64 = sqlx::query_scalar(
+                "SELECT COUNT(*) FROM events WHERE session_id = $1 AND id > $2 AND kind = 'prompt'",
+            )
+            .bind(&sid)
+            .bind(started.unwrap_or(0))
+            .fetch_one(p)
+            .await?;
+            let result = sqlx::query(
+                "SELECT data FROM events WHERE session_id = $1 AND kind = 'turn_result'
+                 ORDER BY id DESC LIMIT 1",
+            )
+            .bind(&sid)
+            .fetch_optional(p)
+            .await?;
+            let cost_usd = match result {
+                Some(row) => match json_column::<Event>(&row, "data")?.kind {
+                    EventKind::TurnResult { cost_usd, .. } => cost_usd,
+                    _ => None,
+                },
+                None => None,
+            };
+            Ok(SessionActivity {
+                last_event_ms: last.map_or(0, uint),
+                queued: uint(queued),
+                cost_usd,
+            })
         })
     }
 
     /// Pending approvals and questions per session.
     #[tracing::instrument(skip_all)]
     pub async fn pending_counts(&self) -> DbResult<HashMap<SessionId, u64>> {
-        let rows = sqlx::query(
-            "SELECT session_id, COUNT(*) AS n FROM approvals WHERE status = 'pending'
-             GROUP BY session_id",
-        )
-        .fetch_all(&self.pool)
-        .await?;
-        let mut out = HashMap::new();
-        for row in &rows {
-            out.insert(session_column(row, "session_id")?, uint(row.try_get("n")?));
-        }
-        Ok(out)
+        on_pool!(self, |p| {
+            let rows = sqlx::query(
+                "SELECT session_id, COUNT(*) AS n FROM approvals WHERE status = 'pending'
+                 GROUP BY session_id",
+            )
+            .fetch_all(p)
+            .await?;
+            let mut out = HashMap::new();
+            for row in &rows {
+                out.insert(session_column(row, "session_id")?, uint(row.col("n")?));
+            }
+            Ok(out)
+        })
     }
 
     /// The `limit` most recently decided approvals, newest first.
     #[tracing::instrument(skip_all, fields(limit))]
     pub async fn recent_decided(&self, limit: u32) -> DbResult<Vec<ApprovalRow>> {
-        let ids: Vec<String> = sqlx::query_scalar(
-            "SELECT id FROM approvals WHERE status = 'decided'
-             ORDER BY decided_ms DESC, id LIMIT ?1",
-        )
-        .bind(i64::from(limit))
-        .fetch_all(&self.pool)
-        .await?;
-        let mut out = Vec::with_capacity(ids.len());
-        for id in ids {
-            match self.get_approval(&id).await {
-                Ok(row) => out.push(row),
-                Err(DbError::NotFound) => {}
-                Err(e) => return Err(e),
+        on_pool!(self, |p| {
+            let ids: Vec<String> = sqlx::query_scalar(
+                "SELECT id FROM approvals WHERE status = 'decided'
+                 ORDER BY decided_ms DESC, id LIMIT $1",
+            )
+            .bind(i64::from(limit))
+            .fetch_all(p)
+            .await?;
+            let mut out = Vec::with_capacity(ids.len());
+            for id in ids {
+                match self.get_approval(&id).await {
+                    Ok(row) => out.push(row),
+                    Err(DbError::NotFound) => {}
+                    Err(e) => return Err(e),
+                }
             }
-        }
-        Ok(out)
+            Ok(out)
+        })
     }
 
     /// Up to `limit` audit entries with row id below `before_id`, newest first.
     #[tracing::instrument(skip_all, fields(before_id, limit))]
     pub async fn audit_before(&self, before_id: i64, limit: u32) -> DbResult<Vec<AuditRow>> {
-        let rows = sqlx::query(
-            "SELECT id, ts_ms, actor, action, target, detail FROM audit_log
-             WHERE id < ?1 ORDER BY id DESC LIMIT ?2",
-        )
-        .bind(before_id)
-        .bind(i64::from(limit))
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(AuditRow {
-                    id: r.try_get("id")?,
-                    ts_ms: uint(r.try_get("ts_ms")?),
-                    actor: r.try_get("actor")?,
-                    action: r.try_get("action")?,
-                    target: r.try_get("target")?,
-                    detail: json_column(r, "detail")?,
+        on_pool!(self, |p| {
+            let rows = sqlx::query(
+                "SELECT id, ts_ms, actor, action, target, detail FROM audit_log
+                 WHERE id < $1 ORDER BY id DESC LIMIT $2",
+            )
+            .bind(before_id)
+            .bind(i64::from(limit))
+            .fetch_all(p)
+            .await?;
+            rows.iter()
+                .map(|r| {
+                    Ok(AuditRow {
+                        id: r.col("id")?,
+                        ts_ms: uint(r.col("ts_ms")?),
+                        actor: r.col("actor")?,
+                        action: r.col("action")?,
+                        target: r.col("target")?,
+                        detail: json_column(r, "detail")?,
+                    })
                 })
-            })
-            .collect()
+                .collect()
+        })
     }
 }
 
 /// Decodes an `events` row read here (the event itself is the stored JSON `data`).
-fn event_row(row: &SqliteRow) -> DbResult<StoredEvent> {
+fn event_row(row: &impl DbRow) -> DbResult<StoredEvent> {
     Ok(StoredEvent {
-        id: row.try_get("id")?,
-        daemon_id: DaemonId(row.try_get("daemon_id")?),
-        seq: uint(row.try_get("seq")?),
+        id: row.col("id")?,
+        daemon_id: DaemonId(row.col("daemon_id")?),
+        seq: uint(row.col("seq")?),
         event: json_column(row, "data")?,
     })
 }

@@ -1,6 +1,7 @@
 //! Approvals over REST: the pending permission requests and questions of every session, and
 //! deciding one (allow, deny, allow for the session, or answers to a question). The first
-//! answer wins at the daemon; later ones get 409 naming who answered.
+//! answer wins in the database (`replica::first_wins`), on any replica; later ones get 409
+//! naming who answered.
 
 use std::sync::Arc;
 
@@ -129,10 +130,8 @@ pub async fn decide(
             ));
         }
     };
-    let data = state
-        .hub
-        .command(&row.daemon_id, cmd, COMMAND_TIMEOUT)
-        .await?;
+    let data =
+        crate::replica::first_wins::command(&state, &row.daemon_id, cmd, COMMAND_TIMEOUT).await?;
     audit(&state, &user, "approval.decide", &id, data.clone()).await;
     Ok(Json(data))
 }

@@ -13,14 +13,32 @@ use super::AppError;
 use super::schema::{ErrorResponse, Health};
 use crate::AppState;
 
-/// `GET /healthz` (open).
-#[utoipa::path(get, path = "/healthz", summary = "Liveness (no token needed)", tag = "meta", security(()),
-    responses((status = 200, description = "the bot is up", body = Health)))]
-pub async fn healthz() -> Json<Health> {
-    Json(Health {
-        ok: true,
+/// `GET /healthz` (open): 200 while the database answers, else 503 with
+/// `"database": "unreachable"` (a load balancer then sends traffic to another replica).
+#[utoipa::path(get, path = "/healthz", summary = "Liveness and database reachability (no token needed)", tag = "meta", security(()),
+    responses(
+        (status = 200, description = "the bot is up and its database answers", body = Health),
+        (status = 503, description = "the bot is up but its database does not answer (within 3 s): send traffic to another replica", body = Health),
+    ))]
+pub async fn healthz(State(state): State<Arc<AppState>>) -> Response {
+    let ping = tokio::time::timeout(std::time::Duration::from_secs(3), state.db.ping()).await;
+    let backend = if state.db.is_postgres() {
+        "postgres"
+    } else {
+        "sqlite"
+    };
+    let up = matches!(ping, Ok(Ok(())));
+    let body = Json(Health {
+        ok: up,
         version: common::VERSION.to_owned(),
-    })
+        database: if up { "ok" } else { "unreachable" }.to_owned(),
+        backend: backend.to_owned(),
+    });
+    if up {
+        body.into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, body).into_response()
+    }
 }
 
 /// `GET /metrics` (Prometheus text).
@@ -67,6 +85,11 @@ pub async fn metrics(State(state): State<Arc<AppState>>) -> Result<Response, App
     out.push_str(&format!(
         "ccrm_rejected_requests_total {}\n",
         m.rejected.load(Ordering::Relaxed)
+    ));
+    out.push_str("# HELP ccrm_chat_leader 1 while this replica runs the chat adapters (the elected leader).\n# TYPE ccrm_chat_leader gauge\n");
+    out.push_str(&format!(
+        "ccrm_chat_leader {}\n",
+        m.chat_leader.load(Ordering::Relaxed)
     ));
     out.push_str("# HELP ccrm_approvals_pending Approvals waiting for an answer.\n# TYPE ccrm_approvals_pending gauge\n");
     out.push_str(&format!("ccrm_approvals_pending {}\n", c.approvals_pending));

@@ -148,11 +148,17 @@ pub struct ErrorDetail {
 /// `GET /healthz`.
 #[derive(Serialize, ToSchema)]
 pub struct Health {
-    /// Always true when the bot answers.
+    /// True when the bot answers and its database does.
     pub ok: bool,
     /// The bot's version.
     #[schema(example = "0.1.0")]
     pub version: String,
+    /// `ok` when the database answered a ping, else `unreachable`.
+    #[schema(example = "ok")]
+    pub database: String,
+    /// The store's backend: `sqlite` or `postgres`.
+    #[schema(example = "sqlite")]
+    pub backend: String,
 }
 
 /// `GET /api/daemons`.

@@ -54,8 +54,10 @@ pub(super) async fn daemon_of(state: &AppState, id: &SessionId) -> Result<Daemon
     ))]
 pub async fn list_daemons(State(state): State<Arc<AppState>>) -> Result<Json<Value>, AppError> {
     let mut rows = state.db.list_daemons().await?;
+    // On PostgreSQL another replica may hold the link.
+    let elsewhere = crate::replica::linked_daemons(&state.db).await;
     for r in &mut rows {
-        r.online = state.hub.is_online(&r.id);
+        r.online = state.hub.is_online(&r.id) || elsewhere.contains(&r.id.0);
     }
     Ok(Json(json!({"daemons": rows})))
 }

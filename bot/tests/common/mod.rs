@@ -37,8 +37,38 @@ pub struct World {
     pub bot_env: Vec<(String, String)>,
     /// Every stderr line of every bot process started so far (ANSI escapes stripped).
     pub bot_log: Arc<Mutex<Vec<String>>>,
+    /// The bot's `database_url` when the suite runs on PostgreSQL (`CCRM_TEST_DB=postgres`).
+    pub db_url: Option<String>,
+    /// That PostgreSQL cluster (dropped after the processes, see `Drop`).
+    pub pg: Option<testkit::PgCluster>,
     /// Every stderr line of every ccrmd started so far.
     pub daemon_log: Arc<Mutex<Vec<String>>>,
+}
+
+/// Whether the bot suites run on PostgreSQL this time (`CCRM_TEST_DB=postgres`;
+/// `scripts/test.sh` runs them once more that way).
+pub fn on_postgres() -> bool {
+    std::env::var("CCRM_TEST_DB").is_ok_and(|v| v == "postgres")
+}
+
+/// A throwaway cluster and the URL of its database, when [`on_postgres`].
+pub fn test_pg() -> Option<(testkit::PgCluster, String)> {
+    on_postgres().then(|| {
+        let pg = testkit::PgCluster::start().expect("throwaway PostgreSQL cluster");
+        let url = pg.url("postgres");
+        (pg, url)
+    })
+}
+
+/// Opens the store at `url` (PostgreSQL) or the SQLite file `path`.
+pub async fn open_db(url: Option<&str>, path: &Path) -> Db {
+    let target = match url {
+        Some(u) => ccrm_bot::db::Target::Postgres(u.to_owned()),
+        None => ccrm_bot::db::Target::Sqlite(path.to_path_buf()),
+    };
+    Db::connect(&target, &path.with_file_name("revoked"))
+        .await
+        .expect("open the store")
 }
 
 pub fn ccrmd_bin() -> PathBuf {
@@ -83,13 +113,26 @@ impl World {
 
     /// Just the bot, with extra environment `bot_env` (e.g. `CCRM_BOT_MAX_BODY_BYTES`).
     pub async fn bot_only_with(bot_env: &[(&str, &str)]) -> Self {
+        Self::build(bot_env, test_pg()).await
+    }
+
+    /// Just the bot, on a throwaway PostgreSQL cluster whatever `CCRM_TEST_DB` says (the
+    /// replica tests).
+    pub async fn bot_only_on_postgres(bot_env: &[(&str, &str)]) -> Self {
+        let pg = testkit::PgCluster::start().expect("throwaway PostgreSQL cluster");
+        let url = pg.url("postgres");
+        Self::build(bot_env, Some((pg, url))).await
+    }
+
+    async fn build(bot_env: &[(&str, &str)], pg: Option<(testkit::PgCluster, String)>) -> Self {
         let api = FakeApi::start().await.expect("fake api");
         let dir = tempfile::tempdir().expect("tempdir");
         let work = dir.path().join("work");
         std::fs::create_dir_all(&work).expect("work");
         let work = work.canonicalize().expect("canonical");
         let home = ClaudeHome::new(TEST_API_KEY, &[work.as_path()]).expect("home");
-        let db = Db::open(&dir.path().join("bot/ccrm.db")).await.expect("db");
+        let (pg, db_url) = pg.map_or((None, None), |(c, u)| (Some(c), Some(u)));
+        let db = open_db(db_url.as_deref(), &dir.path().join("bot/ccrm.db")).await;
         let (_, daemon_key) = db
             .create_key("machine-1", KeyKind::Daemon, 1)
             .await
@@ -121,6 +164,8 @@ impl World {
                 .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
                 .collect(),
             bot_log: Arc::default(),
+            db_url,
+            pg,
             daemon_log: Arc::default(),
         };
         w.start_bot();
@@ -128,12 +173,21 @@ impl World {
     }
 
     pub fn start_bot(&mut self) {
+        let (child, addr) = self.spawn_bot(self.addr, "bot");
+        self.addr = addr;
+        self.bot = Some(child);
+    }
+
+    /// Starts another `ccrm-bot` process on the same database (a replica when it is
+    /// PostgreSQL) with its own data directory `<dir>/<name>`; returns it and its address.
+    pub fn spawn_bot(&self, listen: SocketAddr, name: &str) -> (Child, SocketAddr) {
         let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_ccrm-bot"));
-        cmd.env("CCRM_BOT_LISTEN", self.addr.to_string())
-            .env("CCRM_BOT_DATA_DIR", self.dir.path().join("bot"))
+        cmd.env("CCRM_BOT_LISTEN", listen.to_string())
+            .env("CCRM_BOT_DATA_DIR", self.dir.path().join(name))
             .env("XDG_CONFIG_HOME", self.dir.path().join("config"))
             .env("CCRM_LOG", "info")
             .env("NO_COLOR", "1")
+            .envs(self.db_url.iter().map(|u| ("CCRM_BOT_DATABASE_URL", u)))
             .envs(self.bot_env.iter().map(|(k, v)| (k, v)));
         let (child, line) =
             spawn_until(cmd, "ccrm-bot listening", "bot", Some(self.bot_log.clone()))
@@ -144,8 +198,12 @@ impl World {
             .find_map(|w| w.strip_prefix("addr="))
             .and_then(|a| a.parse().ok())
             .unwrap_or_else(|| panic!("no addr in {line}"));
-        self.addr = addr;
-        self.bot = Some(child);
+        (child, addr)
+    }
+
+    /// The bot's store, opened from the test (SQLite file or the PostgreSQL database).
+    pub async fn db(&self) -> Db {
+        open_db(self.db_url.as_deref(), &self.dir.path().join("bot/ccrm.db")).await
     }
 
     pub fn runtime_dir(&self) -> PathBuf {
@@ -291,9 +349,7 @@ impl World {
 
     /// Waits (bounded) until the audit log holds exactly `n` rows of `action` by `actor`.
     pub async fn wait_audit(&self, actor: &str, action: &str, n: usize) {
-        let db = Db::open(&self.dir.path().join("bot/ccrm.db"))
-            .await
-            .expect("db");
+        let db = self.db().await;
         let deadline = tokio::time::Instant::now() + WAIT;
         loop {
             let rows = db.list_audit(200).await.expect("audit");
@@ -324,9 +380,7 @@ impl World {
             .filter_map(|e| e["id"].as_i64())
             .max()
             .unwrap_or(0);
-        let db = Db::open(&self.dir.path().join("bot/ccrm.db"))
-            .await
-            .expect("db");
+        let db = self.db().await;
         let deadline = tokio::time::Instant::now() + WAIT;
         loop {
             let marks = db.chat_handled(platform).await.expect("marks");

@@ -38,7 +38,7 @@ pub(super) async fn checks(cfg: Option<&Config>, socket: Option<&Path>) -> Vec<F
             status
         }
     };
-    let Some(url) = cfg.and_then(|c| c.bot_url.clone()) else {
+    let Some(url) = cfg.and_then(|c| c.bot_urls().into_iter().next()) else {
         out.push(Finding::skip(
             "bot_link",
             "no bot configured (bot_url); sessions are reachable from this machine only",

@@ -1,0 +1,304 @@
+//! Commands for daemons linked to another replica. Each replica has a random id and
+//! `LISTEN`s on its own channel (`ccrm_r_<id>`); `daemon_links` says which replica holds
+//! each daemon's link (set when a link registers, removed by that replica when it goes).
+//! A call is a `replica_calls` row for the holder plus a `NOTIFY` of its id there; the
+//! holder runs it on its local link ([`Hub::command_local`]) and answers with a row and a
+//! `NOTIFY` back. The caller waits with the same timeout as a local command, and the
+//! errors come back as they were (offline, timeout, the daemon's own error).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common::ids::DaemonId;
+use common::ipc::{Command, ErrorBody};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use sqlx::PgPool;
+use sqlx::postgres::PgListener;
+use tokio::sync::{mpsc, oneshot};
+use tracing::warn;
+
+use crate::hub::{Hub, HubError, Remote, RemoteReply};
+
+/// A message between replicas (the body of a `replica_calls` row).
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+enum Msg {
+    /// Run `cmd` on `daemon`'s link and answer `from` with `req`.
+    Call {
+        from: String,
+        req: u64,
+        daemon: String,
+        cmd: Box<Command>,
+        timeout_ms: u64,
+    },
+    /// The answer to call `req`.
+    Reply { req: u64, result: Outcome },
+}
+
+/// A command's outcome as it crosses replicas.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+enum Outcome {
+    Ok { data: Value },
+    Daemon { error: ErrorBody },
+    Offline,
+    Timeout { ms: u64 },
+}
+
+type Waiters = Mutex<HashMap<u64, oneshot::Sender<Outcome>>>;
+
+/// This replica's side of the calls; see the module docs.
+pub struct Replicas {
+    id: String,
+    pool: PgPool,
+    waiters: Waiters,
+    next: std::sync::atomic::AtomicU64,
+    links: mpsc::UnboundedSender<(DaemonId, bool)>,
+}
+
+fn channel(replica: &str) -> String {
+    format!("ccrm_r_{replica}")
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+impl Replicas {
+    /// Starts listening for calls and keeping `daemon_links` current, and hands the hub
+    /// its way to the other replicas.
+    pub async fn start(pool: PgPool, hub: Arc<Hub>) -> anyhow::Result<Arc<Self>> {
+        let id = uuid::Uuid::new_v4().simple().to_string();
+        let mut listener = PgListener::connect_with(&pool).await?;
+        listener.listen(&channel(&id)).await?;
+        let (links, links_rx) = mpsc::unbounded_channel();
+        let me = Arc::new(Self {
+            id,
+            pool,
+            waiters: Mutex::default(),
+            next: std::sync::atomic::AtomicU64::new(1),
+            links,
+        });
+        tokio::spawn(keep_links(me.clone(), links_rx));
+        tokio::spawn(serve(me.clone(), listener, hub.clone()));
+        hub.set_remote(me.clone());
+        Ok(me)
+    }
+
+    /// This replica's id.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    async fn send(&self, target: &str, msg: &Msg) -> anyhow::Result<()> {
+        let body = serde_json::to_string(msg)?;
+        let mut tx = self.pool.begin().await?;
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO replica_calls (target, body, created_ms) VALUES ($1, $2, $3) RETURNING id",
+        )
+        .bind(target)
+        .bind(body)
+        .bind(now_ms())
+        .fetch_one(&mut *tx)
+        .await?;
+        sqlx::query("SELECT pg_notify($1, $2)")
+            .bind(channel(target))
+            .bind(id.to_string())
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn holder(&self, daemon: &DaemonId) -> Option<String> {
+        sqlx::query_scalar("SELECT replica FROM daemon_links WHERE daemon_id = $1")
+            .bind(daemon.0.as_str())
+            .fetch_optional(&self.pool)
+            .await
+            .ok()
+            .flatten()
+            .filter(|r: &String| *r != self.id)
+    }
+
+    async fn call(
+        &self,
+        daemon: &DaemonId,
+        cmd: Command,
+        timeout: Duration,
+    ) -> Option<Result<Value, HubError>> {
+        let target = self.holder(daemon).await?;
+        let req = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let (tx, rx) = oneshot::channel();
+        lock(&self.waiters).insert(req, tx);
+        let msg = Msg::Call {
+            from: self.id.clone(),
+            req,
+            daemon: daemon.0.clone(),
+            cmd: Box::new(cmd),
+            timeout_ms: u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX),
+        };
+        if let Err(e) = self.send(&target, &msg).await {
+            lock(&self.waiters).remove(&req);
+            warn!(error = %e, "cannot pass a command to another replica");
+            return Some(Err(HubError::Offline(daemon.clone())));
+        }
+        // A little longer than the holder's own wait, so its timeout answer arrives first.
+        let result = tokio::time::timeout(timeout + Duration::from_secs(2), rx).await;
+        lock(&self.waiters).remove(&req);
+        Some(match result {
+            Ok(Ok(Outcome::Ok { data })) => Ok(data),
+            Ok(Ok(Outcome::Daemon { error })) => Err(HubError::Daemon(error)),
+            Ok(Ok(Outcome::Offline)) | Ok(Err(_)) => Err(HubError::Offline(daemon.clone())),
+            Ok(Ok(Outcome::Timeout { .. })) | Err(_) => {
+                Err(HubError::Timeout(daemon.clone(), timeout))
+            }
+        })
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Remote for Replicas {
+    fn linked(&self, daemon: &DaemonId) {
+        let _ = self.links.send((daemon.clone(), true));
+    }
+
+    fn unlinked(&self, daemon: &DaemonId) {
+        let _ = self.links.send((daemon.clone(), false));
+    }
+
+    fn command<'a>(
+        &'a self,
+        daemon: &'a DaemonId,
+        cmd: Command,
+        timeout: Duration,
+    ) -> RemoteReply<'a> {
+        Box::pin(self.call(daemon, cmd, timeout))
+    }
+}
+
+/// The daemons whose link some replica holds (empty on SQLite, or if the query fails).
+pub async fn linked_daemons(db: &crate::db::Db) -> std::collections::HashSet<String> {
+    let Some(pool) = db.pg_pool() else {
+        return std::collections::HashSet::new();
+    };
+    sqlx::query_scalar::<_, String>("SELECT daemon_id FROM daemon_links")
+        .fetch_all(pool)
+        .await
+        .map(|v| v.into_iter().collect())
+        .unwrap_or_default()
+}
+
+/// The daemons with a link to this replica or (on PostgreSQL) to any other one.
+pub async fn online_anywhere(state: &crate::AppState) -> Vec<DaemonId> {
+    let mut online = state.hub.online();
+    for d in linked_daemons(&state.db).await {
+        let d = DaemonId(d);
+        if !online.contains(&d) {
+            online.push(d);
+        }
+    }
+    online
+}
+
+/// Whether `daemon` has a link to this replica or (on PostgreSQL) to any other one.
+pub async fn online_somewhere(state: &crate::AppState, daemon: &DaemonId) -> bool {
+    state.hub.is_online(daemon) || linked_daemons(&state.db).await.contains(&daemon.0)
+}
+
+/// Writes link changes to `daemon_links` in the order they happened.
+async fn keep_links(me: Arc<Replicas>, mut rx: mpsc::UnboundedReceiver<(DaemonId, bool)>) {
+    while let Some((daemon, linked)) = rx.recv().await {
+        let done = if linked {
+            sqlx::query(
+                "INSERT INTO daemon_links (daemon_id, replica, since_ms) VALUES ($1, $2, $3)
+                 ON CONFLICT (daemon_id) DO UPDATE SET replica = excluded.replica,
+                     since_ms = excluded.since_ms",
+            )
+            .bind(daemon.0.as_str())
+            .bind(&me.id)
+            .bind(now_ms())
+            .execute(&me.pool)
+            .await
+        } else {
+            sqlx::query("DELETE FROM daemon_links WHERE daemon_id = $1 AND replica = $2")
+                .bind(daemon.0.as_str())
+                .bind(&me.id)
+                .execute(&me.pool)
+                .await
+        };
+        if let Err(e) = done {
+            warn!(daemon = %daemon, error = %e, "cannot record which replica holds a link");
+        }
+    }
+}
+
+/// Reads the messages notified to this replica: runs calls, delivers replies.
+async fn serve(me: Arc<Replicas>, mut listener: PgListener, hub: Arc<Hub>) {
+    loop {
+        let note = match listener.recv().await {
+            Ok(n) => n,
+            Err(e) => {
+                if me.pool.is_closed() {
+                    return;
+                }
+                warn!(error = %e, "replica notifications failed; listening again");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                continue;
+            }
+        };
+        let Ok(id) = note.payload().parse::<i64>() else {
+            continue;
+        };
+        let body: Option<String> =
+            match sqlx::query_scalar("DELETE FROM replica_calls WHERE id = $1 RETURNING body")
+                .bind(id)
+                .fetch_optional(&me.pool)
+                .await
+            {
+                Ok(b) => b,
+                Err(e) => {
+                    warn!(error = %e, "cannot read a message from another replica");
+                    continue;
+                }
+            };
+        let Some(msg) = body.and_then(|b| serde_json::from_str::<Msg>(&b).ok()) else {
+            continue;
+        };
+        match msg {
+            Msg::Reply { req, result } => {
+                if let Some(w) = lock(&me.waiters).remove(&req) {
+                    let _ = w.send(result);
+                }
+            }
+            Msg::Call {
+                from,
+                req,
+                daemon,
+                cmd,
+                timeout_ms,
+            } => {
+                let (me, hub) = (me.clone(), hub.clone());
+                tokio::spawn(async move {
+                    let daemon = DaemonId(daemon);
+                    let timeout = Duration::from_millis(timeout_ms);
+                    let result = match hub.command_local(&daemon, *cmd, timeout).await {
+                        Ok(data) => Outcome::Ok { data },
+                        Err(HubError::Daemon(error)) => Outcome::Daemon { error },
+                        Err(HubError::Offline(_)) => Outcome::Offline,
+                        Err(HubError::Timeout(..)) => Outcome::Timeout { ms: timeout_ms },
+                    };
+                    if let Err(e) = me.send(&from, &Msg::Reply { req, result }).await {
+                        warn!(error = %e, "cannot answer another replica");
+                    }
+                });
+            }
+        }
+    }
+}

@@ -1,0 +1,364 @@
+//! Several `ccrm-bot` replicas on one throwaway PostgreSQL cluster, with real linked ccrmd
+//! and the real Claude Code CLI: a command for a daemon linked to another replica is
+//! routed there and answered, every replica's SSE shows every event once in row-id order,
+//! and an approval answered on two replicas at once has exactly one winner.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::process::Child;
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::{WAIT, World};
+use futures::StreamExt;
+use serde_json::{Value, json};
+
+/// One more replica of `w`'s database, with its own address.
+struct Replica {
+    child: Option<Child>,
+    addr: SocketAddr,
+}
+
+impl Drop for Replica {
+    fn drop(&mut self) {
+        World::kill9(&mut self.child);
+    }
+}
+
+fn replica(w: &World, name: &str) -> Replica {
+    let (child, addr) = w.spawn_bot("127.0.0.1:0".parse().expect("addr"), name);
+    Replica {
+        child: Some(child),
+        addr,
+    }
+}
+
+async fn get_at(w: &World, addr: SocketAddr, path: &str) -> (u16, Value) {
+    let r = w
+        .http
+        .get(format!("http://{addr}{path}"))
+        .bearer_auth(&w.user_token)
+        .send()
+        .await
+        .expect("GET");
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
+async fn post_at(w: &World, addr: SocketAddr, path: &str, body: Value) -> (u16, Value) {
+    let r = w
+        .http
+        .post(format!("http://{addr}{path}"))
+        .bearer_auth(&w.user_token)
+        .json(&body)
+        .send()
+        .await
+        .expect("POST");
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
+/// Reads SSE events from `resp` until `stop` matches one; returns (id, event) pairs.
+async fn read_sse(resp: reqwest::Response, stop: impl Fn(&Value) -> bool) -> Vec<(i64, Value)> {
+    let mut body = resp.bytes_stream();
+    let mut buf = String::new();
+    let mut out = Vec::new();
+    let fut = async {
+        while let Some(chunk) = body.next().await {
+            buf.push_str(&String::from_utf8_lossy(&chunk.expect("sse chunk")));
+            while let Some(end) = buf.find("\n\n") {
+                let block: String = buf.drain(..end + 2).collect();
+                let mut id = None;
+                let mut data = String::new();
+                for line in block.lines() {
+                    if let Some(v) = line.strip_prefix("id:") {
+                        id = v.trim().parse::<i64>().ok();
+                    } else if let Some(v) = line.strip_prefix("data:") {
+                        data.push_str(v.trim_start());
+                    }
+                }
+                if let (Some(id), Ok(v)) = (id, serde_json::from_str::<Value>(&data)) {
+                    let done = stop(&v);
+                    out.push((id, v));
+                    if done {
+                        return;
+                    }
+                }
+            }
+        }
+    };
+    tokio::time::timeout(WAIT, fut)
+        .await
+        .expect("SSE timed out");
+    out
+}
+
+fn kind(v: &Value) -> &str {
+    v["event"]["kind"].as_str().unwrap_or_default()
+}
+
+/// A second ccrmd (own runtime and state directories, so its own daemon id) linked to
+/// the bot at `addr`.
+fn second_daemon(w: &World, addr: SocketAddr) -> Child {
+    let run = w.dir.path().join("run2").display().to_string();
+    let state = w.dir.path().join("state2").display().to_string();
+    daemon_with(w, Some((run, state)), &format!("ws://{addr}"))
+}
+
+/// A ccrmd with `bot_urls` (comma-separated), in the World's directories unless `dirs`.
+fn daemon_with(w: &World, dirs: Option<(String, String)>, bot_urls: &str) -> Child {
+    let mut env = w.daemon_env();
+    for (k, v) in &mut env {
+        match (k.as_str(), &dirs) {
+            ("CCRM_RUNTIME_DIR", Some((run, _))) => v.clone_from(run),
+            ("CCRM_STATE_DIR", Some((_, state))) => v.clone_from(state),
+            ("CCRM_BOT_URL", _) => *v = bot_urls.to_owned(),
+            _ => {}
+        }
+    }
+    let mut cmd = std::process::Command::new(common::ccrmd_bin());
+    cmd.envs(env);
+    let (child, _) = testkit::process::spawn_ready(cmd, "ccrmd ready", "ccrmd-2", WAIT, None)
+        .expect("second ccrmd did not start");
+    child
+}
+
+/// Waits (bounded) until replica `addr` lists `n` daemons online.
+async fn wait_online(w: &World, addr: SocketAddr, n: usize) -> Vec<Value> {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let (_, v) = get_at(w, addr, "/api/daemons").await;
+        let online: Vec<Value> = v["daemons"]
+            .as_array()
+            .map(|a| a.iter().filter(|d| d["online"] == true).cloned().collect())
+            .unwrap_or_default();
+        if online.len() >= n {
+            return online;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{n} daemons never came online at {addr}: {v}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_prompt_sent_to_replica_a_for_a_daemon_on_replica_c_is_answered_and_a_sse_shows_it() {
+    // Replica C is the World's bot, with ccrmd #1 linked to it; ccrmd #2 links to B.
+    let mut w = World::bot_only_on_postgres(&[]).await;
+    w.start_daemon();
+    w.wait_daemon_online().await;
+    let a = replica(&w, "bot-a");
+    let b = replica(&w, "bot-b");
+    let mut d2 = Some(second_daemon(&w, b.addr));
+    // Every replica sees both daemons online, whichever replica holds their links.
+    for addr in [a.addr, b.addr, w.addr] {
+        wait_online(&w, addr, 2).await;
+    }
+    let (status, health) = get_at(&w, a.addr, "/healthz").await;
+    assert_eq!(status, 200, "{health}");
+    assert_eq!(health["database"], "ok", "{health}");
+    assert_eq!(health["backend"], "postgres", "{health}");
+
+    // A session on ccrmd #1 (started on C, where its link is).
+    let sid = w.new_session(json!({"name": "routed"})).await;
+
+    // A's SSE, opened before the prompt, and the prompt sent to A.
+    let sse = w
+        .http
+        .get(format!("http://{}/api/sessions/{sid}/stream", a.addr))
+        .bearer_auth(&w.user_token)
+        .send()
+        .await
+        .expect("SSE on A");
+    assert_eq!(sse.status().as_u16(), 200);
+    let (status, v) = post_at(
+        &w,
+        a.addr,
+        &format!("/api/sessions/{sid}/prompt"),
+        json!({"text": "hello from replica A"}),
+    )
+    .await;
+    assert_eq!(status, 202, "the prompt is routed to C's link: {v}");
+    let seen = read_sse(sse, |v| kind(v) == "turn_result").await;
+    let answered = seen
+        .iter()
+        .any(|(_, v)| v.to_string().contains("Echo: hello from replica A"));
+    assert!(answered, "A's SSE shows the answer: {seen:#?}");
+    assert!(
+        seen.windows(2).all(|p| p[0].0 < p[1].0),
+        "row ids increase: {:?}",
+        seen.iter().map(|(id, _)| id).collect::<Vec<_>>()
+    );
+
+    // Every replica pages the same stored events; A resumes with Last-Event-ID.
+    let all_c = w.all_events(&sid).await;
+    let first_id = seen[0].0;
+    let resumed = w
+        .http
+        .get(format!("http://{}/api/sessions/{sid}/stream", b.addr))
+        .bearer_auth(&w.user_token)
+        .header("Last-Event-ID", first_id.to_string())
+        .send()
+        .await
+        .expect("SSE on B");
+    let replay = read_sse(resumed, |v| kind(v) == "turn_result").await;
+    assert_eq!(replay.first().map(|(id, _)| *id > first_id), Some(true));
+    let stored_after: Vec<i64> = all_c
+        .iter()
+        .filter_map(|e| e["id"].as_i64())
+        .filter(|id| *id > first_id && *id <= replay.last().map_or(0, |(id, _)| *id))
+        .collect();
+    let replay_ids: Vec<i64> = replay.iter().map(|(id, _)| *id).collect();
+    assert_eq!(replay_ids, stored_after, "B replays exactly what is stored");
+    World::kill9(&mut d2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_approval_answered_on_two_replicas_at_once_has_exactly_one_winner() {
+    let mut w = World::bot_only_on_postgres(&[]).await;
+    w.start_daemon();
+    w.wait_daemon_online().await;
+    let a = replica(&w, "bot-a");
+    let b = replica(&w, "bot-b");
+    let sid = w.new_session(json!({"name": "race"})).await;
+    for round in 0..3u32 {
+        let target = w.work.join(format!("race-{round}.txt"));
+        let (status, v) = post_at(
+            &w,
+            a.addr,
+            &format!("/api/sessions/{sid}/prompt"),
+            json!({"text": format!("WRITE:{} round-{round}", target.display())}),
+        )
+        .await;
+        assert_eq!(status, 202, "{v}");
+        let deadline = tokio::time::Instant::now() + WAIT;
+        let aid = loop {
+            let (_, v) = get_at(&w, b.addr, &format!("/api/approvals?session={sid}")).await;
+            if let Some(id) = v["approvals"]
+                .as_array()
+                .and_then(|a| a.iter().find(|x| x["status"] == "pending"))
+                .and_then(|x| x["id"].as_str())
+            {
+                break id.to_owned();
+            }
+            assert!(tokio::time::Instant::now() < deadline, "no approval: {v}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        let barrier = Arc::new(tokio::sync::Barrier::new(2));
+        let answer = |addr: SocketAddr| {
+            let (barrier, http, token) = (barrier.clone(), w.http.clone(), w.user_token.clone());
+            let url = format!("http://{addr}/api/approvals/{aid}");
+            tokio::spawn(async move {
+                barrier.wait().await;
+                let r = http
+                    .post(url)
+                    .bearer_auth(token)
+                    .json(&json!({"decision": "allow"}))
+                    .send()
+                    .await
+                    .expect("decide");
+                let status = r.status().as_u16();
+                (status, r.json::<Value>().await.unwrap_or(Value::Null))
+            })
+        };
+        let (on_a, on_b) = (answer(a.addr), answer(b.addr));
+        let (ra, rb) = tokio::time::timeout(WAIT, async {
+            (on_a.await.expect("A"), on_b.await.expect("B"))
+        })
+        .await
+        .expect("both answers return");
+        let mut statuses = [ra.0, rb.0];
+        statuses.sort_unstable();
+        assert_eq!(statuses, [200, 409], "round {round}: A {ra:?}, B {rb:?}");
+        let loser = if ra.0 == 409 { &ra.1 } else { &rb.1 };
+        assert_eq!(loser["error"]["code"], "already_decided", "{loser}");
+        assert!(
+            loser["error"]["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("alice") && m.contains("answered first")),
+            "the database's claim refused the loser, naming who answered: {loser}"
+        );
+        // The turn goes on once.
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let events = w.all_events(&sid).await;
+            let results = events.iter().filter(|e| kind(e) == "turn_result").count();
+            if results > round as usize {
+                let decisions = events
+                    .iter()
+                    .filter(|e| {
+                        kind(e) == "permission_decision"
+                            && e["event"]["approval_id"] == aid.as_str()
+                    })
+                    .count();
+                assert_eq!(decisions, 1, "round {round}: one decision stored");
+                break;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "turn never ended");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+/// Waits until the daemon's uplink is connected with everything acknowledged; returns its
+/// last seq.
+async fn wait_drained(w: &World) -> u64 {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let st = w.daemon_status().await;
+        let up = &st["uplink"];
+        if up["connected"] == true && up["acked"] == up["last_seq"] {
+            return up["last_seq"].as_u64().unwrap_or(0);
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "uplink never drained: {st}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_of_the_replica_holding_the_link_mid_turn_moves_the_daemon_and_loses_nothing() {
+    // C is the World's bot; the daemon lists C first, then A.
+    let mut w = World::bot_only_on_postgres(&[]).await;
+    let a = replica(&w, "bot-a");
+    let urls = format!("ws://{},ws://{}", w.addr, a.addr);
+    w.daemon = Some(daemon_with(&w, None, &urls));
+    w.wait_daemon_online().await;
+    let id = w.new_session(json!({})).await;
+    let (status, v) = w
+        .post(
+            &format!("/api/sessions/{id}/prompt"),
+            json!({"text": "DELTAS:6000"}),
+        )
+        .await;
+    assert_eq!(status, 202, "{v}");
+    let cut = rand::random_range(200..3000);
+    w.wait_stored(&id, |e| e["event"]["seq"].as_u64().unwrap_or(0) >= cut)
+        .await;
+    World::kill9(&mut w.bot);
+    // From here on the World's helpers talk to A.
+    w.addr = a.addr;
+    w.wait_stored(&id, |e| e["event"]["kind"] == "turn_result")
+        .await;
+    let last = wait_drained(&w).await;
+    let events = w.all_events(&id).await;
+    let seqs: Vec<u64> = events.iter().filter_map(|e| e["seq"].as_u64()).collect();
+    let expected: Vec<u64> = (1..=last).collect();
+    assert_eq!(seqs.len(), expected.len(), "every event stored once");
+    assert_eq!(seqs, expected, "in order, no gap, no repeat");
+    let ids: Vec<i64> = events.iter().filter_map(|e| e["id"].as_i64()).collect();
+    assert!(ids.windows(2).all(|p| p[0] < p[1]), "row ids increase");
+    let deltas = events
+        .iter()
+        .filter(|e| kind(e) == "assistant_delta")
+        .count();
+    assert_eq!(deltas, 6000, "every streamed delta stored once");
+    // The daemon's link is now A's.
+    let (_, m) = get_at(&w, a.addr, "/api/daemons").await;
+    assert_eq!(m["daemons"][0]["online"], true, "{m}");
+}
