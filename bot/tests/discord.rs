@@ -5,13 +5,13 @@
 
 mod common;
 
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use ccrm_bot::db::Db;
+use common::chat::{dc_msg as wait_msg, discord_world, wait_until};
 use common::{WAIT, World};
 use testkit::discord::{Call, FakeDiscord, GUILD_ID, Message};
 
-const TOKEN: &str = "MTAxMDEwMTAxMDEwMTAxMDEw.discord-test.SECRET";
 const ALICE: u64 = 310_000_000_000_000_001;
 const BOB: u64 = 310_000_000_000_000_002;
 const MALLORY: u64 = 310_000_000_000_000_666;
@@ -29,58 +29,8 @@ async fn start() -> Dc {
 /// The bot with the fake Discord configured (plus `extra` environment) and a daemon; waits
 /// until the gateway is ready and the slash commands are registered.
 async fn start_with(extra: &[(&str, &str)]) -> Dc {
-    let dc = FakeDiscord::start(TOKEN).await.expect("fake discord");
-    // Short heartbeats, so a dead connection is noticed within seconds.
-    dc.set_heartbeat_interval(3_000);
-    let url = dc.api_url();
-    let alice = ALICE.to_string();
-    let guild = GUILD_ID.to_string();
-    let mut env = vec![
-        ("CCRM_BOT_DISCORD_TOKEN", TOKEN),
-        ("CCRM_BOT_DISCORD_API_URL", url.as_str()),
-        ("CCRM_BOT_DISCORD_ALLOWED_USERS", alice.as_str()),
-        ("CCRM_BOT_DISCORD_GUILDS", guild.as_str()),
-    ];
-    env.extend_from_slice(extra);
-    let w = World::start_with(&env).await;
-    dc.wait_ready(WAIT).await.expect("gateway ready");
-    wait_commands(&dc).await;
+    let (w, dc) = discord_world(extra).await;
     Dc { w, dc }
-}
-
-fn is_guild_commands(c: &Call) -> bool {
-    c.method == "PUT" && c.path.contains("/guilds/") && c.path.ends_with("/commands")
-}
-
-async fn wait_commands(dc: &FakeDiscord) {
-    dc.wait_for(WAIT, |c| is_guild_commands(c) && c.ok())
-        .await
-        .expect("slash commands registered");
-}
-
-/// Waits (bounded) for a message in `channel` that matches.
-async fn wait_msg(dc: &FakeDiscord, channel: u64, pred: impl Fn(&Message) -> bool) -> Message {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        if let Some(m) = dc.messages_in(channel).into_iter().find(|m| pred(m)) {
-            return m;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "no matching message in {channel}: {:#?}",
-            dc.messages_in(channel)
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-/// Waits until `cond` holds (bounded).
-async fn wait_until(what: &str, cond: impl Fn() -> bool) {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while !cond() {
-        assert!(tokio::time::Instant::now() < deadline, "timed out: {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 /// The bot's own messages (not users', not interaction responses) in `channel`.

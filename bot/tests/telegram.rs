@@ -8,11 +8,11 @@ use std::path::Path;
 use std::time::{Duration, SystemTime};
 
 use ccrm_bot::db::Db;
+use common::chat::{telegram_world, tg_msg as wait_msg};
 use common::{WAIT, World};
 use testkit::FakeTelegram;
-use testkit::telegram::{Call, Message};
+use testkit::telegram::Call;
 
-const TOKEN: &str = "123456:TEST-SECRET";
 const ALICE: i64 = 111;
 const BOB: i64 = 222;
 const MALLORY: i64 = 999;
@@ -28,38 +28,8 @@ async fn start() -> Tg {
 
 /// Bot with the fake Telegram configured (plus `extra` environment), and a daemon.
 async fn start_with(extra: &[(&str, &str)]) -> Tg {
-    let tg = FakeTelegram::start(TOKEN).await.expect("fake telegram");
-    let url = tg.api_url();
-    let alice = ALICE.to_string();
-    let mut env = vec![
-        ("CCRM_BOT_TELEGRAM_TOKEN", TOKEN),
-        ("CCRM_BOT_TELEGRAM_API_URL", url.as_str()),
-        ("CCRM_BOT_TELEGRAM_ALLOWED_USERS", alice.as_str()),
-    ];
-    env.extend_from_slice(extra);
-    let w = World::start_with(&env).await;
+    let (w, tg) = telegram_world(extra).await;
     Tg { w, tg }
-}
-
-/// Waits (bounded) for a bot message in `chat`/`thread` that matches.
-async fn wait_msg(
-    tg: &FakeTelegram,
-    chat: i64,
-    thread: Option<i32>,
-    pred: impl Fn(&Message) -> bool,
-) -> Message {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        if let Some(m) = tg.messages_in(chat, thread).into_iter().find(|m| pred(m)) {
-            return m;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "no matching message in {chat}/{thread:?}: {:#?}",
-            tg.messages_in(chat, thread)
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 /// `/new` in the forum's general topic; returns the topic the bot created.
