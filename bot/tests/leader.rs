@@ -6,10 +6,9 @@
 
 mod common;
 
-use std::net::SocketAddr;
-use std::process::Child;
 use std::time::Duration;
 
+use common::cluster::{daemon_to, leaders, one_leader, replica};
 use common::{WAIT, World};
 use serde_json::Value;
 use testkit::FakeTelegram;
@@ -18,84 +17,6 @@ const TG_TOKEN: &str = "123456:TEST-SECRET";
 const TG_ALICE: i64 = 111;
 /// The must-show bound for another replica to resume polling after the leader died.
 const TAKEOVER: Duration = Duration::from_secs(10);
-
-/// One more replica of `w`'s database, killed with -9 when dropped.
-struct Replica {
-    child: Option<Child>,
-    addr: SocketAddr,
-}
-
-impl Drop for Replica {
-    fn drop(&mut self) {
-        World::kill9(&mut self.child);
-    }
-}
-
-fn replica(w: &World, name: &str) -> Replica {
-    let (child, addr) = w.spawn_bot("127.0.0.1:0".parse().expect("addr"), name);
-    Replica {
-        child: Some(child),
-        addr,
-    }
-}
-
-/// The World's ccrmd, but linked to `bot_urls` (comma-separated) instead.
-fn daemon_to(w: &World, bot_urls: &str) -> Child {
-    let mut env = w.daemon_env();
-    for (k, v) in &mut env {
-        if k == "CCRM_BOT_URL" {
-            *v = bot_urls.to_owned();
-        }
-    }
-    let mut cmd = std::process::Command::new(common::ccrmd_bin());
-    cmd.envs(env);
-    let (child, _) = testkit::process::spawn_ready(cmd, "ccrmd ready", "ccrmd", WAIT, None)
-        .expect("ccrmd did not start");
-    child
-}
-
-/// Whether replica `addr` says it leads the chat adapters (`None`: it does not answer).
-async fn leads(w: &World, addr: SocketAddr) -> Option<bool> {
-    let r = w
-        .http
-        .get(format!("http://{addr}/metrics"))
-        .bearer_auth(&w.user_token)
-        .timeout(Duration::from_secs(5))
-        .send()
-        .await
-        .ok()?;
-    let text = r.text().await.ok()?;
-    text.lines()
-        .find_map(|l| l.strip_prefix("ccrm_chat_leader "))
-        .map(|v| v.trim() == "1")
-}
-
-/// The replicas among `addrs` that say they lead.
-async fn leaders(w: &World, addrs: &[SocketAddr]) -> Vec<SocketAddr> {
-    let mut out = Vec::new();
-    for a in addrs {
-        if leads(w, *a).await == Some(true) {
-            out.push(*a);
-        }
-    }
-    out
-}
-
-/// Waits (bounded by `within`) until exactly one of `addrs` leads; returns it.
-async fn one_leader(w: &World, addrs: &[SocketAddr], within: Duration) -> SocketAddr {
-    let found = tokio::time::timeout(within, async {
-        loop {
-            let l = leaders(w, addrs).await;
-            if l.len() == 1 {
-                return l[0];
-            }
-            assert!(l.len() < 2, "two leaders at once: {l:?}");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    })
-    .await;
-    found.unwrap_or_else(|_| panic!("no replica of {addrs:?} took the lead within {within:?}"))
-}
 
 /// Waits (bounded) until `cond` holds.
 async fn wait_until(what: &str, cond: impl Fn() -> bool) {

@@ -10,54 +10,10 @@ use std::process::Child;
 use std::sync::Arc;
 use std::time::Duration;
 
+use common::cluster::{get_at, post_at, replica};
 use common::{WAIT, World};
 use futures::StreamExt;
 use serde_json::{Value, json};
-
-/// One more replica of `w`'s database, with its own address.
-struct Replica {
-    child: Option<Child>,
-    addr: SocketAddr,
-}
-
-impl Drop for Replica {
-    fn drop(&mut self) {
-        World::kill9(&mut self.child);
-    }
-}
-
-fn replica(w: &World, name: &str) -> Replica {
-    let (child, addr) = w.spawn_bot("127.0.0.1:0".parse().expect("addr"), name);
-    Replica {
-        child: Some(child),
-        addr,
-    }
-}
-
-async fn get_at(w: &World, addr: SocketAddr, path: &str) -> (u16, Value) {
-    let r = w
-        .http
-        .get(format!("http://{addr}{path}"))
-        .bearer_auth(&w.user_token)
-        .send()
-        .await
-        .expect("GET");
-    let status = r.status().as_u16();
-    (status, r.json().await.unwrap_or(Value::Null))
-}
-
-async fn post_at(w: &World, addr: SocketAddr, path: &str, body: Value) -> (u16, Value) {
-    let r = w
-        .http
-        .post(format!("http://{addr}{path}"))
-        .bearer_auth(&w.user_token)
-        .json(&body)
-        .send()
-        .await
-        .expect("POST");
-    let status = r.status().as_u16();
-    (status, r.json().await.unwrap_or(Value::Null))
-}
 
 /// Reads SSE events from `resp` until `stop` matches one; returns (id, event) pairs.
 async fn read_sse(resp: reqwest::Response, stop: impl Fn(&Value) -> bool) -> Vec<(i64, Value)> {

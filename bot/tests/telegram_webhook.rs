@@ -10,13 +10,18 @@
 //! - A delivery with a missing or wrong secret is 401 and handled not at all; a malformed
 //!   or non-update body with the right secret is 400; the bot keeps serving.
 //! - Restarted without the webhook URL, the bot deletes the webhook and long-polls again.
+//! - Three replicas on a throwaway PostgreSQL, Telegram delivering to one that is not the
+//!   chat leader: each update is answered once (by the leader), the 401/400/413 refusals
+//!   come from that replica too, and updates it receives after a kill -9 of the leader
+//!   are each answered once by the next leader.
 
 mod common;
 
 use std::net::SocketAddr;
 use std::os::unix::fs::PermissionsExt;
 
-use common::chat::{TG_ALICE as ALICE, telegram_world, tg_msg};
+use common::chat::{TG_ALICE as ALICE, TG_TOKEN, telegram_world, tg_msg};
+use common::cluster::{daemon_to, one_leader, replica};
 use common::{WAIT, World};
 use serde_json::{Value, json};
 use testkit::FakeTelegram;
@@ -70,9 +75,19 @@ fn said(tg: &FakeTelegram, chat: i64, topic: i32, text: &str) -> usize {
 
 /// Posts `body` to the bot's webhook route with `secret` (none: no header).
 async fn post_hook(w: &World, secret: Option<&str>, body: Vec<u8>) -> (u16, Value) {
+    post_hook_at(w, w.addr, secret, body).await
+}
+
+/// Posts `body` to replica `addr`'s webhook route with `secret` (none: no header).
+async fn post_hook_at(
+    w: &World,
+    addr: SocketAddr,
+    secret: Option<&str>,
+    body: Vec<u8>,
+) -> (u16, Value) {
     let mut req = w
         .http
-        .post(w.url(HOOK_PATH))
+        .post(format!("http://{addr}{HOOK_PATH}"))
         .header("content-type", "application/json")
         .body(body);
     if let Some(s) = secret {
@@ -197,4 +212,178 @@ async fn webhook_updates_are_answered_once_and_forged_ones_refused() {
         m.visible_text.contains("Echo: polling again")
     })
     .await;
+}
+
+/// The accepted delivery of the user message `mid` (bounded wait).
+async fn delivered_ok(tg: &FakeTelegram, mid: i32) -> testkit::telegram::Delivery {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        if let Some(d) = tg
+            .webhook_deliveries()
+            .into_iter()
+            .find(|d| d.update["message"]["message_id"] == json!(mid) && d.status == 200)
+        {
+            return d;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "message {mid} was never delivered with 200: {:#?}",
+            tg.webhook_deliveries()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_that_does_not_lead_serves_the_webhook_and_loses_nothing_when_the_leader_dies() {
+    const SECRET: &str = "shared_webhook-secret_0123456789";
+    let (front, target) = proxy().await;
+    let hook_url = format!("http://{front}{HOOK_PATH}");
+    let tg = FakeTelegram::start(TG_TOKEN).await.expect("fake telegram");
+    let api = tg.api_url();
+    let alice = ALICE.to_string();
+    // C (the World's bot) starts first and leads; A and B share its database and secret.
+    let mut w = World::bot_only_on_postgres(&[
+        ("CCRM_BOT_TELEGRAM_TOKEN", TG_TOKEN),
+        ("CCRM_BOT_TELEGRAM_API_URL", api.as_str()),
+        ("CCRM_BOT_TELEGRAM_ALLOWED_USERS", alice.as_str()),
+        ("CCRM_BOT_TELEGRAM_WEBHOOK_URL", hook_url.as_str()),
+        ("CCRM_BOT_TELEGRAM_WEBHOOK_SECRET", SECRET),
+    ])
+    .await;
+    let c = w.addr;
+    assert_eq!(one_leader(&w, &[c], WAIT).await, c, "a lone replica leads");
+    let a = replica(&w, "bot-a");
+    let b = replica(&w, "bot-b");
+    let mut daemon = Some(daemon_to(&w, &format!("ws://{},ws://{}", a.addr, b.addr)));
+    w.wait_daemon_online().await;
+    assert_eq!(one_leader(&w, &[c, a.addr, b.addr], WAIT).await, c);
+    // Telegram reaches the bots through A only, which does not lead.
+    target.send_replace(Some(a.addr));
+    let hook = tg
+        .wait_webhook(WAIT)
+        .await
+        .expect("setWebhook by the leader");
+    assert_eq!(hook.secret.as_deref(), Some(SECRET));
+    assert_eq!(
+        tg.calls_named("setWebhook").len(),
+        1,
+        "only the leader registers the webhook"
+    );
+
+    // A session and a prompt, every update posted to A and answered by the leader.
+    let group = tg.forum_group("team");
+    tg.user_message(group, ALICE, &format!("/new {}", w.work.display()), None);
+    let created = tg
+        .wait_for(WAIT, |c| c.method == "createForumTopic" && c.ok())
+        .await
+        .expect("topic");
+    let topic = created.result["message_thread_id"]
+        .as_i64()
+        .and_then(|t| i32::try_from(t).ok())
+        .expect("thread");
+    tg_msg(&tg, group, Some(topic), |m| {
+        m.visible_text.contains("started by")
+    })
+    .await;
+    let mid = tg.user_message(group, ALICE, "hello through a follower", Some(topic));
+    tg_msg(&tg, group, Some(topic), |m| {
+        m.visible_text.contains("Echo: hello through a follower")
+    })
+    .await;
+    let delivered = delivered_ok(&tg, mid).await;
+
+    // Redelivered to A and to B: taken, not handled again.
+    let body = serde_json::to_vec(&delivered.update).expect("json");
+    for addr in [a.addr, b.addr] {
+        let (status, v) = post_hook_at(&w, addr, Some(SECRET), body.clone()).await;
+        assert_eq!((status, &v), (200, &json!({"ok": true})));
+    }
+    // Refusals on the replica that does not lead.
+    let mut forged = delivered.update.clone();
+    forged["update_id"] = json!(delivered.update_id + 1000);
+    forged["message"]["text"] = json!("forged prompt");
+    let forged = serde_json::to_vec(&forged).expect("json");
+    let (status, v) = post_hook_at(&w, a.addr, None, forged.clone()).await;
+    assert_eq!(
+        (status, v["error"]["code"].as_str()),
+        (401, Some("unauthorized"))
+    );
+    let (status, _) = post_hook_at(&w, a.addr, Some("wrong-secret"), forged.clone()).await;
+    assert_eq!(status, 401);
+    let (status, v) = post_hook_at(&w, a.addr, Some(SECRET), b"{not json".to_vec()).await;
+    assert_eq!(
+        (status, v["error"]["code"].as_str()),
+        (400, Some("bad_request"))
+    );
+    let (status, _) = post_hook_at(&w, a.addr, Some(SECRET), br#"{"hello": 1}"#.to_vec()).await;
+    assert_eq!(status, 400);
+    let (status, _) = post_hook_at(&w, a.addr, Some(SECRET), vec![b' '; 2 * 1024 * 1024]).await;
+    assert_eq!(status, 413);
+
+    // kill -9 of the leader; A keeps taking deliveries while no replica leads.
+    World::kill9(&mut w.bot);
+    w.addr = a.addr;
+    let m1 = tg.user_message(group, ALICE, "while the leader is dead one", Some(topic));
+    let m2 = tg.user_message(group, ALICE, "while the leader is dead two", Some(topic));
+    delivered_ok(&tg, m1).await;
+    delivered_ok(&tg, m2).await;
+    one_leader(&w, &[a.addr, b.addr], WAIT).await;
+    // (Written together, the two may be answered as one prompt of two pieces.)
+    for text in [
+        "while the leader is dead one",
+        "while the leader is dead two",
+    ] {
+        tg_msg(&tg, group, Some(topic), |m| {
+            m.visible_text.starts_with("Echo: ") && m.visible_text.contains(text)
+        })
+        .await;
+    }
+    // The new leader registered the webhook again (same URL and secret).
+    assert_eq!(
+        tg.webhook().map(|h| (h.url, h.secret)),
+        Some((hook_url.clone(), Some(SECRET.to_owned())))
+    );
+    // One more after the takeover, so anything handled twice would show by then.
+    tg.user_message(group, ALICE, "after the takeover", Some(topic));
+    tg_msg(&tg, group, Some(topic), |m| {
+        m.visible_text.contains("Echo: after the takeover")
+    })
+    .await;
+    for text in [
+        "hello through a follower",
+        "while the leader is dead one",
+        "while the leader is dead two",
+        "after the takeover",
+    ] {
+        let asked = w
+            .api
+            .message_requests()
+            .iter()
+            .filter(|r| r.last_human_text().is_some_and(|t| t.contains(text)))
+            .count();
+        assert_eq!(asked, 1, "`{text}` reached the model once");
+        let answers = tg
+            .messages_in(group, Some(topic))
+            .iter()
+            .filter(|m| m.visible_text.starts_with("Echo: ") && m.visible_text.contains(text))
+            .count();
+        assert_eq!(answers, 1, "`{text}` is answered once");
+    }
+    assert_eq!(asked(&w, "forged prompt"), 0);
+    // Nothing left waiting in the inbox.
+    let db = w.db().await;
+    assert!(
+        db.chat_inbox_waiting("telegram", 10)
+            .await
+            .expect("inbox")
+            .is_empty(),
+        "every kept delivery was handled"
+    );
+    db.close().await;
+    assert!(
+        !w.bot_log_text().contains(SECRET),
+        "the webhook secret is in a replica's log"
+    );
+    World::kill9(&mut daemon);
 }

@@ -22,6 +22,8 @@
 //! - `web.rs`: dashboard logins and the dashboard's read queries (history read
 //!   backwards, turn summaries, overview activity, recent decisions, audit pages).
 //! - `executions.rs`: one-shot executions with their status and whole output.
+//! - `inbox.rs`: Telegram webhook deliveries kept by any replica until the chat leader
+//!   has handled them.
 //!
 //! Everything database-specific stays in this folder. Callers see [`DbError`], never `sqlx` types
 //! in signatures, and can map [`DbError::NotFound`] to a 404. Every type is re-exported
@@ -35,6 +37,7 @@ mod chat;
 mod daemons;
 mod events;
 mod executions;
+mod inbox;
 mod ingest;
 mod metrics;
 mod sessions;
@@ -63,6 +66,7 @@ pub use self::chat::{ChatApprovalRow, ChatBinding, ChatPendingRow, ChatProgressR
 pub use self::daemons::DaemonRow;
 pub use self::events::StoredEvent;
 pub use self::executions::ExecutionRow;
+pub use self::inbox::INBOX_CHANNEL;
 pub use self::ingest::{EventWriter, Write, Written};
 pub use self::metrics::Counts;
 pub use self::sessions::{SessionMatch, SessionRow};

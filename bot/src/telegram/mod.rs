@@ -16,14 +16,16 @@
 //!   only after every update handed out was claimed ([`inflight`]), and a prompt piece is
 //!   claimed together with its pending row (`crate::chat::inbox`). `setMyCommands`
 //!   runs on start; the dispatcher stops with its shutdown token.
-//! - [`webhook`]: webhook mode (`telegram_webhook_url`) instead of polling: `setWebhook`
-//!   with a secret token, and the route Telegram posts updates to, through the same
-//!   handlers and claims.
+//! - [`webhook`]: webhook mode (`telegram_webhook_url`) instead of polling: the route
+//!   Telegram posts updates to, served by every replica, which keeps each update in the
+//!   database; `webhook_feed.rs`: on the chat leader, `setWebhook` with a secret token and
+//!   the handling of what any replica kept, through the same handlers and claims.
 
 mod inbound;
 mod inflight;
 mod platform;
 pub mod webhook;
+mod webhook_feed;
 
 use std::collections::VecDeque;
 use std::pin::Pin;
@@ -226,7 +228,7 @@ pub async fn run(
         bot_id,
     });
     if let Some(url) = state.cfg.telegram_webhook_url.clone() {
-        let served = webhook::serve(state.clone(), bot, ctx, &url, stop.clone()).await;
+        let served = webhook_feed::serve(state.clone(), bot, ctx, &url, stop.clone()).await;
         if tokio::time::timeout(STOP_GRACE, events).await.is_err() {
             warn!("the chat event loop did not stop in time");
         }
@@ -234,6 +236,8 @@ pub async fn run(
         return served;
     }
     webhook::leave(&bot).await;
+    // Deliveries kept while the bot was in webhook mode are handled before polling.
+    webhook_feed::drain(&state, &ctx, &stop).await;
     let offset = state.db.chat_offset(PLATFORM).await?;
     let handler = dptree::entry()
         .branch(Update::filter_message().endpoint(on_message))

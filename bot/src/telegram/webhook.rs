@@ -1,43 +1,41 @@
-//! Telegram webhook mode (issue 17): with `telegram_webhook_url` set, the adapter calls
-//! `setWebhook` (the URL, a `secret_token`, the update kinds it handles) instead of long
-//! polling, and the bot serves `POST <path of that URL>` ([`receive`]; documented as
-//! `/telegram/webhook`). Any replica can serve it: nothing here is per process but the
-//! handle of the running adapter ([`Hook`]).
+//! Telegram webhook mode (issue 17), the receiving side: with `telegram_webhook_url` set,
+//! every replica serves `POST <path of that URL>` ([`receive`]; documented as
+//! `/telegram/webhook`), leader or not. The chat leader's adapter registers the webhook
+//! and handles what was received (`super::webhook_feed`).
 //!
 //! A delivery is checked before anything else: the `X-Telegram-Bot-Api-Secret-Token`
 //! header must equal the secret (compared in constant time; 401 otherwise, and the value is
 //! never logged), the body is capped at [`MAX_BODY`] (413) and must be an update (400
-//! otherwise); the bot keeps serving everyone else either way. Each update goes through the
-//! poller's own handlers ([`super::inbound`]), which claim it in the database by
-//! `update_id` (`chat_updates`, a text piece with its `chat_pending` row), so a delivery
-//! Telegram retries is handled once; the answer is 200 only after that claim, so an
-//! update the bot could not keep is delivered again. Messages are handled one at a time
-//! (the dispatcher's per-topic order), button presses at once.
+//! otherwise); the bot keeps serving everyone else either way. The update is then kept in
+//! the database (`chat_inbox`, once per `update_id`, see `crate::db`) and the answer is
+//! 200 only once that row is committed, so an update the bot could not keep is delivered
+//! again and one delivered twice is kept once. This process's feed is woken at once
+//! ([`Hook::wake`]); on PostgreSQL the row is also announced with `NOTIFY`, for a leader on
+//! another replica.
 //!
 //! The secret is `CCRM_BOT_TELEGRAM_WEBHOOK_SECRET` when set (what several replicas must
 //! share), else one generated on first use and kept in `data_dir` (0600). Switching back to
 //! polling deletes the webhook ([`leave`]), since Telegram refuses `getUpdates` while one is
 //! set.
 
-use std::sync::{Arc, RwLock};
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
 
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
+use common::event::now_ms;
 use serde::Serialize;
 use subtle::ConstantTimeEq;
 use teloxide::Bot;
-use teloxide::payloads::setters::*;
 use teloxide::prelude::Requester;
-use teloxide::types::{AllowedUpdate, Update, UpdateKind};
-use tokio::sync::{Mutex, watch};
+use teloxide::types::Update;
+use tokio::sync::Notify;
 use tracing::{info, warn};
 use utoipa::ToSchema;
 
-use super::inbound::{Ctx, on_callback, on_message};
+use super::PLATFORM;
 use crate::AppState;
 use crate::http::AppError;
 use crate::http::schema::ErrorResponse;
@@ -50,9 +48,6 @@ const SECRET_FILE: &str = "telegram-webhook-secret";
 
 /// Largest update body accepted (Telegram's updates are a few KB).
 pub const MAX_BODY: usize = 1024 * 1024;
-
-/// Longest wait between `setWebhook` attempts.
-const RETRY_MAX: Duration = Duration::from_secs(30);
 
 /// Paths the webhook may not take (the bot's own routes).
 const RESERVED: [&str; 4] = ["/api", "/ws", "/healthz", "/metrics"];
@@ -133,26 +128,27 @@ fn secret(state: &AppState) -> anyhow::Result<String> {
     Ok(s)
 }
 
-/// What [`receive`] hands updates to while the adapter runs in webhook mode.
-pub struct Receiver {
-    secret: String,
-    ctx: Arc<Ctx>,
-    /// Messages one at a time, in the order they arrive (as the poller's dispatcher keeps
-    /// a topic's messages in order).
-    order: Mutex<()>,
+/// The webhook's per-process state (a field of [`AppState`]): the secret, read once, and
+/// the in-process wake-up of the leader's feed (`super::webhook_feed`) when this process
+/// kept a delivery.
+#[derive(Default)]
+pub struct Hook {
+    secret: Mutex<Option<String>>,
+    /// Notified after each delivery kept here (the feed also re-scans, and on PostgreSQL
+    /// listens for other replicas' deliveries).
+    pub wake: Notify,
 }
 
-/// The running webhook receiver, if any (a field of [`AppState`]).
-#[derive(Default)]
-pub struct Hook(RwLock<Option<Arc<Receiver>>>);
-
 impl Hook {
-    fn set(&self, r: Option<Arc<Receiver>>) {
-        *self.0.write().unwrap_or_else(|e| e.into_inner()) = r;
-    }
-
-    fn get(&self) -> Option<Arc<Receiver>> {
-        self.0.read().unwrap_or_else(|e| e.into_inner()).clone()
+    /// The webhook secret ([`secret`]), read or made on first use and then kept.
+    pub fn secret(&self, state: &AppState) -> anyhow::Result<String> {
+        let mut kept = self.secret.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(s) = kept.as_ref() {
+            return Ok(s.clone());
+        }
+        let s = secret(state)?;
+        *kept = Some(s.clone());
+        Ok(s)
     }
 }
 
@@ -181,7 +177,7 @@ pub struct WebhookAccepted {
 
 /// `POST /telegram/webhook` (the path of `telegram_webhook_url`).
 #[utoipa::path(post, path = "/telegram/webhook", summary = "Telegram webhook (updates from Telegram)", operation_id = "telegram_webhook", tag = "meta", security(()),
-    description = "Served only in Telegram webhook mode, at the path of `telegram_webhook_url` (documented here as `/telegram/webhook`). Telegram posts each update with the `X-Telegram-Bot-Api-Secret-Token` header; an update delivered again is handled once.",
+    description = "Served only in Telegram webhook mode, at the path of `telegram_webhook_url` (documented here as `/telegram/webhook`), by every replica. Telegram posts each update with the `X-Telegram-Bot-Api-Secret-Token` header; the answer is 200 once the update is stored, and the chat leader handles it; an update delivered again is handled once.",
     params(("X-Telegram-Bot-Api-Secret-Token" = String, Header, description = "the webhook's secret token")),
     request_body(content = Object, content_type = "application/json", description = "a Telegram `Update`"),
     responses(
@@ -189,25 +185,29 @@ pub struct WebhookAccepted {
         (status = 400, description = "not a Telegram update (`bad_request`)", body = ErrorResponse),
         (status = 401, description = "missing or wrong secret token (`unauthorized`)", body = ErrorResponse),
         (status = 413, description = "the body is over 1 MiB", body = ErrorResponse),
-        (status = 503, description = "the Telegram adapter is not running yet; Telegram retries", body = ErrorResponse),
+        (status = 503, description = "the update could not be stored (`unavailable`); Telegram delivers it again", body = ErrorResponse),
     ))]
 pub async fn receive(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Json<WebhookAccepted>, AppError> {
-    let Some(hook) = state.telegram_hook.get() else {
-        return Err(AppError::new(
+    let secret = state.telegram_hook.secret(&state).map_err(|e| {
+        warn!(
+            error = format!("{e:#}"),
+            "the telegram webhook secret is unavailable"
+        );
+        AppError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "unavailable",
-            "the Telegram adapter is starting; deliver again shortly",
-        ));
-    };
+            "the webhook secret cannot be read on this replica; deliver again shortly",
+        )
+    })?;
     let given = headers
         .get(SECRET_HEADER)
         .map(|v| v.as_bytes())
         .unwrap_or_default();
-    if !bool::from(given.ct_eq(hook.secret.as_bytes())) {
+    if !bool::from(given.ct_eq(secret.as_bytes())) {
         state.hub.metrics.reject();
         warn!("a telegram webhook delivery without the right secret token was refused");
         return Err(AppError::new(
@@ -216,69 +216,33 @@ pub async fn receive(
             "missing or wrong X-Telegram-Bot-Api-Secret-Token",
         ));
     }
-    let upd: Update = serde_json::from_slice(&body).map_err(|e| {
+    let bad = |e: String| {
         state.hub.metrics.reject();
         AppError::new(
             StatusCode::BAD_REQUEST,
             "bad_request",
             format!("not a Telegram update: {e}"),
         )
-    })?;
-    let ctx = hook.ctx.clone();
-    // The handlers claim the update before they return; a failure is theirs to log.
-    let _ = match upd.kind.clone() {
-        UpdateKind::Message(m) => {
-            let _turn = hook.order.lock().await;
-            on_message(upd, m, ctx).await
-        }
-        UpdateKind::CallbackQuery(q) => on_callback(upd, q, ctx).await,
-        // Kinds not asked for in `allowed_updates` (or not known to this bot): taken.
-        _ => Ok(()),
     };
-    Ok(Json(WebhookAccepted { ok: true }))
-}
-
-/// Runs webhook mode: registers `url` with Telegram (retrying until it takes), serves
-/// deliveries until `stop` turns true. The webhook stays registered after a stop, so
-/// Telegram keeps updates for this bot (or another replica) meanwhile.
-pub async fn serve(
-    state: Arc<AppState>,
-    bot: Bot,
-    ctx: Arc<Ctx>,
-    url: &str,
-    mut stop: watch::Receiver<bool>,
-) -> anyhow::Result<()> {
-    let parsed: url::Url = url
-        .parse()
-        .map_err(|e| anyhow::anyhow!("telegram_webhook_url: {e}"))?;
-    let secret = secret(&state)?;
-    let mut wait = Duration::from_secs(1);
-    loop {
-        let req = bot
-            .set_webhook(parsed.clone())
-            .secret_token(secret.clone())
-            .allowed_updates(vec![AllowedUpdate::Message, AllowedUpdate::CallbackQuery]);
-        match req.await {
-            Ok(_) => break,
-            Err(e) => {
-                warn!(error = %e, wait_s = wait.as_secs(), "telegram setWebhook failed");
-                tokio::select! {
-                    _ = stop.wait_for(|s| *s) => return Ok(()),
-                    () = tokio::time::sleep(wait) => {}
-                }
-                wait = (wait * 2).min(RETRY_MAX);
-            }
-        }
+    let upd: Update = serde_json::from_slice(&body).map_err(|e| bad(e.to_string()))?;
+    let text = std::str::from_utf8(&body).map_err(|e| bad(e.to_string()))?;
+    // Durable before the 200: a delivery this replica could not keep is delivered again.
+    let added = state
+        .db
+        .chat_inbox_put(PLATFORM, i64::from(upd.id.0), text, now_ms())
+        .await
+        .map_err(|e| {
+            warn!(error = %e, "cannot keep a telegram webhook delivery");
+            AppError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                "the update could not be stored; deliver again shortly",
+            )
+        })?;
+    if added {
+        state.telegram_hook.wake.notify_one();
     }
-    state.telegram_hook.set(Some(Arc::new(Receiver {
-        secret,
-        ctx,
-        order: Mutex::new(()),
-    })));
-    info!(path = parsed.path(), "telegram adapter running (webhook)");
-    let _ = stop.wait_for(|s| *s).await;
-    state.telegram_hook.set(None);
-    Ok(())
+    Ok(Json(WebhookAccepted { ok: true }))
 }
 
 /// Before long polling: deletes a webhook left from webhook mode (Telegram refuses

@@ -1,0 +1,118 @@
+//! What the replica suites share: more `ccrm-bot` replicas of a [`World`]'s PostgreSQL
+//! database ([`replica`], killed with -9 when dropped), a ccrmd linked to a list of bot
+//! URLs ([`daemon_to`]), REST calls to a given replica ([`get_at`], [`post_at`]) and the
+//! chat leader as `/metrics` reports it ([`leads`], [`one_leader`]).
+
+use std::net::SocketAddr;
+use std::process::Child;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use super::{WAIT, World};
+
+/// One more replica of `w`'s database, killed with -9 when dropped.
+pub struct Replica {
+    pub child: Option<Child>,
+    pub addr: SocketAddr,
+}
+
+impl Drop for Replica {
+    fn drop(&mut self) {
+        World::kill9(&mut self.child);
+    }
+}
+
+/// Starts replica `name` (its own data directory) on port 0.
+pub fn replica(w: &World, name: &str) -> Replica {
+    let (child, addr) = w.spawn_bot("127.0.0.1:0".parse().expect("addr"), name);
+    Replica {
+        child: Some(child),
+        addr,
+    }
+}
+
+/// The World's ccrmd, but linked to `bot_urls` (comma-separated) instead.
+pub fn daemon_to(w: &World, bot_urls: &str) -> Child {
+    let mut env = w.daemon_env();
+    for (k, v) in &mut env {
+        if k == "CCRM_BOT_URL" {
+            *v = bot_urls.to_owned();
+        }
+    }
+    let mut cmd = std::process::Command::new(super::ccrmd_bin());
+    cmd.envs(env);
+    let (child, _) = testkit::process::spawn_ready(cmd, "ccrmd ready", "ccrmd", WAIT, None)
+        .expect("ccrmd did not start");
+    child
+}
+
+/// `GET path` on replica `addr` as the World's user.
+pub async fn get_at(w: &World, addr: SocketAddr, path: &str) -> (u16, Value) {
+    let r = w
+        .http
+        .get(format!("http://{addr}{path}"))
+        .bearer_auth(&w.user_token)
+        .send()
+        .await
+        .expect("GET");
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
+/// `POST path` with a JSON `body` on replica `addr` as the World's user.
+pub async fn post_at(w: &World, addr: SocketAddr, path: &str, body: Value) -> (u16, Value) {
+    let r = w
+        .http
+        .post(format!("http://{addr}{path}"))
+        .bearer_auth(&w.user_token)
+        .json(&body)
+        .send()
+        .await
+        .expect("POST");
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
+/// Whether replica `addr` says it leads the chat adapters (`None`: it does not answer).
+pub async fn leads(w: &World, addr: SocketAddr) -> Option<bool> {
+    let r = w
+        .http
+        .get(format!("http://{addr}/metrics"))
+        .bearer_auth(&w.user_token)
+        .timeout(Duration::from_secs(5))
+        .send()
+        .await
+        .ok()?;
+    let text = r.text().await.ok()?;
+    text.lines()
+        .find_map(|l| l.strip_prefix("ccrm_chat_leader "))
+        .map(|v| v.trim() == "1")
+}
+
+/// The replicas among `addrs` that say they lead.
+pub async fn leaders(w: &World, addrs: &[SocketAddr]) -> Vec<SocketAddr> {
+    let mut out = Vec::new();
+    for a in addrs {
+        if leads(w, *a).await == Some(true) {
+            out.push(*a);
+        }
+    }
+    out
+}
+
+/// Waits (bounded by `within`) until exactly one of `addrs` leads; returns it.
+pub async fn one_leader(w: &World, addrs: &[SocketAddr], within: Duration) -> SocketAddr {
+    let found = tokio::time::timeout(within, async {
+        loop {
+            let l = leaders(w, addrs).await;
+            if l.len() == 1 {
+                return l[0];
+            }
+            assert!(l.len() < 2, "two leaders at once: {l:?}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+    found.unwrap_or_else(|_| panic!("no replica of {addrs:?} took the lead within {within:?}"))
+}
