@@ -19,100 +19,19 @@
 #[path = "support/mod.rs"]
 mod support;
 
-use std::collections::VecDeque;
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use anyhow::{Context, bail, ensure};
+use anyhow::{Context, ensure};
 use ccrm_bot::auth::KeyKind;
 use ccrm_bot::db::Db;
-use common::event::{Event, EventKind};
 use common::ids::{DaemonId, SessionId};
-use common::link::{DaemonMsg, HubMsg, LinkEvent};
-use futures::{SinkExt, StreamExt};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqliteSynchronous};
+use support::fleet::{delta, stream};
 use support::{BotProcess, WAIT, cpu_time, env_num, mb, ms, pct, rss_kb, rss_parts};
-use tokio_tungstenite::tungstenite::Message;
 
 const TARGET_IDLE_KB: u64 = 20 * 1024;
 const TARGET_LINKS_KB: u64 = 40 * 1024;
-
-fn delta(seq: u64, session: SessionId) -> LinkEvent {
-    LinkEvent {
-        seq,
-        event: Event {
-            seq,
-            ts_ms: 1_700_000_000_000 + seq,
-            session_id: session,
-            kind: EventKind::AssistantDelta {
-                text: format!("token {seq} of a streamed answer, about this long "),
-            },
-            raw: None,
-        },
-    }
-}
-
-/// What one link saw.
-struct LinkRun {
-    sent: u64,
-    latencies: Vec<Duration>,
-}
-
-/// Streams `rate` events a second for `secs` on an open link, one per frame, and waits
-/// for the last ack; every frame's send → ack time.
-async fn stream(
-    ws: support::Ws,
-    session: SessionId,
-    start: tokio::time::Instant,
-    period: Duration,
-    until: tokio::time::Instant,
-) -> anyhow::Result<LinkRun> {
-    let (mut tx, mut rx) = ws.split();
-    let mut tick = tokio::time::interval_at(start, period);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut in_flight: VecDeque<(u64, Instant)> = VecDeque::new();
-    let mut latencies = Vec::new();
-    let mut seq = 0;
-    let deadline = until + WAIT;
-    loop {
-        let sending = tokio::time::Instant::now() < until;
-        if !sending && in_flight.is_empty() {
-            break;
-        }
-        tokio::select! {
-            _ = tick.tick(), if sending => {
-                seq += 1;
-                let frame = DaemonMsg::Events { events: vec![delta(seq, session)] };
-                in_flight.push_back((seq, Instant::now()));
-                tx.send(Message::text(serde_json::to_string(&frame)?)).await?;
-            }
-            msg = rx.next() => {
-                let msg = msg.context("the bot closed a link")??;
-                let Message::Text(t) = msg else { continue };
-                match serde_json::from_str::<HubMsg>(t.as_str())? {
-                    HubMsg::Ack { seq: acked } => {
-                        let now = Instant::now();
-                        while in_flight.front().is_some_and(|(s, _)| *s <= acked) {
-                            if let Some((_, at)) = in_flight.pop_front() {
-                                latencies.push(now - at);
-                            }
-                        }
-                    }
-                    HubMsg::Error { error } => bail!("the bot refused a frame: {}", error.message),
-                    _ => {}
-                }
-            }
-            () = tokio::time::sleep_until(deadline) => bail!("acks stopped coming ({} frames unacknowledged)", in_flight.len()),
-            // Re-check `sending` when the streaming window closes.
-            () = tokio::time::sleep_until(until), if sending => {}
-        }
-    }
-    let _ = tx.send(Message::Close(None)).await;
-    Ok(LinkRun {
-        sent: seq,
-        latencies,
-    })
-}
 
 /// The baseline: `frames` single-event frames due every `period` from the start, each
 /// committed in its own transaction on one connection; due → committed for each.

@@ -3,151 +3,16 @@
 //! load into one on SQLite as the baseline: the bot's RSS idle and with every link open,
 //! and the commit latency of every frame (sent → acked, the ack following the commit).
 
-use std::collections::VecDeque;
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use anyhow::{Context, bail, ensure};
+use anyhow::{Context, ensure};
 use ccrm_bot::auth::KeyKind;
 use ccrm_bot::db::{Db, Target};
-use common::event::{Event, EventKind};
 use common::ids::{DaemonId, SessionId};
-use common::link::{DaemonMsg, HubMsg, LinkEvent};
-use futures::{SinkExt, StreamExt};
-use tokio_tungstenite::tungstenite::Message;
 
-use crate::support::{self, WAIT, env_num, mb, ms, pct, rss_kb};
-
-/// The `ccrm-bot` binary on `target` (a PostgreSQL URL, or `None`: SQLite in `data`).
-struct Bot {
-    child: Child,
-    addr: String,
-}
-
-impl Bot {
-    fn start(data: &Path, config: &Path, db_url: Option<&str>) -> anyhow::Result<Self> {
-        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_ccrm-bot"));
-        cmd.env("CCRM_BOT_LISTEN", "127.0.0.1:0")
-            .env("CCRM_BOT_DATA_DIR", data)
-            .env("XDG_CONFIG_HOME", config)
-            .env("CCRM_LOG", "warn,ccrm_bot=info")
-            .env("NO_COLOR", "1")
-            .envs(db_url.map(|u| ("CCRM_BOT_DATABASE_URL", u)))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
-        let mut child = cmd.spawn().context("starting ccrm-bot")?;
-        let stderr = child.stderr.take().context("stderr")?;
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let mut tx = Some(tx);
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if line.contains("ccrm-bot listening") {
-                    if let Some(tx) = tx.take() {
-                        let _ = tx.send(line);
-                    }
-                } else if line.contains("ERROR") {
-                    eprintln!("[ccrm-bot] {line}");
-                }
-            }
-        });
-        let line = rx
-            .recv_timeout(Duration::from_secs(60))
-            .context("ccrm-bot did not start")?;
-        let addr = line
-            .split_whitespace()
-            .find_map(|w| w.strip_prefix("addr="))
-            .context("no addr= in the listening line")?
-            .to_owned();
-        Ok(Self { child, addr })
-    }
-}
-
-impl Drop for Bot {
-    fn drop(&mut self) {
-        if let Ok(pid) = i32::try_from(self.child.id()) {
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(pid),
-                nix::sys::signal::Signal::SIGTERM,
-            );
-        }
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while matches!(self.child.try_wait(), Ok(None)) && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn delta(seq: u64, session: SessionId) -> LinkEvent {
-    LinkEvent {
-        seq,
-        event: Event {
-            seq,
-            ts_ms: 1_700_000_000_000 + seq,
-            session_id: session,
-            kind: EventKind::AssistantDelta {
-                text: format!("token {seq} of a streamed answer, about this long "),
-            },
-            raw: None,
-        },
-    }
-}
-
-/// Streams one event a frame every `period` until `until` on an open link, then waits
-/// for the last ack; every frame's sent → acked time.
-async fn stream(
-    ws: support::Ws,
-    session: SessionId,
-    start: tokio::time::Instant,
-    period: Duration,
-    until: tokio::time::Instant,
-) -> anyhow::Result<Vec<Duration>> {
-    let (mut tx, mut rx) = ws.split();
-    let mut tick = tokio::time::interval_at(start, period);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut in_flight: VecDeque<(u64, Instant)> = VecDeque::new();
-    let mut out = Vec::new();
-    let mut seq = 0;
-    let deadline = until + WAIT;
-    loop {
-        let sending = tokio::time::Instant::now() < until;
-        if !sending && in_flight.is_empty() {
-            break;
-        }
-        tokio::select! {
-            _ = tick.tick(), if sending => {
-                seq += 1;
-                let frame = DaemonMsg::Events { events: vec![delta(seq, session)] };
-                in_flight.push_back((seq, Instant::now()));
-                tx.send(Message::text(serde_json::to_string(&frame)?)).await?;
-            }
-            msg = rx.next() => {
-                let msg = msg.context("the bot closed a link")??;
-                let Message::Text(t) = msg else { continue };
-                match serde_json::from_str::<HubMsg>(t.as_str())? {
-                    HubMsg::Ack { seq: acked } => {
-                        let now = Instant::now();
-                        while in_flight.front().is_some_and(|(s, _)| *s <= acked) {
-                            if let Some((_, at)) = in_flight.pop_front() {
-                                out.push(now - at);
-                            }
-                        }
-                    }
-                    HubMsg::Error { error } => bail!("the bot refused a frame: {}", error.message),
-                    _ => {}
-                }
-            }
-            () = tokio::time::sleep_until(deadline) => bail!("acks stopped coming"),
-            () = tokio::time::sleep_until(until), if sending => {}
-        }
-    }
-    let _ = tx.send(Message::Close(None)).await;
-    Ok(out)
-}
+use crate::support::fleet::stream;
+use crate::support::{self, BotProcess, WAIT, env_num, mb, ms, pct, rss_kb};
 
 /// What one bot did under the fleet.
 struct FleetRun {
@@ -172,8 +37,8 @@ async fn fleet(
     let db = Db::connect(&target, &data.join("revoked")).await?;
     let (_, key) = db.create_key("bench-fleet", KeyKind::Daemon, 1).await?;
     db.close().await;
-    let bot = Bot::start(&data, &dir.join("config"), db_url)?;
-    let pid = bot.child.id();
+    let bot = BotProcess::start_on(&data, &dir.join("config"), db_url)?;
+    let pid = bot.pid();
     let http = reqwest::Client::builder().timeout(WAIT).build()?;
     http.get(format!("http://{}/healthz", bot.addr))
         .send()
@@ -205,7 +70,7 @@ async fn fleet(
     }
     let mut latencies = Vec::new();
     for t in tasks {
-        latencies.extend(t.await??);
+        latencies.extend(t.await??.latencies);
     }
     latencies.sort_unstable();
     ensure!(!latencies.is_empty(), "no frame was acknowledged");

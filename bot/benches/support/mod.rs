@@ -1,7 +1,10 @@
 //! What the bot's benches share: percentiles, process figures from `/proc` (RSS, CPU
-//! time), the `ccrm-bot` binary started on a fresh data dir, and a fake daemon's link.
+//! time), the `ccrm-bot` binary started on a fresh data dir, and a fake daemon's link;
+//! `fleet.rs`: the fake-daemon load generator (deltas streamed on a link, timed to acks).
 
 #![allow(dead_code)] // each bench uses its own part of this
+
+pub mod fleet;
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -88,12 +91,23 @@ impl BotProcess {
     /// Starts the binary on `data_dir` (listening on port 0) and waits for its
     /// "listening" line.
     pub fn start(data_dir: &Path, config_home: &Path) -> anyhow::Result<Self> {
+        Self::start_on(data_dir, config_home, None)
+    }
+
+    /// [`BotProcess::start`] on database `db_url` (a PostgreSQL URL; `None`: SQLite in
+    /// `data_dir`).
+    pub fn start_on(
+        data_dir: &Path,
+        config_home: &Path,
+        db_url: Option<&str>,
+    ) -> anyhow::Result<Self> {
         let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_ccrm-bot"))
             .env("CCRM_BOT_LISTEN", "127.0.0.1:0")
             .env("CCRM_BOT_DATA_DIR", data_dir)
             .env("XDG_CONFIG_HOME", config_home)
             .env("CCRM_LOG", "warn,ccrm_bot=info")
             .env("NO_COLOR", "1")
+            .envs(db_url.map(|u| ("CCRM_BOT_DATABASE_URL", u)))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
