@@ -77,7 +77,8 @@ pub async fn follow(
 ) -> Result<u64, Lost> {
     let mut offline_since: Option<Instant> = None;
     loop {
-        if !state.hub.is_online(daemon) {
+        // Linked here or to another replica (whose stream comes back through it).
+        if !crate::replica::online_somewhere(state, daemon).await {
             let since = *offline_since.get_or_insert_with(Instant::now);
             if since.elapsed() > patience {
                 return Err(Lost::Offline);

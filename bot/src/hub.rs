@@ -97,7 +97,7 @@ pub struct HubStream {
 
 /// Most stream items waiting for their reader; a reader that falls further behind loses
 /// the stream (it resumes from its last item).
-const STREAM_BUFFER: usize = 1024;
+pub const STREAM_BUFFER: usize = 1024;
 
 /// See the module docs.
 pub struct Hub {
@@ -122,10 +122,19 @@ pub type RemoteReply<'a> = std::pin::Pin<
     Box<dyn std::future::Future<Output = Option<Result<Value, HubError>>> + Send + 'a>,
 >;
 
+/// What [`Remote::stream`] returns: `None` when no replica holds the link.
+pub type RemoteStream<'a> = std::pin::Pin<
+    Box<dyn std::future::Future<Output = Option<Result<HubStream, HubError>>> + Send + 'a>,
+>;
+
 /// The way to daemons linked to another replica ([`crate::replica`]).
 pub trait Remote: Send + Sync {
     /// This replica now holds `daemon`'s link.
     fn linked(&self, daemon: &DaemonId);
+    /// `daemon` (linked here) announced `features`.
+    fn features(&self, daemon: &DaemonId, features: &[String]) {
+        let _ = (daemon, features);
+    }
     /// This replica no longer holds `daemon`'s link.
     fn unlinked(&self, daemon: &DaemonId);
     /// Runs `cmd` on the replica that holds `daemon`'s link; `None` if none does.
@@ -135,6 +144,9 @@ pub trait Remote: Send + Sync {
         cmd: Command,
         timeout: Duration,
     ) -> RemoteReply<'a>;
+    /// Starts streaming command `cmd` on the replica that holds `daemon`'s link; `None`
+    /// if none does.
+    fn stream<'a>(&'a self, daemon: &'a DaemonId, cmd: Command) -> RemoteStream<'a>;
 }
 
 impl Default for Hub {
@@ -352,6 +364,9 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 impl Hub {
     /// Records what a daemon announced in its hello (and starts its heartbeat).
     pub fn set_features(&self, daemon: &DaemonId, features: Vec<String>, now_ms: u64) {
+        if let Some(r) = self.remote.get() {
+            r.features(daemon, &features);
+        }
         lock(&self.features).insert(daemon.clone(), features);
         lock(&self.heartbeats).insert(
             daemon.clone(),
@@ -361,6 +376,14 @@ impl Hub {
                 ..Heartbeat::default()
             },
         );
+    }
+
+    /// What `daemon` announced in its hello (empty when it never linked here).
+    pub fn features(&self, daemon: &DaemonId) -> Vec<String> {
+        lock(&self.features)
+            .get(daemon)
+            .cloned()
+            .unwrap_or_default()
     }
 
     /// Whether `daemon` is online and announced `feature`.
@@ -441,7 +464,24 @@ impl Hub {
     /// Sends a streaming command (`exec.follow`): its items arrive on the returned
     /// [`HubStream`], then its reply. Dropping the stream's items receiver makes the next
     /// item cancel it at the daemon.
+    ///
+    /// A daemon linked to another replica is reached through it, items and reply alike.
     pub async fn stream(&self, daemon: &DaemonId, cmd: Command) -> Result<HubStream, HubError> {
+        if !self.is_online(daemon)
+            && let Some(remote) = self.remote.get()
+            && let Some(result) = remote.stream(daemon, cmd.clone()).await
+        {
+            return result;
+        }
+        self.stream_local(daemon, cmd).await
+    }
+
+    /// [`Hub::stream`] for a daemon linked to this replica only.
+    pub async fn stream_local(
+        &self,
+        daemon: &DaemonId,
+        cmd: Command,
+    ) -> Result<HubStream, HubError> {
         let (items_tx, items) = mpsc::channel(STREAM_BUFFER);
         // Registered before the command goes out, so no item can come first.
         let req_id = self.next_req.fetch_add(1, Ordering::Relaxed);

@@ -83,7 +83,7 @@ impl AppState {
             let ingest = ingest::Ingest::start(&db, broadcast::channel(1).0).await?;
             replica::spawn_tail(db.clone(), hub.events_sender()).await?;
             if let Some(pool) = db.pg_pool() {
-                let me = replica::Replicas::start(pool.clone(), hub.clone()).await?;
+                let me = replica::start(pool.clone(), hub.clone()).await?;
                 tracing::info!(replica = me.id(), "replica of a shared PostgreSQL database");
             }
             ingest

@@ -105,7 +105,7 @@ async fn a_prompt_sent_to_replica_a_for_a_daemon_on_replica_c_is_answered_and_a_
     // Replica C is the World's bot, with ccrmd #1 linked to it; ccrmd #2 links to B.
     let mut w = World::bot_only_on_postgres(&[]).await;
     w.start_daemon();
-    w.wait_daemon_online().await;
+    let d1 = w.wait_daemon_online().await;
     let a = replica(&w, "bot-a");
     let b = replica(&w, "bot-b");
     let mut d2 = Some(second_daemon(&w, b.addr));
@@ -118,8 +118,19 @@ async fn a_prompt_sent_to_replica_a_for_a_daemon_on_replica_c_is_answered_and_a_
     assert_eq!(health["database"], "ok", "{health}");
     assert_eq!(health["backend"], "postgres", "{health}");
 
-    // A session on ccrmd #1 (started on C, where its link is).
-    let sid = w.new_session(json!({"name": "routed"})).await;
+    // A session on ccrmd #1 (started on C, where its link is; two daemons are online in
+    // the cluster, so it is named).
+    let sid = w.new_session(json!({"name": "routed", "daemon": d1})).await;
+    // A, which does not hold ccrmd #1's link, says it is online (the cluster's view).
+    let (status, d) = get_at(&w, a.addr, &format!("/api/daemons/{d1}")).await;
+    assert_eq!(status, 200, "{d}");
+    assert_eq!(
+        (&d["online"], &d["status"]),
+        (&json!(true), &json!("healthy")),
+        "{d}"
+    );
+    let (_, s) = get_at(&w, a.addr, &format!("/api/sessions/{sid}")).await;
+    assert_eq!(s["online"], true, "{s}");
 
     // A's SSE, opened before the prompt, and the prompt sent to A.
     let sse = w

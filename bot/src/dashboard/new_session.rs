@@ -48,6 +48,7 @@ struct NewSessionPage {
 
 /// `GET /sessions/new`.
 pub async fn page(State(web): State<Web>, user: WebUser) -> Result<Response, WebError> {
+    let online = crate::replica::online_anywhere(&web.app).await;
     let mut daemons: Vec<DaemonChoice> = web
         .app
         .db
@@ -55,7 +56,7 @@ pub async fn page(State(web): State<Web>, user: WebUser) -> Result<Response, Web
         .await?
         .into_iter()
         .map(|d| DaemonChoice {
-            online: web.app.hub.is_online(&d.id),
+            online: online.contains(&d.id),
             id: d.id.0,
             hostname: d.hostname,
         })
@@ -96,7 +97,7 @@ pub async fn create(
         }
         let daemon = match form.text("daemon") {
             Some(d) => DaemonId(d),
-            None => crate::http::pick_daemon(&web.app, None)?,
+            None => crate::http::pick_daemon(&web.app, None).await?,
         };
         let args = StartArgs {
             cwd: cwd.into(),

@@ -185,12 +185,13 @@ async fn lists(
     for s in &all {
         *per_daemon.entry(s.daemon_id.0.clone()).or_default() += 1;
     }
+    let online = crate::replica::online_anywhere(&web.app).await;
     let daemons: Vec<DaemonItem> = db
         .list_daemons()
         .await?
         .into_iter()
         .map(|d| DaemonItem {
-            online: web.app.hub.is_online(&d.id),
+            online: online.contains(&d.id),
             sessions: per_daemon.get(&d.id.0).copied().unwrap_or(0),
             last_seen: time::ago(d.last_seen_ms, now),
             id: d.id.0,

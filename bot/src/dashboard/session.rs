@@ -129,7 +129,7 @@ async fn head_of(web: &Web, row: &SessionRow) -> Result<Head, WebError> {
         label: info.name.clone().unwrap_or_else(|| short_id(&id)),
         short: short_id(&id),
         daemon,
-        online: web.app.hub.is_online(&row.daemon_id),
+        online: crate::replica::online_somewhere(&web.app, &row.daemon_id).await,
         cwd: info.cwd.display().to_string(),
         model: info.model.clone(),
         mode: info.permission_mode.clone(),

@@ -30,6 +30,18 @@ pub struct DaemonRow {
 }
 
 impl Db {
+    /// How many daemon links the replicas have recorded (`daemon_links`, PostgreSQL only;
+    /// 0 on SQLite, where the one bot keeps its links in memory).
+    #[tracing::instrument(skip_all)]
+    pub async fn daemon_link_count(&self) -> DbResult<i64> {
+        match self.pg_pool() {
+            Some(p) => Ok(sqlx::query_scalar("SELECT COUNT(*) FROM daemon_links")
+                .fetch_one(p)
+                .await?),
+            None => Ok(0),
+        }
+    }
+
     /// Records a daemon's hello: creates or updates its row and marks it online.
     #[tracing::instrument(skip_all, fields(daemon = %id))]
     pub async fn upsert_daemon(

@@ -43,10 +43,11 @@ pub async fn resolve_daemon(state: &AppState, key: &str) -> Result<DaemonId, App
         .filter(|r| r.hostname == key)
         .map(|r| &r.id)
         .collect();
+    let anywhere = crate::replica::online_anywhere(state).await;
     let online: Vec<&DaemonId> = by_host
         .iter()
         .copied()
-        .filter(|d| state.hub.is_online(d))
+        .filter(|d| anywhere.contains(d))
         .collect();
     match (by_host.as_slice(), online.as_slice()) {
         ([one], _) | (_, [one]) => return Ok((*one).clone()),
@@ -103,7 +104,7 @@ pub async fn get_daemon(
         .into_iter()
         .find(|r| r.id == id)
         .ok_or_else(|| AppError::new(StatusCode::NOT_FOUND, "not_found", "no such daemon"))?;
-    let online = state.hub.is_online(&id);
+    let online = crate::replica::online_somewhere(&state, &id).await;
     let status: Option<DaemonStatus> = if online {
         state
             .hub
@@ -120,8 +121,10 @@ pub async fn get_daemon(
         seq_num: h.seq_num,
     });
     let exec = status.as_ref().map(|s| &s.executions);
+    let workspaces =
+        crate::replica::feature_somewhere(&state, &id, common::link::FEATURE_WORKSPACES).await;
     Ok(Json(DaemonHealth {
-        workspaces: state.hub.has_feature(&id, common::link::FEATURE_WORKSPACES),
+        workspaces,
         id,
         hostname: row.hostname,
         status: if online {

@@ -130,12 +130,12 @@ async fn pick(state: &AppState, named: Option<&str>) -> Result<DaemonId, AppErro
     let d = match named {
         Some(key) => resolve_daemon(state, key).await?,
         None => {
-            let online: Vec<DaemonId> = state
-                .hub
-                .online()
-                .into_iter()
-                .filter(|d| state.hub.has_feature(d, FEATURE_WORKSPACES))
-                .collect();
+            let mut online = Vec::new();
+            for d in crate::replica::online_anywhere(state).await {
+                if crate::replica::feature_somewhere(state, &d, FEATURE_WORKSPACES).await {
+                    online.push(d);
+                }
+            }
             match online.as_slice() {
                 [one] => one.clone(),
                 [] => {
@@ -155,10 +155,10 @@ async fn pick(state: &AppState, named: Option<&str>) -> Result<DaemonId, AppErro
             }
         }
     };
-    if !state.hub.is_online(&d) {
+    if !crate::replica::online_somewhere(state, &d).await {
         return Err(offline(&d));
     }
-    if !state.hub.has_feature(&d, FEATURE_WORKSPACES) {
+    if !crate::replica::feature_somewhere(state, &d, FEATURE_WORKSPACES).await {
         return Err(AppError::new(
             StatusCode::NOT_IMPLEMENTED,
             "not_supported",
@@ -410,7 +410,7 @@ pub async fn get(
     Path(id): Path<String>,
 ) -> Result<Json<Execution>, AppError> {
     let mut r = row(&state, &id).await?;
-    if !r.status.is_final() && state.hub.is_online(&r.daemon_id) {
+    if !r.status.is_final() && crate::replica::online_somewhere(&state, &r.daemon_id).await {
         let cmd = Command::ExecGet(ExecRef {
             execution_id: id.clone(),
         });
@@ -448,7 +448,7 @@ pub async fn stream(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<u64>().ok())
         .unwrap_or(0);
-    if r.status.is_final() && !state.hub.is_online(&r.daemon_id) {
+    if r.status.is_final() && !crate::replica::online_somewhere(&state, &r.daemon_id).await {
         // Only the end is known here; the daemon has the items.
         let info = ExecInfo {
             execution_id: r.id.clone(),

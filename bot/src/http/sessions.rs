@@ -138,12 +138,12 @@ pub struct NewSession {
 }
 
 /// The daemon a new session goes to: the one named, else the only one online (shared by
-/// REST and the chat commands).
-pub fn pick_daemon(state: &AppState, named: Option<String>) -> Result<DaemonId, AppError> {
+/// REST and the dashboard), counting daemons linked to any replica.
+pub async fn pick_daemon(state: &AppState, named: Option<String>) -> Result<DaemonId, AppError> {
     if let Some(d) = named {
         return Ok(DaemonId(d));
     }
-    let online = state.hub.online();
+    let online = crate::replica::online_anywhere(state).await;
     match online.as_slice() {
         [one] => Ok(one.clone()),
         [] => Err(AppError::new(
@@ -187,7 +187,7 @@ pub async fn create_session(
     }
     let daemon = match body.daemon {
         Some(key) => super::daemons::resolve_daemon(&state, &key).await?,
-        None => pick_daemon(&state, None)?,
+        None => pick_daemon(&state, None).await?,
     };
     let args = StartArgs {
         cwd: body.cwd.unwrap_or_default(),
@@ -245,8 +245,9 @@ pub async fn get_session(
         other => other.into(),
     })?;
     let approvals = state.db.list_approvals(true, Some(&id)).await?;
+    let online = crate::replica::online_somewhere(&state, &row.daemon_id).await;
     Ok(Json(
-        json!({"session": row, "online": state.hub.is_online(&row.daemon_id), "approvals": approvals}),
+        json!({"session": row, "online": online, "approvals": approvals}),
     ))
 }
 

@@ -1,6 +1,8 @@
 //! Commands for daemons linked to another replica. Each replica has a random id and
 //! `LISTEN`s on its own channel (`ccrm_r_<id>`); `daemon_links` says which replica holds
-//! each daemon's link (set when a link registers, removed by that replica when it goes).
+//! each daemon's link and what the daemon announced (set when a link registers, removed by
+//! that replica when it goes, and counted only while that replica's heartbeat is fresh,
+//! see `heartbeat.rs`). The messages themselves are in `wire.rs`.
 //! A call is a `replica_calls` row for the holder plus a `NOTIFY` of its id there; the
 //! holder runs it on its local link ([`Hub::command_local`]) and answers with a row and a
 //! `NOTIFY` back. The caller waits with the same timeout as a local command, and the
@@ -11,41 +13,16 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::ids::DaemonId;
-use common::ipc::{Command, ErrorBody};
-use serde::{Deserialize, Serialize};
+use common::ipc::Command;
 use serde_json::Value;
 use sqlx::PgPool;
 use sqlx::postgres::PgListener;
 use tokio::sync::{mpsc, oneshot};
 use tracing::warn;
 
-use crate::hub::{Hub, HubError, Remote, RemoteReply};
-
-/// A message between replicas (the body of a `replica_calls` row).
-#[derive(Debug, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
-enum Msg {
-    /// Run `cmd` on `daemon`'s link and answer `from` with `req`.
-    Call {
-        from: String,
-        req: u64,
-        daemon: String,
-        cmd: Box<Command>,
-        timeout_ms: u64,
-    },
-    /// The answer to call `req`.
-    Reply { req: u64, result: Outcome },
-}
-
-/// A command's outcome as it crosses replicas.
-#[derive(Debug, Serialize, Deserialize)]
-#[serde(tag = "outcome", rename_all = "snake_case")]
-enum Outcome {
-    Ok { data: Value },
-    Daemon { error: ErrorBody },
-    Offline,
-    Timeout { ms: u64 },
-}
+use super::streams::{self, Streams};
+use super::wire::{Msg, Outcome, fresh, lock, now_ms};
+use crate::hub::{Hub, HubError, HubStream, Remote, RemoteReply, RemoteStream};
 
 type Waiters = Mutex<HashMap<u64, oneshot::Sender<Outcome>>>;
 
@@ -54,18 +31,23 @@ pub struct Replicas {
     id: String,
     pool: PgPool,
     waiters: Waiters,
+    /// This replica's streams from daemons linked elsewhere (see `streams.rs`).
+    streams: Streams,
     next: std::sync::atomic::AtomicU64,
-    links: mpsc::UnboundedSender<(DaemonId, bool)>,
+    links: mpsc::UnboundedSender<LinkNote>,
+    /// This value itself, for the tasks it starts.
+    weak: std::sync::Weak<Replicas>,
+}
+
+/// A change of this replica's links, written to `daemon_links` in order.
+enum LinkNote {
+    Linked(DaemonId),
+    Features(DaemonId, Vec<String>),
+    Unlinked(DaemonId),
 }
 
 fn channel(replica: &str) -> String {
     format!("ccrm_r_{replica}")
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
 impl Replicas {
@@ -73,15 +55,19 @@ impl Replicas {
     /// its way to the other replicas.
     pub async fn start(pool: PgPool, hub: Arc<Hub>) -> anyhow::Result<Arc<Self>> {
         let id = uuid::Uuid::new_v4().simple().to_string();
+        // Beating before any link is written, so no other replica takes them for stale.
+        super::wire::beat(&pool, &id).await?;
         let mut listener = PgListener::connect_with(&pool).await?;
         listener.listen(&channel(&id)).await?;
         let (links, links_rx) = mpsc::unbounded_channel();
-        let me = Arc::new(Self {
+        let me = Arc::new_cyclic(|weak| Self {
             id,
             pool,
             waiters: Mutex::default(),
+            streams: Streams::default(),
             next: std::sync::atomic::AtomicU64::new(1),
             links,
+            weak: weak.clone(),
         });
         tokio::spawn(keep_links(me.clone(), links_rx));
         tokio::spawn(serve(me.clone(), listener, hub.clone()));
@@ -92,6 +78,19 @@ impl Replicas {
     /// This replica's id.
     pub fn id(&self) -> &str {
         &self.id
+    }
+
+    /// The shared database.
+    pub(super) fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// Writes (again) that this replica holds `daemon`'s link, with its `features`.
+    pub(super) fn note_linked(&self, daemon: &DaemonId, features: Vec<String>) {
+        let _ = self.links.send(LinkNote::Linked(daemon.clone()));
+        let _ = self
+            .links
+            .send(LinkNote::Features(daemon.clone(), features));
     }
 
     async fn send(&self, target: &str, msg: &Msg) -> anyhow::Result<()> {
@@ -115,13 +114,16 @@ impl Replicas {
     }
 
     async fn holder(&self, daemon: &DaemonId) -> Option<String> {
-        sqlx::query_scalar("SELECT replica FROM daemon_links WHERE daemon_id = $1")
-            .bind(daemon.0.as_str())
-            .fetch_optional(&self.pool)
-            .await
-            .ok()
-            .flatten()
-            .filter(|r: &String| *r != self.id)
+        sqlx::query_scalar(concat!(
+            "SELECT l.replica FROM daemon_links l WHERE l.daemon_id = $1 AND ",
+            fresh!()
+        ))
+        .bind(daemon.0.as_str())
+        .fetch_optional(&self.pool)
+        .await
+        .ok()
+        .flatten()
+        .filter(|r: &String| *r != self.id)
     }
 
     async fn call(
@@ -160,17 +162,62 @@ impl Replicas {
     }
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
+impl Replicas {
+    /// Starts `cmd` as a stream on the replica holding `daemon`'s link; `None` if none does.
+    async fn open_stream(
+        &self,
+        daemon: &DaemonId,
+        cmd: Command,
+    ) -> Option<Result<HubStream, HubError>> {
+        let target = self.holder(daemon).await?;
+        let req = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let stream = self.streams.open(req);
+        let msg = Msg::Stream {
+            from: self.id.clone(),
+            req,
+            daemon: daemon.0.clone(),
+            cmd: Box::new(cmd),
+        };
+        if let Err(e) = self.send(&target, &msg).await {
+            self.streams.remove(req);
+            warn!(error = %e, "cannot pass a stream to another replica");
+            return Some(Err(HubError::Offline(daemon.clone())));
+        }
+        if let Some(me) = self.weak.upgrade() {
+            tokio::spawn(me.watch_stream(req, daemon.clone(), target));
+        }
+        Some(Ok(stream))
+    }
+
+    /// Watches stream `req` from `target` until it ends: when `daemon`'s link is no longer
+    /// held by `target` (it died, or the link moved), the stream ends without a reply.
+    async fn watch_stream(self: Arc<Self>, req: u64, daemon: DaemonId, target: String) {
+        loop {
+            tokio::time::sleep(streams::WATCH_EVERY).await;
+            if !self.streams.contains(req) {
+                return;
+            }
+            if self.holder(&daemon).await.as_deref() != Some(target.as_str()) {
+                self.streams.remove(req);
+                return;
+            }
+        }
+    }
 }
 
 impl Remote for Replicas {
     fn linked(&self, daemon: &DaemonId) {
-        let _ = self.links.send((daemon.clone(), true));
+        let _ = self.links.send(LinkNote::Linked(daemon.clone()));
+    }
+
+    fn features(&self, daemon: &DaemonId, features: &[String]) {
+        let _ = self
+            .links
+            .send(LinkNote::Features(daemon.clone(), features.to_vec()));
     }
 
     fn unlinked(&self, daemon: &DaemonId) {
-        let _ = self.links.send((daemon.clone(), false));
+        let _ = self.links.send(LinkNote::Unlinked(daemon.clone()));
     }
 
     fn command<'a>(
@@ -181,18 +228,26 @@ impl Remote for Replicas {
     ) -> RemoteReply<'a> {
         Box::pin(self.call(daemon, cmd, timeout))
     }
+
+    fn stream<'a>(&'a self, daemon: &'a DaemonId, cmd: Command) -> RemoteStream<'a> {
+        Box::pin(self.open_stream(daemon, cmd))
+    }
 }
 
-/// The daemons whose link some replica holds (empty on SQLite, or if the query fails).
+/// The daemons whose link some live replica holds (empty on SQLite, or if the query
+/// fails).
 pub async fn linked_daemons(db: &crate::db::Db) -> std::collections::HashSet<String> {
     let Some(pool) = db.pg_pool() else {
         return std::collections::HashSet::new();
     };
-    sqlx::query_scalar::<_, String>("SELECT daemon_id FROM daemon_links")
-        .fetch_all(pool)
-        .await
-        .map(|v| v.into_iter().collect())
-        .unwrap_or_default()
+    sqlx::query_scalar::<_, String>(concat!(
+        "SELECT l.daemon_id FROM daemon_links l WHERE ",
+        fresh!()
+    ))
+    .fetch_all(pool)
+    .await
+    .map(|v| v.into_iter().collect())
+    .unwrap_or_default()
 }
 
 /// The daemons with a link to this replica or (on PostgreSQL) to any other one.
@@ -212,26 +267,67 @@ pub async fn online_somewhere(state: &crate::AppState, daemon: &DaemonId) -> boo
     state.hub.is_online(daemon) || linked_daemons(&state.db).await.contains(&daemon.0)
 }
 
+/// Whether `daemon` is linked to this replica or (on PostgreSQL) to a live other one and
+/// announced `feature` there.
+pub async fn feature_somewhere(state: &crate::AppState, daemon: &DaemonId, feature: &str) -> bool {
+    if state.hub.has_feature(daemon, feature) {
+        return true;
+    }
+    let Some(pool) = state.db.pg_pool() else {
+        return false;
+    };
+    let found: Option<String> = sqlx::query_scalar(concat!(
+        "SELECT l.features FROM daemon_links l WHERE l.daemon_id = $1 AND ",
+        fresh!()
+    ))
+    .bind(daemon.0.as_str())
+    .fetch_optional(pool)
+    .await
+    .ok()
+    .flatten();
+    found
+        .and_then(|f| serde_json::from_str::<Vec<String>>(&f).ok())
+        .is_some_and(|f| f.iter().any(|x| x == feature))
+}
+
 /// Writes link changes to `daemon_links` in the order they happened.
-async fn keep_links(me: Arc<Replicas>, mut rx: mpsc::UnboundedReceiver<(DaemonId, bool)>) {
-    while let Some((daemon, linked)) = rx.recv().await {
-        let done = if linked {
-            sqlx::query(
-                "INSERT INTO daemon_links (daemon_id, replica, since_ms) VALUES ($1, $2, $3)
+async fn keep_links(me: Arc<Replicas>, mut rx: mpsc::UnboundedReceiver<LinkNote>) {
+    while let Some(note) = rx.recv().await {
+        let (daemon, done) = match note {
+            LinkNote::Linked(daemon) => {
+                let done = sqlx::query(
+                    "INSERT INTO daemon_links (daemon_id, replica, since_ms) VALUES ($1, $2, $3)
                  ON CONFLICT (daemon_id) DO UPDATE SET replica = excluded.replica,
                      since_ms = excluded.since_ms",
-            )
-            .bind(daemon.0.as_str())
-            .bind(&me.id)
-            .bind(now_ms())
-            .execute(&me.pool)
-            .await
-        } else {
-            sqlx::query("DELETE FROM daemon_links WHERE daemon_id = $1 AND replica = $2")
+                )
                 .bind(daemon.0.as_str())
                 .bind(&me.id)
+                .bind(now_ms())
                 .execute(&me.pool)
-                .await
+                .await;
+                (daemon, done)
+            }
+            LinkNote::Features(daemon, features) => {
+                let list = serde_json::to_string(&features).unwrap_or_else(|_| "[]".into());
+                let done = sqlx::query(
+                    "UPDATE daemon_links SET features = $3 WHERE daemon_id = $1 AND replica = $2",
+                )
+                .bind(daemon.0.as_str())
+                .bind(&me.id)
+                .bind(list)
+                .execute(&me.pool)
+                .await;
+                (daemon, done)
+            }
+            LinkNote::Unlinked(daemon) => {
+                let done =
+                    sqlx::query("DELETE FROM daemon_links WHERE daemon_id = $1 AND replica = $2")
+                        .bind(daemon.0.as_str())
+                        .bind(&me.id)
+                        .execute(&me.pool)
+                        .await;
+                (daemon, done)
+            }
         };
         if let Err(e) = done {
             warn!(daemon = %daemon, error = %e, "cannot record which replica holds a link");
@@ -277,6 +373,24 @@ async fn serve(me: Arc<Replicas>, mut listener: PgListener, hub: Arc<Hub>) {
                     let _ = w.send(result);
                 }
             }
+            Msg::Stream {
+                from,
+                req,
+                daemon,
+                cmd,
+            } => {
+                let (me, hub) = (me.clone(), hub.clone());
+                tokio::spawn(async move {
+                    let send = |m: Msg| {
+                        let me = me.clone();
+                        let from = from.clone();
+                        async move { me.send(&from, &m).await }
+                    };
+                    streams::serve(&hub, req, DaemonId(daemon), *cmd, send).await;
+                });
+            }
+            Msg::Items { req, items } => me.streams.items(req, items),
+            Msg::End { req, result } => me.streams.end(req, result),
             Msg::Call {
                 from,
                 req,

@@ -10,6 +10,13 @@
 //! - `calls.rs`: REST, dashboard and chat commands for a daemon linked to another replica
 //!   are passed to that replica (a `replica_calls` row plus `NOTIFY`) and answered the
 //!   same way, with the local timeouts and errors.
+//! - `streams.rs`: streaming commands (an execution's items) for a daemon linked to
+//!   another replica, items and reply passed back the same way, in order.
+//! - `wire.rs`: what they all share: the messages between replicas, the liveness
+//!   condition on a link row, writing a heartbeat.
+//! - `heartbeat.rs`: each replica's heartbeat row; the links of a replica not seen for
+//!   15 s stop counting and are removed (a replica killed with -9 leaves no daemon
+//!   "online" for long).
 //! - `leader.rs` (both backends): the Telegram poller and the Discord gateway run on the
 //!   one replica holding a PostgreSQL advisory lock (on SQLite, the one bot).
 //! - `first_wins.rs` (both backends): the first answer to an approval wins in the
@@ -18,8 +25,23 @@
 
 mod calls;
 pub mod first_wins;
+mod heartbeat;
 pub mod leader;
+mod streams;
 mod tail;
+mod wire;
 
-pub use calls::{Replicas, linked_daemons, online_anywhere, online_somewhere};
+pub use calls::{Replicas, feature_somewhere, linked_daemons, online_anywhere, online_somewhere};
 pub use tail::{EVENTS_CHANNEL, spawn_tail};
+
+/// Starts this replica's side of a shared PostgreSQL database: calls and streams between
+/// replicas (`calls.rs`) and the heartbeat (`heartbeat.rs`); hands the hub its way to the
+/// other replicas.
+pub async fn start(
+    pool: sqlx::PgPool,
+    hub: std::sync::Arc<crate::hub::Hub>,
+) -> anyhow::Result<std::sync::Arc<Replicas>> {
+    let me = Replicas::start(pool, hub.clone()).await?;
+    tokio::spawn(heartbeat::run(me.clone(), std::sync::Arc::downgrade(&hub)));
+    Ok(me)
+}

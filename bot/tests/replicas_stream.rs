@@ -1,0 +1,220 @@
+//! Two `ccrm-bot` replicas on one throwaway PostgreSQL cluster, a real ccrmd linked to one
+//! of them (C), the real Claude Code CLI and the fake Messages API; everything asked of
+//! the other replica (A):
+//!
+//! - the daemon's detail, list and workspace list say it is online and runs workspaces
+//!   (the cluster's view, not A's own links); a workspace upload through A is refused
+//!   with `DAEMON_ELSEWHERE` (it streams only through the link's replica);
+//! - a one-shot execution started on A streams its events through A to the end (the
+//!   daemon's `exec.follow` stream passed back from C), and A's replay of it is the same
+//!   as C's, item for item;
+//! - after a kill -9 of C (the daemon knows no other replica), its link stops counting
+//!   once C's heartbeat is stale: A says the daemon is offline and answers its commands
+//!   with `DAEMON_OFFLINE` at once, and the row is removed.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use common::cluster::{daemon_to, get_at, replica};
+use common::{WAIT, World};
+use futures::StreamExt;
+use serde_json::{Value, json};
+
+/// One SSE event: its name and data.
+#[derive(Debug, PartialEq)]
+struct Ev {
+    name: String,
+    data: Value,
+}
+
+/// Reads SSE events from `resp` until a `complete` or `error` one (bounded).
+async fn events_to_end(resp: reqwest::Response) -> Vec<Ev> {
+    let mut body = resp.bytes_stream();
+    let mut buf = String::new();
+    let mut out = Vec::new();
+    let work = async {
+        while let Some(chunk) = body.next().await {
+            buf.push_str(&String::from_utf8_lossy(&chunk.expect("sse chunk")));
+            while let Some(end) = buf.find("\n\n") {
+                let block: String = buf.drain(..end + 2).collect();
+                let (mut name, mut data) = (String::from("message"), String::new());
+                for line in block.lines() {
+                    if let Some(v) = line.strip_prefix("event:") {
+                        name = v.trim().to_owned();
+                    } else if let Some(v) = line.strip_prefix("data:") {
+                        data.push_str(v.trim_start());
+                    }
+                }
+                if data.is_empty() {
+                    continue;
+                }
+                let end = name == "complete" || name == "error";
+                out.push(Ev {
+                    name,
+                    data: serde_json::from_str(&data).expect("event data is JSON"),
+                });
+                if end {
+                    return;
+                }
+            }
+        }
+    };
+    tokio::time::timeout(WAIT, work)
+        .await
+        .expect("SSE timed out");
+    out
+}
+
+/// Uploads a small project as workspace `id` through replica `addr`.
+async fn upload_at(w: &World, addr: SocketAddr, daemon: &str, id: &str) -> (u16, Value) {
+    let zip = reqwest::multipart::Part::bytes(testkit::zips::small_project())
+        .file_name("workspace.zip")
+        .mime_str("application/zip")
+        .expect("mime");
+    let form = reqwest::multipart::Form::new()
+        .text("workspaceId", id.to_owned())
+        .text("name", format!("Workspace {id}"))
+        .text("description", "made by a test")
+        .text("processPolicy", "overwrite")
+        .part("zip", zip);
+    let r = w
+        .http
+        .post(format!("http://{addr}/api/daemons/{daemon}/workspaces"))
+        .bearer_auth(&w.user_token)
+        .multipart(form)
+        .send()
+        .await
+        .expect("upload");
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
+/// `GET path` on `addr` as an SSE stream (after `last` when given).
+async fn sse_at(w: &World, addr: SocketAddr, path: &str) -> reqwest::Response {
+    w.http
+        .get(format!("http://{addr}{path}"))
+        .bearer_auth(&w.user_token)
+        .send()
+        .await
+        .expect("stream")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_without_the_link_streams_executions_and_sees_a_dead_replicas_links_go() {
+    let mut w = World::bot_only_on_postgres(&[]).await;
+    let c = w.addr;
+    let a = replica(&w, "bot-a");
+    // The daemon knows only C, so C's death leaves its link row behind.
+    let mut daemon = Some(daemon_to(&w, &format!("ws://{c}")));
+    let id = w.wait_daemon_online().await;
+
+    // A's view is the cluster's: online, running workspaces.
+    let (status, d) = get_at(&w, a.addr, &format!("/api/daemons/{id}")).await;
+    assert_eq!(status, 200, "{d}");
+    assert_eq!(d["online"], true, "{d}");
+    assert_eq!(d["status"], "healthy", "{d}");
+    assert_eq!(d["workspaces"], true, "{d}");
+    let (_, list) = get_at(&w, a.addr, "/api/daemons").await;
+    assert!(
+        list["daemons"].as_array().is_some_and(|l| l
+            .iter()
+            .any(|x| x["id"] == json!(id) && x["online"] == true)),
+        "{list}"
+    );
+
+    // A workspace (uploaded through C), listed through A. An upload through A is refused
+    // with a code that says where to send it (the zip's stream stays on the link's replica).
+    let (status, v) = upload_at(&w, a.addr, &id, "site").await;
+    assert_eq!(
+        (status, v["error"]["code"].as_str()),
+        (503, Some("DAEMON_ELSEWHERE")),
+        "{v}"
+    );
+    let (status, v) = upload_at(&w, c, &id, "site").await;
+    assert_eq!(status, 200, "{v}");
+    let (status, v) = get_at(&w, a.addr, &format!("/api/daemons/{id}/workspaces")).await;
+    assert_eq!(status, 200, "{v}");
+    assert!(v.to_string().contains("\"site\""), "{v}");
+
+    // An execution started on A streams through A to its end.
+    let resp = w
+        .http
+        .post(format!("http://{}/api/execute", a.addr))
+        .bearer_auth(&w.user_token)
+        .json(
+            &json!({"executionId": "exec-a", "workspaceId": "site", "daemon": id,
+            "prompt": "WRITE:notes.txt from the model", "allowedTools": ["Write"]}),
+        )
+        .send()
+        .await
+        .expect("execute");
+    assert_eq!(resp.status(), 200);
+    let live = events_to_end(resp).await;
+    let names: Vec<&str> = live.iter().map(|e| e.name.as_str()).collect();
+    assert_eq!(names.last(), Some(&"complete"), "{live:#?}");
+    assert!(names.contains(&"output"), "{names:?}");
+    assert_eq!(
+        live.last().map(|e| e.data["exitCode"].clone()),
+        Some(json!(0))
+    );
+    // Replayed on A and on C: the same events, item for item, as the live stream.
+    let on_a = events_to_end(sse_at(&w, a.addr, "/api/executions/exec-a/stream").await).await;
+    let on_c = events_to_end(sse_at(&w, c, "/api/executions/exec-a/stream").await).await;
+    let strip = |v: &[Ev]| -> Vec<(String, Value)> {
+        v.iter()
+            .map(|e| {
+                let mut d = e.data.clone();
+                if let Some(o) = d.as_object_mut() {
+                    o.remove("timestamp");
+                }
+                (e.name.clone(), d)
+            })
+            .collect()
+    };
+    assert_eq!(strip(&on_a), strip(&on_c), "A's replay differs from C's");
+    assert_eq!(
+        strip(&on_a),
+        strip(&live),
+        "the replay differs from the live stream"
+    );
+    let (status, e) = get_at(&w, a.addr, "/api/executions/exec-a").await;
+    assert_eq!(status, 200, "{e}");
+    assert_eq!(e["status"], "completed", "{e}");
+
+    // kill -9 of C: its link stops counting once C's heartbeat is stale (bounded wait).
+    World::kill9(&mut w.bot);
+    w.addr = a.addr;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let (_, d) = get_at(&w, a.addr, &format!("/api/daemons/{id}")).await;
+        if d["online"] == false {
+            assert_eq!(d["status"], "offline", "{d}");
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the dead replica's link still counts: {d}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let (status, v) = get_at(&w, a.addr, &format!("/api/daemons/{id}/workspaces")).await;
+    assert_eq!(
+        (status, v["error"]["code"].as_str()),
+        (503, Some("DAEMON_OFFLINE")),
+        "{v}"
+    );
+    // And A (or any replica) removed the row as it beat.
+    let db = w.db().await;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while db.daemon_link_count().await.expect("links") > 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the dead replica's link row stayed"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    db.close().await;
+    World::kill9(&mut daemon);
+}
