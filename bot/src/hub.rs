@@ -113,6 +113,8 @@ pub struct Hub {
     heartbeats: Mutex<HashMap<DaemonId, Heartbeat>>,
     streams: Mutex<HashMap<u64, (DaemonId, mpsc::Sender<Value>)>>,
     body_acks: Mutex<HashMap<u64, watch::Sender<u64>>>,
+    /// Bodies whose command went to another replica's link.
+    remote_bodies: Mutex<std::collections::HashSet<u64>>,
     /// Other replicas (PostgreSQL only): commands for daemons linked elsewhere.
     remote: std::sync::OnceLock<Arc<dyn Remote>>,
 }
@@ -125,6 +127,25 @@ pub type RemoteReply<'a> = std::pin::Pin<
 /// What [`Remote::stream`] returns: `None` when no replica holds the link.
 pub type RemoteStream<'a> = std::pin::Pin<
     Box<dyn std::future::Future<Output = Option<Result<HubStream, HubError>>> + Send + 'a>,
+>;
+
+/// What [`Remote::body`] returns: `None` when no replica holds the link; else the bytes
+/// the daemon acknowledged and its reply.
+pub type RemoteBody<'a> = std::pin::Pin<
+    Box<
+        dyn std::future::Future<
+                Output = Option<
+                    Result<
+                        (
+                            watch::Receiver<u64>,
+                            oneshot::Receiver<Result<Value, ErrorBody>>,
+                        ),
+                        HubError,
+                    >,
+                >,
+            > + Send
+            + 'a,
+    >,
 >;
 
 /// The way to daemons linked to another replica ([`crate::replica`]).
@@ -147,6 +168,13 @@ pub trait Remote: Send + Sync {
     /// Starts streaming command `cmd` on the replica that holds `daemon`'s link; `None`
     /// if none does.
     fn stream<'a>(&'a self, daemon: &'a DaemonId, cmd: Command) -> RemoteStream<'a>;
+    /// Starts command `cmd`, whose body follows as request `req`, on the replica that
+    /// holds `daemon`'s link; `None` if none does.
+    fn body<'a>(&'a self, daemon: &'a DaemonId, req: u64, cmd: Command) -> RemoteBody<'a>;
+    /// Passes the next frame of body `req` on (in order); false when the body is gone.
+    fn body_frame(&self, req: u64, frame: HubMsg) -> bool;
+    /// Body `req` is finished or abandoned.
+    fn body_done(&self, req: u64);
 }
 
 impl Default for Hub {
@@ -170,6 +198,7 @@ impl Hub {
             heartbeats: Mutex::default(),
             streams: Mutex::default(),
             body_acks: Mutex::default(),
+            remote_bodies: Mutex::default(),
             remote: std::sync::OnceLock::new(),
         }
     }
@@ -548,6 +577,32 @@ impl Hub {
         ),
         HubError,
     > {
+        if !self.is_online(daemon)
+            && let Some(remote) = self.remote.get()
+        {
+            let req_id = self.next_req.fetch_add(1, Ordering::Relaxed);
+            if let Some(opened) = remote.body(daemon, req_id, cmd.clone()).await {
+                let (acked, reply) = opened?;
+                lock(&self.remote_bodies).insert(req_id);
+                return Ok((req_id, acked, reply));
+            }
+        }
+        self.body_command_local(daemon, cmd).await
+    }
+
+    /// [`Hub::body_command`] for a daemon linked to this replica only.
+    pub async fn body_command_local(
+        &self,
+        daemon: &DaemonId,
+        cmd: Command,
+    ) -> Result<
+        (
+            u64,
+            watch::Receiver<u64>,
+            oneshot::Receiver<Result<Value, ErrorBody>>,
+        ),
+        HubError,
+    > {
         let (acked_tx, acked) = watch::channel(0);
         let (req_id, reply) = self.start(daemon, cmd).await?;
         lock(&self.body_acks).insert(req_id, acked_tx);
@@ -564,6 +619,39 @@ impl Hub {
     /// Ends the body bookkeeping of `req_id` (its upload finished or was abandoned).
     pub fn body_done(&self, req_id: u64) {
         lock(&self.body_acks).remove(&req_id);
+        if lock(&self.remote_bodies).remove(&req_id)
+            && let Some(r) = self.remote.get()
+        {
+            r.body_done(req_id);
+        }
+    }
+
+    /// Sends a frame of body `req_id` to `daemon`: on its link here, or through the
+    /// replica its command went to.
+    pub async fn send_body(
+        &self,
+        daemon: &DaemonId,
+        req_id: u64,
+        frame: HubMsg,
+    ) -> Result<(), HubError> {
+        if lock(&self.remote_bodies).contains(&req_id) {
+            return match self.remote.get() {
+                Some(r) if r.body_frame(req_id, frame) => Ok(()),
+                _ => Err(HubError::Offline(daemon.clone())),
+            };
+        }
+        self.send(daemon, frame).await
+    }
+
+    /// [`Hub::send_body`] if there is room now (for aborts from `Drop`).
+    pub fn try_send_body(&self, daemon: &DaemonId, req_id: u64, frame: HubMsg) {
+        if lock(&self.remote_bodies).contains(&req_id) {
+            if let Some(r) = self.remote.get() {
+                let _ = r.body_frame(req_id, frame);
+            }
+            return;
+        }
+        self.try_send(daemon, frame);
     }
 }
 

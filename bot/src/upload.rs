@@ -3,7 +3,9 @@
 //! [`BODY_CHUNK`]-sized `body_chunk` frames, never more than [`BODY_WINDOW`] bytes ahead
 //! of what the daemon has acknowledged writing, and ends with the size and SHA-256. The bot
 //! therefore holds at most one chunk being filled plus the window in flight, whatever the
-//! size of the upload. Dropping an unfinished upload tells the daemon to abandon it.
+//! size of the upload. Dropping an unfinished upload tells the daemon to abandon it. A
+//! daemon linked to another replica is reached through it, frames and acknowledgements
+//! alike (`crate::replica`), with the same window.
 
 use std::time::Duration;
 
@@ -128,8 +130,9 @@ impl<'a> BodyUpload<'a> {
         self.hash.update(&self.buf);
         let data = base64::engine::general_purpose::STANDARD.encode(&self.buf);
         self.hub
-            .send(
+            .send_body(
                 &self.daemon,
+                self.req_id,
                 HubMsg::BodyChunk {
                     req_id: self.req_id,
                     data,
@@ -146,8 +149,9 @@ impl<'a> BodyUpload<'a> {
         self.flush().await?;
         let sha256 = hex::encode(std::mem::take(&mut self.hash).finalize());
         self.hub
-            .send(
+            .send_body(
                 &self.daemon,
+                self.req_id,
                 HubMsg::BodyEnd {
                     req_id: self.req_id,
                     size: self.sent,
@@ -173,15 +177,16 @@ impl<'a> BodyUpload<'a> {
 
 impl Drop for BodyUpload<'_> {
     fn drop(&mut self) {
-        self.hub.body_done(self.req_id);
         if !self.finished {
-            self.hub.try_send(
+            self.hub.try_send_body(
                 &self.daemon,
+                self.req_id,
                 HubMsg::BodyAbort {
                     req_id: self.req_id,
                     reason: "the upload was not completed".to_owned(),
                 },
             );
         }
+        self.hub.body_done(self.req_id);
     }
 }

@@ -3,8 +3,8 @@
 //! the other replica (A):
 //!
 //! - the daemon's detail, list and workspace list say it is online and runs workspaces
-//!   (the cluster's view, not A's own links); a workspace upload through A is refused
-//!   with `DAEMON_ELSEWHERE` (it streams only through the link's replica);
+//!   (the cluster's view, not A's own links); workspace uploads through A reach the
+//!   daemon byte for byte (the zip's frames passed to C, the daemon's window end to end);
 //! - a one-shot execution started on A streams its events through A to the end (the
 //!   daemon's `exec.follow` stream passed back from C), and A's replay of it is the same
 //!   as C's, item for item;
@@ -67,9 +67,15 @@ async fn events_to_end(resp: reqwest::Response) -> Vec<Ev> {
     out
 }
 
-/// Uploads a small project as workspace `id` through replica `addr`.
-async fn upload_at(w: &World, addr: SocketAddr, daemon: &str, id: &str) -> (u16, Value) {
-    let zip = reqwest::multipart::Part::bytes(testkit::zips::small_project())
+/// Uploads `zip` as workspace `id` through replica `addr`.
+async fn upload_at(
+    w: &World,
+    addr: SocketAddr,
+    daemon: &str,
+    id: &str,
+    zip: Vec<u8>,
+) -> (u16, Value) {
+    let zip = reqwest::multipart::Part::bytes(zip)
         .file_name("workspace.zip")
         .mime_str("application/zip")
         .expect("mime");
@@ -102,7 +108,7 @@ async fn sse_at(w: &World, addr: SocketAddr, path: &str) -> reqwest::Response {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_replica_without_the_link_streams_executions_and_sees_a_dead_replicas_links_go() {
+async fn a_replica_without_the_link_uploads_streams_executions_and_sees_a_dead_replicas_links_go() {
     let mut w = World::bot_only_on_postgres(&[]).await;
     let c = w.addr;
     let a = replica(&w, "bot-a");
@@ -124,16 +130,22 @@ async fn a_replica_without_the_link_streams_executions_and_sees_a_dead_replicas_
         "{list}"
     );
 
-    // A workspace (uploaded through C), listed through A. An upload through A is refused
-    // with a code that says where to send it (the zip's stream stays on the link's replica).
-    let (status, v) = upload_at(&w, a.addr, &id, "site").await;
-    assert_eq!(
-        (status, v["error"]["code"].as_str()),
-        (503, Some("DAEMON_ELSEWHERE")),
-        "{v}"
-    );
-    let (status, v) = upload_at(&w, c, &id, "site").await;
+    // Workspaces uploaded through A (the zip passed on to C's link with the daemon's
+    // window end to end; 3 MiB is three windows), byte for byte on disk, listed through A.
+    let (status, v) = upload_at(&w, a.addr, &id, "site", testkit::zips::small_project()).await;
     assert_eq!(status, 200, "{v}");
+    assert_eq!(v["status"], "success", "{v}");
+    let blob = testkit::zips::noise(3 << 20, 17);
+    let zip = testkit::zips::RawZip::new()
+        .with(testkit::zips::Entry::file("blob.bin", blob.clone()).stored())
+        .build();
+    let (status, v) = upload_at(&w, a.addr, &id, "blob", zip).await;
+    assert_eq!(status, 200, "{v}");
+    let path = std::path::PathBuf::from(v["path"].as_str().expect("path"));
+    assert!(
+        std::fs::read(path.join("blob.bin")).expect("unpacked") == blob,
+        "the file uploaded through A differs"
+    );
     let (status, v) = get_at(&w, a.addr, &format!("/api/daemons/{id}/workspaces")).await;
     assert_eq!(status, 200, "{v}");
     assert!(v.to_string().contains("\"site\""), "{v}");

@@ -93,10 +93,6 @@ pub enum ErrorCodeName {
     /// OCC: the daemon is offline (503).
     #[serde(rename = "DAEMON_OFFLINE")]
     OccDaemonOffline,
-    /// The daemon is linked to another replica, and a workspace upload streams only
-    /// through the replica that holds the link (503).
-    #[serde(rename = "DAEMON_ELSEWHERE")]
-    DaemonElsewhere,
     /// OCC: an archive entry leaves the workspace (422).
     #[serde(rename = "ZIP_PATH_TRAVERSAL")]
     ZipPathTraversal,

@@ -163,7 +163,7 @@ struct Form {
         (status = 404, description = "no such daemon (`not_found`) or workspace (`WORKSPACE_NOT_FOUND`)", body = ErrorResponse),
         (status = 409, description = "the daemon key matches several daemons", body = ErrorResponse),
         (status = 501, description = "the daemon is too old for workspaces", body = ErrorResponse),
-        (status = 503, description = "the daemon is offline (`DAEMON_OFFLINE`), or linked to another replica (`DAEMON_ELSEWHERE`: upload through that replica)", body = ErrorResponse),
+        (status = 503, description = "the daemon is offline (`DAEMON_OFFLINE`)", body = ErrorResponse),
         (status = 504, description = "the daemon did not answer in time", body = ErrorResponse),
         (status = 413, description = "over `workspace_max_upload_bytes` (`ZIP_TOO_LARGE`)", body = ErrorResponse),
         (status = 422, description = "a hostile or broken archive (`ZIP_PATH_TRAVERSAL`, `ZIP_SYMLINK`, `ZIP_CORRUPT`, ...)", body = ErrorResponse),
@@ -190,17 +190,6 @@ pub async fn upload(
         )
     })?;
     let daemon = workspace_daemon(&state, &key).await?;
-    if !state.hub.is_online(&daemon) {
-        // Online through another replica: the zip's flow-controlled stream is not passed
-        // between replicas (yet); say so rather than "offline".
-        return Err(AppError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "DAEMON_ELSEWHERE",
-            format!(
-                "daemon {daemon} is linked to another replica; upload the workspace through that replica (or retry once the daemon is linked here)"
-            ),
-        ));
-    }
     let mut form = Form::default();
     while let Some(field) = multipart.next_field().await.map_err(form_error)? {
         match field.name().unwrap_or_default() {

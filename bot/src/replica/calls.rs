@@ -20,9 +20,10 @@ use sqlx::postgres::PgListener;
 use tokio::sync::{mpsc, oneshot};
 use tracing::warn;
 
+use super::bodies::{Bodies, Serving};
 use super::streams::{self, Streams};
 use super::wire::{Msg, Outcome, fresh, lock, now_ms};
-use crate::hub::{Hub, HubError, HubStream, Remote, RemoteReply, RemoteStream};
+use crate::hub::{Hub, HubError, HubStream, Remote, RemoteBody, RemoteReply, RemoteStream};
 
 type Waiters = Mutex<HashMap<u64, oneshot::Sender<Outcome>>>;
 
@@ -33,6 +34,10 @@ pub struct Replicas {
     waiters: Waiters,
     /// This replica's streams from daemons linked elsewhere (see `streams.rs`).
     streams: Streams,
+    /// This replica's bodies sent to daemons linked elsewhere, and those it passes to its
+    /// own links for other replicas (see `bodies.rs`).
+    bodies: Bodies,
+    serving: Arc<Serving>,
     next: std::sync::atomic::AtomicU64,
     links: mpsc::UnboundedSender<LinkNote>,
     /// This value itself, for the tasks it starts.
@@ -65,6 +70,8 @@ impl Replicas {
             pool,
             waiters: Mutex::default(),
             streams: Streams::default(),
+            bodies: Bodies::default(),
+            serving: Arc::default(),
             next: std::sync::atomic::AtomicU64::new(1),
             links,
             weak: weak.clone(),
@@ -189,6 +196,69 @@ impl Replicas {
         Some(Ok(stream))
     }
 
+    /// Starts `cmd`, whose body follows as the hub's request `req`, on the replica holding
+    /// `daemon`'s link; `None` if none does (see `bodies.rs`).
+    async fn open_body(
+        &self,
+        daemon: &DaemonId,
+        req: u64,
+        cmd: Command,
+    ) -> Option<
+        Result<
+            (
+                tokio::sync::watch::Receiver<u64>,
+                oneshot::Receiver<Result<Value, common::ipc::ErrorBody>>,
+            ),
+            HubError,
+        >,
+    > {
+        let target = self.holder(daemon).await?;
+        let (acked, reply, mut frames) = self.bodies.open(req);
+        let msg = Msg::BodyStart {
+            from: self.id.clone(),
+            req,
+            daemon: daemon.0.clone(),
+            cmd: Box::new(cmd),
+        };
+        if let Err(e) = self.send(&target, &msg).await {
+            self.bodies.remove(req);
+            warn!(error = %e, "cannot pass an upload to another replica");
+            return Some(Err(HubError::Offline(daemon.clone())));
+        }
+        let me = self.weak.upgrade()?;
+        let (sender, to) = (me.clone(), target.clone());
+        tokio::spawn(async move {
+            while let Some(frame) = frames.recv().await {
+                let msg = Msg::BodyFrame {
+                    from: sender.id.clone(),
+                    req,
+                    frame: Box::new(frame),
+                };
+                if let Err(e) = sender.send(&to, &msg).await {
+                    warn!(error = %e, "cannot pass an upload's bytes to another replica");
+                    sender.bodies.remove(req);
+                    return;
+                }
+            }
+        });
+        tokio::spawn(me.watch_body(req, daemon.clone(), target));
+        Some(Ok((acked, reply)))
+    }
+
+    /// Like [`Replicas::watch_stream`], for body `req`.
+    async fn watch_body(self: Arc<Self>, req: u64, daemon: DaemonId, target: String) {
+        loop {
+            tokio::time::sleep(streams::WATCH_EVERY).await;
+            if !self.bodies.contains(req) {
+                return;
+            }
+            if self.holder(&daemon).await.as_deref() != Some(target.as_str()) {
+                self.bodies.remove(req);
+                return;
+            }
+        }
+    }
+
     /// Watches stream `req` from `target` until it ends: when `daemon`'s link is no longer
     /// held by `target` (it died, or the link moved), the stream ends without a reply.
     async fn watch_stream(self: Arc<Self>, req: u64, daemon: DaemonId, target: String) {
@@ -231,6 +301,18 @@ impl Remote for Replicas {
 
     fn stream<'a>(&'a self, daemon: &'a DaemonId, cmd: Command) -> RemoteStream<'a> {
         Box::pin(self.open_stream(daemon, cmd))
+    }
+
+    fn body<'a>(&'a self, daemon: &'a DaemonId, req: u64, cmd: Command) -> RemoteBody<'a> {
+        Box::pin(self.open_body(daemon, req, cmd))
+    }
+
+    fn body_frame(&self, req: u64, frame: common::link::HubMsg) -> bool {
+        self.bodies.frame(req, frame)
+    }
+
+    fn body_done(&self, req: u64) {
+        self.bodies.remove(req);
     }
 }
 
@@ -391,6 +473,20 @@ async fn serve(me: Arc<Replicas>, mut listener: PgListener, hub: Arc<Hub>) {
             }
             Msg::Items { req, items } => me.streams.items(req, items),
             Msg::End { req, result } => me.streams.end(req, result),
+            Msg::BodyStart {
+                from,
+                req,
+                daemon,
+                cmd,
+            } => serve_body(&me, &hub, from, req, DaemonId(daemon), *cmd).await,
+            Msg::BodyFrame { from, req, frame } => {
+                if let Some((daemon, frame)) = me.serving.route(&from, req, *frame) {
+                    // In order, on this loop: frames must reach the daemon as sent.
+                    let _ = hub.send(&daemon, frame).await;
+                }
+            }
+            Msg::BodyAck { req, received } => me.bodies.ack(req, received),
+            Msg::BodyDone { req, result } => me.bodies.end(req, result),
             Msg::Call {
                 from,
                 req,
@@ -415,4 +511,65 @@ async fn serve(me: Arc<Replicas>, mut listener: PgListener, hub: Arc<Hub>) {
             }
         }
     }
+}
+
+/// The holder's side of `from`'s body `req`: starts `cmd` on `daemon`'s link here, then
+/// relays the daemon's acknowledgements and reply back until it answers.
+async fn serve_body(
+    me: &Arc<Replicas>,
+    hub: &Arc<Hub>,
+    from: String,
+    req: u64,
+    daemon: DaemonId,
+    cmd: Command,
+) {
+    let (local, mut acked, reply) = match hub.body_command_local(&daemon, cmd).await {
+        Ok(started) => started,
+        Err(e) => {
+            let result = match e {
+                HubError::Daemon(error) => Outcome::Daemon { error },
+                _ => Outcome::Offline,
+            };
+            if let Err(e) = me.send(&from, &Msg::BodyDone { req, result }).await {
+                warn!(error = %e, "cannot answer another replica's upload");
+            }
+            return;
+        }
+    };
+    me.serving.insert(&from, req, daemon, local);
+    let (me, hub) = (me.clone(), hub.clone());
+    tokio::spawn(async move {
+        let mut reply = reply;
+        let result = loop {
+            tokio::select! {
+                r = &mut reply => break r,
+                changed = acked.changed() => {
+                    if changed.is_err() {
+                        // Given up here: only the daemon's last answer is left to pass on.
+                        break tokio::time::timeout(super::bodies::REPLY_WAIT, &mut reply)
+                            .await
+                            .unwrap_or_else(|_| Ok(Err(common::ipc::ErrorBody::new(
+                                common::ipc::ErrorCode::Internal,
+                                "the daemon did not answer the upload",
+                            ))));
+                    }
+                    let received = *acked.borrow_and_update();
+                    let ack = Msg::BodyAck { req, received };
+                    if let Err(e) = me.send(&from, &ack).await {
+                        warn!(error = %e, "cannot pass an upload's acknowledgement back");
+                    }
+                }
+            }
+        };
+        me.serving.remove(&from, req);
+        hub.body_done(local);
+        let result = match result {
+            Ok(Ok(data)) => Outcome::Ok { data },
+            Ok(Err(error)) => Outcome::Daemon { error },
+            Err(_) => Outcome::Offline,
+        };
+        if let Err(e) = me.send(&from, &Msg::BodyDone { req, result }).await {
+            warn!(error = %e, "cannot answer another replica's upload");
+        }
+    });
 }

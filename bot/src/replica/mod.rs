@@ -14,6 +14,9 @@
 //!   another replica, items and reply passed back the same way, in order.
 //! - `wire.rs`: what they all share: the messages between replicas, the liveness
 //!   condition on a link row, writing a heartbeat.
+//! - `bodies.rs`: commands with a body (a workspace upload) for a daemon linked to
+//!   another replica: frames passed on in order, acknowledgements and reply passed back,
+//!   the window kept end to end.
 //! - `heartbeat.rs`: each replica's heartbeat row; the links of a replica not seen for
 //!   15 s stop counting and are removed (a replica killed with -9 leaves no daemon
 //!   "online" for long).
@@ -23,6 +26,7 @@
 //!   database (a conditional `UPDATE ... WHERE status = 'pending' ... RETURNING`), on any
 //!   replica and surface; later ones get `already_decided` naming who answered.
 
+mod bodies;
 mod calls;
 pub mod first_wins;
 mod heartbeat;

@@ -33,6 +33,23 @@ pub enum Msg {
     Items { req: u64, items: Vec<Value> },
     /// The end of stream `req`: the command's reply.
     End { req: u64, result: Outcome },
+    /// Start command `cmd`, whose body follows, on `daemon`'s link for `from`'s body `req`.
+    BodyStart {
+        from: String,
+        req: u64,
+        daemon: String,
+        cmd: Box<Command>,
+    },
+    /// The next frame (chunk, end or abort) of `from`'s body `req`.
+    BodyFrame {
+        from: String,
+        req: u64,
+        frame: Box<common::link::HubMsg>,
+    },
+    /// The daemon acknowledged `received` bytes of body `req`.
+    BodyAck { req: u64, received: u64 },
+    /// The daemon's reply to body `req`'s command.
+    BodyDone { req: u64, result: Outcome },
 }
 
 /// A command's outcome as it crosses replicas.
