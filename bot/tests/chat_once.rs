@@ -10,7 +10,7 @@ mod common;
 use std::time::Duration;
 
 use ccrm_bot::db::Db;
-use common::chat::{DC_ALICE, TG_ALICE, discord_world, telegram_world, wait_until};
+use common::chat::{DC_ALICE, TG_ALICE, discord_world, telegram_world, tg_new_topic, wait_until};
 use common::{WAIT, World};
 use serde_json::{Value, json};
 use testkit::FakeTelegram;
@@ -24,22 +24,7 @@ async fn discord() -> (World, FakeDiscord) {
 
 /// `/new` in a Telegram forum; returns the topic, once the session said it started.
 async fn tg_topic(w: &World, tg: &FakeTelegram, group: i64, name: &str) -> i32 {
-    let cmd = format!("/new {} {name}", w.work.display());
-    tg.user_message(group, TG_ALICE, &cmd, None);
-    let call = tg
-        .wait_for(WAIT, |c| {
-            c.method == "createForumTopic" && c.ok() && c.str_param("name") == Some(name)
-        })
-        .await
-        .expect("topic created");
-    let topic = call.result["message_thread_id"].as_i64().expect("thread") as i32;
-    wait_until("the session started", || {
-        tg.messages_in(group, Some(topic))
-            .iter()
-            .any(|m| m.visible_text.contains("started"))
-    })
-    .await;
-    topic
+    tg_new_topic(tg, group, &w.work, Some(name)).await
 }
 
 /// `/new` in a Discord channel; returns the thread, once the session said it started.

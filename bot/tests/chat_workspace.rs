@@ -24,7 +24,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use common::chat::{
-    DC_ALICE, TG_ALICE as ALICE, discord_world, telegram_world, tg_msg, wait_until,
+    DC_ALICE, TG_ALICE as ALICE, dc_answered, discord_world, telegram_world, tg_msg,
+    tg_topic_started, wait_until,
 };
 use common::{WAIT, World};
 use serde_json::Value;
@@ -240,13 +241,7 @@ async fn telegram_zip_with_new_becomes_a_workspace_session() {
         "/new",
         None,
     );
-    let created = tg
-        .wait_for(WAIT, |c| c.method == "createForumTopic" && c.ok())
-        .await
-        .expect("topic");
-    let topic = created.result["message_thread_id"]
-        .as_i64()
-        .expect("thread") as i32;
+    let topic = tg_topic_started(&tg, group, None).await;
     let news = tg_msg(&tg, group, Some(topic), |m| {
         m.visible_text.contains("started by")
     })
@@ -400,13 +395,7 @@ async fn telegram_refused_zips_get_a_reply_and_make_nothing() {
         "/new",
         None,
     );
-    let created = tg
-        .wait_for(WAIT, |c| c.method == "createForumTopic" && c.ok())
-        .await
-        .expect("topic");
-    let topic = created.result["message_thread_id"]
-        .as_i64()
-        .expect("thread") as i32;
+    let topic = tg_topic_started(&tg, group, None).await;
     tg_msg(&tg, group, Some(topic), |m| {
         m.visible_text
             .contains("Workspace fine unpacked from fine.zip")
@@ -437,14 +426,8 @@ async fn discord_refused_zips_get_a_reply_and_make_nothing() {
             "zip",
             attachment(r.name, r.zip.clone()),
         );
-        let answer = || {
-            dc.interaction(i.id)
-                .and_then(|s| s.original)
-                .and_then(|m| dc.message(m))
-                .filter(|m| !m.content.is_empty())
-        };
-        wait_until("the refusal", || answer().is_some()).await;
-        assert_refusal(&r, &unescape(&answer().expect("answer").content));
+        let answer = dc_answered(&dc, i.id).await;
+        assert_refusal(&r, &unescape(&answer.content));
     }
     assert_nothing_made(&w, outside.path()).await;
     assert!(

@@ -8,7 +8,7 @@ mod common;
 use std::time::SystemTime;
 
 use ccrm_bot::db::Db;
-use common::chat::{dc_msg as wait_msg, discord_world, wait_until};
+use common::chat::{dc_answer as answer_of, dc_msg as wait_msg, discord_world, wait_until};
 use common::{WAIT, World};
 use testkit::discord::{Call, FakeDiscord, GUILD_ID, Message};
 
@@ -80,13 +80,6 @@ async fn new_thread(t: &Dc, channel: u64, name: &str) -> u64 {
     })
     .await;
     thread
-}
-
-/// The original response of interaction `id`, as it is now.
-fn answer_of(dc: &FakeDiscord, id: u64) -> Option<Message> {
-    dc.interaction(id)
-        .and_then(|s| s.original)
-        .and_then(|m| dc.message(m))
 }
 
 /// A message create or edit in a channel (not an interaction response).

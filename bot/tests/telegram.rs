@@ -8,7 +8,7 @@ use std::path::Path;
 use std::time::{Duration, SystemTime};
 
 use ccrm_bot::db::Db;
-use common::chat::{telegram_world, tg_msg as wait_msg};
+use common::chat::{telegram_world, tg_msg as wait_msg, tg_new_topic};
 use common::{WAIT, World};
 use testkit::FakeTelegram;
 use testkit::telegram::Call;
@@ -34,26 +34,7 @@ async fn start_with(extra: &[(&str, &str)]) -> Tg {
 
 /// `/new` in the forum's general topic; returns the topic the bot created.
 async fn new_topic(t: &Tg, group: i64, name: &str) -> i32 {
-    t.tg.user_message(
-        group,
-        ALICE,
-        &format!("/new {} {name}", t.w.work.display()),
-        None,
-    );
-    let call =
-        t.tg.wait_for(WAIT, |c| {
-            c.method == "createForumTopic" && c.ok() && c.str_param("name") == Some(name)
-        })
-        .await
-        .expect("topic created");
-    let topic = call.result["message_thread_id"]
-        .as_i64()
-        .expect("thread id") as i32;
-    wait_msg(&t.tg, group, Some(topic), |m| {
-        m.visible_text.contains("started")
-    })
-    .await;
-    topic
+    tg_new_topic(&t.tg, group, &t.w.work, Some(name)).await
 }
 
 fn is_message_call(c: &Call) -> bool {

@@ -1,8 +1,11 @@
 //! What the chat suites share: the fake platforms' tokens and users, a bot + daemon wired to
-//! the loopback Telegram or Discord fake ([`telegram_world`], [`discord_world`]), and the
+//! the loopback Telegram or Discord fake ([`telegram_world`], [`discord_world`]), the
 //! bounded waits for a bot message ([`tg_msg`], [`dc_msg`]) or any condition
-//! ([`wait_until`]).
+//! ([`wait_until`]), `/new` in a Telegram forum up to its topic's news
+//! ([`tg_new_topic`], [`tg_topic_started`]), and a Discord command's answer in place
+//! ([`dc_answer`], [`dc_answered`]).
 
+use std::path::Path;
 use std::time::Duration;
 
 use testkit::FakeTelegram;
@@ -108,4 +111,52 @@ pub async fn dc_msg(
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// Waits (bounded) for the bot to create a forum topic (named `name`, when given) and for
+/// the news in it that its session started; the topic's thread id.
+pub async fn tg_topic_started(tg: &FakeTelegram, group: i64, name: Option<&str>) -> i32 {
+    let created = tg
+        .wait_for(WAIT, |c| {
+            c.method == "createForumTopic"
+                && c.ok()
+                && name.is_none_or(|n| c.str_param("name") == Some(n))
+        })
+        .await
+        .expect("topic created");
+    let topic = created.result["message_thread_id"]
+        .as_i64()
+        .expect("thread id") as i32;
+    tg_msg(tg, group, Some(topic), |m| {
+        m.visible_text.contains("started by")
+    })
+    .await;
+    topic
+}
+
+/// `/new <dir> [name]` from [`TG_ALICE`] in `group`'s General topic, then
+/// [`tg_topic_started`] (filtered by `name`, when given); the topic's thread id.
+pub async fn tg_new_topic(tg: &FakeTelegram, group: i64, dir: &Path, name: Option<&str>) -> i32 {
+    let cmd = match name {
+        Some(n) => format!("/new {} {n}", dir.display()),
+        None => format!("/new {}", dir.display()),
+    };
+    tg.user_message(group, TG_ALICE, &cmd, None);
+    tg_topic_started(tg, group, name).await
+}
+
+/// The original response of Discord interaction `id` (a command answered in place), as
+/// it is now.
+pub fn dc_answer(dc: &FakeDiscord, id: u64) -> Option<testkit::discord::Message> {
+    dc.interaction(id)
+        .and_then(|s| s.original)
+        .and_then(|m| dc.message(m))
+}
+
+/// Waits (bounded) until interaction `id`'s original response says something; that
+/// response.
+pub async fn dc_answered(dc: &FakeDiscord, id: u64) -> testkit::discord::Message {
+    let said = || dc_answer(dc, id).filter(|m| !m.content.is_empty());
+    wait_until("the command is answered", || said().is_some()).await;
+    said().expect("answer")
 }
