@@ -23,8 +23,8 @@ mod common;
 use std::time::{Duration, SystemTime};
 
 use common::chat::{
-    DC_ALICE, TG_ALICE as ALICE, dc_answered as answer_of, dc_msg, discord_world, telegram_world,
-    tg_msg, wait_until,
+    DC_ALICE, TG_ALICE as ALICE, dc_answered as answer_of, dc_bot_messages as bot_messages, dc_msg,
+    discord_world, telegram_world, tg_msg, wait_until,
 };
 use common::{WAIT, World};
 use serde_json::json;
@@ -502,14 +502,6 @@ struct Dc {
 async fn dc_start() -> Dc {
     let (w, dc) = discord_world(&[]).await;
     Dc { w, dc }
-}
-
-/// The bot's own messages in `channel` (no interaction responses).
-fn bot_messages(dc: &FakeDiscord, channel: u64) -> Vec<testkit::discord::Message> {
-    dc.messages_in(channel)
-        .into_iter()
-        .filter(|m| m.author == testkit::discord::BOT_USER_ID && m.interaction.is_none())
-        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

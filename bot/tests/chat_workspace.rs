@@ -24,7 +24,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use common::chat::{
-    DC_ALICE, TG_ALICE as ALICE, dc_answered, discord_world, telegram_world, tg_msg,
+    DC_ALICE, TG_ALICE as ALICE, dc_answered, dc_msg, discord_world, telegram_world, tg_msg,
     tg_topic_started, wait_until,
 };
 use common::{WAIT, World};
@@ -338,18 +338,7 @@ async fn discord_zip_attachment_with_new_becomes_a_workspace_session() {
     wait_until("thread", || !dc.threads(general).is_empty()).await;
     let (thread, title) = dc.threads(general)[0].clone();
     assert_eq!(title, "api");
-    let deadline = tokio::time::Instant::now() + WAIT;
-    let news = loop {
-        if let Some(m) = dc
-            .messages_in(thread)
-            .into_iter()
-            .find(|m| m.content.contains("started by"))
-        {
-            break m;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "no news in thread");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let news = dc_msg(&dc, thread, |m| m.content.contains("started by")).await;
     assert!(
         news.content.contains("api_v2") && news.content.contains("2 files"),
         "{}",

@@ -7,10 +7,7 @@
 
 mod common;
 
-use std::time::Duration;
-
-use common::WAIT;
-use common::chat::{TG_ALICE as ALICE, telegram_world, tg_msg, tg_new_topic};
+use common::chat::{TG_ALICE as ALICE, telegram_world, tg_document, tg_msg, tg_new_topic};
 use demo::prompts::{HELLO_CONTENT, HELLO_FILE, LONG_ANSWER_MIN_CHARS};
 use testkit::FakeTelegram;
 use testkit::telegram::Message;
@@ -70,18 +67,7 @@ async fn demo_prompts_on_telegram_show_an_approval_a_question_and_a_file_answer(
 
     // A long answer arrives as a file.
     tg.user_message(group, ALICE, "explain the project at length", Some(topic));
-    let deadline = tokio::time::Instant::now() + WAIT;
-    let doc = loop {
-        if let Some(d) = tg
-            .documents()
-            .into_iter()
-            .find(|d| d.thread_id == Some(topic))
-        {
-            break d;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "no document");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let doc = tg_document(&tg, topic).await;
     assert_eq!(doc.file_name, "answer.md");
     let text = String::from_utf8(doc.bytes).expect("utf8");
     assert!(text.starts_with("# ccrm, explained at length"));
