@@ -22,12 +22,14 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use base64::Engine;
-use common::chat::{DC_ALICE, DC_TOKEN, TG_ALICE as ALICE, TG_TOKEN, dc_msg, tg_msg, wait_until};
+use common::chat::{
+    DC_ALICE, TG_ALICE as ALICE, dc_msg, discord_world, telegram_world, tg_msg, tg_new_topic,
+    wait_until,
+};
 use common::{WAIT, World};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
-use testkit::FakeTelegram;
-use testkit::discord::{FakeDiscord, GUILD_ID, UserAttachment};
+use testkit::discord::UserAttachment;
 use testkit::telegram::UserFile;
 
 /// `chat_max_file_bytes` in these tests.
@@ -120,29 +122,9 @@ fn sha(bytes: &[u8]) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn telegram_photos_files_hostile_names_oversize_and_voice() {
-    let tg = FakeTelegram::start(TG_TOKEN).await.expect("fake telegram");
-    let url = tg.api_url();
-    let alice = ALICE.to_string();
-    let w = World::start_with(&[
-        ("CCRM_BOT_TELEGRAM_TOKEN", TG_TOKEN),
-        ("CCRM_BOT_TELEGRAM_API_URL", url.as_str()),
-        ("CCRM_BOT_TELEGRAM_ALLOWED_USERS", alice.as_str()),
-        ("CCRM_BOT_CHAT_MAX_FILE_BYTES", LIMIT),
-    ])
-    .await;
+    let (w, tg) = telegram_world(&[("CCRM_BOT_CHAT_MAX_FILE_BYTES", LIMIT)]).await;
     let group = tg.forum_group("team");
-    tg.user_message(group, ALICE, &format!("/new {}", w.work.display()), None);
-    let created = tg
-        .wait_for(WAIT, |c| c.method == "createForumTopic" && c.ok())
-        .await
-        .expect("topic");
-    let topic = created.result["message_thread_id"]
-        .as_i64()
-        .expect("thread") as i32;
-    tg_msg(&tg, group, Some(topic), |m| {
-        m.visible_text.contains("started by")
-    })
-    .await;
+    let topic = tg_new_topic(&tg, group, &w.work, None).await;
 
     // A photo with a caption: Telegram's sizes of one photo; the largest the model takes
     // unscaled (1280 px) is the one downloaded and sent, byte for byte.
@@ -316,24 +298,7 @@ async fn telegram_photos_files_hostile_names_oversize_and_voice() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn discord_image_attachments_scaled_images_and_voice() {
-    let dc = FakeDiscord::start(DC_TOKEN).await.expect("fake discord");
-    dc.set_heartbeat_interval(3_000);
-    let url = dc.api_url();
-    let alice = DC_ALICE.to_string();
-    let guild = GUILD_ID.to_string();
-    let w = World::start_with(&[
-        ("CCRM_BOT_DISCORD_TOKEN", DC_TOKEN),
-        ("CCRM_BOT_DISCORD_API_URL", url.as_str()),
-        ("CCRM_BOT_DISCORD_ALLOWED_USERS", alice.as_str()),
-        ("CCRM_BOT_DISCORD_GUILDS", guild.as_str()),
-    ])
-    .await;
-    dc.wait_ready(WAIT).await.expect("gateway ready");
-    dc.wait_for(WAIT, |c| {
-        c.method == "PUT" && c.path.contains("/guilds/") && c.path.ends_with("/commands") && c.ok()
-    })
-    .await
-    .expect("slash commands registered");
+    let (w, dc) = discord_world(&[]).await;
     let general = dc.text_channel("general");
     let work = w.work.display().to_string();
     dc.slash_command(general, DC_ALICE, "new", &[("directory", &work)]);
@@ -415,6 +380,32 @@ async fn discord_image_attachments_scaled_images_and_voice() {
 
 // ---- REST --------------------------------------------------------------------------
 
+/// Posts multipart `form` to `path` as the test user.
+async fn post_multipart(
+    w: &World,
+    path: &str,
+    form: reqwest::multipart::Form,
+) -> reqwest::Response {
+    w.http
+        .post(w.url(path))
+        .bearer_auth(&w.user_token)
+        .multipart(form)
+        .send()
+        .await
+        .expect("POST")
+}
+
+/// The body of refusal `r`, which must have status `want`, and its error message.
+async fn refusal(r: reqwest::Response, want: u16) -> (Value, String) {
+    assert_eq!(r.status().as_u16(), want);
+    let v: Value = r.json().await.expect("json");
+    let msg = v["error"]["message"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    (v, msg)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rest_prompt_takes_json_images_and_multipart_files() {
     let w = World::start_with(&[("CCRM_BOT_CHAT_MAX_FILE_BYTES", LIMIT)]).await;
@@ -444,14 +435,7 @@ async fn rest_prompt_takes_json_images_and_multipart_files() {
             "files[]",
             reqwest::multipart::Part::bytes(notes.clone()).file_name("notes.txt"),
         );
-    let r = w
-        .http
-        .post(w.url(&prompt))
-        .bearer_auth(&w.user_token)
-        .multipart(form)
-        .send()
-        .await
-        .expect("POST");
+    let r = post_multipart(&w, &prompt, form).await;
     assert_eq!(r.status().as_u16(), 202, "{:?}", r.text().await);
     let saved = inbox(&w.work);
     assert_eq!(saved.len(), 1, "{saved:?}");
@@ -468,17 +452,8 @@ async fn rest_prompt_takes_json_images_and_multipart_files() {
         "files[]",
         reqwest::multipart::Part::bytes(vec![1u8; 20_000]).file_name("big.bin"),
     );
-    let r = w
-        .http
-        .post(w.url(&prompt))
-        .bearer_auth(&w.user_token)
-        .multipart(form)
-        .send()
-        .await
-        .expect("POST");
-    assert_eq!(r.status().as_u16(), 413);
-    let v: Value = r.json().await.expect("json");
-    let msg = v["error"]["message"].as_str().unwrap_or_default();
+    let r = post_multipart(&w, &prompt, form).await;
+    let (v, msg) = refusal(r, 413).await;
     assert!(
         msg.contains("16 KB") && msg.contains("chat_max_file_bytes"),
         "{v}"
@@ -489,17 +464,8 @@ async fn rest_prompt_takes_json_images_and_multipart_files() {
     let form = reqwest::multipart::Form::new()
         .text("text", "x")
         .text("files[]", "{}");
-    let r = w
-        .http
-        .post(w.url(&prompt))
-        .bearer_auth(&w.user_token)
-        .multipart(form)
-        .send()
-        .await
-        .expect("POST");
-    assert_eq!(r.status().as_u16(), 400);
-    let v: Value = r.json().await.expect("json");
-    let msg = v["error"]["message"].as_str().unwrap_or_default();
+    let r = post_multipart(&w, &prompt, form).await;
+    let (v, msg) = refusal(r, 400).await;
     assert!(msg.contains("no file name"), "{v}");
     assert_eq!(inbox(&w.work).len(), 1);
 

@@ -6,24 +6,12 @@
 
 mod common;
 
-use std::path::PathBuf;
 use std::process::Output;
 
 use ::common::ids as common_ids;
 use ccrm_bot::db::Db;
-use common::{WAIT, World};
+use common::{WAIT, World, ccrm_bin};
 use serde_json::{Value, json};
-
-/// The `ccrm` binary beside `ccrm-bot` (built by `cargo test --workspace`).
-fn ccrm_bin() -> PathBuf {
-    let p = std::path::Path::new(env!("CARGO_BIN_EXE_ccrm-bot")).with_file_name("ccrm");
-    assert!(
-        p.exists(),
-        "{} is missing: run `cargo build --workspace`",
-        p.display()
-    );
-    p
-}
 
 /// Runs `ccrm args...` against the world's daemon (bounded).
 async fn ccrm(w: &World, args: &[&str]) -> Output {

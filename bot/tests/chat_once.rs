@@ -10,7 +10,10 @@ mod common;
 use std::time::Duration;
 
 use ccrm_bot::db::Db;
-use common::chat::{DC_ALICE, TG_ALICE, discord_world, telegram_world, wait_until};
+use common::chat::{
+    DC_ALICE, TG_ALICE, dc_new_thread, dc_select, discord_world, telegram_world, tg_new_topic,
+    wait_until,
+};
 use common::{WAIT, World};
 use serde_json::{Value, json};
 use testkit::FakeTelegram;
@@ -24,50 +27,12 @@ async fn discord() -> (World, FakeDiscord) {
 
 /// `/new` in a Telegram forum; returns the topic, once the session said it started.
 async fn tg_topic(w: &World, tg: &FakeTelegram, group: i64, name: &str) -> i32 {
-    let cmd = format!("/new {} {name}", w.work.display());
-    tg.user_message(group, TG_ALICE, &cmd, None);
-    let call = tg
-        .wait_for(WAIT, |c| {
-            c.method == "createForumTopic" && c.ok() && c.str_param("name") == Some(name)
-        })
-        .await
-        .expect("topic created");
-    let topic = call.result["message_thread_id"].as_i64().expect("thread") as i32;
-    wait_until("the session started", || {
-        tg.messages_in(group, Some(topic))
-            .iter()
-            .any(|m| m.visible_text.contains("started"))
-    })
-    .await;
-    topic
+    tg_new_topic(tg, group, &w.work, Some(name)).await
 }
 
 /// `/new` in a Discord channel; returns the thread, once the session said it started.
 async fn dc_thread(w: &World, dc: &FakeDiscord, channel: u64, name: &str) -> u64 {
-    let work = w.work.display().to_string();
-    dc.slash_command(
-        channel,
-        DC_ALICE,
-        "new",
-        &[("directory", work.as_str()), ("name", name)],
-    );
-    wait_until("the thread is created", || {
-        dc.threads(channel).iter().any(|(_, n)| n == name)
-    })
-    .await;
-    let thread = dc
-        .threads(channel)
-        .into_iter()
-        .find(|(_, n)| n == name)
-        .map(|(id, _)| id)
-        .expect("thread");
-    wait_until("the session started", || {
-        dc.messages_in(thread)
-            .iter()
-            .any(|m| m.content.contains("started"))
-    })
-    .await;
-    thread
+    dc_new_thread(dc, channel, &w.work, name).await.1
 }
 
 /// The only session's id.
@@ -379,15 +344,7 @@ async fn a_two_question_ask_is_answered_from_discord_one_question_at_a_time() {
     let q = find(&|m| m.content.contains("Question 1 of 2")).expect("question");
     assert!(!q.content.contains("Which sizes?"), "one at a time");
     // The first question is a single select: one menu.
-    let menu = &q.components[0]["components"][0];
-    assert_eq!(menu["type"], 3, "a string select: {menu}");
-    let values: Vec<String> = menu["options"]
-        .as_array()
-        .expect("options")
-        .iter()
-        .filter_map(|o| o["value"].as_str().map(str::to_owned))
-        .collect();
-    let custom = menu["custom_id"].as_str().expect("custom id").to_owned();
+    let (custom, values) = dc_select(&q);
     dc.select_menu(q.id, DC_ALICE, &custom, &[values[1].as_str()]);
     wait_until("the second question", || {
         dc.message(q.id)

@@ -23,7 +23,8 @@ mod common;
 use std::time::{Duration, SystemTime};
 
 use common::chat::{
-    DC_ALICE, TG_ALICE as ALICE, dc_msg, discord_world, telegram_world, tg_msg, wait_until,
+    DC_ALICE, TG_ALICE as ALICE, dc_answered as answer_of, dc_bot_messages as bot_messages, dc_msg,
+    discord_world, telegram_world, tg_msg, wait_until,
 };
 use common::{WAIT, World};
 use serde_json::json;
@@ -501,26 +502,6 @@ struct Dc {
 async fn dc_start() -> Dc {
     let (w, dc) = discord_world(&[]).await;
     Dc { w, dc }
-}
-
-/// The bot's own messages in `channel` (no interaction responses).
-fn bot_messages(dc: &FakeDiscord, channel: u64) -> Vec<testkit::discord::Message> {
-    dc.messages_in(channel)
-        .into_iter()
-        .filter(|m| m.author == testkit::discord::BOT_USER_ID && m.interaction.is_none())
-        .collect()
-}
-
-/// The original response of interaction `id`, once it says something.
-async fn answer_of(dc: &FakeDiscord, id: u64) -> testkit::discord::Message {
-    let get = || {
-        dc.interaction(id)
-            .and_then(|s| s.original)
-            .and_then(|m| dc.message(m))
-            .filter(|m| !m.content.is_empty())
-    };
-    wait_until("the command is answered", || get().is_some()).await;
-    get().expect("answer")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

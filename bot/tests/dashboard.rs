@@ -14,7 +14,7 @@ mod web;
 
 use std::time::Duration;
 
-use common::{WAIT, World};
+use common::{WAIT, World, ccrm_bin};
 use serde_json::{Value, json};
 use testkit::Reply;
 use web::{Browser, chromium_available, skip_loudly};
@@ -26,10 +26,6 @@ async fn browser(test: &str) -> Option<Browser> {
         return None;
     }
     Some(Browser::start().await)
-}
-
-fn ccrm_bin() -> std::path::PathBuf {
-    common::ccrmd_bin().with_file_name("ccrm")
 }
 
 /// Runs `ccrm <args>` against the world's daemon.

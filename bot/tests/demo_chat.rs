@@ -7,66 +7,26 @@
 
 mod common;
 
-use std::time::Duration;
-
-use common::{WAIT, World};
+use common::chat::{TG_ALICE as ALICE, telegram_world, tg_document, tg_msg, tg_new_topic};
 use demo::prompts::{HELLO_CONTENT, HELLO_FILE, LONG_ANSWER_MIN_CHARS};
 use testkit::FakeTelegram;
 use testkit::telegram::Message;
 
-const TOKEN: &str = "123456:TEST-SECRET";
-const ALICE: i64 = 111;
-
+/// [`tg_msg`] in topic `thread`.
 async fn wait_msg(
     tg: &FakeTelegram,
     chat: i64,
     thread: i32,
     pred: impl Fn(&Message) -> bool,
 ) -> Message {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        if let Some(m) = tg
-            .messages_in(chat, Some(thread))
-            .into_iter()
-            .find(|m| pred(m))
-        {
-            return m;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "no matching message: {:#?}",
-            tg.messages_in(chat, Some(thread))
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    tg_msg(tg, chat, Some(thread), pred).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn demo_prompts_on_telegram_show_an_approval_a_question_and_a_file_answer() {
-    let tg = FakeTelegram::start(TOKEN).await.expect("fake telegram");
-    let url = tg.api_url();
-    let alice = ALICE.to_string();
-    let w = World::start_with(&[
-        ("CCRM_BOT_TELEGRAM_TOKEN", TOKEN),
-        ("CCRM_BOT_TELEGRAM_API_URL", url.as_str()),
-        ("CCRM_BOT_TELEGRAM_ALLOWED_USERS", alice.as_str()),
-    ])
-    .await;
+    let (w, tg) = telegram_world(&[]).await;
     let group = tg.forum_group("demo");
-    tg.user_message(
-        group,
-        ALICE,
-        &format!("/new {} demo", w.work.display()),
-        None,
-    );
-    let call = tg
-        .wait_for(WAIT, |c| c.method == "createForumTopic" && c.ok())
-        .await
-        .expect("topic created");
-    let topic = call.result["message_thread_id"]
-        .as_i64()
-        .expect("thread id") as i32;
-    wait_msg(&tg, group, topic, |m| m.visible_text.contains("started")).await;
+    let topic = tg_new_topic(&tg, group, &w.work, Some("demo")).await;
 
     // An approval with buttons; Allow writes the file.
     tg.user_message(group, ALICE, "write a hello world file", Some(topic));
@@ -107,18 +67,7 @@ async fn demo_prompts_on_telegram_show_an_approval_a_question_and_a_file_answer(
 
     // A long answer arrives as a file.
     tg.user_message(group, ALICE, "explain the project at length", Some(topic));
-    let deadline = tokio::time::Instant::now() + WAIT;
-    let doc = loop {
-        if let Some(d) = tg
-            .documents()
-            .into_iter()
-            .find(|d| d.thread_id == Some(topic))
-        {
-            break d;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "no document");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let doc = tg_document(&tg, topic).await;
     assert_eq!(doc.file_name, "answer.md");
     let text = String::from_utf8(doc.bytes).expect("utf8");
     assert!(text.starts_with("# ccrm, explained at length"));

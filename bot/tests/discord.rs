@@ -8,11 +8,13 @@ mod common;
 use std::time::SystemTime;
 
 use ccrm_bot::db::Db;
-use common::chat::{dc_msg as wait_msg, discord_world, wait_until};
+use common::chat::{
+    DC_ALICE as ALICE, dc_answer as answer_of, dc_bot_messages as bot_messages, dc_msg as wait_msg,
+    dc_new_thread, dc_select, discord_world, wait_until,
+};
 use common::{WAIT, World};
 use testkit::discord::{Call, FakeDiscord, GUILD_ID, Message};
 
-const ALICE: u64 = 310_000_000_000_000_001;
 const BOB: u64 = 310_000_000_000_000_002;
 const MALLORY: u64 = 310_000_000_000_000_666;
 const OPS_ROLE: u64 = 320_000_000_000_000_007;
@@ -33,14 +35,6 @@ async fn start_with(extra: &[(&str, &str)]) -> Dc {
     Dc { w, dc }
 }
 
-/// The bot's own messages (not users', not interaction responses) in `channel`.
-fn bot_messages(dc: &FakeDiscord, channel: u64) -> Vec<Message> {
-    dc.messages_in(channel)
-        .into_iter()
-        .filter(|m| m.author == testkit::discord::BOT_USER_ID && m.interaction.is_none())
-        .collect()
-}
-
 fn count(dc: &FakeDiscord, channel: u64, text: &str) -> usize {
     dc.messages_in(channel)
         .iter()
@@ -55,24 +49,7 @@ fn ms_between(a: SystemTime, b: SystemTime) -> u128 {
 /// `/new` in `channel` from Alice; returns the thread the bot created, once the session's
 /// first message is in it.
 async fn new_thread(t: &Dc, channel: u64, name: &str) -> u64 {
-    let work = t.w.work.display().to_string();
-    let i = t.dc.slash_command(
-        channel,
-        ALICE,
-        "new",
-        &[("directory", work.as_str()), ("name", name)],
-    );
-    wait_until("the thread is created", || {
-        t.dc.threads(channel).iter().any(|(_, n)| n == name)
-    })
-    .await;
-    let thread =
-        t.dc.threads(channel)
-            .into_iter()
-            .find(|(_, n)| n == name)
-            .map(|(id, _)| id)
-            .expect("thread");
-    wait_msg(&t.dc, thread, |m| m.content.contains("started")).await;
+    let (i, thread) = dc_new_thread(&t.dc, channel, &t.w.work, name).await;
     // The command itself is answered in place, pointing at the thread.
     let link = format!("<#{thread}>");
     wait_until("the command is answered", || {
@@ -80,13 +57,6 @@ async fn new_thread(t: &Dc, channel: u64, name: &str) -> u64 {
     })
     .await;
     thread
-}
-
-/// The original response of interaction `id`, as it is now.
-fn answer_of(dc: &FakeDiscord, id: u64) -> Option<Message> {
-    dc.interaction(id)
-        .and_then(|s| s.original)
-        .and_then(|m| dc.message(m))
 }
 
 /// A message create or edit in a channel (not an interaction response).
@@ -456,16 +426,8 @@ async fn write_approval_buttons_allow_and_deny_and_decisions_elsewhere_edit_the_
         m.content.contains("Pick one?") && !m.custom_ids().is_empty()
     })
     .await;
-    let menu = &q.components[0]["components"][0];
-    assert_eq!(menu["type"], 3, "a string select: {menu}");
-    let values: Vec<String> = menu["options"]
-        .as_array()
-        .expect("options")
-        .iter()
-        .filter_map(|o| o["value"].as_str().map(str::to_owned))
-        .collect();
+    let (custom, values) = dc_select(&q);
     assert_eq!(values.len(), 2);
-    let custom = menu["custom_id"].as_str().expect("custom id").to_owned();
     t.dc.select_menu(q.id, ALICE, &custom, &[values[1].as_str()]);
     wait_msg(&t.dc, a, |m| {
         m.id == q.id && m.content.contains("Blue (answered by")

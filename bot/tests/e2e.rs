@@ -272,3 +272,50 @@ async fn kill_9_of_ccrmd_mid_stream_replays_the_spool_after_restart() {
     let (events, last) = settled_events(&w, &id).await;
     assert_complete(&events, last);
 }
+
+/// The harness refuses a daemon binary older than its sources, naming the command that
+/// rebuilds it (`common::bins`), and takes a fresh one.
+#[test]
+fn a_stale_daemon_binary_is_refused_with_the_command_to_run() {
+    use common::bins::{check_fresh, newest_under};
+    use std::time::{Duration, SystemTime};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let src = dir.path().join("src/nested");
+    std::fs::create_dir_all(&src).expect("src");
+    let bin = dir.path().join("ccrmd");
+    let set = |path: &std::path::Path, age_secs: u64| {
+        std::fs::write(path, "x").expect("write");
+        let at = SystemTime::now() - Duration::from_secs(age_secs);
+        std::fs::File::options()
+            .write(true)
+            .open(path)
+            .and_then(|f| f.set_modified(at))
+            .expect("set mtime");
+    };
+    set(&bin, 100);
+    set(&dir.path().join("src/old.rs"), 200);
+    set(&src.join("new.rs"), 10);
+    let roots = [dir.path().join("src")];
+    let newest = newest_under(&roots).expect("a newest file");
+    assert_eq!(newest.1, src.join("new.rs"));
+    let err =
+        check_fresh(&bin, Some(&newest), "cargo build -p ccrm-daemon --bins").expect_err("stale");
+    assert!(
+        err.contains("is older than the daemon sources")
+            && err.contains("new.rs")
+            && err.contains("run `cargo build -p ccrm-daemon --bins`"),
+        "{err}"
+    );
+    // Rebuilt: fresh again.
+    set(&bin, 1);
+    check_fresh(&bin, Some(&newest), "cargo build -p ccrm-daemon --bins").expect("fresh");
+    // Missing: says so, with the same command.
+    let gone =
+        check_fresh(&dir.path().join("ccrm"), Some(&newest), "cargo build").expect_err("missing");
+    assert!(
+        gone.contains("is missing") && gone.contains("`cargo build`"),
+        "{gone}"
+    );
+    // The real harness accepts the binaries this run uses.
+    assert!(common::ccrmd_bin().exists());
+}

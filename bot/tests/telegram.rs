@@ -8,12 +8,13 @@ use std::path::Path;
 use std::time::{Duration, SystemTime};
 
 use ccrm_bot::db::Db;
-use common::chat::{telegram_world, tg_msg as wait_msg};
+use common::chat::{
+    TG_ALICE as ALICE, telegram_world, tg_document, tg_msg as wait_msg, tg_new_topic,
+};
 use common::{WAIT, World};
 use testkit::FakeTelegram;
 use testkit::telegram::Call;
 
-const ALICE: i64 = 111;
 const BOB: i64 = 222;
 const MALLORY: i64 = 999;
 
@@ -34,26 +35,7 @@ async fn start_with(extra: &[(&str, &str)]) -> Tg {
 
 /// `/new` in the forum's general topic; returns the topic the bot created.
 async fn new_topic(t: &Tg, group: i64, name: &str) -> i32 {
-    t.tg.user_message(
-        group,
-        ALICE,
-        &format!("/new {} {name}", t.w.work.display()),
-        None,
-    );
-    let call =
-        t.tg.wait_for(WAIT, |c| {
-            c.method == "createForumTopic" && c.ok() && c.str_param("name") == Some(name)
-        })
-        .await
-        .expect("topic created");
-    let topic = call.result["message_thread_id"]
-        .as_i64()
-        .expect("thread id") as i32;
-    wait_msg(&t.tg, group, Some(topic), |m| {
-        m.visible_text.contains("started")
-    })
-    .await;
-    topic
+    tg_new_topic(&t.tg, group, &t.w.work, Some(name)).await
 }
 
 fn is_message_call(c: &Call) -> bool {
@@ -173,18 +155,7 @@ async fn forum_new_session_gets_a_topic_and_answers_arrive_there_long_ones_as_a_
         "{}",
         summary.visible_text
     );
-    let deadline = tokio::time::Instant::now() + WAIT;
-    let doc = loop {
-        if let Some(d) =
-            t.tg.documents()
-                .into_iter()
-                .find(|d| d.thread_id == Some(topic))
-        {
-            break d;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "no document");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let doc = tg_document(&t.tg, topic).await;
     assert_eq!(doc.file_name, "answer.md");
     let text = String::from_utf8(doc.bytes).expect("utf8");
     assert_eq!(

@@ -61,16 +61,57 @@ async fn upload(
     if !zip_first {
         form = form.part("zip", zip_part(zip));
     }
-    let r = w
-        .http
+    let r = post_form(w, daemon, form).await.expect("upload");
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
+/// Posts `form` to `daemon`'s workspaces (the upload route) as the test user.
+async fn post_form(w: &World, daemon: &str, form: Form) -> reqwest::Result<reqwest::Response> {
+    w.http
         .post(w.url(&format!("/api/daemons/{daemon}/workspaces")))
         .bearer_auth(&w.user_token)
         .multipart(form)
         .send()
         .await
-        .expect("upload");
-    let status = r.status().as_u16();
-    (status, r.json().await.unwrap_or(Value::Null))
+}
+
+/// Uploads the small project as workspace `id` (`overwrite`, the fields first).
+async fn upload_small(w: &World, daemon: &str, id: &str) -> (u16, Value) {
+    upload(
+        w,
+        daemon,
+        id,
+        "overwrite",
+        testkit::zips::small_project(),
+        false,
+    )
+    .await
+}
+
+/// [`upload_small`], which must succeed.
+async fn upload_ok(w: &World, daemon: &str, id: &str) {
+    let (status, v) = upload_small(w, daemon, id).await;
+    assert_eq!(status, 200, "{v}");
+}
+
+/// `DELETE` of `daemon`'s workspace `id` as the test user.
+async fn delete_workspace(w: &World, daemon: &str, id: &str) -> reqwest::Response {
+    w.http
+        .delete(w.url(&format!("/api/daemons/{daemon}/workspaces/{id}")))
+        .bearer_auth(&w.user_token)
+        .send()
+        .await
+        .expect("delete")
+}
+
+/// Checks that an answer is `want` with error code `code`.
+fn assert_error(status: u16, v: &Value, want: u16, code: &str) {
+    assert_eq!(
+        (status, v["error"]["code"].clone()),
+        (want, json!(code)),
+        "{v}"
+    );
 }
 
 /// One SSE event: its name, data and id.
@@ -264,13 +305,7 @@ async fn upload_then_execute_streams_output_then_complete_and_policies_apply() {
     assert_eq!(d["queued"], 0);
 
     // Delete.
-    let r = w
-        .http
-        .delete(w.url(&format!("/api/daemons/{daemon}/workspaces/site")))
-        .bearer_auth(&w.user_token)
-        .send()
-        .await
-        .expect("delete");
+    let r = delete_workspace(&w, &daemon, "site").await;
     assert_eq!(r.status(), 200);
     assert!(!path.exists());
 }
@@ -309,20 +344,8 @@ async fn hostile_archives_are_refused_over_rest_and_nothing_is_written() {
     }
     assert!(files(&outside).is_empty());
     // Bad forms get their codes too.
-    let (status, v) = upload(
-        &w,
-        &daemon,
-        "../up",
-        "overwrite",
-        testkit::zips::small_project(),
-        false,
-    )
-    .await;
-    assert_eq!(
-        (status, v["error"]["code"].clone()),
-        (400, json!("BAD_WORKSPACE_ID")),
-        "{v}"
-    );
+    let (status, v) = upload_small(&w, &daemon, "../up").await;
+    assert_error(status, &v, 400, "BAD_WORKSPACE_ID");
     let (status, v) = upload(
         &w,
         &daemon,
@@ -332,24 +355,12 @@ async fn hostile_archives_are_refused_over_rest_and_nothing_is_written() {
         false,
     )
     .await;
-    assert_eq!(
-        (status, v["error"]["code"].clone()),
-        (400, json!("BAD_REQUEST")),
-        "{v}"
-    );
-    let r = w
-        .http
-        .post(w.url(&format!("/api/daemons/{daemon}/workspaces")))
-        .bearer_auth(&w.user_token)
-        .multipart(
-            Form::new()
-                .text("workspaceId", "nozip")
-                .text("name", "n")
-                .text("processPolicy", "reuse"),
-        )
-        .send()
-        .await
-        .expect("post");
+    assert_error(status, &v, 400, "BAD_REQUEST");
+    let nozip = Form::new()
+        .text("workspaceId", "nozip")
+        .text("name", "n")
+        .text("processPolicy", "reuse");
+    let r = post_form(&w, &daemon, nozip).await.expect("post");
     assert_eq!(r.status(), 400);
     // The daemon goes on serving.
     let (status, v) = upload(
@@ -391,14 +402,7 @@ async fn an_upload_over_the_cap_is_refused_while_it_streams() {
             "zip",
             Part::stream(chunked(big.clone())).file_name("big.zip"),
         );
-    let r = w
-        .http
-        .post(w.url(&format!("/api/daemons/{daemon}/workspaces")))
-        .bearer_auth(&w.user_token)
-        .multipart(form)
-        .send()
-        .await
-        .expect("post");
+    let r = post_form(&w, &daemon, form).await.expect("post");
     assert_eq!(r.status(), 413);
     let v: Value = r.json().await.expect("json");
     assert_eq!(v["error"]["code"], "ZIP_TOO_LARGE", "{v}");
@@ -409,14 +413,7 @@ async fn an_upload_over_the_cap_is_refused_while_it_streams() {
         .text("workspaceId", "big")
         .text("processPolicy", "overwrite")
         .part("zip", zip_part(big));
-    match w
-        .http
-        .post(w.url(&format!("/api/daemons/{daemon}/workspaces")))
-        .bearer_auth(&w.user_token)
-        .multipart(form)
-        .send()
-        .await
-    {
+    match post_form(&w, &daemon, form).await {
         Ok(r) => {
             assert_eq!(r.status(), 413);
             let v: Value = r.json().await.expect("json");
@@ -466,16 +463,7 @@ async fn a_50_mb_upload_streams_through_both_processes() {
     let zip = zip.build();
     assert!(zip.len() >= 50 * 1024 * 1024);
     // Warm both processes up on a small upload first.
-    let (status, v) = upload(
-        &w,
-        &daemon,
-        "warm",
-        "overwrite",
-        testkit::zips::small_project(),
-        false,
-    )
-    .await;
-    assert_eq!(status, 200, "{v}");
+    upload_ok(&w, &daemon, "warm").await;
     let pids = [
         ("bot", w.bot.as_ref().expect("bot").id()),
         ("ccrmd", w.daemon.as_ref().expect("daemon").id()),
@@ -491,14 +479,7 @@ async fn a_50_mb_upload_streams_through_both_processes() {
         .text("name", "large")
         .text("processPolicy", "overwrite")
         .part("zip", Part::stream(chunked(zip)).file_name("large.zip"));
-    let r = w
-        .http
-        .post(w.url(&format!("/api/daemons/{daemon}/workspaces")))
-        .bearer_auth(&w.user_token)
-        .multipart(form)
-        .send()
-        .await
-        .expect("post");
+    let r = post_form(&w, &daemon, form).await.expect("post");
     assert_eq!(r.status(), 200);
     let v: Value = r.json().await.expect("json");
     assert_eq!(v["workspace"]["files"], 50, "{v}");
@@ -531,16 +512,7 @@ async fn wait_status(w: &World, id: &str, done: impl Fn(&Value) -> bool) -> Valu
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_result_outlives_the_client_and_a_bot_restart() {
     let (mut w, daemon) = world_with(&[], &[]).await;
-    let (status, _) = upload(
-        &w,
-        &daemon,
-        "long",
-        "overwrite",
-        testkit::zips::small_project(),
-        false,
-    )
-    .await;
-    assert_eq!(status, 200);
+    upload_ok(&w, &daemon, "long").await;
     let resp = execute(
         &w,
         json!({"executionId": "gone-1", "workspaceId": "long", "prompt": "SLOW:30:200"}),
@@ -576,16 +548,7 @@ async fn the_result_outlives_the_client_and_a_bot_restart() {
 async fn errors_before_the_run_are_plain_json_and_during_it_are_events() {
     let (mut w, daemon) =
         world_with(&[("CCRM_WORKERS", "1"), ("CCRM_WORKERS_QUEUE", "1")], &[]).await;
-    let (status, _) = upload(
-        &w,
-        &daemon,
-        "errs",
-        "overwrite",
-        testkit::zips::small_project(),
-        false,
-    )
-    .await;
-    assert_eq!(status, 200);
+    upload_ok(&w, &daemon, "errs").await;
     let code = |v: &Value| v["error"]["code"].as_str().unwrap_or_default().to_owned();
     let r = w
         .http
@@ -706,16 +669,7 @@ async fn errors_before_the_run_are_plain_json_and_during_it_are_events() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_session_in_a_workspace_blocks_its_deletion_until_it_stops() {
     let (w, daemon) = world_with(&[], &[]).await;
-    let (status, v) = upload(
-        &w,
-        &daemon,
-        "shared",
-        "overwrite",
-        testkit::zips::small_project(),
-        false,
-    )
-    .await;
-    assert_eq!(status, 200, "{v}");
+    upload_ok(&w, &daemon, "shared").await;
     let (status, v) = w
         .post(
             "/api/sessions",
@@ -723,7 +677,6 @@ async fn a_session_in_a_workspace_blocks_its_deletion_until_it_stops() {
         )
         .await;
     assert_eq!(status, 201, "{v}");
-    assert_eq!(v["session"]["cwd"], v["session"]["cwd"].clone());
     assert!(
         v["session"]["cwd"]
             .as_str()
@@ -731,14 +684,7 @@ async fn a_session_in_a_workspace_blocks_its_deletion_until_it_stops() {
         "{v}"
     );
     let session = v["session"]["id"].as_str().expect("id").to_owned();
-    let del = || async {
-        w.http
-            .delete(w.url(&format!("/api/daemons/{daemon}/workspaces/shared")))
-            .bearer_auth(&w.user_token)
-            .send()
-            .await
-            .expect("delete")
-    };
+    let del = || async { delete_workspace(&w, &daemon, "shared").await };
     let r = del().await;
     assert_eq!(r.status(), 409);
     let v: Value = r.json().await.expect("json");
@@ -756,26 +702,13 @@ async fn a_session_in_a_workspace_blocks_its_deletion_until_it_stops() {
             json!({"daemon": daemon, "workspace": "shared"}),
         )
         .await;
-    assert_eq!(
-        (status, v["error"]["code"].clone()),
-        (404, json!("WORKSPACE_NOT_FOUND")),
-        "{v}"
-    );
+    assert_error(status, &v, 404, "WORKSPACE_NOT_FOUND");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cancel_over_rest_ends_the_stream_and_frees_the_workspace() {
     let (w, daemon) = world_with(&[], &[]).await;
-    let (status, v) = upload(
-        &w,
-        &daemon,
-        "busy",
-        "overwrite",
-        testkit::zips::small_project(),
-        false,
-    )
-    .await;
-    assert_eq!(status, 200, "{v}");
+    upload_ok(&w, &daemon, "busy").await;
     let resp = execute(
         &w,
         json!({"executionId": "cx-1", "workspaceId": "busy", "prompt": "SLOW:200:300"}),
@@ -788,32 +721,13 @@ async fn cancel_over_rest_ends_the_stream_and_frees_the_workspace() {
     assert_eq!(v["daemon"].as_str(), Some(daemon.as_str()), "{v}");
 
     // While the execution runs its workspace cannot be deleted or overwritten.
-    let del = || async {
-        w.http
-            .delete(w.url(&format!("/api/daemons/{daemon}/workspaces/busy")))
-            .bearer_auth(&w.user_token)
-            .send()
-            .await
-            .expect("delete")
-    };
+    let del = || async { delete_workspace(&w, &daemon, "busy").await };
     let r = del().await;
     assert_eq!(r.status(), 409);
     let body: Value = r.json().await.expect("json");
     assert_eq!(body["error"]["code"], "WORKSPACE_IN_USE", "{body}");
-    let (status, v) = upload(
-        &w,
-        &daemon,
-        "busy",
-        "overwrite",
-        testkit::zips::small_project(),
-        false,
-    )
-    .await;
-    assert_eq!(
-        (status, v["error"]["code"].clone()),
-        (409, json!("WORKSPACE_IN_USE")),
-        "{v}"
-    );
+    let (status, v) = upload_small(&w, &daemon, "busy").await;
+    assert_error(status, &v, 409, "WORKSPACE_IN_USE");
 
     // Cancel: the answer is the stored execution, already final.
     let (status, v) = w.post("/api/executions/cx-1/cancel", json!({})).await;
@@ -834,17 +748,9 @@ async fn cancel_over_rest_ends_the_stream_and_frees_the_workspace() {
     let (status, v) = w.post("/api/executions/cx-1/cancel", json!({})).await;
     assert_eq!((status, v["status"].clone()), (200, json!("cancelled")));
     let (status, v) = w.post("/api/executions/nope/cancel", json!({})).await;
-    assert_eq!(
-        (status, v["error"]["code"].clone()),
-        (404, json!("not_found")),
-        "{v}"
-    );
+    assert_error(status, &v, 404, "not_found");
     let (status, v) = w.get("/api/executions/nope").await;
-    assert_eq!(
-        (status, v["error"]["code"].clone()),
-        (404, json!("not_found")),
-        "{v}"
-    );
+    assert_error(status, &v, 404, "not_found");
     // The workspace is free again.
     assert_eq!(del().await.status(), 200);
 }

@@ -415,6 +415,15 @@ async fn exec_streams_the_answer_with_restricted_tools_and_exits_with_its_code()
         "{}",
         text(&out)
     );
+    // The summary on stderr: the exit code and one turn, said so.
+    let summary = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        summary.contains("exit code 0")
+            && summary.contains("1 turn")
+            && !summary.contains("1 turns"),
+        "{}",
+        text(&out)
+    );
 
     // An allowed tool writes into the workspace.
     let out = ccrm(
@@ -494,6 +503,90 @@ async fn exec_streams_the_answer_with_restricted_tools_and_exits_with_its_code()
     assert_eq!(info.status, ExecStatus::Completed);
     assert_eq!(info.exit_code, Some(0));
     assert!(info.output.contains("Done."), "{info:?}");
+}
+
+/// Bad flags are refused by `ccrm` itself, naming the flag, before a directory is zipped or
+/// ccrmd is asked anything (none runs here): a missing or doubled place is a usage error
+/// (exit 2); a bad id or timeout gets the code ccrmd would give, as JSON with `--json`.
+#[tokio::test]
+async fn bad_flags_are_refused_before_anything_is_zipped_or_sent() {
+    let env = Env::prepare(None).await;
+    let src = env.dir.path().join("big-project");
+    write(&src.join("README.md"), "# hi\n");
+    let src = src.display().to_string();
+    let work = env.work.display().to_string();
+    for (args, says) in [
+        (vec!["exec", "hi"], "--workspace <WORKSPACE>|--cwd <CWD>"),
+        (
+            vec!["exec", "-w", "app", "--cwd", &work, "hi"],
+            "cannot be used with '--cwd <CWD>'",
+        ),
+    ] {
+        let out = ccrm(&env, &args).await;
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", text(&out));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(says), "{args:?}: {err}");
+    }
+    for (args, code, says) in [
+        (
+            vec!["exec", "-w", "app", "--timeout", "0", "hi"],
+            "bad_request",
+            "--timeout must be between 1 and 86400",
+        ),
+        (
+            vec!["exec", "-w", "app", "--timeout", "90000", "hi"],
+            "bad_request",
+            "--timeout must be between 1 and 86400",
+        ),
+        (
+            vec!["exec", "-w", "app", "--id", "no spaces", "hi"],
+            "bad_request",
+            "--id `no spaces` must be",
+        ),
+        (
+            vec!["exec", "-w", "../up", "hi"],
+            "BAD_WORKSPACE_ID",
+            "--workspace `../up` is not a workspace id",
+        ),
+        (
+            vec!["workspace", "push", &src, "--id", "bad/id"],
+            "BAD_WORKSPACE_ID",
+            "--id `bad/id` must be",
+        ),
+    ] {
+        let out = ccrm(&env, &args).await;
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {}", text(&out));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(says), "{args:?}: {err}");
+        let mut with_json = vec!["--json"];
+        with_json.extend(&args);
+        let v = json_out(&ccrm(&env, &with_json).await);
+        assert_eq!(v["error"]["code"], code, "{args:?}: {v}");
+        assert!(
+            v["error"]["message"]
+                .as_str()
+                .is_some_and(|m| m.contains(says)),
+            "{args:?}: {v}"
+        );
+    }
+    // Nothing was zipped beside the socket.
+    let zips: Vec<String> = std::fs::read_dir(env.runtime_dir())
+        .map(|rd| {
+            rd.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.ends_with(".zip"))
+                .collect()
+        })
+        .unwrap_or_default();
+    assert!(zips.is_empty(), "{zips:?}");
+    // A path that is not there: what to pass instead.
+    let out = ccrm(&env, &["workspace", "push", "/no/such/dir", "--id", "ok"]).await;
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        err.contains("/no/such/dir") && err.contains("pass a directory"),
+        "{err}"
+    );
 }
 
 /// Pids of live processes whose environment carries `marker` (zombies have none).

@@ -6,8 +6,9 @@
 //! chunk by chunk ([`ChatPlatform::fetch_into`]) straight into a [`BodyUpload`] to the
 //! daemon (flow control and SHA-256 there), capped by `workspace_max_upload_bytes` while it
 //! streams, then `workspace.create` unpacks it with the daemon's hardened unpacker. A
-//! refusal (`ZIP_SYMLINK`, `ZIP_PATH_TRAVERSAL`, ...) is told to the chat with its code
-//! and the daemon's message, which names the entry; no session is started then.
+//! refusal (`ZIP_SYMLINK`, `ZIP_PATH_TRAVERSAL`, ...) is told to the chat with its code,
+//! the daemon's message, which names the entry, and what to do about it; no session is
+//! started then.
 //! [`super::places`] starts the session in the workspace made here ([`from_zip`]).
 //!
 //! The workspace id is `workspace:<id>` when given, else derived from the file name
@@ -19,7 +20,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use common::ids::DaemonId;
-use common::ipc::{Command, ErrorBody, NoArgs, StartArgs};
+use common::ipc::{Command, ErrorBody, ErrorCode, NoArgs, StartArgs};
 use common::link::FEATURE_WORKSPACES;
 use common::workspace::{
     MAX_ID_LEN, UploadReceived, WorkspaceCreateArgs, WorkspaceCreated, WorkspaceInfo,
@@ -87,13 +88,42 @@ pub fn unique_id(base: &str, taken: &HashSet<String>) -> String {
         .unwrap_or_else(|| base.to_owned())
 }
 
-/// `CODE: message` of a daemon's refusal.
+/// `CODE: message` of a daemon's refusal, then what to do about it ([`advice`]).
 fn refusal(e: &ErrorBody) -> String {
     let code = serde_json::to_value(e.code)
         .ok()
         .and_then(|v| v.as_str().map(str::to_owned))
         .unwrap_or_default();
-    format!("{code}: {}", e.message)
+    match advice(e.code) {
+        Some(what) => format!(
+            "{code}: {}. Nothing was created; {what}.",
+            e.message.trim_end_matches('.')
+        ),
+        None => format!("{code}: {}", e.message),
+    }
+}
+
+/// What the sender can do about an archive the daemon refused with `code`; `None` for
+/// refusals that are not about the archive.
+fn advice(code: ErrorCode) -> Option<&'static str> {
+    Some(match code {
+        ErrorCode::ZipPathTraversal
+        | ErrorCode::ZipAbsolutePath
+        | ErrorCode::ZipSymlink
+        | ErrorCode::ZipSpecialFile
+        | ErrorCode::ZipBadName
+        | ErrorCode::ZipDuplicate => {
+            "remove or rename that entry (zip the project from inside its folder) and send the zip again"
+        }
+        ErrorCode::ZipTooLarge | ErrorCode::ZipTooManyFiles | ErrorCode::ZipRatio => {
+            "send a smaller zip (leave out build output and dependencies), or ask the machine's owner to raise workspace_max_bytes, workspace_max_files or workspace_max_ratio in ccrmd's config"
+        }
+        ErrorCode::ZipEncrypted => "send the zip again without a password",
+        ErrorCode::ZipCorrupt => {
+            "it is not a readable zip; make it again (e.g. `zip -r project.zip .`) and send it again"
+        }
+        _ => return None,
+    })
 }
 
 fn hub_refusal(e: HubError) -> String {
@@ -134,7 +164,7 @@ pub async fn from_zip<P: ChatPlatform>(
     let too_large = |size: Option<u64>| {
         let size = size.map_or_else(String::new, |s| format!(" is {} and", human_bytes(s)));
         format!(
-            "ZIP_TOO_LARGE: {}{size} is over the {} limit for workspaces (workspace_max_upload_bytes); nothing was created.",
+            "ZIP_TOO_LARGE: {}{size} is over the {} limit for workspaces (workspace_max_upload_bytes). Nothing was created; send a smaller zip (leave out build output and dependencies), or ask the bot's admin to raise workspace_max_upload_bytes.",
             zip.name,
             human_bytes(cap)
         )
@@ -263,7 +293,10 @@ async fn upload<P: ChatPlatform>(
         )));
     }
     if up.is_empty() {
-        return Err(Failed::Other("ZIP_CORRUPT: the file is empty".to_owned()));
+        return Err(Failed::Other(
+            "ZIP_CORRUPT: the file is empty. Nothing was created; make the zip again and send it again"
+                .to_owned(),
+        ));
     }
     let data = up.finish().await.map_err(upload_err)?;
     serde_json::from_value(data)

@@ -1,8 +1,14 @@
 //! What the chat suites share: the fake platforms' tokens and users, a bot + daemon wired to
-//! the loopback Telegram or Discord fake ([`telegram_world`], [`discord_world`]), and the
+//! the loopback Telegram or Discord fake ([`telegram_world`], [`discord_world`]), the
 //! bounded waits for a bot message ([`tg_msg`], [`dc_msg`]) or any condition
-//! ([`wait_until`]).
+//! ([`wait_until`]), `/new` in a Telegram forum up to its topic's news
+//! ([`tg_new_topic`], [`tg_topic_started`]) and in a Discord channel up to its thread's
+//! news ([`dc_new_thread`], [`dc_thread_started`]), a file the bot sent to a topic
+//! ([`tg_document`]), a Discord command's answer in place ([`dc_answer`],
+//! [`dc_answered`]), the bot's own Discord messages ([`dc_bot_messages`]) and a select
+//! menu's options ([`dc_select`]).
 
+use std::path::Path;
 use std::time::Duration;
 
 use testkit::FakeTelegram;
@@ -108,4 +114,124 @@ pub async fn dc_msg(
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// Waits (bounded) for the bot to create a forum topic (named `name`, when given) and for
+/// the news in it that its session started; the topic's thread id.
+pub async fn tg_topic_started(tg: &FakeTelegram, group: i64, name: Option<&str>) -> i32 {
+    let created = tg
+        .wait_for(WAIT, |c| {
+            c.method == "createForumTopic"
+                && c.ok()
+                && name.is_none_or(|n| c.str_param("name") == Some(n))
+        })
+        .await
+        .expect("topic created");
+    let topic = created.result["message_thread_id"]
+        .as_i64()
+        .expect("thread id") as i32;
+    tg_msg(tg, group, Some(topic), |m| {
+        m.visible_text.contains("started by")
+    })
+    .await;
+    topic
+}
+
+/// `/new <dir> [name]` from [`TG_ALICE`] in `group`'s General topic, then
+/// [`tg_topic_started`] (filtered by `name`, when given); the topic's thread id.
+pub async fn tg_new_topic(tg: &FakeTelegram, group: i64, dir: &Path, name: Option<&str>) -> i32 {
+    let cmd = match name {
+        Some(n) => format!("/new {} {n}", dir.display()),
+        None => format!("/new {}", dir.display()),
+    };
+    tg.user_message(group, TG_ALICE, &cmd, None);
+    tg_topic_started(tg, group, name).await
+}
+
+/// The original response of Discord interaction `id` (a command answered in place), as
+/// it is now.
+pub fn dc_answer(dc: &FakeDiscord, id: u64) -> Option<testkit::discord::Message> {
+    dc.interaction(id)
+        .and_then(|s| s.original)
+        .and_then(|m| dc.message(m))
+}
+
+/// Waits (bounded) until interaction `id`'s original response says something; that
+/// response.
+pub async fn dc_answered(dc: &FakeDiscord, id: u64) -> testkit::discord::Message {
+    let said = || dc_answer(dc, id).filter(|m| !m.content.is_empty());
+    wait_until("the command is answered", || said().is_some()).await;
+    said().expect("answer")
+}
+
+/// Waits (bounded) for a file the bot sent to Telegram topic `topic`; the first one.
+pub async fn tg_document(tg: &FakeTelegram, topic: i32) -> testkit::telegram::Document {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        if let Some(d) = tg
+            .documents()
+            .into_iter()
+            .find(|d| d.thread_id == Some(topic))
+        {
+            return d;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "no document");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The bot's own messages in Discord `channel` (not users', not interaction responses).
+pub fn dc_bot_messages(dc: &FakeDiscord, channel: u64) -> Vec<testkit::discord::Message> {
+    dc.messages_in(channel)
+        .into_iter()
+        .filter(|m| m.author == testkit::discord::BOT_USER_ID && m.interaction.is_none())
+        .collect()
+}
+
+/// The first component of message `m`, which must be a string select menu: its
+/// `custom_id` and its options' values.
+pub fn dc_select(m: &testkit::discord::Message) -> (String, Vec<String>) {
+    let menu = &m.components[0]["components"][0];
+    assert_eq!(menu["type"], 3, "a string select: {menu}");
+    let values = menu["options"]
+        .as_array()
+        .expect("options")
+        .iter()
+        .filter_map(|o| o["value"].as_str().map(str::to_owned))
+        .collect();
+    let custom = menu["custom_id"].as_str().expect("custom id").to_owned();
+    (custom, values)
+}
+
+/// Waits (bounded) for the bot to open a thread named `name` in Discord `channel` and for
+/// the news in it that its session started; the thread id.
+pub async fn dc_thread_started(dc: &FakeDiscord, channel: u64, name: &str) -> u64 {
+    let thread = || {
+        dc.threads(channel)
+            .into_iter()
+            .find(|(_, n)| n == name)
+            .map(|(id, _)| id)
+    };
+    wait_until("the thread is created", || thread().is_some()).await;
+    let thread = thread().expect("thread");
+    dc_msg(dc, thread, |m| m.content.contains("started by")).await;
+    thread
+}
+
+/// `/new directory:<dir> name:<name>` from [`DC_ALICE`] in Discord `channel`, then
+/// [`dc_thread_started`]; the command's interaction and the thread id.
+pub async fn dc_new_thread(
+    dc: &FakeDiscord,
+    channel: u64,
+    dir: &Path,
+    name: &str,
+) -> (testkit::discord::Interaction, u64) {
+    let dir = dir.display().to_string();
+    let i = dc.slash_command(
+        channel,
+        DC_ALICE,
+        "new",
+        &[("directory", dir.as_str()), ("name", name)],
+    );
+    (i, dc_thread_started(dc, channel, name).await)
 }

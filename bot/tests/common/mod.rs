@@ -2,9 +2,11 @@
 //! `ccrmd` linked to it, the real Claude Code CLI, and the fake Messages API.
 //!
 //! `ccrmd` is another package's binary; it is found beside `ccrm-bot` in the target dir,
-//! which `cargo test --workspace` (the README's test command) always builds.
+//! which `cargo test --workspace` (the README's test command) always builds; [`bins`]
+//! refuses one older than the daemon's sources. [`chat`] holds what the chat suites share.
 #![allow(dead_code)]
 
+pub mod bins;
 pub mod chat;
 pub mod cluster;
 
@@ -72,14 +74,15 @@ pub async fn open_db(url: Option<&str>, path: &Path) -> Db {
         .expect("open the store")
 }
 
+/// `ccrmd` beside `ccrm-bot`; panics with the command to run when it is missing or stale
+/// ([`bins`]).
 pub fn ccrmd_bin() -> PathBuf {
-    let p = Path::new(env!("CARGO_BIN_EXE_ccrm-bot")).with_file_name("ccrmd");
-    assert!(
-        p.exists(),
-        "{} is missing: run `cargo build --workspace` (the README test command does)",
-        p.display()
-    );
-    p
+    bins::bin("ccrmd")
+}
+
+/// `ccrm` beside `ccrm-bot`, checked as [`ccrmd_bin`].
+pub fn ccrm_bin() -> PathBuf {
+    bins::bin("ccrm")
 }
 
 fn spawn_until(

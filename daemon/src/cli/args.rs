@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 
-use clap::{Parser, Subcommand};
+use clap::{ArgGroup, Parser, Subcommand};
 
 /// Run and steer Claude Code sessions on this machine through the ccrmd daemon.
 #[derive(Parser, Debug)]
@@ -65,22 +65,24 @@ pub enum Cmd {
     /// Run one prompt in a fresh claude (in a workspace or directory) with restricted tools,
     /// print the answer as it streams, and exit with the execution's exit code.
     #[command(
+        group(ArgGroup::new("place").required(true).args(["workspace", "cwd"])),
         after_help = "Tools: the daemon's read-only ones (allowed_tools) plus --allow-tool; \
 any other tool use is denied and the model is told why.\n\
 Exit status: claude's exit code (0, or 1 when the run ended in an error); 1 when the \
-execution failed, timed out or was cancelled; Ctrl-C cancels it."
+execution failed, timed out or was cancelled; Ctrl-C cancels it.\n\
+Example: ccrm workspace push ./site --id site && ccrm exec -w site \"list the pages\""
     )]
     Exec {
         /// The prompt (words are joined with spaces).
         #[arg(required = true, num_args = 1..)]
         prompt: Vec<String>,
-        /// Run in this workspace.
-        #[arg(long, short = 'w', required_unless_present = "cwd")]
+        /// Run in this workspace (see `ccrm workspace push`).
+        #[arg(long, short = 'w')]
         workspace: Option<String>,
         /// Run in this directory instead of a workspace.
-        #[arg(long, conflicts_with = "workspace")]
+        #[arg(long)]
         cwd: Option<PathBuf>,
-        /// Seconds the run may take (from its start, not counting time queued).
+        /// Seconds the run may take (from its start, not counting time queued), 1 to 86400.
         #[arg(long, default_value_t = 600)]
         timeout: u64,
         /// Model name or alias.
@@ -90,7 +92,7 @@ execution failed, timed out or was cancelled; Ctrl-C cancels it."
         /// as "Bash(git status:*)".
         #[arg(long = "allow-tool", value_name = "TOOL")]
         allow_tools: Vec<String>,
-        /// The execution's id [default: a new UUID].
+        /// The execution's id: letters, digits, `-`, `_` (at most 64) [default: a new UUID].
         #[arg(long)]
         id: Option<String>,
     },
@@ -249,6 +251,7 @@ pub enum WorkspaceCmd {
     #[command(alias = "ls")]
     List,
     /// Delete a workspace (refused while a session or execution uses it).
+    #[command(visible_alias = "delete")]
     Rm {
         /// The workspace id.
         id: String,

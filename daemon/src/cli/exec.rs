@@ -7,15 +7,51 @@
 use std::io::Write;
 use std::process::ExitCode;
 
-use common::ipc::Command;
-use common::workspace::{ExecArgs, ExecFollowArgs, ExecItem, ExecRef, ExecUpdate};
+use common::ipc::{Command, ErrorBody, ErrorCode};
+use common::workspace::{
+    ExecArgs, ExecFollowArgs, ExecItem, ExecRef, ExecUpdate, MAX_ID_LEN, valid_id,
+};
 use serde_json::Value;
 
 use super::args::Cli;
 use super::call::{Failure, connect, decode};
+use crate::client::ClientError;
+use crate::exec::MAX_TIMEOUT_SECS;
+
+/// What ccrmd would refuse in the flags, said with the flags' names (`--id`, `--timeout`,
+/// `--workspace`) and the codes ccrmd gives, before it is asked.
+fn check_flags(args: &ExecArgs) -> Result<(), Failure> {
+    let refuse = |code, msg: String| Err(ClientError::Daemon(ErrorBody::new(code, msg)).into());
+    if !valid_id(&args.execution_id) {
+        return refuse(
+            ErrorCode::BadRequest,
+            format!(
+                "--id `{}` must be 1 to {MAX_ID_LEN} letters, digits, `-` or `_`",
+                args.execution_id.escape_debug()
+            ),
+        );
+    }
+    if let Some(w) = args.workspace_id.as_deref().filter(|w| !valid_id(w)) {
+        return refuse(
+            ErrorCode::BadWorkspaceId,
+            format!(
+                "--workspace `{}` is not a workspace id (1 to {MAX_ID_LEN} letters, digits, `-` or `_`); see `ccrm workspace list`",
+                w.escape_debug()
+            ),
+        );
+    }
+    if args.timeout_secs == 0 || args.timeout_secs > MAX_TIMEOUT_SECS {
+        return refuse(
+            ErrorCode::BadRequest,
+            format!("--timeout must be between 1 and {MAX_TIMEOUT_SECS} seconds"),
+        );
+    }
+    Ok(())
+}
 
 /// `ccrm exec`.
 pub(super) async fn run(cli: &Cli, args: ExecArgs) -> Result<ExitCode, Failure> {
+    check_flags(&args)?;
     let id = args.execution_id.clone();
     let mut client = connect(cli).await?;
     client.call(Command::ExecStart(args)).await?;
@@ -75,7 +111,7 @@ fn show(update: &ExecUpdate) {
                 line.push_str(&format!(", {:.1}s", ms as f64 / 1000.0));
             }
             if let Some(t) = result.turns {
-                line.push_str(&format!(", {t} turns"));
+                line.push_str(&format!(", {t} turn{}", if t == 1 { "" } else { "s" }));
             }
             if let Some(c) = result.cost_usd {
                 line.push_str(&format!(", ${c:.4}"));

@@ -11,15 +11,17 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context;
-use common::ipc::{Command, NoArgs};
+use common::ipc::{Command, ErrorBody, ErrorCode, NoArgs};
 use common::workspace::{
-    WorkspaceCreateArgs, WorkspaceCreated, WorkspaceInfo, WorkspacePolicy, WorkspaceRef,
+    MAX_ID_LEN, WorkspaceCreateArgs, WorkspaceCreated, WorkspaceInfo, WorkspacePolicy,
+    WorkspaceRef, valid_id,
 };
 use zip::write::SimpleFileOptions;
 
 use super::args::{Cli, WorkspaceCmd};
 use super::call::{Failure, decode, send_and_print, socket_path};
 use super::output::{ago, human_bytes};
+use crate::client::ClientError;
 
 /// Runs one `ccrm workspace` subcommand.
 pub(super) async fn run(cli: &Cli, cmd: &WorkspaceCmd) -> Result<ExitCode, Failure> {
@@ -65,9 +67,21 @@ async fn push(
     description: Option<String>,
     policy: WorkspacePolicy,
 ) -> Result<ExitCode, Failure> {
+    if !valid_id(id) {
+        // Before anything is zipped; the code ccrmd would give.
+        let msg = format!(
+            "--id `{}` must be 1 to {MAX_ID_LEN} letters, digits, `-` or `_`",
+            id.escape_debug()
+        );
+        return Err(ClientError::Daemon(ErrorBody::new(ErrorCode::BadWorkspaceId, msg)).into());
+    }
     let path = std::path::absolute(path).map_err(anyhow::Error::from)?;
-    let meta =
-        std::fs::metadata(&path).with_context(|| format!("cannot read {}", path.display()))?;
+    let meta = std::fs::metadata(&path).map_err(|e| {
+        anyhow::anyhow!(
+            "cannot read {}: {e}; pass a directory (zipped for you) or a .zip file",
+            path.display()
+        )
+    })?;
     let mut _temp = None;
     let zip_path = if meta.is_dir() {
         let socket = socket_path(cli)?;
