@@ -9,18 +9,24 @@
 //! 2. REST prompt → first SSE event: a prompt sent to the replica that holds the fake
 //!    daemon's link (local) versus to another one (routed through `replica_calls` +
 //!    `NOTIFY`), each time read on the SSE stream of the replica it was sent to; p50/p90/
-//!    p99, interleaved. Target: routed ≤ 1.2 × local at p50.
+//!    p99, interleaved. Target: routed ≤ 1.2 × local at p50. The fake daemon answers at
+//!    once, so this shows the routing's own cost with nothing else in the loop.
+//!    2b (`replicas/real.rs`): the same with the real chain — the release `ccrmd` and a
+//!    warm claude child on the fake Messages API — timed to the first assistant text.
 //! 3. 1,000 simulated daemon links on one replica (the `ccrm-bot` binary), each sending
 //!    one event a frame at `BENCH_RATE`/s for `BENCH_SECS` s: the bot's RSS idle and with
 //!    every link open, and the commit latency (frame sent → its ack, which comes after
 //!    the commit) p50/p99; the same load into a SQLite bot as the baseline.
 //!
 //! Run with `cargo bench -p ccrm-bot --bench replicas` (env: `BENCH_EVENTS`, default
-//! 60,000; `BENCH_PROMPTS` per side, default 60; `BENCH_LINKS`, default 1,000;
+//! 60,000; `BENCH_PROMPTS` per side, default 60; `BENCH_TURNS` per side in 2b, default
+//! 100; `BENCH_LINKS`, default 1,000;
 //! `BENCH_RATE`, default 2; `BENCH_SECS`, default 10). Needs Debian's `postgresql`.
 
 #[path = "replicas/fleet.rs"]
 mod fleet;
+#[path = "replicas/real.rs"]
+mod real;
 #[path = "support/mod.rs"]
 mod support;
 
@@ -322,6 +328,7 @@ fn lat_row(name: &str, v: &[Duration]) {
 async fn run() -> anyhow::Result<()> {
     let total = env_num("BENCH_EVENTS", 60_000)?;
     let prompts = env_num("BENCH_PROMPTS", 60)?;
+    let real_turns = usize::try_from(env_num("BENCH_TURNS", 100)?)?;
     let dir = tempfile::tempdir()?;
     let pg = testkit::PgCluster::start()?;
 
@@ -359,7 +366,9 @@ async fn run() -> anyhow::Result<()> {
         three_rate / 3.0
     );
 
-    println!("REST prompt → first SSE event, {prompts} prompts each, interleaved (ms)");
+    println!(
+        "REST prompt → first SSE event, fake daemon answering at once (the routing's own cost), {prompts} prompts each, interleaved (ms)"
+    );
     println!("  {:<44} {:>8} {:>8} {:>8}", "", "p50", "p90", "p99");
     let url = pg.create_db("latency")?;
     let a = Replica::start(&dir.path().join("lat-a"), Some(&url)).await?;
@@ -369,13 +378,27 @@ async fn run() -> anyhow::Result<()> {
     b.stop().await;
     lat_row("replica holding the link (local)", &local);
     lat_row("another replica (routed, NOTIFY)", &routed);
-    let ratio = ms(pct(&routed, 0.5)) / ms(pct(&local, 0.5)).max(f64::EPSILON);
+    ratio_row(&local, &routed);
+
+    println!(
+        "REST prompt → first assistant text on SSE, real ccrmd + claude (fake Messages API) linked to B, {real_turns} turns each, alternated (ms)"
+    );
+    println!("  {:<44} {:>8} {:>8} {:>8}", "", "p50", "p90", "p99");
+    let (local, routed) = real::run(&pg, dir.path(), real_turns).await?;
+    lat_row("replica holding the link (local)", &local);
+    lat_row("another replica (routed, NOTIFY)", &routed);
+    ratio_row(&local, &routed);
+
+    fleet::run(&pg, dir.path()).await
+}
+
+/// Routed over local at p50, against the target.
+fn ratio_row(local: &[Duration], routed: &[Duration]) {
+    let ratio = ms(pct(routed, 0.5)) / ms(pct(local, 0.5)).max(f64::EPSILON);
     println!(
         "  routed / local p50: {ratio:.2}× (target ≤ 1.2×: {})",
         if ratio <= 1.2 { "met" } else { "NOT met" }
     );
-
-    fleet::run(&pg, dir.path()).await
 }
 
 fn main() -> anyhow::Result<()> {

@@ -16,94 +16,23 @@
 //! Run with `cargo build --release -p ccrm-daemon && cargo bench -p ccrm-bot --bench
 //! rest_latency` (env `BENCH_TURNS`, default 200).
 
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::Stdio;
+#[path = "support/mod.rs"]
+mod support;
+
 use std::time::{Duration, Instant, SystemTime};
 
-use anyhow::{Context, bail, ensure};
+use anyhow::{Context, ensure};
 use ccrm_bot::AppState;
 use ccrm_bot::auth::KeyKind;
 use ccrm_bot::config::BotConfig;
-use futures::StreamExt;
 use serde_json::{Value, json};
+use support::ccrmd::{ccrmd_bin, follow_sse, start_daemon};
+use support::{ms, pct};
 use testkit::{ClaudeHome, FakeApi, TEST_API_KEY, claude_bin, claude_env};
 
 /// Bound for every wait.
 const WAIT: Duration = Duration::from_secs(60);
 const WARMUP: usize = 3;
-
-/// The real ccrmd, stopped with SIGTERM when dropped.
-struct Daemon(std::process::Child);
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        if let Ok(pid) = i32::try_from(self.0.id()) {
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(pid),
-                nix::sys::signal::Signal::SIGTERM,
-            );
-        }
-        let deadline = Instant::now() + Duration::from_secs(15);
-        while matches!(self.0.try_wait(), Ok(None)) && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// ccrmd from the same target dir as this bench's `ccrm-bot` (`target/release` under
-/// `cargo bench`); it belongs to another package, so cargo does not build it for us.
-fn ccrmd_bin() -> anyhow::Result<PathBuf> {
-    let p = Path::new(env!("CARGO_BIN_EXE_ccrm-bot")).with_file_name("ccrmd");
-    if !p.exists() {
-        bail!(
-            "{} is missing: run `cargo build --release -p ccrm-daemon` first, then this bench again",
-            p.display()
-        );
-    }
-    Ok(p)
-}
-
-fn start_daemon(
-    bin: &Path,
-    dir: &Path,
-    env: &[(String, String)],
-    claude: &Path,
-    bot: &str,
-    key: &str,
-) -> anyhow::Result<Daemon> {
-    let mut child = std::process::Command::new(bin)
-        .envs(env.iter().map(|(k, v)| (k, v)))
-        .env("CCRM_RUNTIME_DIR", dir.join("run"))
-        .env("CCRM_STATE_DIR", dir.join("state"))
-        .env("CCRM_CLAUDE_BIN", claude)
-        .env("XDG_CONFIG_HOME", dir.join("config"))
-        .env("CCRM_BOT_URL", bot)
-        .env("CCRM_BOT_API_KEY", key)
-        .env("CCRM_LOG", "warn,ccrm_daemon::lifecycle=info")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .context("starting ccrmd")?;
-    let stderr = child.stderr.take().context("stderr")?;
-    let daemon = Daemon(child);
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let mut tx = Some(tx);
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if line.contains("ccrmd ready")
-                && let Some(tx) = tx.take()
-            {
-                let _ = tx.send(());
-            }
-        }
-    });
-    rx.recv_timeout(WAIT).context("ccrmd did not get ready")?;
-    Ok(daemon)
-}
 
 /// One measured turn.
 struct Sample {
@@ -115,52 +44,6 @@ struct Sample {
     text: String,
     /// REST only: when the 202 came back.
     accepted: Option<Duration>,
-}
-
-/// Follows the session's SSE stream; reports (is_result, instant) for the first text delta
-/// of each turn and for each turn result.
-async fn follow_sse(
-    resp: reqwest::Response,
-    tx: tokio::sync::mpsc::UnboundedSender<(bool, Instant)>,
-) -> anyhow::Result<()> {
-    let mut body = resp.bytes_stream();
-    let mut buf = String::new();
-    let mut in_turn = false;
-    while let Some(chunk) = body.next().await {
-        let at = Instant::now();
-        buf.push_str(std::str::from_utf8(&chunk?)?);
-        while let Some(end) = buf.find("\n\n") {
-            let block: String = buf.drain(..end + 2).collect();
-            let Some(kind) = block
-                .lines()
-                .find_map(|l| l.strip_prefix("event:"))
-                .map(str::trim)
-            else {
-                continue;
-            };
-            match kind {
-                "turn_started" => in_turn = true,
-                "assistant_delta" if in_turn => {
-                    in_turn = false;
-                    let _ = tx.send((false, at));
-                }
-                "turn_result" => {
-                    let _ = tx.send((true, at));
-                }
-                _ => {}
-            }
-        }
-    }
-    Ok(())
-}
-
-fn pct(sorted: &[Duration], p: f64) -> Duration {
-    let idx = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[idx.min(sorted.len() - 1)]
-}
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1000.0
 }
 
 async fn run() -> anyhow::Result<()> {

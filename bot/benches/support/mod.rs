@@ -1,9 +1,11 @@
 //! What the bot's benches share: percentiles, process figures from `/proc` (RSS, CPU
 //! time), the `ccrm-bot` binary started on a fresh data dir, and a fake daemon's link;
-//! `fleet.rs`: the fake-daemon load generator (deltas streamed on a link, timed to acks).
+//! `fleet.rs`: the fake-daemon load generator (deltas streamed on a link, timed to acks);
+//! `ccrmd.rs`: the real ccrmd linked to a bot, and a follower of a session's SSE turns.
 
 #![allow(dead_code)] // each bench uses its own part of this
 
+pub mod ccrmd;
 pub mod fleet;
 
 use std::io::{BufRead, BufReader};

@@ -1,0 +1,126 @@
+//! The real `ccrmd` for the benches that run whole turns (`rest_latency`, `replicas`):
+//! its release binary found beside this bench's `ccrm-bot`, started linked to a bot and
+//! stopped with SIGTERM when dropped, and a follower of a session's SSE stream that
+//! reports each turn's first text delta and its result.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use futures::StreamExt;
+
+/// How long ccrmd may take to get ready.
+const READY: Duration = Duration::from_secs(60);
+
+/// The real ccrmd, stopped with SIGTERM when dropped.
+pub struct Daemon(std::process::Child);
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Ok(pid) = i32::try_from(self.0.id()) {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGTERM,
+            );
+        }
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while matches!(self.0.try_wait(), Ok(None)) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// ccrmd from the same target dir as this bench's `ccrm-bot` (`target/release` under
+/// `cargo bench`); it belongs to another package, so cargo does not build it for us.
+pub fn ccrmd_bin() -> anyhow::Result<PathBuf> {
+    let p = Path::new(env!("CARGO_BIN_EXE_ccrm-bot")).with_file_name("ccrmd");
+    if !p.exists() {
+        bail!(
+            "{} is missing: run `cargo build --release -p ccrm-daemon` first, then this bench again",
+            p.display()
+        );
+    }
+    Ok(p)
+}
+
+/// Starts `bin` on its own dirs under `dir`, with claude's environment `env`, linked to
+/// the bot at `bot` with daemon key `key`, and waits for its "ccrmd ready" line.
+pub fn start_daemon(
+    bin: &Path,
+    dir: &Path,
+    env: &[(String, String)],
+    claude: &Path,
+    bot: &str,
+    key: &str,
+) -> anyhow::Result<Daemon> {
+    let mut child = std::process::Command::new(bin)
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .env("CCRM_RUNTIME_DIR", dir.join("run"))
+        .env("CCRM_STATE_DIR", dir.join("state"))
+        .env("CCRM_CLAUDE_BIN", claude)
+        .env("XDG_CONFIG_HOME", dir.join("config"))
+        .env("CCRM_BOT_URL", bot)
+        .env("CCRM_BOT_API_KEY", key)
+        .env("CCRM_LOG", "warn,ccrm_daemon::lifecycle=info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .context("starting ccrmd")?;
+    let stderr = child.stderr.take().context("stderr")?;
+    let daemon = Daemon(child);
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut tx = Some(tx);
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if line.contains("ccrmd ready")
+                && let Some(tx) = tx.take()
+            {
+                let _ = tx.send(());
+            }
+        }
+    });
+    rx.recv_timeout(READY).context("ccrmd did not get ready")?;
+    Ok(daemon)
+}
+
+/// Follows a session's SSE stream; reports (is_result, instant) for the first text delta
+/// of each turn and for each turn result.
+pub async fn follow_sse(
+    resp: reqwest::Response,
+    tx: tokio::sync::mpsc::UnboundedSender<(bool, Instant)>,
+) -> anyhow::Result<()> {
+    let mut body = resp.bytes_stream();
+    let mut buf = String::new();
+    let mut in_turn = false;
+    while let Some(chunk) = body.next().await {
+        let at = Instant::now();
+        buf.push_str(std::str::from_utf8(&chunk?)?);
+        while let Some(end) = buf.find("\n\n") {
+            let block: String = buf.drain(..end + 2).collect();
+            let Some(kind) = block
+                .lines()
+                .find_map(|l| l.strip_prefix("event:"))
+                .map(str::trim)
+            else {
+                continue;
+            };
+            match kind {
+                "turn_started" => in_turn = true,
+                "assistant_delta" if in_turn => {
+                    in_turn = false;
+                    let _ = tx.send((false, at));
+                }
+                "turn_result" => {
+                    let _ = tx.send((true, at));
+                }
+                _ => {}
+            }
+        }
+    }
+    Ok(())
+}
