@@ -15,17 +15,18 @@
 //! ccrm-daemon && cargo bench -p ccrm-bot --bench chat_latency` (env `BENCH_TURNS`,
 //! default 20 per platform).
 
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::Stdio;
+#[path = "support/mod.rs"]
+mod support;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use anyhow::{Context, bail, ensure};
+use anyhow::{Context, ensure};
 use ccrm_bot::AppState;
 use ccrm_bot::auth::KeyKind;
 use ccrm_bot::config::BotConfig;
 use common::event::EventKind;
+use support::ccrmd::{ccrmd_bin, start_daemon};
 use testkit::discord::{FakeDiscord, GUILD_ID};
 use testkit::{ClaudeHome, FakeApi, FakeTelegram, TEST_API_KEY, claude_bin, claude_env};
 
@@ -38,76 +39,6 @@ const TG_TOKEN: &str = "123456:BENCH-SECRET";
 const DC_TOKEN: &str = "MTAxMDEwMTAxMDEwMTAxMDEw.bench.SECRET";
 const TG_USER: i64 = 111;
 const DC_USER: u64 = 310_000_000_000_000_001;
-
-/// The real ccrmd, stopped with SIGTERM when dropped.
-struct Daemon(std::process::Child);
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        if let Ok(pid) = i32::try_from(self.0.id()) {
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(pid),
-                nix::sys::signal::Signal::SIGTERM,
-            );
-        }
-        let deadline = Instant::now() + Duration::from_secs(15);
-        while matches!(self.0.try_wait(), Ok(None)) && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn ccrmd_bin() -> anyhow::Result<PathBuf> {
-    let p = Path::new(env!("CARGO_BIN_EXE_ccrm-bot")).with_file_name("ccrmd");
-    if !p.exists() {
-        bail!(
-            "{} is missing: run `cargo build --release -p ccrm-daemon` first, then this bench again",
-            p.display()
-        );
-    }
-    Ok(p)
-}
-
-fn start_daemon(
-    bin: &Path,
-    dir: &Path,
-    env: &[(String, String)],
-    claude: &Path,
-    bot: &str,
-    key: &str,
-) -> anyhow::Result<Daemon> {
-    let mut child = std::process::Command::new(bin)
-        .envs(env.iter().map(|(k, v)| (k, v)))
-        .env("CCRM_RUNTIME_DIR", dir.join("run"))
-        .env("CCRM_STATE_DIR", dir.join("state"))
-        .env("CCRM_CLAUDE_BIN", claude)
-        .env("XDG_CONFIG_HOME", dir.join("config"))
-        .env("CCRM_BOT_URL", bot)
-        .env("CCRM_BOT_API_KEY", key)
-        .env("CCRM_LOG", "warn,ccrm_daemon::lifecycle=info")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .context("starting ccrmd")?;
-    let stderr = child.stderr.take().context("stderr")?;
-    let daemon = Daemon(child);
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let mut tx = Some(tx);
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if line.contains("ccrmd ready")
-                && let Some(tx) = tx.take()
-            {
-                let _ = tx.send(());
-            }
-        }
-    });
-    rx.recv_timeout(WAIT).context("ccrmd did not get ready")?;
-    Ok(daemon)
-}
 
 /// Polls `check` until it yields (bounded by [`WAIT`]).
 async fn wait_for<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> anyhow::Result<T> {
@@ -233,6 +164,7 @@ async fn run() -> anyhow::Result<()> {
         &claude,
         &format!("ws://{addr}"),
         &key,
+        WAIT,
     )?;
     wait_for("ccrmd linked", || {
         (!state.hub.online().is_empty()).then_some(())

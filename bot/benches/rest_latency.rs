@@ -88,6 +88,7 @@ async fn run() -> anyhow::Result<()> {
         &claude,
         &format!("ws://{addr}"),
         &key,
+        WAIT,
     )?;
     let deadline = Instant::now() + WAIT;
     while state.hub.online().is_empty() {

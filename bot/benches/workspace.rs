@@ -13,8 +13,10 @@
 //! binary. Run with `cargo build --release -p ccrm-daemon && cargo bench -p ccrm-bot --bench
 //! workspace` (env `BENCH_UPLOADS`, default 5; `BENCH_EXECS`, default 20).
 
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
+#[path = "support/mod.rs"]
+mod support;
+
+use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
@@ -24,81 +26,13 @@ use ccrm_bot::auth::KeyKind;
 use ccrm_bot::config::BotConfig;
 use futures::StreamExt;
 use serde_json::json;
+use support::ccrmd::{ccrmd_bin, start_daemon};
 use testkit::zips::{Entry, RawZip, noise};
 use testkit::{ClaudeHome, FakeApi, TEST_API_KEY, claude_bin, claude_env};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
 
 /// Bound for every wait.
 const WAIT: Duration = Duration::from_secs(120);
-
-/// The real ccrmd, stopped with SIGTERM when dropped.
-struct Daemon(std::process::Child);
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        if let Ok(pid) = i32::try_from(self.0.id()) {
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(pid),
-                nix::sys::signal::Signal::SIGTERM,
-            );
-        }
-        let deadline = Instant::now() + Duration::from_secs(15);
-        while matches!(self.0.try_wait(), Ok(None)) && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn ccrmd_bin() -> anyhow::Result<PathBuf> {
-    let p = Path::new(env!("CARGO_BIN_EXE_ccrm-bot")).with_file_name("ccrmd");
-    if !p.exists() {
-        bail!(
-            "{} is missing: run `cargo build --release -p ccrm-daemon` first, then this bench again",
-            p.display()
-        );
-    }
-    Ok(p)
-}
-
-fn start_daemon(
-    dir: &Path,
-    env: &[(String, String)],
-    claude: &Path,
-    bot: &str,
-    key: &str,
-) -> anyhow::Result<Daemon> {
-    let mut child = std::process::Command::new(ccrmd_bin()?)
-        .envs(env.iter().map(|(k, v)| (k, v)))
-        .env("CCRM_RUNTIME_DIR", dir.join("run"))
-        .env("CCRM_STATE_DIR", dir.join("state"))
-        .env("CCRM_CLAUDE_BIN", claude)
-        .env("XDG_CONFIG_HOME", dir.join("config"))
-        .env("CCRM_BOT_URL", bot)
-        .env("CCRM_BOT_API_KEY", key)
-        .env("CCRM_LOG", "warn,ccrm_daemon::lifecycle=info")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .context("starting ccrmd")?;
-    let stderr = child.stderr.take().context("stderr")?;
-    let daemon = Daemon(child);
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let mut tx = Some(tx);
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if line.contains("ccrmd ready")
-                && let Some(tx) = tx.take()
-            {
-                let _ = tx.send(());
-            }
-        }
-    });
-    rx.recv_timeout(WAIT).context("ccrmd did not get ready")?;
-    Ok(daemon)
-}
 
 fn pct(v: &[Duration], p: f64) -> Duration {
     let i = ((v.len() as f64 - 1.0) * p).round() as usize;
@@ -217,7 +151,15 @@ async fn run() -> anyhow::Result<()> {
     let server = tokio::spawn(ccrm_bot::serve(listener, state.clone(), async {
         let _ = stopped.await;
     }));
-    let daemon = start_daemon(dir.path(), &env, &claude, &format!("ws://{addr}"), &key)?;
+    let daemon = start_daemon(
+        &ccrmd_bin()?,
+        dir.path(),
+        &env,
+        &claude,
+        &format!("ws://{addr}"),
+        &key,
+        WAIT,
+    )?;
     let deadline = Instant::now() + WAIT;
     while state.hub.online().is_empty() {
         ensure!(Instant::now() < deadline, "ccrmd never linked to the bot");

@@ -69,6 +69,7 @@ pub async fn run(
         &claude_bin()?,
         &format!("ws://{}", b.addr),
         &key,
+        Duration::from_secs(60),
     )?;
     let deadline = Instant::now() + WAIT;
     while b.state.hub.online().is_empty() {

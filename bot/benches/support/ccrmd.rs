@@ -11,9 +11,6 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use futures::StreamExt;
 
-/// How long ccrmd may take to get ready.
-const READY: Duration = Duration::from_secs(60);
-
 /// The real ccrmd, stopped with SIGTERM when dropped.
 pub struct Daemon(std::process::Child);
 
@@ -48,7 +45,8 @@ pub fn ccrmd_bin() -> anyhow::Result<PathBuf> {
 }
 
 /// Starts `bin` on its own dirs under `dir`, with claude's environment `env`, linked to
-/// the bot at `bot` with daemon key `key`, and waits for its "ccrmd ready" line.
+/// the bot at `bot` with daemon key `key`, and waits up to `ready` for its "ccrmd ready"
+/// line.
 pub fn start_daemon(
     bin: &Path,
     dir: &Path,
@@ -56,6 +54,7 @@ pub fn start_daemon(
     claude: &Path,
     bot: &str,
     key: &str,
+    ready: Duration,
 ) -> anyhow::Result<Daemon> {
     let mut child = std::process::Command::new(bin)
         .envs(env.iter().map(|(k, v)| (k, v)))
@@ -84,7 +83,7 @@ pub fn start_daemon(
             }
         }
     });
-    rx.recv_timeout(READY).context("ccrmd did not get ready")?;
+    rx.recv_timeout(ready).context("ccrmd did not get ready")?;
     Ok(daemon)
 }
 
