@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, ensure};
 use ccrm_daemon::client::Client;
 use common::event::{EventKind, SessionState};
-use common::ipc::{Command, NoArgs, PromptArgs, SessionInfo};
+use common::ipc::{Command, EventsArgs, NoArgs, PromptArgs, SessionInfo, SessionRef};
 use support::{cpu_time, env_num, mb, ms, pct, rss_kb, start_daemon, start_session};
 use testkit::{ClaudeHome, FakeApi, TEST_API_KEY, claude_bin, claude_env};
 
@@ -41,7 +41,7 @@ async fn ccrmd_turn(socket: PathBuf, session: String, text: String) -> anyhow::R
         TURN_WAIT,
         client.stream(
             Command::PromptSend(PromptArgs {
-                session,
+                session: session.clone(),
                 text,
                 follow: true,
                 origin: None,
@@ -57,11 +57,53 @@ async fn ccrmd_turn(socket: PathBuf, session: String, text: String) -> anyhow::R
             },
         ),
     )
-    .await
-    .context("a turn through ccrmd did not finish")??;
+    .await;
+    let Ok(done) = done else {
+        anyhow::bail!("{}", stalled(&socket, &session).await);
+    };
+    let done = done?;
     let done = done.context("the turn ended without a result")?;
     ensure!(done["is_error"] == false, "a turn failed: {done}");
     first.context("a turn through ccrmd had no assistant event")
+}
+
+/// What a turn that did not finish within [`TURN_WAIT`] left behind: the session as
+/// ccrmd sees it and its newest events, so a stall explains itself.
+async fn stalled(socket: &Path, session: &str) -> String {
+    let mut why = format!(
+        "a turn through ccrmd did not finish within {} s; session {session}",
+        TURN_WAIT.as_secs()
+    );
+    let Ok(mut client) = Client::connect(socket).await else {
+        return why + ": ccrmd does not answer on its socket";
+    };
+    let r = SessionRef {
+        session: session.to_owned(),
+    };
+    let info = client
+        .call(Command::SessionGet(r))
+        .await
+        .unwrap_or_default();
+    why += &format!("\n  now: {info}");
+    let newest = info["last_seq"].as_u64().unwrap_or(0);
+    let last = client
+        .call(Command::SessionEvents(EventsArgs {
+            session: session.to_owned(),
+            after: newest.saturating_sub(12),
+            limit: None,
+            follow: false,
+        }))
+        .await
+        .unwrap_or_default();
+    let events = last["events"].as_array().cloned().unwrap_or_default();
+    for ev in &events {
+        let mut ev = ev.clone();
+        if let Some(o) = ev.as_object_mut() {
+            o.remove("raw");
+        }
+        why += &format!("\n  event: {ev}");
+    }
+    why
 }
 
 /// Runs `f` for every index at the same moment (after all are ready) and returns the
@@ -219,6 +261,14 @@ async fn run() -> anyhow::Result<()> {
         }
         if (round + 1) % (turns / 5).max(1) == 0 || round + 1 == turns {
             samples.push((round + 1, rss_kb(pid)?));
+        }
+        if (round + 1) % (turns / 20).max(1) == 0 {
+            eprintln!(
+                "  … {} of {turns} rounds in {:.0} s, ccrmd {:.2} MB",
+                round + 1,
+                started.elapsed().as_secs_f64(),
+                mb(rss_kb(pid)?)
+            );
         }
     }
     let elapsed = started.elapsed();

@@ -53,7 +53,12 @@ pub fn start_daemon(dir: &Path, env: &[(String, String)], claude: &Path) -> anyh
             None => bail!("ccrmd exited at start"),
         }
     }
-    std::thread::spawn(move || for _ in lines {});
+    // ccrmd logs warnings and errors only: show them, they explain a failed run.
+    std::thread::spawn(move || {
+        for l in lines.map_while(Result::ok) {
+            eprintln!("ccrmd: {l}");
+        }
+    });
     Ok(Daemon {
         child,
         socket: dir.join("run/ccrmd.sock"),
