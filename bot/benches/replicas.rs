@@ -7,8 +7,8 @@
 //!    into one SQLite bot (the baseline), one PostgreSQL replica, and three replicas with
 //!    the daemons spread over them (aggregate). Every event is then counted in the store.
 //! 2. REST prompt → first SSE event: a prompt sent to the replica that holds the fake
-//!    daemon's link (local) versus to another one (routed through `replica_calls` +
-//!    `NOTIFY`), each time read on the SSE stream of the replica it was sent to; p50/p90/
+//!    daemon's link (local) versus to another one (routed through a `NOTIFY`
+//!    to the holder), each time read on the SSE stream of the replica it was sent to; p50/p90/
 //!    p99, interleaved. Target: routed ≤ 1.2 × local at p50. The fake daemon answers at
 //!    once, so this shows the routing's own cost with nothing else in the loop.
 //!    2b (`replicas/real.rs`): the same with the real chain — the release `ccrmd` and a

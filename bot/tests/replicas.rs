@@ -180,6 +180,25 @@ async fn a_prompt_sent_to_replica_a_for_a_daemon_on_replica_c_is_answered_and_a_
         .collect();
     let replay_ids: Vec<i64> = replay.iter().map(|(id, _)| *id).collect();
     assert_eq!(replay_ids, stored_after, "B replays exactly what is stored");
+
+    // A prompt too big for a NOTIFY payload (over 7 KB) goes through a `replica_calls`
+    // row instead, and is answered the same way.
+    let long = format!("long prompt via A {}", "x".repeat(20_000));
+    let (status, v) = post_at(
+        &w,
+        a.addr,
+        &format!("/api/sessions/{sid}/prompt"),
+        json!({"text": long}),
+    )
+    .await;
+    assert_eq!(status, 202, "a 20 KB prompt is routed to C's link: {v}");
+    let stored = w
+        .wait_stored(&sid, |e| {
+            let e = e.to_string();
+            e.contains("turn_result") && e.contains("Echo: long prompt via A")
+        })
+        .await;
+    assert!(!stored.is_empty());
     World::kill9(&mut d2);
 }
 

@@ -154,6 +154,8 @@ async fn run() -> anyhow::Result<()> {
     let n = env_num("BENCH_SESSIONS", 50)?;
     let turns = env_num("BENCH_TURNS", 1000)?;
     let api = FakeApi::start().await?;
+    // A thousand turns of fifty conversations: the fake must not keep every body.
+    api.forget_bodies();
     let dir = tempfile::tempdir()?;
     let work = dir.path().join("work");
     std::fs::create_dir_all(&work)?;

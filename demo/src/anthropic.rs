@@ -228,6 +228,15 @@ impl FakeApi {
         lock(&self.shared.script).push_back(reply);
     }
 
+    /// Records requests from now on without their bodies (`body` is `null`), for long
+    /// runs: the CLI sends the whole conversation every turn, so a session of a thousand
+    /// turns would otherwise keep gigabytes of bodies here.
+    pub fn forget_bodies(&self) {
+        self.shared
+            .keep_bodies
+            .store(false, std::sync::atomic::Ordering::Relaxed);
+    }
+
     /// How many message responses are streaming right now.
     pub fn in_flight(&self) -> usize {
         *self.shared.in_flight.borrow()
@@ -257,6 +266,8 @@ struct Shared {
     message_count: watch::Sender<usize>,
     /// Number of SSE responses still streaming.
     in_flight: watch::Sender<usize>,
+    /// Whether recorded requests keep their bodies (see [`FakeApi::forget_bodies`]).
+    keep_bodies: std::sync::atomic::AtomicBool,
 }
 
 impl Shared {
@@ -267,12 +278,16 @@ impl Shared {
             chunk_delay: Mutex::new(DEFAULT_CHUNK_DELAY),
             message_count: watch::Sender::new(0),
             in_flight: watch::Sender::new(0),
+            keep_bodies: std::sync::atomic::AtomicBool::new(true),
         }
     }
 
     /// Records a request and returns its index in the log.
-    fn record(&self, req: RecordedRequest) -> usize {
+    fn record(&self, mut req: RecordedRequest) -> usize {
         let is_message = req.is_message_request();
+        if !self.keep_bodies.load(std::sync::atomic::Ordering::Relaxed) {
+            req.body = Value::Null;
+        }
         let index = {
             let mut log = lock(&self.log);
             log.push(req);

@@ -1,7 +1,7 @@
 //! Part 2b of the replicas bench: the same REST prompt → SSE comparison as part 2, with
 //! the real chain in the loop — the release `ccrmd` linked to replica B, a warm claude
 //! child talking to the testkit's fake Messages API — as a user of two replicas sees it.
-//! Each prompt goes to B (local) or to A (routed through `replica_calls` + `NOTIFY`), in
+//! Each prompt goes to B (local) or to A (routed through a `NOTIFY` to B), in
 //! turn, and is timed to the turn's first assistant text delta on the SSE stream of the
 //! replica it was sent to (on A that event arrives through the database tail).
 

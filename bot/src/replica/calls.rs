@@ -3,9 +3,12 @@
 //! each daemon's link and what the daemon announced (set when a link registers, removed by
 //! that replica when it goes, and counted only while that replica's heartbeat is fresh,
 //! see `heartbeat.rs`). The messages themselves are in `wire.rs`.
-//! A call is a `replica_calls` row for the holder plus a `NOTIFY` of its id there; the
-//! holder runs it on its local link ([`Hub::command_local`]) and answers with a row and a
-//! `NOTIFY` back. The caller waits with the same timeout as a local command, and the
+//! A message of up to [`INLINE_MAX`] bytes (a call, a reply, stream items, most frames)
+//! travels as the payload of a `NOTIFY` on the target's channel: one round trip, and for a
+//! call the holder's lookup and the `NOTIFY` are one statement. A larger one is a
+//! `replica_calls` row plus a `NOTIFY` of its id (PostgreSQL caps payloads at 8,000
+//! bytes). The holder runs a call on its local link ([`Hub::command_local`]) and answers
+//! the same way. The caller waits with the same timeout as a local command, and the
 //! errors come back as they were (offline, timeout, the daemon's own error).
 
 use std::collections::HashMap;
@@ -55,6 +58,11 @@ fn channel(replica: &str) -> String {
     format!("ccrm_r_{replica}")
 }
 
+/// The largest message sent as a `NOTIFY` payload itself (PostgreSQL's limit is 8,000
+/// bytes); larger ones go through a `replica_calls` row. A payload is told apart by its
+/// first byte: `{` for a message, a digit for a row id.
+const INLINE_MAX: usize = 7_000;
+
 impl Replicas {
     /// Starts listening for calls and keeping `daemon_links` current, and hands the hub
     /// its way to the other replicas.
@@ -102,6 +110,19 @@ impl Replicas {
 
     async fn send(&self, target: &str, msg: &Msg) -> anyhow::Result<()> {
         let body = serde_json::to_string(msg)?;
+        if body.len() <= INLINE_MAX {
+            sqlx::query("SELECT pg_notify($1, $2)")
+                .bind(channel(target))
+                .bind(body)
+                .execute(&self.pool)
+                .await?;
+            return Ok(());
+        }
+        self.send_row(target, body).await
+    }
+
+    /// Sends `body` as a `replica_calls` row and a `NOTIFY` of its id.
+    async fn send_row(&self, target: &str, body: String) -> anyhow::Result<()> {
         let mut tx = self.pool.begin().await?;
         let id: i64 = sqlx::query_scalar(
             "INSERT INTO replica_calls (target, body, created_ms) VALUES ($1, $2, $3) RETURNING id",
@@ -118,6 +139,38 @@ impl Replicas {
             .await?;
         tx.commit().await?;
         Ok(())
+    }
+
+    /// Sends `msg` to the replica holding `daemon`'s link and returns that replica, or
+    /// `None` when no other live replica holds it. A small message goes out in the same
+    /// statement as the lookup.
+    async fn send_to_holder(&self, daemon: &DaemonId, msg: &Msg) -> Option<anyhow::Result<String>> {
+        let body = match serde_json::to_string(msg) {
+            Ok(b) => b,
+            Err(e) => return Some(Err(e.into())),
+        };
+        if body.len() > INLINE_MAX {
+            let target = self.holder(daemon).await?;
+            return Some(self.send_row(&target, body).await.map(|()| target));
+        }
+        // MATERIALIZED: the link is looked up (this replica excluded) before anything is
+        // notified, so a call never reaches this replica or a dead one.
+        let sent = sqlx::query_scalar::<_, String>(concat!(
+            "WITH h AS MATERIALIZED (SELECT l.replica FROM daemon_links l
+                 WHERE l.daemon_id = $1 AND l.replica <> $3 AND ",
+            fresh!(),
+            " LIMIT 1)
+             SELECT h.replica, pg_notify('ccrm_r_' || h.replica, $2)::text FROM h"
+        ))
+        .bind(daemon.0.as_str())
+        .bind(body)
+        .bind(&self.id)
+        .fetch_optional(&self.pool)
+        .await;
+        match sent {
+            Ok(target) => target.map(Ok),
+            Err(e) => Some(Err(e.into())),
+        }
     }
 
     async fn holder(&self, daemon: &DaemonId) -> Option<String> {
@@ -139,7 +192,6 @@ impl Replicas {
         cmd: Command,
         timeout: Duration,
     ) -> Option<Result<Value, HubError>> {
-        let target = self.holder(daemon).await?;
         let req = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
         lock(&self.waiters).insert(req, tx);
@@ -150,10 +202,17 @@ impl Replicas {
             cmd: Box::new(cmd),
             timeout_ms: u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX),
         };
-        if let Err(e) = self.send(&target, &msg).await {
-            lock(&self.waiters).remove(&req);
-            warn!(error = %e, "cannot pass a command to another replica");
-            return Some(Err(HubError::Offline(daemon.clone())));
+        match self.send_to_holder(daemon, &msg).await {
+            Some(Ok(_)) => {}
+            None => {
+                lock(&self.waiters).remove(&req);
+                return None;
+            }
+            Some(Err(e)) => {
+                lock(&self.waiters).remove(&req);
+                warn!(error = %e, "cannot pass a command to another replica");
+                return Some(Err(HubError::Offline(daemon.clone())));
+            }
         }
         // A little longer than the holder's own wait, so its timeout answer arrives first.
         let result = tokio::time::timeout(timeout + Duration::from_secs(2), rx).await;
@@ -176,7 +235,6 @@ impl Replicas {
         daemon: &DaemonId,
         cmd: Command,
     ) -> Option<Result<HubStream, HubError>> {
-        let target = self.holder(daemon).await?;
         let req = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let stream = self.streams.open(req);
         let msg = Msg::Stream {
@@ -185,11 +243,18 @@ impl Replicas {
             daemon: daemon.0.clone(),
             cmd: Box::new(cmd),
         };
-        if let Err(e) = self.send(&target, &msg).await {
-            self.streams.remove(req);
-            warn!(error = %e, "cannot pass a stream to another replica");
-            return Some(Err(HubError::Offline(daemon.clone())));
-        }
+        let target = match self.send_to_holder(daemon, &msg).await {
+            Some(Ok(target)) => target,
+            None => {
+                self.streams.remove(req);
+                return None;
+            }
+            Some(Err(e)) => {
+                self.streams.remove(req);
+                warn!(error = %e, "cannot pass a stream to another replica");
+                return Some(Err(HubError::Offline(daemon.clone())));
+            }
+        };
         if let Some(me) = self.weak.upgrade() {
             tokio::spawn(me.watch_stream(req, daemon.clone(), target));
         }
@@ -431,10 +496,12 @@ async fn serve(me: Arc<Replicas>, mut listener: PgListener, hub: Arc<Hub>) {
                 continue;
             }
         };
-        let Ok(id) = note.payload().parse::<i64>() else {
-            continue;
-        };
-        let body: Option<String> =
+        let body: Option<String> = if note.payload().starts_with('{') {
+            Some(note.payload().to_owned())
+        } else {
+            let Ok(id) = note.payload().parse::<i64>() else {
+                continue;
+            };
             match sqlx::query_scalar("DELETE FROM replica_calls WHERE id = $1 RETURNING body")
                 .bind(id)
                 .fetch_optional(&me.pool)
@@ -445,7 +512,8 @@ async fn serve(me: Arc<Replicas>, mut listener: PgListener, hub: Arc<Hub>) {
                     warn!(error = %e, "cannot read a message from another replica");
                     continue;
                 }
-            };
+            }
+        };
         let Some(msg) = body.and_then(|b| serde_json::from_str::<Msg>(&b).ok()) else {
             continue;
         };
