@@ -448,3 +448,19 @@ async fn deltas_keyword_sends_many_events() -> anyhow::Result<()> {
     assert_eq!(text.chars().count(), 1234);
     Ok(())
 }
+
+#[tokio::test]
+async fn forgotten_bodies_are_still_answered_and_counted() -> anyhow::Result<()> {
+    let api = FakeApi::start().await?;
+    post_json(api.addr(), MESSAGES, &messages_body("kept", false)).await?;
+    api.forget_bodies();
+    let msg = post_json(api.addr(), MESSAGES, &messages_body("dropped", false))
+        .await?
+        .json()?;
+    assert_eq!(msg["content"][0]["text"], "Echo: dropped");
+    let seen = api.wait_for_requests(2, Duration::from_secs(10)).await?;
+    assert_eq!(seen[0].last_human_text().as_deref(), Some("kept"));
+    assert_eq!(seen[1].body, Value::Null);
+    assert_eq!(seen[1].status, 200);
+    Ok(())
+}
