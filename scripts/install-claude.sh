@@ -13,6 +13,15 @@ if [ -x "$bin" ] && "$bin" --version 2>/dev/null | grep -q "$version"; then
   echo "$bin"
   exit 0
 fi
+# One installer at a time (test binaries may call this at once): the first installs, the
+# others wait for it and reuse what it installed.
+mkdir -p "$tools"
+exec 9>"$tools/.claude-install.lock"
+flock 9
+if [ -x "$bin" ] && "$bin" --version 2>/dev/null | grep -q "$version"; then
+  echo "$bin"
+  exit 0
+fi
 command -v npm >/dev/null || { echo "npm is required to install the Claude Code CLI (apt-get install npm)" >&2; exit 1; }
 echo "installing @anthropic-ai/claude-code@$version into $prefix (one time, ~370 MB)..." >&2
 rm -rf "$prefix.tmp"

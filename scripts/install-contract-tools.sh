@@ -14,6 +14,15 @@ if [ -x "$venv/bin/schemathesis" ] && [ -x "$venv/bin/openapi-spec-validator" ];
   echo "$venv/bin"
   exit 0
 fi
+# One installer at a time (contract tests may call this at once): the first installs, the
+# others wait for it and reuse what it built.
+mkdir -p "$tools"
+exec 9>"$tools/.contract-tools.lock"
+flock 9
+if [ -x "$venv/bin/schemathesis" ] && [ -x "$venv/bin/openapi-spec-validator" ]; then
+  echo "$venv/bin"
+  exit 0
+fi
 python3 -c 'import venv, ensurepip' 2>/dev/null ||
   { echo "python3 with venv is required (apt-get install python3-venv)" >&2; exit 1; }
 echo "installing schemathesis==$schemathesis openapi-spec-validator==$validator into $venv (one time)..." >&2
