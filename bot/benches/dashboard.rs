@@ -23,6 +23,8 @@
 //! Run with `cargo bench -p ccrm-bot --bench dashboard`. Needs Chromium and chromedriver
 //! (`scripts/test.sh` installs them).
 
+#[path = "support/mod.rs"]
+mod support;
 #[path = "../tests/web/mod.rs"]
 mod web;
 
@@ -486,7 +488,7 @@ async fn main() -> anyhow::Result<()> {
         idle as f64 / 1024.0,
         if peak <= 30 * 1024 { "met" } else { "MISSED" }
     );
-    println!("(measured on a shared, loaded 2-core machine; figures vary with load)");
+    println!("({}; figures vary with load)", support::load_note());
     Ok(())
 }
 

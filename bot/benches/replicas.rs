@@ -333,7 +333,8 @@ async fn run() -> anyhow::Result<()> {
     let pg = testkit::PgCluster::start()?;
 
     println!(
-        "ingest: {total} events, {DAEMONS} fake daemons, frames of {BATCH}, {WINDOW} in flight (measured on a shared, loaded machine)"
+        "ingest: {total} events, {DAEMONS} fake daemons, frames of {BATCH}, {WINDOW} in flight ({})",
+        support::load_note()
     );
     let sqlite = Replica::start(&dir.path().join("sqlite"), None).await?;
     let sqlite_rate = ingest(std::slice::from_ref(&sqlite), total).await?;

@@ -78,6 +78,18 @@ pub fn cpu_time(pid: u32) -> anyhow::Result<Duration> {
     Ok(Duration::from_secs_f64(ticks as f64 / hz as f64))
 }
 
+/// This machine's load averages (1, 5 and 15 minutes) as a note for a bench's output, so
+/// a figure says how busy the machine was when it was taken.
+pub fn load_note() -> String {
+    std::fs::read_to_string("/proc/loadavg").map_or_else(
+        |_| "load average unknown".to_owned(),
+        |l| {
+            let avg: Vec<&str> = l.split_whitespace().take(3).collect();
+            format!("load average {}", avg.join(" "))
+        },
+    )
+}
+
 /// `MB` with two decimals.
 pub fn mb(kb: u64) -> f64 {
     kb as f64 / 1024.0

@@ -477,6 +477,10 @@ async fn keep_links(me: Arc<Replicas>, mut rx: mpsc::UnboundedReceiver<LinkNote>
             }
         };
         if let Err(e) = done {
+            if me.pool.is_closed() {
+                // Shutting down: the links go with this replica's heartbeat.
+                return;
+            }
             warn!(daemon = %daemon, error = %e, "cannot record which replica holds a link");
         }
     }
