@@ -5,9 +5,9 @@
 //!
 //! Printed beside each figure, from the same run: one turn of the CLI driven directly (the
 //! model's own time to an answer) and the floor the platform's budget puts under the last
-//! answer (Telegram: 20 messages a minute per group, so 20 answers need about a minute;
-//! Discord: 5 messages per 5 s per channel, each thread its own channel). Also the bot's
-//! sends per turn. What the chat does per turn (progress message, edits, answer) is the
+//! answer (Telegram: 20 messages a minute per group, so the n sends the bot made need
+//! (n − 1) × 3 s; Discord: 5 messages per 5 s per channel, each thread its own channel).
+//! Also the bot's sends per turn. What the chat does per turn (progress message, edits, answer) is the
 //! chat adapters' business; this measures whatever this branch does.
 //!
 //! Setup is slow on purpose: every topic and thread is opened with `/new`, paced like any
@@ -247,12 +247,17 @@ async fn run() -> anyhow::Result<()> {
     );
     row("claude direct, one turn (baseline)", &base);
     row(&format!("Telegram, {n} topics of one group"), &tg);
+    // 20 messages a minute per group: the k-th send can go out 3 s after the one before,
+    // so the last of all the sends counted cannot land before (sends - 1) × 3 s.
+    let tg_total = (tg_sends * n as f64).round();
+    let tg_floor = (tg_total - 1.0).max(0.0) * 3000.0;
     println!(
-        "  {:<40} {:>9} {:>9} {:>9.0}   ({tg_sends:.1} sends per turn)",
+        "  {:<40} {:>9} {:>9} {:>9.0}   ({tg_sends:.1} sends per turn; last answer at {:.2}× this floor)",
         "  floor: 20 messages/min per group",
         "",
         "",
-        (n.saturating_sub(1) as f64) * 3000.0
+        tg_floor,
+        ms(tg.last().copied().unwrap_or_default()) / tg_floor.max(1.0)
     );
     row(&format!("Discord, {n} threads"), &dc);
     println!(
