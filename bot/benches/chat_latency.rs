@@ -26,7 +26,7 @@ use ccrm_bot::AppState;
 use ccrm_bot::auth::KeyKind;
 use ccrm_bot::config::BotConfig;
 use common::event::EventKind;
-use support::ccrmd::{ccrmd_bin, start_daemon};
+use support::ccrmd::{ccrmd_bin, linked, start_daemon};
 use testkit::discord::{FakeDiscord, GUILD_ID};
 use testkit::{ClaudeHome, FakeApi, FakeTelegram, TEST_API_KEY, claude_bin, claude_env};
 
@@ -166,10 +166,7 @@ async fn run() -> anyhow::Result<()> {
         &key,
         WAIT,
     )?;
-    wait_for("ccrmd linked", || {
-        (!state.hub.online().is_empty()).then_some(())
-    })
-    .await?;
+    linked(&state.hub, WAIT).await?;
     dc.wait_ready(WAIT).await?;
 
     // Telegram: a topic of a forum group.

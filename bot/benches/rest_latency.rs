@@ -26,7 +26,7 @@ use ccrm_bot::AppState;
 use ccrm_bot::auth::KeyKind;
 use ccrm_bot::config::BotConfig;
 use serde_json::{Value, json};
-use support::ccrmd::{ccrmd_bin, follow_sse, start_daemon};
+use support::ccrmd::{ccrmd_bin, follow_sse, linked, start_daemon};
 use support::{ms, pct};
 use testkit::{ClaudeHome, FakeApi, TEST_API_KEY, claude_bin, claude_env};
 
@@ -90,15 +90,7 @@ async fn run() -> anyhow::Result<()> {
         &key,
         WAIT,
     )?;
-    let deadline = Instant::now() + WAIT;
-    while state.hub.online().is_empty() {
-        ensure!(
-            Instant::now() < deadline,
-            "{} never linked to the bot; if it predates the uplink, rebuild it with `cargo build --release -p ccrm-daemon`",
-            ccrmd.display()
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    linked(&state.hub, WAIT).await?;
     let http = reqwest::Client::builder().timeout(WAIT).build()?;
     let base = format!("http://{addr}");
     let r = http

@@ -26,7 +26,7 @@ use ccrm_bot::auth::KeyKind;
 use ccrm_bot::config::BotConfig;
 use futures::StreamExt;
 use serde_json::json;
-use support::ccrmd::{ccrmd_bin, start_daemon};
+use support::ccrmd::{ccrmd_bin, linked, start_daemon};
 use testkit::zips::{Entry, RawZip, noise};
 use testkit::{ClaudeHome, FakeApi, TEST_API_KEY, claude_bin, claude_env};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
@@ -160,11 +160,7 @@ async fn run() -> anyhow::Result<()> {
         &key,
         WAIT,
     )?;
-    let deadline = Instant::now() + WAIT;
-    while state.hub.online().is_empty() {
-        ensure!(Instant::now() < deadline, "ccrmd never linked to the bot");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    linked(&state.hub, WAIT).await?;
     let daemon_id = state.hub.online()[0].to_string();
     let http = reqwest::Client::builder().timeout(WAIT).build()?;
     let base = format!("http://{addr}");

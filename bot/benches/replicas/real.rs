@@ -16,7 +16,7 @@ use tokio::sync::mpsc::UnboundedReceiver;
 
 use crate::Replica;
 use crate::support::WAIT;
-use crate::support::ccrmd::{ccrmd_bin, follow_sse, start_daemon};
+use crate::support::ccrmd::{ccrmd_bin, follow_sse, linked, start_daemon};
 
 /// Turns per side not counted (the first turns warm claude and the connections up).
 const WARMUP: usize = 3;
@@ -71,11 +71,7 @@ pub async fn run(
         &key,
         Duration::from_secs(60),
     )?;
-    let deadline = Instant::now() + WAIT;
-    while b.state.hub.online().is_empty() {
-        ensure!(Instant::now() < deadline, "ccrmd never linked to replica B");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    linked(&b.state.hub, WAIT).await?;
 
     let http = reqwest::Client::builder().timeout(WAIT).build()?;
     let r = http

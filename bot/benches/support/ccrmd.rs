@@ -1,6 +1,6 @@
 //! The real `ccrmd` for the benches that run whole turns (`rest_latency`, `replicas`):
 //! its release binary found beside this bench's `ccrm-bot`, started linked to a bot and
-//! stopped with SIGTERM when dropped, and a follower of a session's SSE stream that
+//! stopped with SIGTERM when dropped, a wait until the bot has it linked, and a follower of a session's SSE stream that
 //! reports each turn's first text delta and its result.
 
 use std::io::{BufRead, BufReader};
@@ -85,6 +85,20 @@ pub fn start_daemon(
     });
     rx.recv_timeout(ready).context("ccrmd did not get ready")?;
     Ok(daemon)
+}
+
+/// Waits up to `wait` until `hub` has a daemon linked (the ccrmd just started).
+pub async fn linked(hub: &ccrm_bot::hub::Hub, wait: Duration) -> anyhow::Result<()> {
+    let deadline = Instant::now() + wait;
+    while hub.online().is_empty() {
+        if Instant::now() >= deadline {
+            bail!(
+                "ccrmd never linked to the bot; if it predates the uplink, rebuild it with `cargo build --release -p ccrm-daemon`"
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    Ok(())
 }
 
 /// Follows a session's SSE stream; reports (is_result, instant) for the first text delta
