@@ -4,8 +4,9 @@
 //! that replica when it goes, and counted only while that replica's heartbeat is fresh,
 //! see `heartbeat.rs`). The messages themselves are in `wire.rs`.
 //! A message of up to [`INLINE_MAX`] bytes (a call, a reply, stream items, most frames)
-//! travels as the payload of a `NOTIFY` on the target's channel: one round trip, and for a
-//! call the holder's lookup and the `NOTIFY` are one statement. A larger one is a
+//! travels as the payload of a `NOTIFY` on the target's channel: one round trip, and for the
+//! first message of a call, stream or upload the holder's lookup and the `NOTIFY` are one
+//! statement. A larger one is a
 //! `replica_calls` row plus a `NOTIFY` of its id (PostgreSQL caps payloads at 8,000
 //! bytes). The holder runs a call on its local link ([`Hub::command_local`]) and answers
 //! the same way. The caller waits with the same timeout as a local command, and the
@@ -54,8 +55,11 @@ enum LinkNote {
     Unlinked(DaemonId),
 }
 
+/// A replica's channel is this followed by its id.
+const CHANNEL_PREFIX: &str = "ccrm_r_";
+
 fn channel(replica: &str) -> String {
-    format!("ccrm_r_{replica}")
+    format!("{CHANNEL_PREFIX}{replica}")
 }
 
 /// The largest message sent as a `NOTIFY` payload itself (PostgreSQL's limit is 8,000
@@ -160,11 +164,12 @@ impl Replicas {
                  WHERE l.daemon_id = $1 AND l.replica <> $3 AND ",
             fresh!(),
             " LIMIT 1)
-             SELECT h.replica, pg_notify('ccrm_r_' || h.replica, $2)::text FROM h"
+             SELECT h.replica, pg_notify($4 || h.replica, $2)::text FROM h"
         ))
         .bind(daemon.0.as_str())
         .bind(body)
         .bind(&self.id)
+        .bind(CHANNEL_PREFIX)
         .fetch_optional(&self.pool)
         .await;
         match sent {
@@ -277,7 +282,6 @@ impl Replicas {
             HubError,
         >,
     > {
-        let target = self.holder(daemon).await?;
         let (acked, reply, mut frames) = self.bodies.open(req);
         let msg = Msg::BodyStart {
             from: self.id.clone(),
@@ -285,11 +289,18 @@ impl Replicas {
             daemon: daemon.0.clone(),
             cmd: Box::new(cmd),
         };
-        if let Err(e) = self.send(&target, &msg).await {
-            self.bodies.remove(req);
-            warn!(error = %e, "cannot pass an upload to another replica");
-            return Some(Err(HubError::Offline(daemon.clone())));
-        }
+        let target = match self.send_to_holder(daemon, &msg).await {
+            Some(Ok(target)) => target,
+            None => {
+                self.bodies.remove(req);
+                return None;
+            }
+            Some(Err(e)) => {
+                self.bodies.remove(req);
+                warn!(error = %e, "cannot pass an upload to another replica");
+                return Some(Err(HubError::Offline(daemon.clone())));
+            }
+        };
         let me = self.weak.upgrade()?;
         let (sender, to) = (me.clone(), target.clone());
         tokio::spawn(async move {
