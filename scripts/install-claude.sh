@@ -9,12 +9,8 @@ version="$(tr -d '[:space:]' < "$root/CLAUDE_VERSION")"
 tools="${CCRM_TOOLS_DIR:-$root/.tools}"
 prefix="$tools/claude-code-$version"
 bin="$prefix/node_modules/.bin/claude"
-if [ -x "$bin" ] && "$bin" --version 2>/dev/null | grep -q "$version"; then
-  echo "$bin"
-  exit 0
-fi
 # One installer at a time (test binaries may call this at once): the first installs, the
-# others wait for it and reuse what it installed.
+# others wait for it and reuse what it installed (never a half-done install).
 mkdir -p "$tools"
 exec 9>"$tools/.claude-install.lock"
 flock 9

@@ -10,12 +10,8 @@ schemathesis=4.32.5
 validator=0.9.0
 tools="${CCRM_TOOLS_DIR:-$root/.tools}"
 venv="$tools/contract-st$schemathesis-osv$validator"
-if [ -x "$venv/bin/schemathesis" ] && [ -x "$venv/bin/openapi-spec-validator" ]; then
-  echo "$venv/bin"
-  exit 0
-fi
 # One installer at a time (contract tests may call this at once): the first installs, the
-# others wait for it and reuse what it built.
+# others wait for it and reuse what it built (never a half-done install).
 mkdir -p "$tools"
 exec 9>"$tools/.contract-tools.lock"
 flock 9
