@@ -89,6 +89,13 @@ const PG_MAX_CONNECTIONS: u32 = 16;
 /// How long a PostgreSQL connection attempt may take before the pool reports an error.
 const PG_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// A pooled PostgreSQL connection idle for longer than this is pinged before it is handed
+/// out. sqlx pings on every acquire by default: a whole round trip before each query, on
+/// the hot paths too (the event tailer's read, a routed call's `NOTIFY`). A connection
+/// used within this time is alive unless the server restarted in between; then one query
+/// fails and the pool opens a new connection for the next one.
+const PG_PING_IDLE: Duration = Duration::from_secs(5);
+
 /// How long a connection waits for SQLite's write lock before giving up.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -182,8 +189,11 @@ impl Db {
             .pragma("mmap_size", MMAP_SIZE)
             .pragma("wal_autocheckpoint", WAL_AUTOCHECKPOINT)
             .pragma("journal_size_limit", JOURNAL_SIZE_LIMIT);
+        // No ping before each acquire (sqlx's default): it is a round trip to the
+        // connection's worker thread, and a local file's connection cannot hang up.
         let pool = SqlitePoolOptions::new()
             .max_connections(MAX_CONNECTIONS)
+            .test_before_acquire(false)
             .connect_with(options.clone())
             .await?;
         MIGRATOR
@@ -212,6 +222,15 @@ impl Db {
         let pool = PgPoolOptions::new()
             .max_connections(PG_MAX_CONNECTIONS)
             .acquire_timeout(PG_ACQUIRE_TIMEOUT)
+            .test_before_acquire(false)
+            .before_acquire(|conn, meta| {
+                Box::pin(async move {
+                    if meta.idle_for > PG_PING_IDLE {
+                        sqlx::Connection::ping(conn).await?;
+                    }
+                    Ok(true)
+                })
+            })
             .connect_with(options)
             .await?;
         PG_MIGRATOR
