@@ -12,7 +12,8 @@
 //!    p99, interleaved. Target: routed ≤ 1.2 × local at p50. The fake daemon answers at
 //!    once, so this shows the routing's own cost with nothing else in the loop.
 //!    2b (`replicas/real.rs`): the same with the real chain — the release `ccrmd` and a
-//!    warm claude child on the fake Messages API — timed to the first assistant text.
+//!    warm claude child on the fake Messages API — timed to the first SSE event (ccrmd's
+//!    `prompt`) and to the first assistant text of each turn.
 //! 3. 1,000 simulated daemon links on one replica (the `ccrm-bot` binary), each sending
 //!    one event a frame at `BENCH_RATE`/s for `BENCH_SECS` s: the bot's RSS idle and with
 //!    every link open, and the commit latency (frame sent → its ack, which comes after
@@ -381,14 +382,19 @@ async fn run() -> anyhow::Result<()> {
     lat_row("another replica (routed, NOTIFY)", &routed);
     ratio_row(&local, &routed);
 
+    let (first, text) = real::run(&pg, dir.path(), real_turns).await?;
     println!(
-        "REST prompt → first assistant text on SSE, real ccrmd + claude (fake Messages API) linked to B, {real_turns} turns each, alternated (ms)"
+        "REST prompt → first SSE event (ccrmd's `prompt`), real ccrmd + claude (fake Messages API) linked to B, {real_turns} turns each, alternated (ms)"
     );
     println!("  {:<44} {:>8} {:>8} {:>8}", "", "p50", "p90", "p99");
-    let (local, routed) = real::run(&pg, dir.path(), real_turns).await?;
-    lat_row("replica holding the link (local)", &local);
-    lat_row("another replica (routed, NOTIFY)", &routed);
-    ratio_row(&local, &routed);
+    lat_row("replica holding the link (local)", &first.local);
+    lat_row("another replica (routed, NOTIFY)", &first.routed);
+    ratio_row(&first.local, &first.routed);
+    println!("REST prompt → first assistant text on SSE, the same turns (ms)");
+    println!("  {:<44} {:>8} {:>8} {:>8}", "", "p50", "p90", "p99");
+    lat_row("replica holding the link (local)", &text.local);
+    lat_row("another replica (routed, NOTIFY)", &text.routed);
+    ratio_row(&text.local, &text.routed);
 
     fleet::run(&pg, dir.path()).await
 }

@@ -26,7 +26,7 @@ use ccrm_bot::AppState;
 use ccrm_bot::auth::KeyKind;
 use ccrm_bot::config::BotConfig;
 use serde_json::{Value, json};
-use support::ccrmd::{ccrmd_bin, follow_sse, linked, start_daemon};
+use support::ccrmd::{Mark, ccrmd_bin, follow_sse, linked, start_daemon};
 use support::{ms, pct};
 use testkit::{ClaudeHome, FakeApi, TEST_API_KEY, claude_bin, claude_env};
 
@@ -140,14 +140,17 @@ async fn run() -> anyhow::Result<()> {
         let accepted = t0.elapsed();
         let mut first = None;
         loop {
-            let (is_result, at) = tokio::time::timeout(WAIT, rx.recv())
+            let (mark, at) = tokio::time::timeout(WAIT, rx.recv())
                 .await
                 .context("no SSE event")?
                 .context("SSE ended")?;
-            if is_result {
-                break;
+            match mark {
+                Mark::Result => break,
+                Mark::Text => {
+                    first.get_or_insert(at - t0);
+                }
+                Mark::Prompt => {}
             }
-            first.get_or_insert(at - t0);
         }
         if i % 2 == 1 {
             d = Some(direct.turn(&direct_text).await?);

@@ -2,8 +2,10 @@
 //! the real chain in the loop — the release `ccrmd` linked to replica B, a warm claude
 //! child talking to the testkit's fake Messages API — as a user of two replicas sees it.
 //! Each prompt goes to B (local) or to A (routed through a `NOTIFY` to B), in
-//! turn, and is timed to the turn's first assistant text delta on the SSE stream of the
-//! replica it was sent to (on A that event arrives through the database tail).
+//! turn, and is timed on the SSE stream of the replica it was sent to (on A the events
+//! arrive through the database tail) to two events: the first SSE event of the turn,
+//! ccrmd's `prompt` (the "REST prompt → first SSE event", with the real daemon),
+//! and the turn's first assistant text delta (what a user waits for).
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -16,32 +18,48 @@ use tokio::sync::mpsc::UnboundedReceiver;
 
 use crate::Replica;
 use crate::support::WAIT;
-use crate::support::ccrmd::{ccrmd_bin, follow_sse, linked, start_daemon};
+use crate::support::ccrmd::{Mark, ccrmd_bin, follow_sse, linked, start_daemon};
 
 /// Turns per side not counted (the first turns warm claude and the connections up).
 const WARMUP: usize = 3;
 
-/// Reads `rx` until the turn's result; returns when its first text delta came.
-async fn turn_on(rx: &mut UnboundedReceiver<(bool, Instant)>) -> anyhow::Result<Option<Instant>> {
-    let mut first = None;
+/// When a turn's marks came: its prompt event and its first text delta.
+#[derive(Default)]
+struct Turn {
+    prompt: Option<Instant>,
+    text: Option<Instant>,
+}
+
+/// Reads `rx` until the turn's result; returns when its prompt event and its first text
+/// delta came.
+async fn turn_on(rx: &mut UnboundedReceiver<(Mark, Instant)>) -> anyhow::Result<Turn> {
+    let mut turn = Turn::default();
     loop {
-        let (is_result, at) = tokio::time::timeout(WAIT, rx.recv())
+        let (mark, at) = tokio::time::timeout(WAIT, rx.recv())
             .await
             .context("no SSE event within the bound")?
             .context("the SSE stream ended")?;
-        if is_result {
-            return Ok(first);
+        match mark {
+            Mark::Result => return Ok(turn),
+            Mark::Prompt => {
+                turn.prompt.get_or_insert(at);
+            }
+            Mark::Text => {
+                turn.text.get_or_insert(at);
+            }
         }
-        first.get_or_insert(at);
     }
 }
 
-/// Runs `turns` measured prompts per side; returns (local, routed), sorted.
-pub async fn run(
-    pg: &PgCluster,
-    dir: &Path,
-    turns: usize,
-) -> anyhow::Result<(Vec<Duration>, Vec<Duration>)> {
+/// Local and routed samples of one measure, sorted.
+pub struct Sides {
+    pub local: Vec<Duration>,
+    pub routed: Vec<Duration>,
+}
+
+/// Runs `turns` measured prompts per side; returns the samples to the first SSE event
+/// (the prompt event) and to the first assistant text.
+pub async fn run(pg: &PgCluster, dir: &Path, turns: usize) -> anyhow::Result<(Sides, Sides)> {
     let url = pg.create_db("real")?;
     let a = Replica::start(&dir.join("real-a"), Some(&url)).await?;
     let b = Replica::start(&dir.join("real-b"), Some(&url)).await?;
@@ -103,7 +121,14 @@ pub async fn run(
         streams.push(rx);
     }
 
-    let (mut local, mut routed) = (Vec::new(), Vec::new());
+    let mut first = Sides {
+        local: Vec::new(),
+        routed: Vec::new(),
+    };
+    let mut text = Sides {
+        local: Vec::new(),
+        routed: Vec::new(),
+    };
     for i in 0..2 * (turns + WARMUP) {
         let side = i % 2;
         let addr = [b.addr, a.addr][side];
@@ -115,14 +140,21 @@ pub async fn run(
             .send()
             .await?;
         ensure!(r.status() == 202, "prompt: {}", r.status());
-        let first = turn_on(&mut streams[side])
-            .await?
-            .context("a turn without a text delta")?;
+        let turn = turn_on(&mut streams[side]).await?;
+        let prompt = turn.prompt.context("a turn without a prompt event")?;
+        let delta = turn.text.context("a turn without a text delta")?;
         // The other replica's stream carries the same turn: read it to its result so
         // both stay in step.
         turn_on(&mut streams[1 - side]).await?;
         if i >= 2 * WARMUP {
-            [&mut local, &mut routed][side].push(first - t0);
+            for (s, d) in [(&mut first, prompt - t0), (&mut text, delta - t0)] {
+                if side == 0 {
+                    &mut s.local
+                } else {
+                    &mut s.routed
+                }
+                .push(d);
+            }
         }
     }
     for f in followers {
@@ -131,7 +163,9 @@ pub async fn run(
     drop(daemon);
     a.stop().await;
     b.stop().await;
-    local.sort_unstable();
-    routed.sort_unstable();
-    Ok((local, routed))
+    for s in [&mut first, &mut text] {
+        s.local.sort_unstable();
+        s.routed.sort_unstable();
+    }
+    Ok((first, text))
 }

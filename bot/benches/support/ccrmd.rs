@@ -101,11 +101,22 @@ pub async fn linked(hub: &ccrm_bot::hub::Hub, wait: Duration) -> anyhow::Result<
     Ok(())
 }
 
-/// Follows a session's SSE stream; reports (is_result, instant) for the first text delta
-/// of each turn and for each turn result.
+/// What [`follow_sse`] reports of a turn, with the instant its chunk arrived.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mark {
+    /// The `prompt` event: ccrmd accepted a prompt (the first SSE event of a turn).
+    Prompt,
+    /// The turn's first assistant text delta.
+    Text,
+    /// The turn's result.
+    Result,
+}
+
+/// Follows a session's SSE stream; reports each prompt event, the first text delta of each
+/// turn and each turn result.
 pub async fn follow_sse(
     resp: reqwest::Response,
-    tx: tokio::sync::mpsc::UnboundedSender<(bool, Instant)>,
+    tx: tokio::sync::mpsc::UnboundedSender<(Mark, Instant)>,
 ) -> anyhow::Result<()> {
     let mut body = resp.bytes_stream();
     let mut buf = String::new();
@@ -122,17 +133,20 @@ pub async fn follow_sse(
             else {
                 continue;
             };
-            match kind {
-                "turn_started" => in_turn = true,
+            let mark = match kind {
+                "prompt" => Mark::Prompt,
+                "turn_started" => {
+                    in_turn = true;
+                    continue;
+                }
                 "assistant_delta" if in_turn => {
                     in_turn = false;
-                    let _ = tx.send((false, at));
+                    Mark::Text
                 }
-                "turn_result" => {
-                    let _ = tx.send((true, at));
-                }
-                _ => {}
-            }
+                "turn_result" => Mark::Result,
+                _ => continue,
+            };
+            let _ = tx.send((mark, at));
         }
     }
     Ok(())
