@@ -56,6 +56,22 @@ async fn prompts(w: &World, session: &str) -> Vec<String> {
 
 /// The texts of the messages `platform` keeps as pending prompt pieces (read with the bot
 /// down).
+/// Waits (bounded) until the bot has kept a chat message of `platform` undelivered in the
+/// database: polled on one connection, so the kill that follows lands as soon as the
+/// message is durable, inside the 1.5 s window that joins a user's messages.
+async fn until_pending(w: &World, platform: &str) {
+    let db = w.db().await;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while db.chat_pending(platform).await.expect("pending").is_empty() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out: the {platform} message kept in the database"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    db.close().await;
+}
+
 async fn pending_texts(w: &World, platform: &str) -> Vec<String> {
     let db = w.db().await;
     let rows = db.chat_pending(platform).await.expect("pending");
@@ -109,8 +125,8 @@ async fn a_telegram_prompt_survives_a_kill_9_inside_its_debounce_window() {
         tg.updates_served().len() > served
     })
     .await;
-    // 100 ms later, well inside the 1.5 s window: nothing was sent to the daemon yet.
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    // Kept, well inside the 1.5 s window: nothing was sent to the daemon yet.
+    until_pending(&w, "telegram").await;
     World::kill9(&mut w.bot);
     assert_eq!(
         pending_texts(&w, "telegram").await,
@@ -153,7 +169,7 @@ async fn a_discord_prompt_survives_a_kill_9_inside_its_debounce_window() {
     })
     .await
     .expect("dispatched to the bot");
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    until_pending(&w, "discord").await;
     World::kill9(&mut w.bot);
     assert_eq!(
         pending_texts(&w, "discord").await,
