@@ -73,6 +73,19 @@ async fn stored_prompts(w: &World) -> Vec<String> {
     out
 }
 
+/// The id of the session named `name` (through replica `w.addr`).
+async fn session_named(w: &World, name: &str) -> String {
+    let (_, v) = w.get("/api/sessions").await;
+    v["sessions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|s| s["info"]["name"] == name)
+        .and_then(|s| s["info"]["id"].as_str())
+        .unwrap_or_else(|| panic!("no session named {name}: {v}"))
+        .to_owned()
+}
+
 /// How many requests the fake model got whose newest user message mentions `text`.
 fn model_turns_for(w: &World, text: &str) -> usize {
     w.api
@@ -124,6 +137,11 @@ async fn kill_9_of_the_chat_leader_hands_telegram_to_another_replica_and_loses_n
     tg.wait_updates_confirmed(WAIT)
         .await
         .expect("the leader confirmed what it handled");
+    // ... and recorded the answer as shown. A kill between Telegram's send and that record
+    // is the one step that is at-least-once on Telegram (no idempotency key; see
+    // `chat/outbox.rs`): not what this test is about, and under load that gap is wide.
+    w.wait_chat_shown("telegram", &session_named(&w, "one").await)
+        .await;
 
     // kill -9 of the leader; messages written while no replica polls.
     World::kill9(&mut w.bot);
