@@ -117,7 +117,7 @@ async fn kill_9_of_the_chat_leader_hands_telegram_to_another_replica_and_loses_n
     let a = replica(&w, "bot-a");
     let b = replica(&w, "bot-b");
     // The daemon links to A (B next), so the leader's death does not move it.
-    let mut daemon = Some(daemon_to(&w, &format!("ws://{},ws://{}", a.addr, b.addr)));
+    let mut daemon = daemon_to(&w, &format!("ws://{},ws://{}", a.addr, b.addr));
     w.wait_daemon_online().await;
     // Exactly one leader among the three, and it stays C (the lock is held).
     assert_eq!(one_leader(&w, &[c, a.addr, b.addr], WAIT).await, c);
@@ -204,5 +204,5 @@ async fn kill_9_of_the_chat_leader_hands_telegram_to_another_replica_and_loses_n
     // Still exactly one leader.
     let now = leaders(&w, &[a.addr, b.addr]).await;
     assert_eq!(now.len(), 1, "one leader after the takeover: {now:?}");
-    World::kill9(&mut daemon);
+    World::kill9(&mut daemon.0);
 }

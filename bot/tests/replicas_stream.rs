@@ -113,7 +113,7 @@ async fn a_replica_without_the_link_uploads_streams_executions_and_sees_a_dead_r
     let c = w.addr;
     let a = replica(&w, "bot-a");
     // The daemon knows only C, so C's death leaves its link row behind.
-    let mut daemon = Some(daemon_to(&w, &format!("ws://{c}")));
+    let mut daemon = daemon_to(&w, &format!("ws://{c}"));
     let id = w.wait_daemon_online().await;
 
     // A's view is the cluster's: online, running workspaces.
@@ -228,5 +228,5 @@ async fn a_replica_without_the_link_uploads_streams_executions_and_sees_a_dead_r
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
     db.close().await;
-    World::kill9(&mut daemon);
+    World::kill9(&mut daemon.0);
 }

@@ -255,7 +255,7 @@ async fn a_replica_that_does_not_lead_serves_the_webhook_and_loses_nothing_when_
     assert_eq!(one_leader(&w, &[c], WAIT).await, c, "a lone replica leads");
     let a = replica(&w, "bot-a");
     let b = replica(&w, "bot-b");
-    let mut daemon = Some(daemon_to(&w, &format!("ws://{},ws://{}", a.addr, b.addr)));
+    let mut daemon = daemon_to(&w, &format!("ws://{},ws://{}", a.addr, b.addr));
     w.wait_daemon_online().await;
     assert_eq!(one_leader(&w, &[c, a.addr, b.addr], WAIT).await, c);
     // Telegram reaches the bots through A only, which does not lead.
@@ -385,5 +385,5 @@ async fn a_replica_that_does_not_lead_serves_the_webhook_and_loses_nothing_when_
         !w.bot_log_text().contains(SECRET),
         "the webhook secret is in a replica's log"
     );
-    World::kill9(&mut daemon);
+    World::kill9(&mut daemon.0);
 }

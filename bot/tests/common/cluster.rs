@@ -1,6 +1,6 @@
 //! What the replica suites share: more `ccrm-bot` replicas of a [`World`]'s PostgreSQL
 //! database ([`replica`], killed with -9 when dropped), a ccrmd linked to a list of bot
-//! URLs ([`daemon_to`]), REST calls to a given replica ([`get_at`], [`post_at`]) and the
+//! URLs ([`daemon_to`], stopped when dropped), REST calls to a given replica ([`get_at`], [`post_at`]) and the
 //! chat leader as `/metrics` reports it ([`leads`], [`one_leader`]).
 
 use std::net::SocketAddr;
@@ -32,8 +32,18 @@ pub fn replica(w: &World, name: &str) -> Replica {
     }
 }
 
+/// A ccrmd started by [`daemon_to`], stopped when dropped: a failing test leaves neither
+/// it nor its claude children behind (a plain `Child` is not killed on drop).
+pub struct Daemon(pub Option<Child>);
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        World::stop(&mut self.0);
+    }
+}
+
 /// The World's ccrmd, but linked to `bot_urls` (comma-separated) instead.
-pub fn daemon_to(w: &World, bot_urls: &str) -> Child {
+pub fn daemon_to(w: &World, bot_urls: &str) -> Daemon {
     let mut env = w.daemon_env();
     for (k, v) in &mut env {
         if k == "CCRM_BOT_URL" {
@@ -44,7 +54,7 @@ pub fn daemon_to(w: &World, bot_urls: &str) -> Child {
     cmd.envs(env);
     let (child, _) = testkit::process::spawn_ready(cmd, "ccrmd ready", "ccrmd", WAIT, None)
         .expect("ccrmd did not start");
-    child
+    Daemon(Some(child))
 }
 
 /// `GET path` on replica `addr` as the World's user.

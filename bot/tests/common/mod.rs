@@ -248,6 +248,25 @@ impl World {
         self.daemon = Some(child);
     }
 
+    /// Stops `child` as a user would: SIGTERM, a bounded wait, then -9.
+    pub fn stop(child: &mut Option<Child>) {
+        if let Some(mut c) = child.take() {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(c.id() as i32),
+                nix::sys::signal::Signal::SIGTERM,
+            );
+            let deadline = std::time::Instant::now() + Duration::from_secs(15);
+            while std::time::Instant::now() < deadline {
+                if let Ok(Some(_)) = c.try_wait() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
     pub fn kill9(child: &mut Option<Child>) {
         if let Some(mut c) = child.take() {
             let _ = c.kill();
@@ -433,23 +452,8 @@ pub async fn ccrm_daemon_client(socket: &Path) -> daemon::client::Client {
 
 impl Drop for World {
     fn drop(&mut self) {
-        for child in [&mut self.daemon, &mut self.bot] {
-            if let Some(mut c) = child.take() {
-                let _ = nix::sys::signal::kill(
-                    nix::unistd::Pid::from_raw(c.id() as i32),
-                    nix::sys::signal::Signal::SIGTERM,
-                );
-                let deadline = std::time::Instant::now() + Duration::from_secs(15);
-                while std::time::Instant::now() < deadline {
-                    if let Ok(Some(_)) = c.try_wait() {
-                        break;
-                    }
-                    std::thread::sleep(Duration::from_millis(20));
-                }
-                let _ = c.kill();
-                let _ = c.wait();
-            }
-        }
+        Self::stop(&mut self.daemon);
+        Self::stop(&mut self.bot);
         // Keep the logs where `zz_secrets_in_logs.rs` reads them, and check them now.
         let secrets = [
             self.user_token.clone(),
