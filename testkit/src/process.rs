@@ -1,6 +1,7 @@
 //! Starting one of our binaries in a test and waiting, bounded, for the log line that says
 //! it is ready — instead of sleeping. Its stderr is echoed to the test's stderr with a tag
-//! and can also be collected for assertions (for example that no secret was logged).
+//! and can also be collected for assertions (for example that no secret was logged). And
+//! stopping one as a user would ([`stop`]).
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
@@ -64,6 +65,23 @@ pub fn spawn_ready(
             Err(format!("timed out waiting for {tag}"))
         }
     }
+}
+
+/// Stops `child` as a user would: SIGTERM, up to `grace` for it to exit (ccrmd stops its
+/// claude children, chromedriver its Chromium), then -9; reaped either way.
+pub fn stop(child: &mut Child, grace: Duration) {
+    if let Ok(pid) = i32::try_from(child.id()) {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGTERM,
+        );
+    }
+    let deadline = std::time::Instant::now() + grace;
+    while matches!(child.try_wait(), Ok(None)) && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
 }
 
 /// Removes ANSI escape sequences (colours) from a log line.

@@ -1,7 +1,8 @@
-//! The real `ccrmd` for the benches that run whole turns (`rest_latency`, `replicas`):
-//! its release binary found beside this bench's `ccrm-bot`, started linked to a bot and
-//! stopped with SIGTERM when dropped, a wait until the bot has it linked, and a follower of a session's SSE stream that
-//! reports each turn's first text delta and its result.
+//! The real `ccrmd` for the benches that run whole turns (`rest_latency`, `replicas`,
+//! `workspace`, `chat_latency`): its release binary found beside this bench's `ccrm-bot`,
+//! started linked to a bot and stopped with SIGTERM when dropped, a wait until the bot has
+//! it linked, and a follower of a session's SSE stream that reports each prompt event,
+//! each turn's first text delta and its result.
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -16,18 +17,7 @@ pub struct Daemon(std::process::Child);
 
 impl Drop for Daemon {
     fn drop(&mut self) {
-        if let Ok(pid) = i32::try_from(self.0.id()) {
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(pid),
-                nix::sys::signal::Signal::SIGTERM,
-            );
-        }
-        let deadline = Instant::now() + Duration::from_secs(15);
-        while matches!(self.0.try_wait(), Ok(None)) && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = self.0.kill();
-        let _ = self.0.wait();
+        testkit::process::stop(&mut self.0, Duration::from_secs(15));
     }
 }
 

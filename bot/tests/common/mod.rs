@@ -248,22 +248,10 @@ impl World {
         self.daemon = Some(child);
     }
 
-    /// Stops `child` as a user would: SIGTERM, a bounded wait, then -9.
+    /// Stops `child` as a user would: SIGTERM, up to 15 s, then -9.
     pub fn stop(child: &mut Option<Child>) {
         if let Some(mut c) = child.take() {
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(c.id() as i32),
-                nix::sys::signal::Signal::SIGTERM,
-            );
-            let deadline = std::time::Instant::now() + Duration::from_secs(15);
-            while std::time::Instant::now() < deadline {
-                if let Ok(Some(_)) = c.try_wait() {
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            let _ = c.kill();
-            let _ = c.wait();
+            testkit::process::stop(&mut c, Duration::from_secs(15));
         }
     }
 

@@ -246,19 +246,7 @@ impl Drop for Env {
             let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
         }
         if let Some(mut d) = self.daemon.take() {
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(d.id() as i32),
-                nix::sys::signal::Signal::SIGTERM,
-            );
-            let deadline = std::time::Instant::now() + Duration::from_secs(15);
-            while std::time::Instant::now() < deadline {
-                if let Ok(Some(_)) = d.try_wait() {
-                    return;
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            let _ = d.kill();
-            let _ = d.wait();
+            testkit::process::stop(&mut d, Duration::from_secs(15));
         }
     }
 }
