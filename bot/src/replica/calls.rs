@@ -178,6 +178,30 @@ impl Replicas {
         }
     }
 
+    /// [`Replicas::send_to_holder`] for the first message of a call, stream or upload
+    /// (`what`): `undo` drops the request's local state when the message did not go out
+    /// (`None`: no other live replica holds the link; a failure, logged, says offline).
+    async fn open_at_holder(
+        &self,
+        daemon: &DaemonId,
+        msg: &Msg,
+        what: &str,
+        undo: impl FnOnce(),
+    ) -> Option<Result<String, HubError>> {
+        match self.send_to_holder(daemon, msg).await {
+            Some(Ok(target)) => Some(Ok(target)),
+            None => {
+                undo();
+                None
+            }
+            Some(Err(e)) => {
+                undo();
+                warn!(error = %e, "cannot pass {what} to another replica");
+                Some(Err(HubError::Offline(daemon.clone())))
+            }
+        }
+    }
+
     async fn holder(&self, daemon: &DaemonId) -> Option<String> {
         sqlx::query_scalar(concat!(
             "SELECT l.replica FROM daemon_links l WHERE l.daemon_id = $1 AND ",
@@ -207,17 +231,11 @@ impl Replicas {
             cmd: Box::new(cmd),
             timeout_ms: u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX),
         };
-        match self.send_to_holder(daemon, &msg).await {
-            Some(Ok(_)) => {}
-            None => {
-                lock(&self.waiters).remove(&req);
-                return None;
-            }
-            Some(Err(e)) => {
-                lock(&self.waiters).remove(&req);
-                warn!(error = %e, "cannot pass a command to another replica");
-                return Some(Err(HubError::Offline(daemon.clone())));
-            }
+        let undo = || {
+            lock(&self.waiters).remove(&req);
+        };
+        if let Err(e) = self.open_at_holder(daemon, &msg, "a command", undo).await? {
+            return Some(Err(e));
         }
         // A little longer than the holder's own wait, so its timeout answer arrives first.
         let result = tokio::time::timeout(timeout + Duration::from_secs(2), rx).await;
@@ -248,17 +266,10 @@ impl Replicas {
             daemon: daemon.0.clone(),
             cmd: Box::new(cmd),
         };
-        let target = match self.send_to_holder(daemon, &msg).await {
-            Some(Ok(target)) => target,
-            None => {
-                self.streams.remove(req);
-                return None;
-            }
-            Some(Err(e)) => {
-                self.streams.remove(req);
-                warn!(error = %e, "cannot pass a stream to another replica");
-                return Some(Err(HubError::Offline(daemon.clone())));
-            }
+        let undo = || self.streams.remove(req);
+        let target = match self.open_at_holder(daemon, &msg, "a stream", undo).await? {
+            Ok(target) => target,
+            Err(e) => return Some(Err(e)),
         };
         if let Some(me) = self.weak.upgrade() {
             tokio::spawn(me.watch_stream(req, daemon.clone(), target));
@@ -289,17 +300,10 @@ impl Replicas {
             daemon: daemon.0.clone(),
             cmd: Box::new(cmd),
         };
-        let target = match self.send_to_holder(daemon, &msg).await {
-            Some(Ok(target)) => target,
-            None => {
-                self.bodies.remove(req);
-                return None;
-            }
-            Some(Err(e)) => {
-                self.bodies.remove(req);
-                warn!(error = %e, "cannot pass an upload to another replica");
-                return Some(Err(HubError::Offline(daemon.clone())));
-            }
+        let undo = || self.bodies.remove(req);
+        let target = match self.open_at_holder(daemon, &msg, "an upload", undo).await? {
+            Ok(target) => target,
+            Err(e) => return Some(Err(e)),
         };
         let me = self.weak.upgrade()?;
         let (sender, to) = (me.clone(), target.clone());
