@@ -363,7 +363,7 @@ pub async fn decide<P: ChatPlatform>(ctx: &Ctx<P>, inc: &Incoming, data: &str) -
     let Ok(id) = id.parse::<i64>() else {
         return no("Unknown button");
     };
-    let row = match ctx.state.db.chat_approval(id).await {
+    let mut row = match ctx.state.db.chat_approval(id).await {
         Ok(r) => r,
         Err(DbError::NotFound) => return no("Unknown button"),
         Err(e) => {
@@ -371,6 +371,22 @@ pub async fn decide<P: ChatPlatform>(ctx: &Ctx<P>, inc: &Incoming, data: &str) -
             return no("Internal error");
         }
     };
+    // A press right after the message appeared can come before the poster recorded the
+    // message's id; the press carries it, so the edits that follow (the next question, the
+    // verdict) reach the message.
+    if row.message_id.is_empty()
+        && let Some(m) = inc.msg_id
+    {
+        row.message_id = m.to_string();
+        if let Err(e) = ctx
+            .state
+            .db
+            .chat_approval_set_message(row.id, &row.message_id)
+            .await
+        {
+            error!(error = %e, "storing an approval message id failed");
+        }
+    }
     let daemon = match ctx.state.db.get_session(&row.session_id).await {
         Ok(s) => s.daemon_id,
         Err(e) => return no(&format!("Session unknown: {e}")),

@@ -222,14 +222,7 @@ pub async fn press<P: ChatPlatform>(
         thread: row.thread_id.clone(),
     };
     if !next.complete() {
-        // The press came from the message itself: its id is known even when the poster has
-        // not recorded it in the row yet (a press right after the message appeared).
-        let message = match (&row.message_id, inc.msg_id) {
-            (m, _) if !m.is_empty() => m.clone(),
-            (_, Some(m)) => m.to_string(),
-            _ => String::new(),
-        };
-        edit(ctx, &place, row.id, &message, &next).await;
+        edit(ctx, &place, row, &next).await;
         let toast = if next.step > steps.step {
             "Next question"
         } else {
@@ -273,18 +266,16 @@ pub async fn press<P: ChatPlatform>(
     }
 }
 
-/// Shows `steps` of row `row` in question message `message`.
-async fn edit<P: ChatPlatform>(
-    ctx: &Ctx<P>,
-    place: &Place,
-    row: i64,
-    message: &str,
-    steps: &Steps,
-) {
-    if message.is_empty() {
+/// Shows `steps` in question message `row`.
+async fn edit<P: ChatPlatform>(ctx: &Ctx<P>, place: &Place, row: &ChatApprovalRow, steps: &Steps) {
+    if row.message_id.is_empty() {
         return;
     }
-    if let Err(e) = ctx.platform.edit(place, message, &steps.view(row)).await {
+    if let Err(e) = ctx
+        .platform
+        .edit(place, &row.message_id, &steps.view(row.id))
+        .await
+    {
         warn!(
             error = format!("{e:#}"),
             "editing a question message failed"
