@@ -7,8 +7,8 @@
 //! model's own time to an answer) and the floor the platform's budget puts under the last
 //! answer (Telegram: 20 messages a minute per group, so the n sends the bot made need
 //! (n − 1) × 3 s; Discord: 5 messages per 5 s per channel, each thread its own channel).
-//! Also the bot's sends per turn. What the chat does per turn (progress message, edits, answer) is the
-//! chat adapters' business; this measures whatever this branch does.
+//! Also the bot's sends per turn. What the chat does per turn (progress message, edits,
+//! answer) is the chat adapters' business; this measures whatever this branch does.
 //!
 //! Setup is slow on purpose: every topic and thread is opened with `/new`, paced like any
 //! other message. Run with `cargo bench -p ccrm-bot --bench chat` (env `BENCH_TOPICS`,

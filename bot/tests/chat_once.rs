@@ -54,8 +54,6 @@ async fn prompts(w: &World, session: &str) -> Vec<String> {
         .collect()
 }
 
-/// The texts of the messages `platform` keeps as pending prompt pieces (read with the bot
-/// down).
 /// Waits (bounded) until the bot has kept a chat message of `platform` undelivered in the
 /// database: polled on one connection, so the kill that follows lands as soon as the
 /// message is durable, inside the 1.5 s window that joins a user's messages.
@@ -72,6 +70,8 @@ async fn until_pending(w: &World, platform: &str) {
     db.close().await;
 }
 
+/// The texts of the messages `platform` keeps as pending prompt pieces (read with the bot
+/// down).
 async fn pending_texts(w: &World, platform: &str) -> Vec<String> {
     let db = w.db().await;
     let rows = db.chat_pending(platform).await.expect("pending");

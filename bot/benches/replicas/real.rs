@@ -52,6 +52,7 @@ async fn turn_on(rx: &mut UnboundedReceiver<(Mark, Instant)>) -> anyhow::Result<
 }
 
 /// Local and routed samples of one measure, sorted.
+#[derive(Default)]
 pub struct Sides {
     pub local: Vec<Duration>,
     pub routed: Vec<Duration>,
@@ -121,14 +122,7 @@ pub async fn run(pg: &PgCluster, dir: &Path, turns: usize) -> anyhow::Result<(Si
         streams.push(rx);
     }
 
-    let mut first = Sides {
-        local: Vec::new(),
-        routed: Vec::new(),
-    };
-    let mut text = Sides {
-        local: Vec::new(),
-        routed: Vec::new(),
-    };
+    let (mut first, mut text) = (Sides::default(), Sides::default());
     for i in 0..2 * (turns + WARMUP) {
         let side = i % 2;
         let addr = [b.addr, a.addr][side];

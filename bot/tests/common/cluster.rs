@@ -1,7 +1,8 @@
 //! What the replica suites share: more `ccrm-bot` replicas of a [`World`]'s PostgreSQL
 //! database ([`replica`], killed with -9 when dropped), a ccrmd linked to a list of bot
-//! URLs ([`daemon_to`], stopped when dropped), REST calls to a given replica ([`get_at`], [`post_at`]) and the
-//! chat leader as `/metrics` reports it ([`leads`], [`one_leader`]).
+//! URLs ([`daemon_to`], stopped when dropped), REST calls to a given replica
+//! ([`get_at`], [`post_at`]) and the chat leader as `/metrics` reports it ([`leads`],
+//! [`one_leader`]).
 
 use std::net::SocketAddr;
 use std::process::Child;
