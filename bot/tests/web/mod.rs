@@ -181,11 +181,42 @@ impl Browser {
         }
     }
 
-    /// Waits (bounded) until an element matching `css` exists and returns it.
+    /// Waits (bounded) until an element matching `css` exists and returns it. The page may
+    /// re-render between the check and the lookup (live updates replace nodes): then it
+    /// looks again, within the same bound.
     pub async fn find(&self, css: &str) -> fantoccini::elements::Element {
+        let deadline = tokio::time::Instant::now() + BROWSER_WAIT;
         let script = format!("return !!document.querySelector({})", json!(css));
-        self.wait_js(css, &script).await;
-        bounded("find", self.client.find(Locator::Css(css))).await
+        loop {
+            self.wait_js(css, &script).await;
+            match tokio::time::timeout(BROWSER_WAIT, self.client.find(Locator::Css(css))).await {
+                Ok(Ok(el)) => return el,
+                Ok(Err(e)) if e.is_no_such_element() && tokio::time::Instant::now() < deadline => {}
+                Ok(Err(e)) => panic!("find {css} failed: {e:?}"),
+                Err(_) => panic!("find {css} timed out"),
+            }
+        }
+    }
+
+    /// Runs `act` on the first element matching `css`, finding it again (bounded) when
+    /// the page replaced it in between (a stale element).
+    async fn on_element<F, Fut>(&self, what: &str, css: &str, act: F)
+    where
+        F: Fn(fantoccini::elements::Element) -> Fut,
+        Fut: std::future::Future<Output = Result<(), fantoccini::error::CmdError>>,
+    {
+        let deadline = tokio::time::Instant::now() + BROWSER_WAIT;
+        loop {
+            let el = self.find(css).await;
+            match tokio::time::timeout(BROWSER_WAIT, act(el)).await {
+                Ok(Ok(())) => return,
+                Ok(Err(e))
+                    if e.is_stale_element_reference() && tokio::time::Instant::now() < deadline => {
+                }
+                Ok(Err(e)) => panic!("{what} {css} failed: {e:?}"),
+                Err(_) => panic!("{what} {css} timed out"),
+            }
+        }
     }
 
     /// Waits (bounded) until the text of the first `css` element contains `needle`.
@@ -219,14 +250,18 @@ impl Browser {
 
     /// Clicks the first element matching `css`.
     pub async fn click(&self, css: &str) {
-        let el = self.find(css).await;
-        bounded("click", el.click()).await;
+        self.on_element("click", css, |el| async move { el.click().await })
+            .await;
     }
 
     /// Types `text` into the first element matching `css`.
     pub async fn type_into(&self, css: &str, text: &str) {
-        let el = self.find(css).await;
-        bounded("type", el.send_keys(text)).await;
+        self.on_element(
+            "type into",
+            css,
+            |el| async move { el.send_keys(text).await },
+        )
+        .await;
     }
 
     /// Saves PNG screenshots of the current page at the desktop and phone sizes under
