@@ -3,10 +3,11 @@
 //! (ccrm-bot → WebSocket → ccrmd → claude → ccrmd spool → WebSocket → SQLite → SSE), versus
 //! writing the same prompt straight into a claude child and reading its first text delta.
 //!
-//! Both claude children are warm and talk to the same fake Messages API; the bot runs
-//! in-process, ccrmd is the real release binary, and turns alternate which side goes first
-//! so drift hits both equally (the approach of `daemon/benches/overhead.rs`). Targets:
-//! p50 ≤ 1.05× and p99 ≤ 1.2× the direct figures.
+//! Both claude children are warm and talk to the same fake Messages API (on a thread and
+//! runtime of its own, as the real API is elsewhere); the bot runs in-process, ccrmd is
+//! the real release binary, and turns alternate which side goes first so drift hits both
+//! equally (the approach of `daemon/benches/overhead.rs`). Targets: p50 ≤ 1.05× and
+//! p99 ≤ 1.2× the direct figures.
 //!
 //! The fake API's record of when each turn's request arrived splits both figures into the
 //! way in (prompt → claude → API request) and the way out (API → first delta seen), which
@@ -28,7 +29,7 @@ use ccrm_bot::config::BotConfig;
 use serde_json::{Value, json};
 use support::ccrmd::{Mark, ccrmd_bin, follow_sse, linked, start_daemon};
 use support::{ms, pct};
-use testkit::{ClaudeHome, FakeApi, TEST_API_KEY, claude_bin, claude_env};
+use testkit::{ClaudeHome, TEST_API_KEY, claude_bin, claude_env};
 
 /// Bound for every wait.
 const WAIT: Duration = Duration::from_secs(60);
@@ -53,7 +54,9 @@ async fn run() -> anyhow::Result<()> {
         .unwrap_or(200);
     ensure!(turns > 0, "BENCH_TURNS must be positive");
     let ccrmd = ccrmd_bin()?;
-    let api = FakeApi::start().await?;
+    // The API on its own thread and runtime (see `api_apart`).
+    let apart = support::api_apart()?;
+    let api = apart.api.clone();
     let dir = tempfile::tempdir()?;
     let work = dir.path().join("work");
     std::fs::create_dir_all(&work)?;

@@ -261,3 +261,67 @@ pub fn env_num(name: &str, default: u64) -> anyhow::Result<u64> {
         Err(_) => Ok(default),
     }
 }
+
+/// The fake Messages API on a thread and runtime of its own, as the real API is another
+/// machine: its work (reading each turn's whole conversation, ~56 KB of JSON) must not
+/// queue behind the bot's tasks on the bench's runtime, nor the bot's behind it, which
+/// would charge the bot's path alone for sharing its two workers with the API. The
+/// server stops when this is dropped.
+pub struct ApiApart {
+    /// The API's handle (its records are read from any thread).
+    pub api: testkit::FakeApi,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+/// Starts [`ApiApart`].
+pub fn api_apart() -> anyhow::Result<ApiApart> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let thread = std::thread::Builder::new()
+        .name("fake-api".into())
+        .spawn(move || {
+            let rt = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => {
+                    let _ = tx.send(Err(anyhow::Error::from(e)));
+                    return;
+                }
+            };
+            rt.block_on(async move {
+                match testkit::FakeApi::start().await {
+                    Ok(api) => {
+                        let _ = tx.send(Ok(api.clone()));
+                        let _ = stopped.await;
+                        drop(api);
+                    }
+                    Err(e) => {
+                        let _ = tx.send(Err(e));
+                    }
+                }
+            });
+        })
+        .context("starting the fake API's thread")?;
+    let api = rx
+        .recv_timeout(WAIT)
+        .context("the fake API's thread did not start")??;
+    Ok(ApiApart {
+        api,
+        stop: Some(stop),
+        thread: Some(thread),
+    })
+}
+
+impl Drop for ApiApart {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
