@@ -13,7 +13,7 @@
 //! dropped link does.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::ids::DaemonId;
@@ -21,8 +21,10 @@ use common::ipc::ErrorBody;
 use common::link::HubMsg;
 use serde_json::Value;
 use tokio::sync::{mpsc, oneshot, watch};
+use tracing::warn;
 
 use super::wire::{Outcome, lock};
+use crate::hub::Hub;
 
 /// How long the holder relays after the body was given up (the daemon's last answer).
 pub const REPLY_WAIT: Duration = Duration::from_secs(300);
@@ -104,25 +106,52 @@ impl Bodies {
     }
 }
 
-/// The holder's bodies: (caller replica, its request) → (daemon, this hub's request).
+/// One body the holder passes on: its request id on this hub's link, and the queue of its
+/// frames for the task that sends them to the daemon in order.
+struct Served {
+    local: u64,
+    frames: mpsc::UnboundedSender<HubMsg>,
+}
+
+/// The holder's bodies: (caller replica, its request) → this hub's request and the queue
+/// of its frames. Each body's frames go to the daemon from a task of their own
+/// ([`Serving::insert`]), so a daemon slow to take an upload holds up that upload only,
+/// never the replica's loop that reads every message from the other replicas. The queue
+/// is bounded by the upload's window: the caller sends no more than that ahead of what
+/// the daemon acknowledged.
 #[derive(Default)]
-pub struct Serving(Mutex<HashMap<(String, u64), (DaemonId, u64)>>);
+pub struct Serving(Mutex<HashMap<(String, u64), Served>>);
 
 impl Serving {
-    /// Notes that `from`'s body `req` runs here as `local` on `daemon`'s link.
-    pub fn insert(&self, from: &str, req: u64, daemon: DaemonId, local: u64) {
-        lock(&self.0).insert((from.to_owned(), req), (daemon, local));
+    /// Notes that `from`'s body `req` runs here as `local` on `daemon`'s link, and starts
+    /// the task that sends its frames there in order; it ends when the body is removed
+    /// (after the queued frames) or the link refuses one.
+    pub fn insert(&self, hub: Arc<Hub>, from: &str, req: u64, daemon: DaemonId, local: u64) {
+        let (frames, mut queued) = mpsc::unbounded_channel::<HubMsg>();
+        lock(&self.0).insert((from.to_owned(), req), Served { local, frames });
+        tokio::spawn(async move {
+            while let Some(frame) = queued.recv().await {
+                if let Err(e) = hub.send(&daemon, frame).await {
+                    warn!(error = %e, "cannot pass an upload's bytes to the daemon");
+                    return;
+                }
+            }
+        });
     }
 
-    /// Forgets `from`'s body `req`.
+    /// Forgets `from`'s body `req` (the frames already queued still go out).
     pub fn remove(&self, from: &str, req: u64) {
         lock(&self.0).remove(&(from.to_owned(), req));
     }
 
-    /// Where `frame` of `from`'s body `req` goes: the daemon, and the frame under this
-    /// hub's request id (`None`: unknown body, or not a body frame).
-    pub fn route(&self, from: &str, req: u64, frame: HubMsg) -> Option<(DaemonId, HubMsg)> {
-        let (daemon, local) = lock(&self.0).get(&(from.to_owned(), req)).cloned()?;
+    /// Queues `frame` of `from`'s body `req` for the daemon, under this hub's request id;
+    /// an unknown body's frames and other messages are dropped.
+    pub fn pass(&self, from: &str, req: u64, frame: HubMsg) {
+        let served = lock(&self.0);
+        let Some(s) = served.get(&(from.to_owned(), req)) else {
+            return;
+        };
+        let local = s.local;
         let frame = match frame {
             HubMsg::BodyChunk { data, .. } => HubMsg::BodyChunk {
                 req_id: local,
@@ -137,8 +166,8 @@ impl Serving {
                 req_id: local,
                 reason,
             },
-            _ => return None,
+            _ => return,
         };
-        Some((daemon, frame))
+        let _ = s.frames.send(frame);
     }
 }

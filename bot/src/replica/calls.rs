@@ -566,12 +566,8 @@ async fn serve(me: Arc<Replicas>, mut listener: PgListener, hub: Arc<Hub>) {
                 daemon,
                 cmd,
             } => serve_body(&me, &hub, from, req, DaemonId(daemon), *cmd).await,
-            Msg::BodyFrame { from, req, frame } => {
-                if let Some((daemon, frame)) = me.serving.route(&from, req, *frame) {
-                    // In order, on this loop: frames must reach the daemon as sent.
-                    let _ = hub.send(&daemon, frame).await;
-                }
-            }
+            // Queued in order for the body's own sender task (see `Serving`).
+            Msg::BodyFrame { from, req, frame } => me.serving.pass(&from, req, *frame),
             Msg::BodyAck { req, received } => me.bodies.ack(req, received),
             Msg::BodyDone { req, result } => me.bodies.end(req, result),
             Msg::Call {
@@ -623,7 +619,7 @@ async fn serve_body(
             return;
         }
     };
-    me.serving.insert(&from, req, daemon, local);
+    me.serving.insert(hub.clone(), &from, req, daemon, local);
     let (me, hub) = (me.clone(), hub.clone());
     tokio::spawn(async move {
         let mut reply = reply;
