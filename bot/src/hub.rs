@@ -60,6 +60,8 @@ pub struct Metrics {
     pub ws_clients: AtomicU64,
     /// 1 while this replica runs the chat adapters (see `replica::leader`), else 0.
     pub chat_leader: AtomicU64,
+    /// Streams this replica runs on its links for readers on other replicas.
+    pub replica_streams: AtomicU64,
 }
 
 impl Metrics {

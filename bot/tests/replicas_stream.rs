@@ -17,7 +17,7 @@ mod common;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use common::cluster::{daemon_to, get_at, replica};
+use common::cluster::{daemon_to, gauge, get_at, post_at, replica};
 use common::{WAIT, World};
 use futures::StreamExt;
 use serde_json::{Value, json};
@@ -194,6 +194,58 @@ async fn a_replica_without_the_link_uploads_streams_executions_and_sees_a_dead_r
     let (status, e) = get_at(&w, a.addr, "/api/executions/exec-a").await;
     assert_eq!(status, 200, "{e}");
     assert_eq!(e["status"], "completed", "{e}");
+
+    // An execution read through A by its client and by A's recorder runs as two streams
+    // on C. The client going away mid-run stops its stream on C (C runs one, for the
+    // recorder) while the execution runs on; cancelled, it ends the recorder's too.
+    let resp = w
+        .http
+        .post(format!("http://{}/api/execute", a.addr))
+        .bearer_auth(&w.user_token)
+        .json(
+            &json!({"executionId": "exec-slow", "workspaceId": "site", "daemon": id,
+            "prompt": "SLOW:600:100"}),
+        )
+        .send()
+        .await
+        .expect("execute");
+    assert_eq!(resp.status(), 200);
+    let mut body = resp.bytes_stream();
+    let mut seen = String::new();
+    tokio::time::timeout(WAIT, async {
+        while !seen.contains("event: output") {
+            let chunk = body.next().await.expect("stream open").expect("chunk");
+            seen.push_str(&String::from_utf8_lossy(&chunk));
+        }
+    })
+    .await
+    .expect("no output from the slow execution");
+    let served = |want: f64| {
+        let w = &w;
+        async move {
+            let deadline = tokio::time::Instant::now() + WAIT;
+            loop {
+                let now = gauge(w, c, "ccrm_replica_streams").await;
+                if now == Some(want) {
+                    return;
+                }
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "C runs {now:?} streams for A, not {want}"
+                );
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    };
+    served(2.0).await;
+    drop(body);
+    served(1.0).await;
+    let (status, e) = get_at(&w, a.addr, "/api/executions/exec-slow").await;
+    assert_eq!(status, 200, "{e}");
+    assert_eq!(e["status"], "running", "{e}");
+    let (status, v) = post_at(&w, a.addr, "/api/executions/exec-slow/cancel", json!({})).await;
+    assert_eq!(status, 200, "{v}");
+    served(0.0).await;
 
     // kill -9 of C: its link stops counting once C's heartbeat is stale (bounded wait).
     World::kill9(&mut w.bot);

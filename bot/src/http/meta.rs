@@ -86,6 +86,11 @@ pub async fn metrics(State(state): State<Arc<AppState>>) -> Result<Response, App
         "ccrm_rejected_requests_total {}\n",
         m.rejected.load(Ordering::Relaxed)
     ));
+    out.push_str("# HELP ccrm_replica_streams Streams (execution output) this replica runs on its daemon links for readers on other replicas.\n# TYPE ccrm_replica_streams gauge\n");
+    out.push_str(&format!(
+        "ccrm_replica_streams {}\n",
+        m.replica_streams.load(Ordering::Relaxed)
+    ));
     out.push_str("# HELP ccrm_chat_leader 1 while this replica runs the chat adapters (the elected leader).\n# TYPE ccrm_chat_leader gauge\n");
     out.push_str(&format!(
         "ccrm_chat_leader {}\n",

@@ -42,6 +42,8 @@ pub struct Replicas {
     /// own links for other replicas (see `bodies.rs`).
     bodies: Bodies,
     serving: Arc<Serving>,
+    /// The streams this replica runs for readers on other replicas (see `streams.rs`).
+    served: streams::Served,
     next: std::sync::atomic::AtomicU64,
     links: mpsc::UnboundedSender<LinkNote>,
     /// This value itself, for the tasks it starts.
@@ -84,6 +86,7 @@ impl Replicas {
             streams: Streams::default(),
             bodies: Bodies::default(),
             serving: Arc::default(),
+            served: streams::Served::default(),
             next: std::sync::atomic::AtomicU64::new(1),
             links,
             weak: weak.clone(),
@@ -271,6 +274,7 @@ impl Replicas {
             Ok(target) => target,
             Err(e) => return Some(Err(e)),
         };
+        self.streams.set_holder(req, &target);
         if let Some(me) = self.weak.upgrade() {
             tokio::spawn(me.watch_stream(req, daemon.clone(), target));
         }
@@ -325,6 +329,23 @@ impl Replicas {
         Some(Ok((acked, reply)))
     }
 
+    /// Tells `holder` that stream `req` has no reader any more (from a task: never on the
+    /// loop that reads the other replicas' messages).
+    fn stop_stream(&self, holder: String, req: u64) {
+        let Some(me) = self.weak.upgrade() else {
+            return;
+        };
+        tokio::spawn(async move {
+            let stop = Msg::StreamStop {
+                from: me.id.clone(),
+                req,
+            };
+            if let Err(e) = me.send(&holder, &stop).await {
+                warn!(error = %e, "cannot tell another replica to stop a stream");
+            }
+        });
+    }
+
     /// Like [`Replicas::watch_stream`], for body `req`.
     async fn watch_body(self: Arc<Self>, req: u64, daemon: DaemonId, target: String) {
         loop {
@@ -341,9 +362,15 @@ impl Replicas {
 
     /// Watches stream `req` from `target` until it ends: when `daemon`'s link is no longer
     /// held by `target` (it died, or the link moved), the stream ends without a reply.
+    /// Its reader going away is noticed here too (when no item came since), and `target`
+    /// is told to stop the stream.
     async fn watch_stream(self: Arc<Self>, req: u64, daemon: DaemonId, target: String) {
         loop {
             tokio::time::sleep(streams::WATCH_EVERY).await;
+            if let Some(holder) = self.streams.reader_gone(req) {
+                self.stop_stream(holder, req);
+                return;
+            }
             if !self.streams.contains(req) {
                 return;
             }
@@ -548,6 +575,7 @@ async fn serve(me: Arc<Replicas>, mut listener: PgListener, hub: Arc<Hub>) {
                 daemon,
                 cmd,
             } => {
+                let stop = me.served.insert(&hub, &from, req);
                 let (me, hub) = (me.clone(), hub.clone());
                 tokio::spawn(async move {
                     let send = |m: Msg| {
@@ -555,10 +583,16 @@ async fn serve(me: Arc<Replicas>, mut listener: PgListener, hub: Arc<Hub>) {
                         let from = from.clone();
                         async move { me.send(&from, &m).await }
                     };
-                    streams::serve(&hub, req, DaemonId(daemon), *cmd, send).await;
+                    streams::serve(&hub, (req, DaemonId(daemon), *cmd), stop, send).await;
+                    me.served.remove(&hub, &from, req);
                 });
             }
-            Msg::Items { req, items } => me.streams.items(req, items),
+            Msg::Items { req, items } => {
+                if let Some(holder) = me.streams.items(req, items) {
+                    me.stop_stream(holder, req);
+                }
+            }
+            Msg::StreamStop { from, req } => me.served.stop(&hub, &from, req),
             Msg::End { req, result } => me.streams.end(req, result),
             Msg::BodyStart {
                 from,

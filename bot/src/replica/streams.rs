@@ -10,11 +10,14 @@
 //! [`STREAM_BUFFER`] items behind loses the stream, as locally; a holder that dies (its
 //! heartbeat goes stale, or the link moves; the caller checks every [`WATCH_EVERY`]) ends
 //! it without a reply, which readers treat as a dropped link and resume from their last
-//! item.
+//! item. A reader that goes away (or falls behind) makes the caller send `StreamStop`,
+//! and the holder drops its local stream ([`Served`]), which stops it at the daemon as a
+//! local reader's going does: the holder does not run and pass on a stream nobody reads.
 
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Mutex;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use common::ids::DaemonId;
@@ -36,6 +39,8 @@ const BATCH: usize = 256;
 struct Sink {
     items: mpsc::Sender<Value>,
     reply: oneshot::Sender<Result<Value, ErrorBody>>,
+    /// The replica running it, once the stream went there.
+    holder: Option<String>,
 }
 
 /// This replica's streams from daemons linked elsewhere, by request number.
@@ -52,6 +57,7 @@ impl Streams {
             Sink {
                 items: items_tx,
                 reply: reply_tx,
+                holder: None,
             },
         );
         HubStream {
@@ -66,24 +72,39 @@ impl Streams {
         lock(&self.0).contains_key(&req)
     }
 
+    /// Stream `req` runs on replica `holder`.
+    pub fn set_holder(&self, req: u64, holder: &str) {
+        if let Some(s) = lock(&self.0).get_mut(&req) {
+            s.holder = Some(holder.to_owned());
+        }
+    }
+
+    /// If the reader of stream `req` went away: ends it here and returns the replica to
+    /// tell to stop it.
+    pub fn reader_gone(&self, req: u64) -> Option<String> {
+        let mut streams = lock(&self.0);
+        if !streams.get(&req)?.items.is_closed() {
+            return None;
+        }
+        streams.remove(&req)?.holder
+    }
+
     /// Ends stream `req` without a reply (as a dropped link does).
     pub fn remove(&self, req: u64) {
         lock(&self.0).remove(&req);
     }
 
-    /// Items of stream `req` arrived.
-    pub fn items(&self, req: u64, items: Vec<Value>) {
+    /// Items of stream `req` arrived. If its reader went away or fell behind, the stream
+    /// ends here (as locally) and the replica to tell to stop it is returned.
+    pub fn items(&self, req: u64, items: Vec<Value>) -> Option<String> {
         let mut streams = lock(&self.0);
-        let Some(sink) = streams.get(&req) else {
-            return;
-        };
+        let sink = streams.get(&req)?;
         for item in items {
             if sink.items.try_send(item).is_err() {
-                // The reader went away or fell behind: it loses the stream, as locally.
-                streams.remove(&req);
-                return;
+                return streams.remove(&req)?.holder;
             }
         }
+        None
     }
 
     /// Stream `req` ended with `result`.
@@ -105,10 +126,46 @@ impl Streams {
     }
 }
 
+/// The holder's streams for other replicas: (caller replica, its request) → the way to
+/// stop it; counted in `/metrics` (`ccrm_replica_streams`).
+#[derive(Default)]
+pub struct Served(Mutex<HashMap<(String, u64), oneshot::Sender<()>>>);
+
+impl Served {
+    /// Notes that `from`'s stream `req` runs here; the receiver fires on [`Served::stop`].
+    pub fn insert(&self, hub: &Hub, from: &str, req: u64) -> oneshot::Receiver<()> {
+        let (tx, rx) = oneshot::channel();
+        if lock(&self.0).insert((from.to_owned(), req), tx).is_none() {
+            hub.metrics.replica_streams.fetch_add(1, Ordering::Relaxed);
+        }
+        rx
+    }
+
+    /// `from`'s stream `req` ended here.
+    pub fn remove(&self, hub: &Hub, from: &str, req: u64) {
+        if lock(&self.0).remove(&(from.to_owned(), req)).is_some() {
+            hub.metrics.replica_streams.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+
+    /// `from` has no reader for its stream `req` any more: stop it.
+    pub fn stop(&self, hub: &Hub, from: &str, req: u64) {
+        if let Some(tx) = lock(&self.0).remove(&(from.to_owned(), req)) {
+            hub.metrics.replica_streams.fetch_sub(1, Ordering::Relaxed);
+            let _ = tx.send(());
+        }
+    }
+}
+
 /// The holder's side: runs `cmd` on `daemon`'s link here and passes items and reply of
-/// stream `req` back through `send`.
-pub async fn serve<F, Fut>(hub: &Hub, req: u64, daemon: DaemonId, cmd: Command, send: F)
-where
+/// stream `req` back through `send`, until the stream ends or `stop` fires (the caller's
+/// reader went away): then the local stream is dropped, which stops it at the daemon.
+pub async fn serve<F, Fut>(
+    hub: &Hub,
+    (req, daemon, cmd): (u64, DaemonId, Command),
+    mut stop: oneshot::Receiver<()>,
+    send: F,
+) where
     F: Fn(Msg) -> Fut,
     Fut: Future<Output = anyhow::Result<()>>,
 {
@@ -125,7 +182,14 @@ where
             return;
         }
     };
-    while let Some(first) = stream.items.recv().await {
+    loop {
+        let first = tokio::select! {
+            item = stream.items.recv() => match item {
+                Some(item) => item,
+                None => break,
+            },
+            _ = &mut stop => return,
+        };
         let mut items = vec![first];
         while items.len() < BATCH
             && let Ok(v) = stream.items.try_recv()

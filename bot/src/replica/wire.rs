@@ -33,6 +33,8 @@ pub enum Msg {
     Items { req: u64, items: Vec<Value> },
     /// The end of stream `req`: the command's reply.
     End { req: u64, result: Outcome },
+    /// `from`'s stream `req` has no reader any more: stop running it.
+    StreamStop { from: String, req: u64 },
     /// Start command `cmd`, whose body follows, on `daemon`'s link for `from`'s body `req`.
     BodyStart {
         from: String,

@@ -1,8 +1,8 @@
 //! What the replica suites share: more `ccrm-bot` replicas of a [`World`]'s PostgreSQL
 //! database ([`replica`], killed with -9 when dropped), a ccrmd linked to a list of bot
 //! URLs ([`daemon_to`], stopped when dropped), REST calls to a given replica
-//! ([`get_at`], [`post_at`]) and the chat leader as `/metrics` reports it ([`leads`],
-//! [`one_leader`]).
+//! ([`get_at`], [`post_at`]), a replica's `/metrics` gauges ([`gauge`]) and the chat
+//! leader as they report it ([`leads`], [`one_leader`]).
 
 use std::net::SocketAddr;
 use std::process::Child;
@@ -85,8 +85,8 @@ pub async fn post_at(w: &World, addr: SocketAddr, path: &str, body: Value) -> (u
     (status, r.json().await.unwrap_or(Value::Null))
 }
 
-/// Whether replica `addr` says it leads the chat adapters (`None`: it does not answer).
-pub async fn leads(w: &World, addr: SocketAddr) -> Option<bool> {
+/// The value of gauge `name` in replica `addr`'s `/metrics` (`None`: it does not answer).
+pub async fn gauge(w: &World, addr: SocketAddr, name: &str) -> Option<f64> {
     let r = w
         .http
         .get(format!("http://{addr}/metrics"))
@@ -96,9 +96,15 @@ pub async fn leads(w: &World, addr: SocketAddr) -> Option<bool> {
         .await
         .ok()?;
     let text = r.text().await.ok()?;
+    let prefix = format!("{name} ");
     text.lines()
-        .find_map(|l| l.strip_prefix("ccrm_chat_leader "))
-        .map(|v| v.trim() == "1")
+        .find_map(|l| l.strip_prefix(prefix.as_str()))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+/// Whether replica `addr` says it leads the chat adapters (`None`: it does not answer).
+pub async fn leads(w: &World, addr: SocketAddr) -> Option<bool> {
+    gauge(w, addr, "ccrm_chat_leader").await.map(|v| v == 1.0)
 }
 
 /// The replicas among `addrs` that say they lead.
