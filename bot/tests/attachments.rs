@@ -23,8 +23,8 @@ use std::time::Duration;
 
 use base64::Engine;
 use common::chat::{
-    DC_ALICE, TG_ALICE as ALICE, dc_msg, discord_world, telegram_world, tg_msg, tg_new_topic,
-    wait_until,
+    DC_ALICE, TG_ALICE as ALICE, dc_msg, discord_world, pending_texts, telegram_world, tg_msg,
+    tg_new_topic, until_pending, wait_until,
 };
 use common::{WAIT, World};
 use serde_json::{Value, json};
@@ -119,6 +119,63 @@ fn sha(bytes: &[u8]) -> String {
 }
 
 // ---- Telegram ----------------------------------------------------------------------
+
+/// A photo kept undelivered when the bot is killed (inside the window that joins a user's
+/// messages) is downloaded again and sent after the restart, with its caption, once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_telegram_photo_survives_a_kill_9_before_it_is_delivered() {
+    let (mut w, tg) = telegram_world(&[]).await;
+    let group = tg.forum_group("durable");
+    let topic = tg_new_topic(&tg, group, &w.work, None).await;
+    let photo = png(64, 48, 5);
+    let caption = "keep this picture";
+    let served = tg.updates_served().len();
+    tg.user_photo(
+        group,
+        ALICE,
+        &[(64, 48, photo.clone())],
+        caption,
+        Some(topic),
+    );
+    wait_until("the update was served", || {
+        tg.updates_served().len() > served
+    })
+    .await;
+    until_pending(&w, "telegram").await;
+    World::kill9(&mut w.bot);
+    assert_eq!(
+        pending_texts(&w, "telegram").await,
+        [caption],
+        "the photo message is kept, undelivered, when the bot dies"
+    );
+    w.start_bot();
+    let body = api_request(&w, "the photo after the restart", |b| {
+        images_with(b, caption).is_some_and(|v| !v.is_empty())
+    })
+    .await;
+    assert_eq!(
+        images_with(&body, caption),
+        Some(vec![("image/png".to_owned(), b64(&photo))]),
+        "the photo, byte for byte, with its caption: {}",
+        body["messages"]
+    );
+    tg_msg(&tg, group, Some(topic), |m| {
+        m.visible_text.contains("Echo: keep this picture")
+    })
+    .await;
+    assert!(pending_texts(&w, "telegram").await.is_empty());
+    // One prompt, with the caption: the daemon got the message once.
+    let (_, v) = w.get("/api/sessions").await;
+    let id = v["sessions"][0]["info"]["id"].as_str().expect("session id");
+    let prompts: Vec<String> = w
+        .all_events(id)
+        .await
+        .iter()
+        .filter(|e| e["event"]["kind"] == "prompt")
+        .filter_map(|e| e["event"]["text"].as_str().map(str::to_owned))
+        .collect();
+    assert_eq!(prompts, [caption], "{prompts:?}");
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn telegram_photos_files_hostile_names_oversize_and_voice() {

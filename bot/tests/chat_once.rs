@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use ccrm_bot::db::Db;
 use common::chat::{
-    DC_ALICE, TG_ALICE, dc_new_thread, dc_select, discord_world, telegram_world, tg_new_topic,
-    wait_until,
+    DC_ALICE, TG_ALICE, dc_new_thread, dc_select, discord_world, pending_texts, telegram_world,
+    tg_new_topic, until_pending, wait_until,
 };
 use common::{WAIT, World};
 use serde_json::{Value, json};
@@ -51,36 +51,6 @@ async fn prompts(w: &World, session: &str) -> Vec<String> {
         .iter()
         .filter(|e| e["event"]["kind"] == "prompt")
         .filter_map(|e| e["event"]["text"].as_str().map(str::to_owned))
-        .collect()
-}
-
-/// Waits (bounded) until the bot has kept a chat message of `platform` undelivered in the
-/// database: polled on one connection, so the kill that follows lands as soon as the
-/// message is durable, inside the 1.5 s window that joins a user's messages.
-async fn until_pending(w: &World, platform: &str) {
-    let db = w.db().await;
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while db.chat_pending(platform).await.expect("pending").is_empty() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out: the {platform} message kept in the database"
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    db.close().await;
-}
-
-/// The texts of the messages `platform` keeps as pending prompt pieces (read with the bot
-/// down).
-async fn pending_texts(w: &World, platform: &str) -> Vec<String> {
-    let db = w.db().await;
-    let rows = db.chat_pending(platform).await.expect("pending");
-    db.close().await;
-    rows.iter()
-        .map(|r| {
-            let v: Value = serde_json::from_str(&r.payload).expect("payload json");
-            v["text"].as_str().unwrap_or_default().to_owned()
-        })
         .collect()
 }
 

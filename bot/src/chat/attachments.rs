@@ -11,7 +11,9 @@
 //!   prompt text.
 //!
 //! What comes of the message (the caption, file lines and images) is one piece of the
-//! place's debounce window, so it joins the text written a moment before or after it.
+//! place's debounce window, so it joins the text written a moment before or after it. The
+//! piece owns the message's `chat_pending` row ([`super::inbox`]); a message that comes
+//! to nothing (refused, rate-limited, every file refused) deletes it.
 
 use std::sync::Arc;
 
@@ -20,7 +22,7 @@ use serde_json::json;
 use super::ctx::Ctx;
 use super::debounce::{Debounce, Piece};
 use super::render::Rich;
-use super::{Attachment, AttachmentKind, ChatPlatform, Incoming, TooLarge, prompts};
+use super::{Attachment, AttachmentKind, ChatPlatform, Incoming, TooLarge, inbox, prompts};
 use crate::attach::{self, Part, human_bytes};
 use crate::db::ChatBinding;
 
@@ -28,31 +30,44 @@ use crate::db::ChatBinding;
 pub const VOICE_REPLY: &str =
     "🎤 Voice notes are not supported yet; please type your message (it was not sent to Claude).";
 
-/// Handles files written in `inc.place` with the caption `text` (see the module docs).
+/// Handles `files` written in `inc.place` with the caption `text`, kept as the
+/// `chat_pending` row `pending` (see the module docs).
 pub async fn on_files<P: ChatPlatform>(
     ctx: &Arc<Ctx<P>>,
     debounce: &Debounce,
     inc: Incoming,
-    text: String,
-    files: Vec<Attachment>,
+    (text, files): (String, Vec<Attachment>),
+    pending: Option<i64>,
 ) {
     let Some(b) = ctx.bindings.get(&inc.place) else {
         // The same hint as text in a place with no session.
         prompts::on_text(ctx, debounce, inc, text, None).await;
+        forget(ctx, pending).await;
         return;
     };
     if !prompts::within_rate(ctx, &inc, &b).await {
+        forget(ctx, pending).await;
         return;
     }
     // The window of this place must outlive the download: it is pushed to from the task.
     let debounce = debounce.clone();
     let me = ctx.clone();
     ctx.spawn(async move {
-        let piece = gather(&me, &inc, &b, text, files).await;
-        if let Some(piece) = piece {
-            prompts::push(&me, &debounce, inc, b, piece);
+        match gather(&me, &inc, &b, text, files).await {
+            Some(mut piece) => {
+                piece.pending = pending;
+                prompts::push(&me, &debounce, inc, b, piece);
+            }
+            None => forget(&me, pending).await,
         }
     });
+}
+
+/// Deletes the `chat_pending` row of a files message that came to nothing.
+async fn forget<P: ChatPlatform>(ctx: &Ctx<P>, pending: Option<i64>) {
+    if let Some(id) = pending {
+        inbox::done(&ctx.state.db, &[id]).await;
+    }
 }
 
 /// Downloads and prepares `files`; the piece of the prompt they make with `text`, or

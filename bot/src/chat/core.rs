@@ -178,7 +178,7 @@ impl<P: ChatPlatform> ChatCore<P> {
                 None
             }
             Input::Files { text, files } => {
-                attachments::on_files(&self.ctx, &self.debounce, inc, text, files).await;
+                attachments::on_files(&self.ctx, &self.debounce, inc, (text, files), pending).await;
                 None
             }
             Input::Command(cmd) => {

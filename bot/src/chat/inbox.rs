@@ -1,9 +1,10 @@
 //! Inbound prompt pieces kept until they are delivered, so a bot killed inside the debounce
-//! window loses no prompt. A text message for a session is claimed together with a
-//! `chat_pending` row in one SQLite transaction ([`claim`]): before Telegram's offset
-//! moves past the update, and before a Discord catch-up would take the message as handled.
-//! The row carries the message as JSON ([`Stored`]), so more of it (attachments) can ride
-//! along later without a schema change. [`super::prompts`] deletes the rows of a window
+//! window (or while a photo or file downloads) loses no prompt. A text message, or one
+//! with photos or files, is claimed together with a `chat_pending` row in one transaction
+//! ([`claim`]): before Telegram's offset moves past the update, and before a Discord
+//! catch-up would take the message as handled. The row carries the message as JSON
+//! ([`Stored`]): its text, and its attachments as the platform describes them (their
+//! handles, not their bytes), which are downloaded again when the row is replayed. [`super::prompts`] deletes the rows of a window
 //! once its prompt was delivered (or refused for good); [`super::core::ChatCore`] reads the
 //! rows left after a restart ([`load`]) and feeds them back, which rebuilds the windows.
 //!
@@ -13,7 +14,7 @@
 use serde::{Deserialize, Serialize};
 use tracing::warn;
 
-use super::{Incoming, Input, Place, Sender};
+use super::{Attachment, AttachmentKind, Incoming, Input, Place, Sender};
 use crate::db::{ChatPendingRow, Db};
 
 /// How long claims of messages kept here are remembered (longer than any catch-up window).
@@ -28,11 +29,52 @@ struct StoredSender {
     roles: Vec<String>,
 }
 
+/// An attachment as stored: what [`Attachment`] says of it before the download.
+#[derive(Serialize, Deserialize)]
+struct StoredFile {
+    name: String,
+    size: Option<u64>,
+    /// `image`, `voice` or `file`.
+    kind: String,
+    handle: String,
+}
+
+impl StoredFile {
+    fn of(a: &Attachment) -> Self {
+        let kind = match a.kind {
+            AttachmentKind::Image => "image",
+            AttachmentKind::Voice => "voice",
+            AttachmentKind::File => "file",
+        };
+        Self {
+            name: a.name.clone(),
+            size: a.size,
+            kind: kind.to_owned(),
+            handle: a.handle.clone(),
+        }
+    }
+
+    fn attachment(self) -> Option<Attachment> {
+        let kind = match self.kind.as_str() {
+            "image" => AttachmentKind::Image,
+            "voice" => AttachmentKind::Voice,
+            "file" => AttachmentKind::File,
+            _ => return None,
+        };
+        Some(Attachment {
+            name: self.name,
+            size: self.size,
+            kind,
+            handle: self.handle,
+        })
+    }
+}
+
 /// What a pending message says, as stored in its `payload` column. New fields must have
 /// defaults, so rows written by an older bot still read.
 #[derive(Serialize, Deserialize, Default)]
 pub struct Stored {
-    /// The text.
+    /// The text (a file message's caption).
     pub text: String,
     /// Whether it was addressed to the bot ([`Incoming::direct`]).
     #[serde(default)]
@@ -40,6 +82,9 @@ pub struct Stored {
     /// Whether its chat holds threads ([`Incoming::threads`]).
     #[serde(default)]
     pub threads: bool,
+    /// Its photos and files ([`Input::Files`]); none for a text message.
+    #[serde(default)]
+    files: Vec<StoredFile>,
 }
 
 /// The outcome of [`claim`].
@@ -51,19 +96,23 @@ pub enum Claimed {
     Now(Option<i64>),
 }
 
-/// Claims text message `claim_id` of `platform` with its pending row (see the module docs).
+/// Claims message `claim_id` of `platform` with its pending row (see the module docs).
 pub async fn claim(db: &Db, platform: &str, claim_id: i64, now_ms: u64, inc: &Incoming) -> Claimed {
-    let Input::Text(text) = &inc.input else {
-        // Files and commands written as messages (`/new` with a zip) have no pending row,
-        // but are still handled once.
-        return match db.chat_claim_update(platform, claim_id, now_ms).await {
-            Ok(false) => Claimed::Before,
-            Ok(true) => Claimed::Now(None),
-            Err(e) => {
-                warn!(error = %e, "cannot record a handled message");
-                Claimed::Now(None)
-            }
-        };
+    let (text, files) = match &inc.input {
+        Input::Text(text) => (text.clone(), Vec::new()),
+        Input::Files { text, files } => (text.clone(), files.iter().map(StoredFile::of).collect()),
+        // Commands written as messages (`/new` with a zip) have no pending row, but are
+        // still handled once.
+        Input::Command(_) | Input::Button(_) => {
+            return match db.chat_claim_update(platform, claim_id, now_ms).await {
+                Ok(false) => Claimed::Before,
+                Ok(true) => Claimed::Now(None),
+                Err(e) => {
+                    warn!(error = %e, "cannot record a handled message");
+                    Claimed::Now(None)
+                }
+            };
+        }
     };
     let sender = StoredSender {
         id: inc.from.id.clone(),
@@ -71,9 +120,10 @@ pub async fn claim(db: &Db, platform: &str, claim_id: i64, now_ms: u64, inc: &In
         roles: inc.from.roles.clone(),
     };
     let payload = Stored {
-        text: text.clone(),
+        text,
         direct: inc.direct,
         threads: inc.threads,
+        files,
     };
     let row = ChatPendingRow {
         id: 0,
@@ -142,7 +192,18 @@ fn incoming_of(row: &ChatPendingRow) -> Option<Incoming> {
         direct: payload.direct,
         msg_id: row.msg_id.and_then(|m| u64::try_from(m).ok()),
         reply: None,
-        input: Input::Text(payload.text),
+        input: if payload.files.is_empty() {
+            Input::Text(payload.text)
+        } else {
+            Input::Files {
+                text: payload.text,
+                files: payload
+                    .files
+                    .into_iter()
+                    .map(StoredFile::attachment)
+                    .collect::<Option<_>>()?,
+            }
+        },
     })
 }
 
@@ -178,5 +239,51 @@ mod tests {
             ..row
         };
         assert!(incoming_of(&broken).is_none());
+    }
+
+    #[test]
+    fn a_files_message_is_stored_with_its_handles_and_reads_back() {
+        let files = vec![
+            Attachment {
+                name: "photo.jpg".into(),
+                size: Some(2048),
+                kind: AttachmentKind::Image,
+                handle: "file-id-1".into(),
+            },
+            Attachment {
+                name: "app.log".into(),
+                size: None,
+                kind: AttachmentKind::File,
+                handle: "https://cdn.example/app.log".into(),
+            },
+        ];
+        let payload = Stored {
+            text: "what does this say".into(),
+            direct: false,
+            threads: true,
+            files: files.iter().map(StoredFile::of).collect(),
+        };
+        let row = ChatPendingRow {
+            id: 1,
+            chat_id: "-100".into(),
+            thread_id: None,
+            msg_id: Some(5),
+            sender: r#"{"id":"1","name":"Alice"}"#.into(),
+            payload: serde_json::to_string(&payload).expect("json"),
+        };
+        let inc = incoming_of(&row).expect("reads");
+        assert_eq!(
+            inc.input,
+            Input::Files {
+                text: "what does this say".into(),
+                files
+            }
+        );
+        // A kind this bot does not know makes the row unreadable, not a wrong input.
+        let odd = ChatPendingRow {
+            payload: row.payload.replace("\"image\"", "\"hologram\""),
+            ..row
+        };
+        assert!(incoming_of(&odd).is_none());
     }
 }

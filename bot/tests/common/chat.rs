@@ -6,7 +6,8 @@
 //! news ([`dc_new_thread`], [`dc_thread_started`]), a file the bot sent to a topic
 //! ([`tg_document`]), a Discord command's answer in place ([`dc_answer`],
 //! [`dc_answered`]), the bot's own Discord messages ([`dc_bot_messages`]) and a select
-//! menu's options ([`dc_select`]).
+//! menu's options ([`dc_select`]), and the messages a bot keeps undelivered
+//! ([`until_pending`], [`pending_texts`]).
 
 use std::path::Path;
 use std::time::Duration;
@@ -234,4 +235,34 @@ pub async fn dc_new_thread(
         &[("directory", dir.as_str()), ("name", name)],
     );
     (i, dc_thread_started(dc, channel, name).await)
+}
+
+/// Waits (bounded) until the bot has kept a chat message of `platform` undelivered in the
+/// database: polled on one connection, so the kill that follows lands as soon as the
+/// message is durable, inside the 1.5 s window that joins a user's messages.
+pub async fn until_pending(w: &World, platform: &str) {
+    let db = w.db().await;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while db.chat_pending(platform).await.expect("pending").is_empty() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out: the {platform} message kept in the database"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    db.close().await;
+}
+
+/// The texts of the messages `platform` keeps as pending prompt pieces (read with the bot
+/// down).
+pub async fn pending_texts(w: &World, platform: &str) -> Vec<String> {
+    let db = w.db().await;
+    let rows = db.chat_pending(platform).await.expect("pending");
+    db.close().await;
+    rows.iter()
+        .map(|r| {
+            let v: serde_json::Value = serde_json::from_str(&r.payload).expect("payload json");
+            v["text"].as_str().unwrap_or_default().to_owned()
+        })
+        .collect()
 }
