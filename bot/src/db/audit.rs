@@ -35,6 +35,7 @@ impl Db {
         detail: Value,
         now_ms: u64,
     ) -> DbResult<()> {
+        let _turn = self.write_turn().await;
         on_pool!(self, |p| {
             sqlx::query(
                 "INSERT INTO audit_log (ts_ms, actor, action, target, detail) VALUES ($1, $2, $3, $4, $5)",

@@ -153,8 +153,9 @@ fn derives(ev: &Event) -> bool {
 
 /// The ingest connection; see the module docs.
 pub enum EventWriter {
-    /// SQLite: the one-trip script for the common group.
-    Sqlite(SqliteConnection),
+    /// SQLite: the one-trip script for the common group, each group in its turn to write
+    /// ([`Db::write_turn`]).
+    Sqlite(SqliteConnection, std::sync::Arc<tokio::sync::Mutex<()>>),
     /// PostgreSQL: every group statement by statement under [`PG_EVENTS_LOCK`].
     Postgres(PgConnection),
 }
@@ -176,7 +177,10 @@ impl Db {
                     .clone()
                     .pragma("cache_size", super::WRITER_CACHE_SIZE)
                     .pragma("mmap_size", "0");
-                EventWriter::Sqlite(sqlx::ConnectOptions::connect(&options).await?)
+                EventWriter::Sqlite(
+                    sqlx::ConnectOptions::connect(&options).await?,
+                    self.write_turn.clone(),
+                )
             }
             Pool::Postgres(pool) => EventWriter::Postgres(pool.acquire().await?.detach()),
         })
@@ -229,7 +233,7 @@ impl EventWriter {
     /// open a new one).
     pub async fn ping(&mut self) -> bool {
         match self {
-            Self::Sqlite(c) => c.ping().await.is_ok(),
+            Self::Sqlite(c, _) => c.ping().await.is_ok(),
             Self::Postgres(c) => c.ping().await.is_ok(),
         }
     }
@@ -238,7 +242,7 @@ impl EventWriter {
     /// each did, in the same order. An error means nothing of the group was stored.
     #[tracing::instrument(skip_all, fields(n = writes.len()))]
     pub async fn commit(&mut self, writes: &[(&DaemonId, Write<'_>)]) -> DbResult<Vec<Written>> {
-        let conn = match self {
+        let (conn, turn) = match self {
             Self::Postgres(conn) => {
                 let mut tx = conn.begin().await?;
                 pg_lock_events(&mut tx).await?;
@@ -247,8 +251,9 @@ impl EventWriter {
                 tx.commit().await?;
                 return Ok(out);
             }
-            Self::Sqlite(conn) => conn,
+            Self::Sqlite(conn, turn) => (conn, turn),
         };
+        let _turn = turn.lock().await;
         let simple = writes.iter().all(|(_, w)| match w {
             Write::Events(events) => !events.iter().any(|e| derives(&e.event)),
             Write::Touch(_) => true,

@@ -165,9 +165,24 @@ pub struct Db {
     pool: Pool,
     /// Keys that verified recently ([`Db::verify_key`]).
     keys: std::sync::Arc<crate::auth::KeyCache<KeyRow>>,
+    /// Whose turn it is to write, on SQLite ([`Db::write_turn`]).
+    write_turn: std::sync::Arc<tokio::sync::Mutex<()>>,
 }
 
 impl Db {
+    /// On SQLite, waits for this process's turn to write. The ingest writer and the writes
+    /// on the REST path (the audit row of every action) take turns here instead of meeting
+    /// on SQLite's write lock, whose busy handler sleeps 1 ms and more before it tries
+    /// again: a REST prompt's audit row used to land on the commit of the very events it
+    /// caused and wait out that sleep before the 202. `None` on PostgreSQL, whose writers
+    /// do not queue on one lock.
+    pub(crate) async fn write_turn(&self) -> Option<tokio::sync::OwnedMutexGuard<()>> {
+        match self.pool {
+            Pool::Sqlite(..) => Some(self.write_turn.clone().lock_owned().await),
+            Pool::Postgres(_) => None,
+        }
+    }
+
     /// Opens (creating if missing) the database at `path` and brings its schema up to date.
     ///
     /// The parent directory is created with mode 0700 (and tightened if it exists, unless
@@ -204,6 +219,7 @@ impl Db {
         Ok(Self {
             pool: Pool::Sqlite(pool, Box::new(options)),
             keys: std::sync::Arc::new(keys),
+            write_turn: std::sync::Arc::default(),
         })
     }
 
@@ -241,6 +257,7 @@ impl Db {
         Ok(Self {
             pool: Pool::Postgres(pool),
             keys: std::sync::Arc::new(keys),
+            write_turn: std::sync::Arc::default(),
         })
     }
 
