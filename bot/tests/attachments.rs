@@ -23,8 +23,8 @@ use std::time::Duration;
 
 use base64::Engine;
 use common::chat::{
-    DC_ALICE, TG_ALICE as ALICE, dc_msg, discord_world, pending_texts, telegram_world, tg_msg,
-    tg_new_topic, until_pending, wait_until,
+    DC_ALICE, TG_ALICE as ALICE, dc_msg, discord_world, kill9_while_pending, pending_texts,
+    telegram_world, tg_msg, tg_new_topic, wait_until,
 };
 use common::{WAIT, World};
 use serde_json::{Value, json};
@@ -141,14 +141,7 @@ async fn a_telegram_photo_survives_a_kill_9_before_it_is_delivered() {
         tg.updates_served().len() > served
     })
     .await;
-    until_pending(&w, "telegram").await;
-    World::kill9(&mut w.bot);
-    assert_eq!(
-        pending_texts(&w, "telegram").await,
-        [caption],
-        "the photo message is kept, undelivered, when the bot dies"
-    );
-    w.start_bot();
+    kill9_while_pending(&mut w, "telegram", &[caption]).await;
     let body = api_request(&w, "the photo after the restart", |b| {
         images_with(b, caption).is_some_and(|v| !v.is_empty())
     })
@@ -165,16 +158,8 @@ async fn a_telegram_photo_survives_a_kill_9_before_it_is_delivered() {
     .await;
     assert!(pending_texts(&w, "telegram").await.is_empty());
     // One prompt, with the caption: the daemon got the message once.
-    let (_, v) = w.get("/api/sessions").await;
-    let id = v["sessions"][0]["info"]["id"].as_str().expect("session id");
-    let prompts: Vec<String> = w
-        .all_events(id)
-        .await
-        .iter()
-        .filter(|e| e["event"]["kind"] == "prompt")
-        .filter_map(|e| e["event"]["text"].as_str().map(str::to_owned))
-        .collect();
-    assert_eq!(prompts, [caption], "{prompts:?}");
+    let id = w.first_session().await;
+    assert_eq!(w.prompts(&id).await, [caption]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

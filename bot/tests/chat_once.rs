@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use ccrm_bot::db::Db;
 use common::chat::{
-    DC_ALICE, TG_ALICE, dc_new_thread, dc_select, discord_world, pending_texts, telegram_world,
-    tg_new_topic, until_pending, wait_until,
+    DC_ALICE, TG_ALICE, dc_new_thread, dc_select, discord_world, kill9_while_pending,
+    pending_texts, telegram_world, tg_new_topic, wait_until,
 };
 use common::{WAIT, World};
 use serde_json::{Value, json};
@@ -36,24 +36,6 @@ async fn dc_thread(w: &World, dc: &FakeDiscord, channel: u64, name: &str) -> u64
 }
 
 /// The only session's id.
-async fn session_id(w: &World) -> String {
-    let (_, v) = w.get("/api/sessions").await;
-    v["sessions"][0]["info"]["id"]
-        .as_str()
-        .expect("session id")
-        .to_owned()
-}
-
-/// The texts of the session's stored prompts, in order.
-async fn prompts(w: &World, session: &str) -> Vec<String> {
-    w.all_events(session)
-        .await
-        .iter()
-        .filter(|e| e["event"]["kind"] == "prompt")
-        .filter_map(|e| e["event"]["text"].as_str().map(str::to_owned))
-        .collect()
-}
-
 /// How many requests the fake model got whose newest user text is `text`.
 fn model_turns_for(w: &World, text: &str) -> usize {
     w.api
@@ -87,7 +69,7 @@ async fn a_telegram_prompt_survives_a_kill_9_inside_its_debounce_window() {
     let (mut w, tg) = telegram_world(&[]).await;
     let group = tg.forum_group("durable");
     let topic = tg_topic(&w, &tg, group, "keeper").await;
-    let id = session_id(&w).await;
+    let id = w.first_session().await;
 
     let served = tg.updates_served().len();
     tg.user_message(group, TG_ALICE, "survive this", Some(topic));
@@ -95,15 +77,7 @@ async fn a_telegram_prompt_survives_a_kill_9_inside_its_debounce_window() {
         tg.updates_served().len() > served
     })
     .await;
-    // Kept, well inside the 1.5 s window: nothing was sent to the daemon yet.
-    until_pending(&w, "telegram").await;
-    World::kill9(&mut w.bot);
-    assert_eq!(
-        pending_texts(&w, "telegram").await,
-        ["survive this"],
-        "the message is kept, undelivered, when the bot dies"
-    );
-    w.start_bot();
+    kill9_while_pending(&mut w, "telegram", &["survive this"]).await;
     wait_until("the answer after the restart", || {
         tg.messages_in(group, Some(topic))
             .iter()
@@ -113,7 +87,7 @@ async fn a_telegram_prompt_survives_a_kill_9_inside_its_debounce_window() {
     w.wait_chat_shown("telegram", &id).await;
     assert!(w.bot_log_text().contains("left by the previous run"));
     assert!(pending_texts(&w, "telegram").await.is_empty());
-    assert_eq!(prompts(&w, &id).await, ["survive this"]);
+    assert_eq!(w.prompts(&id).await, ["survive this"]);
     assert_eq!(model_turns_for(&w, "survive this"), 1);
     let answers = tg
         .messages_in(group, Some(topic))
@@ -128,7 +102,7 @@ async fn a_discord_prompt_survives_a_kill_9_inside_its_debounce_window() {
     let (mut w, dc) = discord().await;
     let general = dc.text_channel("general");
     let thread = dc_thread(&w, &dc, general, "keeper").await;
-    let id = session_id(&w).await;
+    let id = w.first_session().await;
 
     dc.user_message(thread, DC_ALICE, "survive this");
     // The gateway delivered it (the frame is recorded when it is sent to the bot).
@@ -139,14 +113,7 @@ async fn a_discord_prompt_survives_a_kill_9_inside_its_debounce_window() {
     })
     .await
     .expect("dispatched to the bot");
-    until_pending(&w, "discord").await;
-    World::kill9(&mut w.bot);
-    assert_eq!(
-        pending_texts(&w, "discord").await,
-        ["survive this"],
-        "the message is kept, undelivered, when the bot dies"
-    );
-    w.start_bot();
+    kill9_while_pending(&mut w, "discord", &["survive this"]).await;
     dc.wait_ready(WAIT).await.expect("ready after restart");
     wait_until("the answer after the restart", || {
         dc.messages_in(thread)
@@ -157,7 +124,7 @@ async fn a_discord_prompt_survives_a_kill_9_inside_its_debounce_window() {
     w.wait_chat_shown("discord", &id).await;
     assert!(w.bot_log_text().contains("left by the previous run"));
     assert!(pending_texts(&w, "discord").await.is_empty());
-    assert_eq!(prompts(&w, &id).await, ["survive this"]);
+    assert_eq!(w.prompts(&id).await, ["survive this"]);
     assert_eq!(model_turns_for(&w, "survive this"), 1);
     let answers = dc
         .messages_in(thread)
@@ -396,7 +363,7 @@ async fn a_crash_between_a_discord_send_and_its_record_posts_the_answer_once() {
     assert_eq!(count(), 1, "posted before the crash");
     w.start_bot();
     dc.wait_ready(WAIT).await.expect("ready after restart");
-    let id = session_id(&w).await;
+    let id = w.first_session().await;
     w.wait_chat_shown("discord", &id).await;
     // The restarted bot sent it again, with the same nonce: Discord returned the message.
     let sends: Vec<_> = dc
@@ -434,7 +401,7 @@ async fn a_crash_after_a_telegram_answer_was_recorded_edits_it_instead_of_resend
     assert_eq!(posted.len(), 1, "posted before the crash");
     let calls_before = tg.calls().len();
     w.start_bot();
-    let id = session_id(&w).await;
+    let id = w.first_session().await;
     w.wait_chat_shown("telegram", &id).await;
     let after = answers();
     assert_eq!(after.len(), 1, "the answer appears once");

@@ -59,14 +59,6 @@ async fn hostname(w: &World) -> String {
         .to_owned()
 }
 
-async fn first_session(w: &World) -> String {
-    let (_, v) = w.get("/api/sessions").await;
-    v["sessions"][0]["info"]["id"]
-        .as_str()
-        .expect("session")
-        .to_owned()
-}
-
 // ---- Telegram ----------------------------------------------------------------------
 
 struct Tg {
@@ -296,7 +288,7 @@ async fn telegram_names_diffs_resume_and_a_progress_message_finished_after_a_kil
         m.visible_text.contains("started")
     })
     .await;
-    let id = first_session(&t.w).await;
+    let id = t.w.first_session().await;
     let in_topic = |s: &str| {
         t.tg.messages_in(group, Some(topic))
             .iter()
@@ -531,7 +523,7 @@ async fn discord_names_private_answers_one_message_per_turn_resume_and_thread_re
     let before = bot_messages(&t.dc, thread).len();
     t.dc.user_message(thread, DC_ALICE, "hello there");
     dc_msg(&t.dc, thread, |m| m.content.contains("Echo: hello there")).await;
-    let id = first_session(&t.w).await;
+    let id = t.w.first_session().await;
     t.w.wait_chat_shown("discord", &id).await;
     assert_eq!(
         bot_messages(&t.dc, thread).len(),

@@ -118,14 +118,6 @@ fn assert_paced(calls: &[Call]) {
     }
 }
 
-async fn session_id(w: &World) -> String {
-    let (_, v) = w.get("/api/sessions").await;
-    v["sessions"][0]["info"]["id"]
-        .as_str()
-        .expect("session")
-        .to_owned()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn new_is_deferred_in_time_opens_a_thread_and_the_answer_arrives_there() {
     let t = start().await;
@@ -214,7 +206,7 @@ async fn new_is_deferred_in_time_opens_a_thread_and_the_answer_arrives_there() {
             .any(|c| c.ok() && c.channel == Some(thread)),
         "typing in the thread"
     );
-    let id = session_id(&t.w).await;
+    let id = t.w.first_session().await;
     let events = t.w.all_events(&id).await;
     assert!(events.iter().any(|e| e["event"]["kind"] == "prompt"
         && e["event"]["origin"]["surface"] == "discord"
@@ -382,7 +374,7 @@ async fn write_approval_buttons_allow_and_deny_and_decisions_elsewhere_edit_the_
     assert!(!denied.exists(), "a denied Write must not write");
 
     // An approval answered over REST edits the Discord message, naming who decided.
-    let id = session_id(&t.w).await;
+    let id = t.w.first_session().await;
     let rest = t.w.work.join("rest.txt");
     let (status, _) =
         t.w.post(
@@ -524,7 +516,7 @@ async fn long_answers_are_split_without_breaking_code_or_attached_and_pacing_hol
     // A burst for one thread: five prompts from REST at once, each shown (who sent it),
     // with its answer: the thread gets about ten messages at once, and they go out at
     // most five in any five seconds.
-    let id = session_id(&t.w).await;
+    let id = t.w.first_session().await;
     for i in 0..5 {
         let (status, _) =
             t.w.post(
@@ -607,14 +599,8 @@ async fn a_dropped_gateway_is_resumed_or_reidentified_and_no_output_is_lost() {
     ] {
         assert_eq!(count(&t.dc, thread, text), 1, "{text}");
     }
-    let id = session_id(&t.w).await;
-    let prompts: Vec<String> =
-        t.w.all_events(&id)
-            .await
-            .iter()
-            .filter(|e| e["event"]["kind"] == "prompt")
-            .filter_map(|e| e["event"]["text"].as_str().map(str::to_owned))
-            .collect();
+    let id = t.w.first_session().await;
+    let prompts = t.w.prompts(&id).await;
     assert_eq!(
         prompts,
         [
@@ -695,7 +681,7 @@ async fn after_a_bot_restart_bindings_hold_and_messages_sent_meanwhile_are_answe
     let thread = new_thread(&t, general, "keeper").await;
     t.dc.user_message(thread, ALICE, "first");
     wait_msg(&t.dc, thread, |m| m.content.contains("Echo: first")).await;
-    let id = session_id(&t.w).await;
+    let id = t.w.first_session().await;
     t.w.wait_chat_shown("discord", &id).await;
 
     World::kill9(&mut t.w.bot);
@@ -719,14 +705,8 @@ async fn after_a_bot_restart_bindings_hold_and_messages_sent_meanwhile_are_answe
     t.dc.user_message(thread, ALICE, "third");
     wait_msg(&t.dc, thread, |m| m.content.contains("Echo: third")).await;
 
-    let id = session_id(&t.w).await;
-    let prompts: Vec<String> =
-        t.w.all_events(&id)
-            .await
-            .iter()
-            .filter(|e| e["event"]["kind"] == "prompt")
-            .filter_map(|e| e["event"]["text"].as_str().map(str::to_owned))
-            .collect();
+    let id = t.w.first_session().await;
+    let prompts = t.w.prompts(&id).await;
     assert_eq!(prompts, ["first", "second\nand bob", "third"]);
     assert_eq!(
         count(&t.dc, thread, "not allowed"),

@@ -97,6 +97,20 @@ async fn upload_at(
     (status, r.json().await.unwrap_or(Value::Null))
 }
 
+/// `POST /api/execute` with `body` on replica `addr`: its SSE response, once it said 200.
+async fn execute_at(w: &World, addr: SocketAddr, body: Value) -> reqwest::Response {
+    let resp = w
+        .http
+        .post(format!("http://{addr}/api/execute"))
+        .bearer_auth(&w.user_token)
+        .json(&body)
+        .send()
+        .await
+        .expect("execute");
+    assert_eq!(resp.status(), 200);
+    resp
+}
+
 /// `GET path` on `addr` as an SSE stream (after `last` when given).
 async fn sse_at(w: &World, addr: SocketAddr, path: &str) -> reqwest::Response {
     w.http
@@ -151,18 +165,13 @@ async fn a_replica_without_the_link_uploads_streams_executions_and_sees_a_dead_r
     assert!(v.to_string().contains("\"site\""), "{v}");
 
     // An execution started on A streams through A to its end.
-    let resp = w
-        .http
-        .post(format!("http://{}/api/execute", a.addr))
-        .bearer_auth(&w.user_token)
-        .json(
-            &json!({"executionId": "exec-a", "workspaceId": "site", "daemon": id,
+    let resp = execute_at(
+        &w,
+        a.addr,
+        json!({"executionId": "exec-a", "workspaceId": "site", "daemon": id,
             "prompt": "WRITE:notes.txt from the model", "allowedTools": ["Write"]}),
-        )
-        .send()
-        .await
-        .expect("execute");
-    assert_eq!(resp.status(), 200);
+    )
+    .await;
     let live = events_to_end(resp).await;
     let names: Vec<&str> = live.iter().map(|e| e.name.as_str()).collect();
     assert_eq!(names.last(), Some(&"complete"), "{live:#?}");
@@ -198,18 +207,13 @@ async fn a_replica_without_the_link_uploads_streams_executions_and_sees_a_dead_r
     // An execution read through A by its client and by A's recorder runs as two streams
     // on C. The client going away mid-run stops its stream on C (C runs one, for the
     // recorder) while the execution runs on; cancelled, it ends the recorder's too.
-    let resp = w
-        .http
-        .post(format!("http://{}/api/execute", a.addr))
-        .bearer_auth(&w.user_token)
-        .json(
-            &json!({"executionId": "exec-slow", "workspaceId": "site", "daemon": id,
+    let resp = execute_at(
+        &w,
+        a.addr,
+        json!({"executionId": "exec-slow", "workspaceId": "site", "daemon": id,
             "prompt": "SLOW:600:100"}),
-        )
-        .send()
-        .await
-        .expect("execute");
-    assert_eq!(resp.status(), 200);
+    )
+    .await;
     let mut body = resp.bytes_stream();
     let mut seen = String::new();
     tokio::time::timeout(WAIT, async {

@@ -482,13 +482,7 @@ async fn after_a_bot_restart_bindings_hold_and_no_update_is_handled_twice() {
     let sessions = v["sessions"].as_array().expect("sessions");
     assert_eq!(sessions.len(), 1, "/new ran once: {v}");
     let id = sessions[0]["info"]["id"].as_str().expect("id").to_owned();
-    let prompts: Vec<String> =
-        t.w.all_events(&id)
-            .await
-            .iter()
-            .filter(|e| e["event"]["kind"] == "prompt")
-            .filter_map(|e| e["event"]["text"].as_str().map(str::to_owned))
-            .collect();
+    let prompts = t.w.prompts(&id).await;
     assert_eq!(prompts, ["first", "second", "third", "fourth"]);
     assert_eq!(t.tg.topics(group).len(), 1);
     let answers = |s: &str| {

@@ -115,8 +115,8 @@ impl<P: ChatPlatform> ChatCore<P> {
     }
 
     /// Claims message `claim_id` (a Telegram update id, a Discord message id) together with
-    /// its pending row (text, or photos and files with their caption), then handles it. False when it was claimed before (it was
-    /// handled then, and nothing happens now).
+    /// its pending row (text, or photos and files with their caption), then handles it.
+    /// False when it was claimed before (it was handled then, and nothing happens now).
     pub async fn claim_text(&self, claim_id: i64, inc: Incoming) -> bool {
         let platform = self.ctx.platform.name();
         match inbox::claim(&self.ctx.state.db, platform, claim_id, now_ms(), &inc).await {

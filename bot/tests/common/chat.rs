@@ -6,8 +6,8 @@
 //! news ([`dc_new_thread`], [`dc_thread_started`]), a file the bot sent to a topic
 //! ([`tg_document`]), a Discord command's answer in place ([`dc_answer`],
 //! [`dc_answered`]), the bot's own Discord messages ([`dc_bot_messages`]) and a select
-//! menu's options ([`dc_select`]), and the messages a bot keeps undelivered
-//! ([`until_pending`], [`pending_texts`]).
+//! menu's options ([`dc_select`]), the messages a bot keeps undelivered
+//! ([`pending_texts`]) and a kill -9 while it keeps them ([`kill9_while_pending`]).
 
 use std::path::Path;
 use std::time::Duration;
@@ -240,7 +240,7 @@ pub async fn dc_new_thread(
 /// Waits (bounded) until the bot has kept a chat message of `platform` undelivered in the
 /// database: polled on one connection, so the kill that follows lands as soon as the
 /// message is durable, inside the 1.5 s window that joins a user's messages.
-pub async fn until_pending(w: &World, platform: &str) {
+async fn until_pending(w: &World, platform: &str) {
     let db = w.db().await;
     let deadline = tokio::time::Instant::now() + WAIT;
     while db.chat_pending(platform).await.expect("pending").is_empty() {
@@ -265,4 +265,19 @@ pub async fn pending_texts(w: &World, platform: &str) -> Vec<String> {
             v["text"].as_str().unwrap_or_default().to_owned()
         })
         .collect()
+}
+
+/// Once the bot has kept `platform`'s message undelivered ([`until_pending`]: well inside
+/// the 1.5 s window that joins a user's messages, so nothing went to the daemon yet),
+/// kills it with -9, checks that the database keeps exactly `texts` as pending pieces,
+/// and starts the bot again.
+pub async fn kill9_while_pending(w: &mut World, platform: &str, texts: &[&str]) {
+    until_pending(w, platform).await;
+    World::kill9(&mut w.bot);
+    assert_eq!(
+        pending_texts(w, platform).await,
+        texts,
+        "the message is kept, undelivered, when the bot dies"
+    );
+    w.start_bot();
 }

@@ -321,6 +321,26 @@ impl World {
         v["session"]["id"].as_str().expect("session id").to_owned()
     }
 
+    /// The id of the first session `GET /api/sessions` lists (the only one, in suites that
+    /// start one).
+    pub async fn first_session(&self) -> String {
+        let (_, v) = self.get("/api/sessions").await;
+        v["sessions"][0]["info"]["id"]
+            .as_str()
+            .expect("session")
+            .to_owned()
+    }
+
+    /// The texts of a session's stored prompts, in order.
+    pub async fn prompts(&self, session: &str) -> Vec<String> {
+        self.all_events(session)
+            .await
+            .iter()
+            .filter(|e| e["event"]["kind"] == "prompt")
+            .filter_map(|e| e["event"]["text"].as_str().map(str::to_owned))
+            .collect()
+    }
+
     /// Pages every stored event of a session.
     pub async fn all_events(&self, session: &str) -> Vec<Value> {
         let mut out = Vec::new();
