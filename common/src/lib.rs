@@ -13,6 +13,7 @@
 //! - [`codec`]: [`codec::JsonLines`], length-capped newline-delimited JSON over any stream.
 //! - `props` (tests and fuzzing only): the properties of the parsers that face outside input,
 //!   checked by proptest in `cargo test` and by the cargo-fuzz targets in `fuzz/`.
+//! - `tls` (feature `tls`): the rustls client config for `wss://` with an optional private CA.
 //! - [`tomlfile`]: reading `ccrmd.toml` / `bot.toml` with errors that name file, line and key.
 
 pub mod attach;
@@ -25,6 +26,8 @@ pub mod ipc;
 pub mod link;
 #[cfg(any(test, fuzzing))]
 pub mod props;
+#[cfg(feature = "tls")]
+pub mod tls;
 pub mod tomlfile;
 pub mod workspace;
 
