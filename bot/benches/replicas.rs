@@ -7,10 +7,12 @@
 //!    into one SQLite bot (the baseline), one PostgreSQL replica, and three replicas with
 //!    the daemons spread over them (aggregate). Every event is then counted in the store.
 //! 2. REST prompt → first SSE event: a prompt sent to the replica that holds the fake
-//!    daemon's link (local) versus to another one (routed through a `NOTIFY`
-//!    to the holder), each time read on the SSE stream of the replica it was sent to; p50/p90/
-//!    p99, interleaved. Target: routed ≤ 1.2 × local at p50. The fake daemon answers at
-//!    once, so this shows the routing's own cost with nothing else in the loop.
+//!    daemon's link (local) versus to another one (routed: over the direct link between
+//!    the replicas, which the first routed prompt, through a `NOTIFY`, brings up), each
+//!    time read on the SSE stream of the replica it was sent to; p50/p90/p99, interleaved,
+//!    after [`LAT_WARMUP`] uncounted prompts per side. Target: routed ≤ 1.2 × local at
+//!    p50. The fake daemon answers at once, so this shows the routing's own cost with
+//!    nothing else in the loop; how many routed calls took the direct link is printed.
 //!    2b (`replicas/real.rs`): the same with the real chain — the release `ccrmd` and a
 //!    warm claude child on the fake Messages API — timed to the first SSE event (ccrmd's
 //!    `prompt`) and to the first assistant text of each turn.
@@ -54,6 +56,8 @@ const BATCH: u64 = 100;
 const WINDOW: usize = 4;
 /// Fake daemons in the ingest run (spread over the replicas).
 const DAEMONS: usize = 6;
+/// Prompts per side not counted in part 2 (connections, and the direct link, come up).
+const LAT_WARMUP: u64 = 5;
 
 /// One in-process replica (`AppState` + `serve`) on a port of its own.
 struct Replica {
@@ -234,12 +238,13 @@ async fn answering_daemon(ws: support::Ws, session: SessionId) -> anyhow::Result
 }
 
 /// Prompt → first SSE event, sent to the link's replica (`local`) and to the other
-/// (`routed`), interleaved; the sorted latencies of each.
+/// (`routed`), interleaved; the sorted latencies of each, and how many of the counted
+/// routed calls went over the direct link.
 async fn latency(
     a: &Replica,
     b: &Replica,
     n: u64,
-) -> anyhow::Result<(Vec<Duration>, Vec<Duration>)> {
+) -> anyhow::Result<(Vec<Duration>, Vec<Duration>, u64)> {
     let db = &a.state.db;
     let (_, key) = db.create_key("bench-latency", KeyKind::Daemon, 1).await?;
     let (_, token) = db.create_key("bench-user", KeyKind::User, 1).await?;
@@ -284,7 +289,18 @@ async fn latency(
         streams.push(rx);
     }
     let (mut local, mut routed) = (Vec::new(), Vec::new());
-    for i in 0..2 * n {
+    let direct = || {
+        a.state
+            .hub
+            .metrics
+            .replica_direct
+            .load(std::sync::atomic::Ordering::Relaxed)
+    };
+    let mut direct_before = 0;
+    for i in 0..2 * (n + LAT_WARMUP) {
+        if i == 2 * LAT_WARMUP {
+            direct_before = direct();
+        }
         // Alternate which replica gets the prompt (B holds the link).
         let side = usize::try_from(i % 2)?;
         let addr = [b.addr, a.addr][side];
@@ -308,12 +324,14 @@ async fn latency(
                 break at;
             }
         };
-        [&mut local, &mut routed][side].push(at - t0);
+        if i >= 2 * LAT_WARMUP {
+            [&mut local, &mut routed][side].push(at - t0);
+        }
     }
     daemon.abort();
     local.sort_unstable();
     routed.sort_unstable();
-    Ok((local, routed))
+    Ok((local, routed, direct() - direct_before))
 }
 
 fn lat_row(name: &str, v: &[Duration]) {
@@ -375,12 +393,16 @@ async fn run() -> anyhow::Result<()> {
     let url = pg.create_db("latency")?;
     let a = Replica::start(&dir.path().join("lat-a"), Some(&url)).await?;
     let b = Replica::start(&dir.path().join("lat-b"), Some(&url)).await?;
-    let (local, routed) = latency(&a, &b, prompts).await?;
+    let (local, routed, direct) = latency(&a, &b, prompts).await?;
     a.stop().await;
     b.stop().await;
     lat_row("replica holding the link (local)", &local);
-    lat_row("another replica (routed, NOTIFY)", &routed);
+    lat_row("another replica (routed)", &routed);
     ratio_row(&local, &routed);
+    println!(
+        "  routed calls over the direct link: {direct} of {}",
+        routed.len()
+    );
 
     let (first, text) = real::run(&pg, dir.path(), real_turns).await?;
     println!(
@@ -388,12 +410,12 @@ async fn run() -> anyhow::Result<()> {
     );
     println!("  {:<44} {:>8} {:>8} {:>8}", "", "p50", "p90", "p99");
     lat_row("replica holding the link (local)", &first.local);
-    lat_row("another replica (routed, NOTIFY)", &first.routed);
+    lat_row("another replica (routed)", &first.routed);
     ratio_row(&first.local, &first.routed);
     println!("REST prompt → first assistant text on SSE, the same turns (ms)");
     println!("  {:<44} {:>8} {:>8} {:>8}", "", "p50", "p90", "p99");
     lat_row("replica holding the link (local)", &text.local);
-    lat_row("another replica (routed, NOTIFY)", &text.routed);
+    lat_row("another replica (routed)", &text.routed);
     ratio_row(&text.local, &text.routed);
 
     fleet::run(&pg, dir.path()).await

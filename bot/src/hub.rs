@@ -62,6 +62,10 @@ pub struct Metrics {
     pub chat_leader: AtomicU64,
     /// Streams this replica runs on its links for readers on other replicas.
     pub replica_streams: AtomicU64,
+    /// Direct links to other replicas that are up (see `replica::peers`).
+    pub replica_links: AtomicU64,
+    /// Calls and replies sent to other replicas over a direct link.
+    pub replica_direct: AtomicU64,
 }
 
 impl Metrics {

@@ -8,7 +8,8 @@
 //! - [`auth`] and [`keys`]: hashed API keys and user tokens, constant-time checks.
 //! - [`hub`]: connected daemons, bot → daemon commands, live event fan-out, session routes.
 //! - [`ingest`]: the group-commit task every daemon link stores through.
-//! - [`ws`]: the daemon link (`/ws/daemon`) and the dashboard socket (`/ws/dashboard`).
+//! - [`ws`]: the daemon link (`/ws/daemon`), the dashboard socket (`/ws/dashboard`) and
+//!   other replicas' direct links (`/ws/replica`).
 //! - [`http`]: REST routes, SSE, metrics; [`openapi`]: the API document generated from
 //!   them (served at `/api/openapi.json`).
 //! - [`dashboard`]: the web dashboard at `/` (login cookie, pages, live stream).
@@ -65,6 +66,8 @@ pub struct AppState {
     pub auth_guard: http::guard::AuthGuard,
     /// The Telegram adapter's webhook receiver while it runs in webhook mode.
     pub telegram_hook: telegram::webhook::Hook,
+    /// This replica's side of a shared PostgreSQL database (`None` on SQLite).
+    pub replicas: Option<Arc<replica::Replicas>>,
 }
 
 impl AppState {
@@ -79,12 +82,14 @@ impl AppState {
         let hub = Arc::new(hub::Hub::new());
         // On PostgreSQL every replica publishes events through its tailer, in row-id
         // order whichever replica stored them; the ingest publishes nothing itself.
+        let mut replicas = None;
         let ingest = if db.is_postgres() {
             let ingest = ingest::Ingest::start(&db, broadcast::channel(1).0).await?;
             replica::spawn_tail(db.clone(), hub.events_sender()).await?;
             if let Some(pool) = db.pg_pool() {
                 let me = replica::start(pool.clone(), hub.clone()).await?;
                 tracing::info!(replica = me.id(), "replica of a shared PostgreSQL database");
+                replicas = Some(me);
             }
             ingest
         } else {
@@ -99,6 +104,7 @@ impl AppState {
             recorders: executions::Recorders::default(),
             auth_guard: http::guard::AuthGuard::new(cfg.auth_failures_per_minute),
             telegram_hook: telegram::webhook::Hook::default(),
+            replicas,
             cfg,
         }))
     }
@@ -160,6 +166,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/healthz", get(http::meta::healthz))
         .route("/ws/daemon", get(ws::daemon_ws))
         .route("/ws/dashboard", get(ws::dashboard_ws))
+        .route("/ws/replica", get(ws::replica_ws))
         .merge(api)
         .merge(telegram::webhook::routes(&state))
         .merge(dashboard::routes(state.clone()))
@@ -208,6 +215,12 @@ pub async fn serve(
 ) -> anyhow::Result<()> {
     // TCP_NODELAY is set on every connection by the listener.
     let listener: tls::Listener = listener.into();
+    if let Some(me) = &state.replicas {
+        me.advertise(
+            state.cfg.replica_url.clone().or_else(|| listener.own_url()),
+            state.cfg.replica_ca_file.clone(),
+        );
+    }
     // The chat adapters stop with the server.
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     // On exactly one replica at a time (the elected leader; on SQLite, this bot).

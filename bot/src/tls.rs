@@ -146,6 +146,17 @@ impl Listener {
             handshakes: JoinSet::new(),
         }
     }
+
+    /// `ws://addr` or `wss://addr` of the bound address, unless it is unspecified (`0.0.0.0`,
+    /// `::`), which names no host to dial.
+    pub fn own_url(&self) -> Option<String> {
+        let (tcp, scheme) = match self {
+            Self::Plain(tcp) => (tcp, "ws"),
+            Self::Tls { tcp, .. } => (tcp, "wss"),
+        };
+        let addr = tcp.local_addr().ok()?;
+        (!addr.ip().is_unspecified()).then(|| format!("{scheme}://{addr}"))
+    }
 }
 
 /// Accepts one TCP connection, retrying (after a pause for errors like EMFILE) until one

@@ -10,10 +10,13 @@ use std::process::Child;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::cluster::{get_at, post_at, replica};
+use common::cluster::{
+    direct_count, direct_link_up, gauge, get_at, post_at, replica, replica_with,
+};
 use common::{WAIT, World};
 use futures::StreamExt;
 use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
 /// Reads SSE events from `resp` until `stop` matches one; returns (id, event) pairs.
 async fn read_sse(resp: reqwest::Response, stop: impl Fn(&Value) -> bool) -> Vec<(i64, Value)> {
@@ -102,17 +105,26 @@ async fn wait_online(w: &World, addr: SocketAddr, n: usize) -> Vec<Value> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_prompt_sent_to_replica_a_for_a_daemon_on_replica_c_is_answered_and_a_sse_shows_it() {
-    // Replica C is the World's bot, with ccrmd #1 linked to it; ccrmd #2 links to B.
+    // Replica C is the World's bot, with ccrmd #1 linked to it; ccrmd #2 links to B. B
+    // gives a clear-text address off this machine, which no replica dials: calls to it go
+    // through PostgreSQL, while A links directly to C.
     let mut w = World::bot_only_on_postgres(&[]).await;
     w.start_daemon();
     let d1 = w.wait_daemon_online().await;
     let a = replica(&w, "bot-a");
-    let b = replica(&w, "bot-b");
+    let b = replica_with(&w, "bot-b", &[("CCRM_BOT_REPLICA_URL", "ws://192.0.2.1:9")]);
     let mut d2 = Some(second_daemon(&w, b.addr));
     // Every replica sees both daemons online, whichever replica holds their links.
     for addr in [a.addr, b.addr, w.addr] {
         wait_online(&w, addr, 2).await;
     }
+    let d2_id = wait_online(&w, a.addr, 2)
+        .await
+        .iter()
+        .filter_map(|d| d["id"].as_str())
+        .find(|id| *id != d1)
+        .expect("ccrmd #2's id")
+        .to_owned();
     let (status, health) = get_at(&w, a.addr, "/healthz").await;
     assert_eq!(status, 200, "{health}");
     assert_eq!(health["database"], "ok", "{health}");
@@ -181,24 +193,70 @@ async fn a_prompt_sent_to_replica_a_for_a_daemon_on_replica_c_is_answered_and_a_
     let replay_ids: Vec<i64> = replay.iter().map(|(id, _)| *id).collect();
     assert_eq!(replay_ids, stored_after, "B replays exactly what is stored");
 
-    // A prompt too big for a NOTIFY payload (over 7 KB) goes through a `replica_calls`
-    // row instead, and is answered the same way.
-    let long = format!("long prompt via A {}", "x".repeat(20_000));
+    // That first call went through PostgreSQL; A has dialled C since. The next one, and
+    // its reply, travel over that direct link.
+    let direct = direct_link_up(&w, &[a.addr, w.addr]).await;
     let (status, v) = post_at(
         &w,
         a.addr,
         &format!("/api/sessions/{sid}/prompt"),
+        json!({"text": "over the direct link"}),
+    )
+    .await;
+    assert_eq!(status, 202, "the prompt goes over A's link to C: {v}");
+    w.wait_stored(&sid, |e| {
+        e.to_string().contains("Echo: over the direct link")
+    })
+    .await;
+    let after = direct_count(&w, a.addr).await;
+    assert!(
+        after > direct,
+        "A sent the call over the link: {direct} -> {after}"
+    );
+    assert!(direct_count(&w, w.addr).await >= 1.0, "C replied over it");
+
+    // B gives no address A may dial, so a call for ccrmd #2 goes through PostgreSQL; one
+    // too big for a NOTIFY payload (over 7 KB) goes through a `replica_calls` row, and is
+    // answered the same way.
+    let sid2 = w
+        .new_session(json!({"name": "on-b", "daemon": d2_id}))
+        .await;
+    let long = format!("long prompt via A {}", "x".repeat(20_000));
+    let (status, v) = post_at(
+        &w,
+        a.addr,
+        &format!("/api/sessions/{sid2}/prompt"),
         json!({"text": long}),
     )
     .await;
-    assert_eq!(status, 202, "a 20 KB prompt is routed to C's link: {v}");
+    assert_eq!(status, 202, "a 20 KB prompt is routed to B's link: {v}");
     let stored = w
-        .wait_stored(&sid, |e| {
+        .wait_stored(&sid2, |e| {
             let e = e.to_string();
             e.contains("turn_result") && e.contains("Echo: long prompt via A")
         })
         .await;
     assert!(!stored.is_empty());
+    assert_eq!(
+        gauge(&w, a.addr, "ccrm_replica_links").await,
+        Some(1.0),
+        "A links to C only"
+    );
+
+    // The link endpoint wants the token of the replica it belongs to.
+    let mut req = format!("ws://{}/ws/replica", a.addr)
+        .into_client_request()
+        .expect("request");
+    req.headers_mut().insert(
+        "authorization",
+        "Bearer not-the-token".parse().expect("hdr"),
+    );
+    req.headers_mut()
+        .insert("x-ccrm-replica", "0123abcd".parse().expect("hdr"));
+    match tokio_tungstenite::connect_async(req).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(r)) => assert_eq!(r.status(), 401),
+        other => panic!("a wrong replica token is refused with 401: {other:?}"),
+    }
     World::kill9(&mut d2);
 }
 

@@ -2,14 +2,17 @@
 //! WSS, a real `ccrmd` that links over `wss://` trusting the test CA (`bot_ca_file`) and
 //! runs a turn through the real Claude Code CLI, REST over `https://`; a daemon without the
 //! CA refusing the bot with a clear reason; plain `ws://` to another host refused before
-//! any connection; the certificate reloaded on SIGHUP; and `X-Forwarded-For` believed only
-//! from a trusted proxy in the audit log.
+//! any connection; the certificate reloaded on SIGHUP; `X-Forwarded-For` believed only
+//! from a trusted proxy in the audit log; and replicas on PostgreSQL linking to each other
+//! directly over `wss://` when they trust the CA (`replica_ca_file`), through PostgreSQL
+//! when they do not.
 
 mod common;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use common::cluster::{direct_count, direct_link_up, gauge, get_at, post_at, replica_with};
 use common::{WAIT, World, ccrmd_bin};
 use serde_json::{Value, json};
 
@@ -314,4 +317,99 @@ async fn forwarded_for_counts_only_from_a_trusted_proxy() {
         row.detail["addr"], "203.0.113.9",
         "the proxy's last hop is the client: {row:?}"
     );
+}
+
+/// Waits (bounded) until session `sid`'s events, read on replica `addr`, contain `text`.
+async fn wait_answer(w: &World, addr: std::net::SocketAddr, sid: &str, text: &str) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let (_, v) = get_at(w, addr, &format!("/api/sessions/{sid}/events?limit=1000")).await;
+        if v.to_string().contains(text) {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no `{text}` at {addr}: {v}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_link_directly_over_wss_when_they_trust_the_replica_ca() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pki = make_pki(dir.path(), "r");
+    let (cert, key, ca) = (
+        pki.cert.display().to_string(),
+        pki.key.display().to_string(),
+        pki.ca.display().to_string(),
+    );
+    // C (the World's bot) serves TLS and holds the daemon's link; A trusts C's CA for its
+    // links to other replicas, B does not. A and B serve plain HTTP on loopback.
+    let mut w = World::bot_only_on_postgres(&[
+        ("CCRM_BOT_TLS_CERT", cert.as_str()),
+        ("CCRM_BOT_TLS_KEY", key.as_str()),
+    ])
+    .await;
+    let port = w.addr.port();
+    spawn_daemon(
+        &mut w,
+        &format!("wss://localhost:{port}"),
+        &[("CCRM_BOT_CA_FILE", ca.clone())],
+    )
+    .expect("ccrmd starts");
+    // (An empty setting counts as unset: A and B drop the World's TLS settings.)
+    let plain = [("CCRM_BOT_TLS_CERT", ""), ("CCRM_BOT_TLS_KEY", "")];
+    let trusting = [
+        plain[0],
+        plain[1],
+        ("CCRM_BOT_REPLICA_CA_FILE", ca.as_str()),
+    ];
+    let a = replica_with(&w, "bot-a", &trusting);
+    let b = replica_with(&w, "bot-b", &plain);
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let daemon = loop {
+        let (_, v) = get_at(&w, a.addr, "/api/daemons").await;
+        if v["daemons"][0]["online"] == true {
+            break v["daemons"][0]["id"].as_str().expect("id").to_owned();
+        }
+        assert!(tokio::time::Instant::now() < deadline, "never online: {v}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+
+    // The session starts through A: a call routed to C through PostgreSQL, after which A
+    // dials C's wss:// address; the prompt then goes over that link.
+    let (status, v) = post_at(
+        &w,
+        a.addr,
+        "/api/sessions",
+        json!({"cwd": w.work, "daemon": daemon}),
+    )
+    .await;
+    assert_eq!(status, 201, "{v}");
+    let sid = v["session"]["id"].as_str().expect("id").to_owned();
+    let before = direct_link_up(&w, &[a.addr]).await;
+    let prompt = json!({"text": "hello over wss between replicas"});
+    let (status, v) = post_at(&w, a.addr, &format!("/api/sessions/{sid}/prompt"), prompt).await;
+    assert_eq!(status, 202, "{v}");
+    wait_answer(&w, a.addr, &sid, "Echo: hello over wss between replicas").await;
+    assert!(
+        direct_count(&w, a.addr).await > before,
+        "the prompt went over A's TLS link to C"
+    );
+
+    // B cannot verify C's certificate: no link, and its calls go through PostgreSQL.
+    let prompt = json!({"text": "via B without the CA"});
+    let (status, v) = post_at(&w, b.addr, &format!("/api/sessions/{sid}/prompt"), prompt).await;
+    assert_eq!(status, 202, "{v}");
+    wait_answer(&w, b.addr, &sid, "Echo: via B without the CA").await;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !w.bot_log_text().contains("cannot link to another replica") {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "B never said why it did not link"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(gauge(&w, b.addr, "ccrm_replica_links").await, Some(0.0));
 }

@@ -1,8 +1,8 @@
 //! Part 2b of the replicas bench: the same REST prompt → SSE comparison as part 2, with
 //! the real chain in the loop — the release `ccrmd` linked to replica B, a warm claude
 //! child talking to the testkit's fake Messages API — as a user of two replicas sees it.
-//! Each prompt goes to B (local) or to A (routed through a `NOTIFY` to B), in
-//! turn, and is timed on the SSE stream of the replica it was sent to (on A the events
+//! Each prompt goes to B (local) or to A (routed to B: over their direct link once the
+//! warm-up's first routed prompt, through a `NOTIFY`, brought it up), in turn, and is timed on the SSE stream of the replica it was sent to (on A the events
 //! arrive through the database tail) to two events: the first SSE event of the turn,
 //! ccrmd's `prompt` (the "REST prompt → first SSE event", with the real daemon),
 //! and the turn's first assistant text delta (what a user waits for).

@@ -89,6 +89,14 @@ pub struct BotConfig {
     /// SQLite file `<data_dir>/ccrm.db`. Shown with any password hidden.
     #[serde(serialize_with = "redacted_url")]
     pub database_url: Option<String>,
+    /// Where the other replicas of a shared PostgreSQL database reach this one directly
+    /// (`ws://host:port` or `wss://host:port`, this replica itself, not a load balancer);
+    /// unset: the listening address when it is a specific one. Calls to a daemon linked
+    /// to another replica travel over such links when they can, else through PostgreSQL.
+    pub replica_url: Option<String>,
+    /// PEM CA certificate(s) trusted for `wss://` links to other replicas (a private CA or
+    /// self-signed certificate); unset: the public web roots.
+    pub replica_ca_file: Option<PathBuf>,
     /// Failed token checks a client address may make per minute before it gets 429 (REST,
     /// dashboard socket, daemon link); 0 turns the limit off.
     pub auth_failures_per_minute: u32,
@@ -154,6 +162,8 @@ impl fmt::Debug for BotConfig {
                 "database_url",
                 &self.database_url.as_deref().map(crate::db::redact_url),
             )
+            .field("replica_url", &self.replica_url)
+            .field("replica_ca_file", &self.replica_ca_file)
             .field("auth_failures_per_minute", &self.auth_failures_per_minute)
             .field("telegram_webhook_url", &self.telegram_webhook_url)
             .field(
@@ -205,6 +215,8 @@ pub struct FileConfig {
     tls_key: Option<PathBuf>,
     trusted_proxies: Option<Vec<std::net::IpAddr>>,
     database_url: Option<String>,
+    replica_url: Option<String>,
+    replica_ca_file: Option<PathBuf>,
     auth_failures_per_minute: Option<u32>,
     telegram_webhook_url: Option<String>,
 }
@@ -251,6 +263,8 @@ impl Default for BotConfig {
             tls_key: None,
             trusted_proxies: Vec::new(),
             database_url: None,
+            replica_url: None,
+            replica_ca_file: None,
             auth_failures_per_minute: 10,
             telegram_webhook_url: None,
             telegram_webhook_secret: None,
@@ -338,6 +352,8 @@ impl BotConfig {
             tls_key: file.tls_key,
             trusted_proxies: file.trusted_proxies.unwrap_or_default(),
             database_url: file.database_url,
+            replica_url: file.replica_url,
+            replica_ca_file: file.replica_ca_file,
             auth_failures_per_minute: file
                 .auth_failures_per_minute
                 .unwrap_or(defaults.auth_failures_per_minute),
@@ -465,6 +481,12 @@ impl BotConfig {
         }
         if let Some(v) = env("CCRM_BOT_DATABASE_URL") {
             cfg.database_url = Some(v);
+        }
+        if let Some(v) = env("CCRM_BOT_REPLICA_URL") {
+            cfg.replica_url = Some(v);
+        }
+        if let Some(v) = env("CCRM_BOT_REPLICA_CA_FILE") {
+            cfg.replica_ca_file = Some(v.into());
         }
         if let Some(v) = env("CCRM_BOT_AUTH_FAILURES_PER_MINUTE") {
             cfg.auth_failures_per_minute = parse_env(
@@ -610,7 +632,19 @@ impl BotConfig {
             }
             _ => {}
         }
-        for (key, file) in [("tls_cert", &self.tls_cert), ("tls_key", &self.tls_key)] {
+        if let Some(url) = &self.replica_url
+            && !(url.starts_with("ws://") || url.starts_with("wss://"))
+        {
+            return Err((
+                "replica_url",
+                format!("must be a ws:// or wss:// address of this replica, got `{url}`"),
+            ));
+        }
+        for (key, file) in [
+            ("tls_cert", &self.tls_cert),
+            ("tls_key", &self.tls_key),
+            ("replica_ca_file", &self.replica_ca_file),
+        ] {
             if let Some(f) = file
                 && !f.is_file()
             {

@@ -91,6 +91,16 @@ pub async fn metrics(State(state): State<Arc<AppState>>) -> Result<Response, App
         "ccrm_replica_streams {}\n",
         m.replica_streams.load(Ordering::Relaxed)
     ));
+    out.push_str("# HELP ccrm_replica_links Direct links to other replicas that are up.\n# TYPE ccrm_replica_links gauge\n");
+    out.push_str(&format!(
+        "ccrm_replica_links {}\n",
+        m.replica_links.load(Ordering::Relaxed)
+    ));
+    out.push_str("# HELP ccrm_replica_direct_total Calls and replies sent to other replicas over a direct link (the others go through PostgreSQL).\n# TYPE ccrm_replica_direct_total counter\n");
+    out.push_str(&format!(
+        "ccrm_replica_direct_total {}\n",
+        m.replica_direct.load(Ordering::Relaxed)
+    ));
     out.push_str("# HELP ccrm_chat_leader 1 while this replica runs the chat adapters (the elected leader).\n# TYPE ccrm_chat_leader gauge\n");
     out.push_str(&format!(
         "ccrm_chat_leader {}\n",

@@ -101,7 +101,7 @@ impl Bodies {
             Outcome::Daemon { error } => {
                 let _ = sink.reply.send(Err(error));
             }
-            Outcome::Offline | Outcome::Timeout { .. } => {}
+            Outcome::Offline | Outcome::Timeout { .. } | Outcome::Moved => {}
         }
     }
 }

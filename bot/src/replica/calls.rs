@@ -10,7 +10,9 @@
 //! `replica_calls` row plus a `NOTIFY` of its id (PostgreSQL caps payloads at 8,000
 //! bytes). The holder runs a call on its local link ([`Hub::command_local`]) and answers
 //! the same way. The caller waits with the same timeout as a local command, and the
-//! errors come back as they were (offline, timeout, the daemon's own error).
+//! errors come back as they were (offline, timeout, the daemon's own error). A call and
+//! its reply go over a direct link between the two replicas instead when one is up (see
+//! `peers.rs`).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -25,6 +27,7 @@ use tokio::sync::{mpsc, oneshot};
 use tracing::warn;
 
 use super::bodies::{Bodies, Serving};
+use super::peers::{self, Peers};
 use super::streams::{self, Streams};
 use super::wire::{Msg, Outcome, fresh, lock, now_ms};
 use crate::hub::{Hub, HubError, HubStream, Remote, RemoteBody, RemoteReply, RemoteStream};
@@ -46,6 +49,10 @@ pub struct Replicas {
     served: streams::Served,
     next: std::sync::atomic::AtomicU64,
     links: mpsc::UnboundedSender<LinkNote>,
+    /// Direct links to other replicas (see `peers.rs`).
+    pub(super) peers: Arc<Peers>,
+    /// The hub (which holds this value: weak, so neither keeps the other alive).
+    hub: std::sync::Weak<Hub>,
     /// This value itself, for the tasks it starts.
     weak: std::sync::Weak<Replicas>,
 }
@@ -74,8 +81,9 @@ impl Replicas {
     /// its way to the other replicas.
     pub async fn start(pool: PgPool, hub: Arc<Hub>) -> anyhow::Result<Arc<Self>> {
         let id = uuid::Uuid::new_v4().simple().to_string();
+        let peers = Arc::new(Peers::new()?);
         // Beating before any link is written, so no other replica takes them for stale.
-        super::wire::beat(&pool, &id).await?;
+        super::wire::beat(&pool, &id, None, peers.token()).await?;
         let mut listener = PgListener::connect_with(&pool).await?;
         listener.listen(&channel(&id)).await?;
         let (links, links_rx) = mpsc::unbounded_channel();
@@ -89,6 +97,8 @@ impl Replicas {
             served: streams::Served::default(),
             next: std::sync::atomic::AtomicU64::new(1),
             links,
+            peers,
+            hub: Arc::downgrade(&hub),
             weak: weak.clone(),
         });
         tokio::spawn(keep_links(me.clone(), links_rx));
@@ -107,6 +117,89 @@ impl Replicas {
         &self.pool
     }
 
+    /// The hub, while it runs.
+    pub(super) fn hub(&self) -> Option<Arc<Hub>> {
+        self.hub.upgrade()
+    }
+
+    /// Writes this replica's heartbeat now, with its address and token for direct links.
+    pub(super) async fn beat(&self) -> Result<(), sqlx::Error> {
+        super::wire::beat(&self.pool, &self.id, self.peers.url(), self.peers.token()).await
+    }
+
+    /// Where the other replicas reach this one directly (`url`, `wss://` for one serving
+    /// TLS) and the CA its `wss://` peers must have; beats at once so they know.
+    pub fn advertise(&self, url: Option<String>, ca_file: Option<std::path::PathBuf>) {
+        self.peers.advertise(url, ca_file);
+        if let Some(me) = self.weak.upgrade() {
+            tokio::spawn(async move {
+                if let Err(e) = me.beat().await {
+                    warn!(error = %e, "cannot write this replica's heartbeat");
+                }
+            });
+        }
+    }
+
+    /// Whether `shown` is the token other replicas must show to link to this one.
+    pub fn token_matches(&self, shown: &str) -> bool {
+        self.peers.token_matches(shown)
+    }
+
+    /// Runs the direct link that replica `peer` dialled, over `socket` (see `peers.rs`).
+    pub async fn accept(self: Arc<Self>, peer: String, socket: axum::extract::ws::WebSocket) {
+        self.run_link(peer, socket, peers::server_codec()).await;
+    }
+
+    /// Runs a direct link to `peer`: what it reads goes where a `NOTIFY` would.
+    async fn run_link<S, M, E>(self: Arc<Self>, peer: String, socket: S, codec: peers::Codec<M>)
+    where
+        S: futures::Stream<Item = Result<M, E>> + futures::Sink<M> + Send + 'static,
+        M: Send + 'static,
+    {
+        let (me, from) = (self.clone(), peer.clone());
+        let on_text = move |t: String| {
+            let (me, from) = (me.clone(), from.clone());
+            async move { me.incoming(&from, &t).await }
+        };
+        peers::run_link(
+            self.peers.clone(),
+            self.hub.clone(),
+            peer,
+            socket,
+            codec,
+            on_text,
+        )
+        .await;
+    }
+
+    /// A message read on the direct link from `peer`.
+    async fn incoming(self: &Arc<Self>, peer: &str, text: &str) {
+        let msg = match serde_json::from_str::<Msg>(text) {
+            Ok(m) if m.direct() => m,
+            Ok(_) | Err(_) => {
+                warn!(peer = %peer, "another replica sent a message a direct link does not carry");
+                return;
+            }
+        };
+        if let Some(hub) = self.hub() {
+            handle(self, &hub, msg).await;
+        }
+    }
+
+    /// Dials `target` in the background unless linked to it (or tried lately).
+    fn want_link(&self, target: &str) {
+        if self.peers.should_dial(target)
+            && let Some(me) = self.weak.upgrade()
+        {
+            let target = target.to_owned();
+            tokio::spawn(async move {
+                if let Some(socket) = peers::dial(&me.pool, &me.peers, &me.id, &target).await {
+                    me.run_link(target, socket, peers::client_codec()).await;
+                }
+            });
+        }
+    }
+
     /// Writes (again) that this replica holds `daemon`'s link, with its `features`.
     pub(super) fn note_linked(&self, daemon: &DaemonId, features: Vec<String>) {
         let _ = self.links.send(LinkNote::Linked(daemon.clone()));
@@ -117,6 +210,9 @@ impl Replicas {
 
     async fn send(&self, target: &str, msg: &Msg) -> anyhow::Result<()> {
         let body = serde_json::to_string(msg)?;
+        if msg.direct() && self.peers.send(self.hub().as_deref(), target, &body) {
+            return Ok(());
+        }
         if body.len() <= INLINE_MAX {
             sqlx::query("SELECT pg_notify($1, $2)")
                 .bind(channel(target))
@@ -224,33 +320,79 @@ impl Replicas {
         cmd: Command,
         timeout: Duration,
     ) -> Option<Result<Value, HubError>> {
+        // Straight over the link to the replica remembered to hold the daemon's; if that
+        // link is gone, or the daemon's link moved, the database says where it is now.
+        if let Some(target) = self.peers.holder(&daemon.0) {
+            match self
+                .call_once(daemon, cmd.clone(), timeout, Some(&target))
+                .await
+            {
+                None | Some(Ok(Outcome::Moved)) => self.peers.forget(&daemon.0),
+                Some(done) => return Some(done.and_then(|o| outcome(daemon, timeout, o))),
+            }
+        }
+        let done = self.call_once(daemon, cmd, timeout, None).await?;
+        Some(done.and_then(|o| outcome(daemon, timeout, o)))
+    }
+
+    /// Sends call `cmd` over the link to `direct`, or else to the holder the database
+    /// names, and waits for its outcome; `None`: the link to `direct` is gone, or no other
+    /// live replica holds `daemon`'s link.
+    async fn call_once(
+        &self,
+        daemon: &DaemonId,
+        cmd: Command,
+        timeout: Duration,
+        direct: Option<&str>,
+    ) -> Option<Result<Outcome, HubError>> {
         let req = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
         lock(&self.waiters).insert(req, tx);
+        let timeout_ms = u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX);
         let msg = Msg::Call {
             from: self.id.clone(),
             req,
             daemon: daemon.0.clone(),
             cmd: Box::new(cmd),
-            timeout_ms: u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX),
+            timeout_ms,
         };
         let undo = || {
             lock(&self.waiters).remove(&req);
         };
-        if let Err(e) = self.open_at_holder(daemon, &msg, "a command", undo).await? {
-            return Some(Err(e));
+        if let Some(target) = direct {
+            let sent = serde_json::to_string(&msg)
+                .is_ok_and(|body| self.peers.send(self.hub().as_deref(), target, &body));
+            if !sent {
+                undo();
+                return None;
+            }
+        } else {
+            match self.open_at_holder(daemon, &msg, "a command", undo).await? {
+                Ok(target) => {
+                    self.peers.learn(&daemon.0, &target);
+                    self.want_link(&target);
+                }
+                Err(e) => return Some(Err(e)),
+            }
         }
         // A little longer than the holder's own wait, so its timeout answer arrives first.
         let result = tokio::time::timeout(timeout + Duration::from_secs(2), rx).await;
         lock(&self.waiters).remove(&req);
-        Some(match result {
-            Ok(Ok(Outcome::Ok { data })) => Ok(data),
-            Ok(Ok(Outcome::Daemon { error })) => Err(HubError::Daemon(error)),
-            Ok(Ok(Outcome::Offline)) | Ok(Err(_)) => Err(HubError::Offline(daemon.clone())),
-            Ok(Ok(Outcome::Timeout { .. })) | Err(_) => {
-                Err(HubError::Timeout(daemon.clone(), timeout))
-            }
-        })
+        Some(Ok(match result {
+            Ok(Ok(o)) => o,
+            Ok(Err(_)) => Outcome::Offline,
+            Err(_) => Outcome::Timeout { ms: timeout_ms },
+        }))
+    }
+}
+
+/// A call's outcome as the hub gives it.
+fn outcome(daemon: &DaemonId, timeout: Duration, o: Outcome) -> Result<Value, HubError> {
+    match o {
+        Outcome::Ok { data } => Ok(data),
+        Outcome::Daemon { error } => Err(HubError::Daemon(error)),
+        Outcome::Offline | Outcome::Moved => Err(HubError::Offline(daemon.clone())),
+        Outcome::Timeout { .. } => Err(HubError::Timeout(daemon.clone(), timeout)),
     }
 }
 
@@ -423,62 +565,6 @@ impl Remote for Replicas {
     }
 }
 
-/// The daemons whose link some live replica holds (empty on SQLite, or if the query
-/// fails).
-pub async fn linked_daemons(db: &crate::db::Db) -> std::collections::HashSet<String> {
-    let Some(pool) = db.pg_pool() else {
-        return std::collections::HashSet::new();
-    };
-    sqlx::query_scalar::<_, String>(concat!(
-        "SELECT l.daemon_id FROM daemon_links l WHERE ",
-        fresh!()
-    ))
-    .fetch_all(pool)
-    .await
-    .map(|v| v.into_iter().collect())
-    .unwrap_or_default()
-}
-
-/// The daemons with a link to this replica or (on PostgreSQL) to any other one.
-pub async fn online_anywhere(state: &crate::AppState) -> Vec<DaemonId> {
-    let mut online = state.hub.online();
-    for d in linked_daemons(&state.db).await {
-        let d = DaemonId(d);
-        if !online.contains(&d) {
-            online.push(d);
-        }
-    }
-    online
-}
-
-/// Whether `daemon` has a link to this replica or (on PostgreSQL) to any other one.
-pub async fn online_somewhere(state: &crate::AppState, daemon: &DaemonId) -> bool {
-    state.hub.is_online(daemon) || linked_daemons(&state.db).await.contains(&daemon.0)
-}
-
-/// Whether `daemon` is linked to this replica or (on PostgreSQL) to a live other one and
-/// announced `feature` there.
-pub async fn feature_somewhere(state: &crate::AppState, daemon: &DaemonId, feature: &str) -> bool {
-    if state.hub.has_feature(daemon, feature) {
-        return true;
-    }
-    let Some(pool) = state.db.pg_pool() else {
-        return false;
-    };
-    let found: Option<String> = sqlx::query_scalar(concat!(
-        "SELECT l.features FROM daemon_links l WHERE l.daemon_id = $1 AND ",
-        fresh!()
-    ))
-    .bind(daemon.0.as_str())
-    .fetch_optional(pool)
-    .await
-    .ok()
-    .flatten();
-    found
-        .and_then(|f| serde_json::from_str::<Vec<String>>(&f).ok())
-        .is_some_and(|f| f.iter().any(|x| x == feature))
-}
-
 /// Writes link changes to `daemon_links` in the order they happened.
 async fn keep_links(me: Arc<Replicas>, mut rx: mpsc::UnboundedReceiver<LinkNote>) {
     while let Some(note) = rx.recv().await {
@@ -563,69 +649,83 @@ async fn serve(me: Arc<Replicas>, mut listener: PgListener, hub: Arc<Hub>) {
         let Some(msg) = body.and_then(|b| serde_json::from_str::<Msg>(&b).ok()) else {
             continue;
         };
-        match msg {
-            Msg::Reply { req, result } => {
-                if let Some(w) = lock(&me.waiters).remove(&req) {
-                    let _ = w.send(result);
-                }
+        handle(&me, &hub, msg).await;
+    }
+}
+
+/// Acts on a message from another replica (through PostgreSQL or a direct link): runs
+/// calls, delivers replies, items and frames.
+async fn handle(me: &Arc<Replicas>, hub: &Arc<Hub>, msg: Msg) {
+    match msg {
+        Msg::Reply { req, result } => {
+            if let Some(w) = lock(&me.waiters).remove(&req) {
+                let _ = w.send(result);
             }
-            Msg::Stream {
-                from,
-                req,
-                daemon,
-                cmd,
-            } => {
-                let stop = me.served.insert(&hub, &from, req);
-                let (me, hub) = (me.clone(), hub.clone());
-                tokio::spawn(async move {
-                    let send = |m: Msg| {
-                        let me = me.clone();
-                        let from = from.clone();
-                        async move { me.send(&from, &m).await }
-                    };
-                    streams::serve(&hub, (req, DaemonId(daemon), *cmd), stop, send).await;
-                    me.served.remove(&hub, &from, req);
-                });
+        }
+        Msg::Stream {
+            from,
+            req,
+            daemon,
+            cmd,
+        } => {
+            let stop = me.served.insert(hub, &from, req);
+            let (me, hub) = (me.clone(), hub.clone());
+            tokio::spawn(async move {
+                let send = |m: Msg| {
+                    let me = me.clone();
+                    let from = from.clone();
+                    async move { me.send(&from, &m).await }
+                };
+                streams::serve(&hub, (req, DaemonId(daemon), *cmd), stop, send).await;
+                me.served.remove(&hub, &from, req);
+            });
+        }
+        Msg::Items { req, items } => {
+            if let Some(holder) = me.streams.items(req, items) {
+                me.stop_stream(holder, req);
             }
-            Msg::Items { req, items } => {
-                if let Some(holder) = me.streams.items(req, items) {
-                    me.stop_stream(holder, req);
-                }
-            }
-            Msg::StreamStop { from, req } => me.served.stop(&hub, &from, req),
-            Msg::End { req, result } => me.streams.end(req, result),
-            Msg::BodyStart {
-                from,
-                req,
-                daemon,
-                cmd,
-            } => serve_body(&me, &hub, from, req, DaemonId(daemon), *cmd).await,
-            // Queued in order for the body's own sender task (see `Serving`).
-            Msg::BodyFrame { from, req, frame } => me.serving.pass(&from, req, *frame),
-            Msg::BodyAck { req, received } => me.bodies.ack(req, received),
-            Msg::BodyDone { req, result } => me.bodies.end(req, result),
-            Msg::Call {
-                from,
-                req,
-                daemon,
-                cmd,
-                timeout_ms,
-            } => {
-                let (me, hub) = (me.clone(), hub.clone());
-                tokio::spawn(async move {
-                    let daemon = DaemonId(daemon);
-                    let timeout = Duration::from_millis(timeout_ms);
-                    let result = match hub.command_local(&daemon, *cmd, timeout).await {
-                        Ok(data) => Outcome::Ok { data },
-                        Err(HubError::Daemon(error)) => Outcome::Daemon { error },
-                        Err(HubError::Offline(_)) => Outcome::Offline,
-                        Err(HubError::Timeout(..)) => Outcome::Timeout { ms: timeout_ms },
-                    };
+        }
+        Msg::StreamStop { from, req } => me.served.stop(hub, &from, req),
+        Msg::End { req, result } => me.streams.end(req, result),
+        Msg::BodyStart {
+            from,
+            req,
+            daemon,
+            cmd,
+        } => serve_body(me, hub, from, req, DaemonId(daemon), *cmd).await,
+        // Queued in order for the body's own sender task (see `Serving`).
+        Msg::BodyFrame { from, req, frame } => me.serving.pass(&from, req, *frame),
+        Msg::BodyAck { req, received } => me.bodies.ack(req, received),
+        Msg::BodyDone { req, result } => me.bodies.end(req, result),
+        Msg::Call {
+            from,
+            req,
+            daemon,
+            cmd,
+            timeout_ms,
+        } => {
+            let (me, hub) = (me.clone(), hub.clone());
+            tokio::spawn(async move {
+                let daemon = DaemonId(daemon);
+                let timeout = Duration::from_millis(timeout_ms);
+                // Sent here on an old memory of where the link is: nothing is run.
+                if !hub.is_online(&daemon) {
+                    let result = Outcome::Moved;
                     if let Err(e) = me.send(&from, &Msg::Reply { req, result }).await {
                         warn!(error = %e, "cannot answer another replica");
                     }
-                });
-            }
+                    return;
+                }
+                let result = match hub.command_local(&daemon, *cmd, timeout).await {
+                    Ok(data) => Outcome::Ok { data },
+                    Err(HubError::Daemon(error)) => Outcome::Daemon { error },
+                    Err(HubError::Offline(_)) => Outcome::Offline,
+                    Err(HubError::Timeout(..)) => Outcome::Timeout { ms: timeout_ms },
+                };
+                if let Err(e) = me.send(&from, &Msg::Reply { req, result }).await {
+                    warn!(error = %e, "cannot answer another replica");
+                }
+            });
         }
     }
 }

@@ -14,7 +14,7 @@ use sqlx::PgPool;
 use tracing::{info, warn};
 
 use super::calls::Replicas;
-use super::wire::{beat, fresh, now_ms};
+use super::wire::{fresh, now_ms};
 use crate::hub::Hub;
 
 /// How often a replica beats.
@@ -31,7 +31,7 @@ pub async fn run(me: Arc<Replicas>, hub: Weak<Hub>) {
         if me.pool().is_closed() {
             return;
         }
-        match beat(me.pool(), me.id()).await {
+        match me.beat().await {
             Ok(()) => {
                 if !was_ok && let Some(hub) = hub.upgrade() {
                     info!("database reachable again; writing this replica's links again");

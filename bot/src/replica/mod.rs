@@ -17,6 +17,9 @@
 //! - `bodies.rs`: commands with a body (a workspace upload) for a daemon linked to
 //!   another replica: frames passed on in order, acknowledgements and reply passed back,
 //!   the window kept end to end.
+//! - `online.rs` (both backends): which daemons are linked to any live replica.
+//! - `peers.rs`: direct links between replicas (`/ws/replica`), over which calls and their
+//!   replies travel when one is up, instead of through PostgreSQL.
 //! - `heartbeat.rs`: each replica's heartbeat row; the links of a replica not seen for
 //!   15 s stop counting and are removed (a replica killed with -9 leaves no daemon
 //!   "online" for long).
@@ -31,11 +34,15 @@ mod calls;
 pub mod first_wins;
 mod heartbeat;
 pub mod leader;
+mod online;
+mod peers;
 mod streams;
 mod tail;
 mod wire;
 
-pub use calls::{Replicas, feature_somewhere, linked_daemons, online_anywhere, online_somewhere};
+pub use calls::Replicas;
+pub use online::{feature_somewhere, linked_daemons, online_anywhere, online_somewhere};
+pub use peers::{FROM_HEADER, valid_id as valid_replica_id};
 pub use tail::{EVENTS_CHANNEL, spawn_tail};
 
 /// Starts this replica's side of a shared PostgreSQL database: calls and streams between

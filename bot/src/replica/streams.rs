@@ -121,7 +121,7 @@ impl Streams {
                 let _ = sink.reply.send(Err(error));
             }
             // The link dropped on the holder: no reply, as when a local link drops.
-            Outcome::Offline | Outcome::Timeout { .. } => {}
+            Outcome::Offline | Outcome::Timeout { .. } | Outcome::Moved => {}
         }
     }
 }

@@ -54,14 +54,33 @@ pub enum Msg {
     BodyDone { req: u64, result: Outcome },
 }
 
+impl Msg {
+    /// Whether this message may travel over a direct link between replicas (see
+    /// `peers.rs`): a call and its reply are single messages, so which way each goes does
+    /// not matter. A stream's items and an upload's frames keep one way (PostgreSQL) from
+    /// first to last, so a link coming up or breaking in the middle reorders or loses none.
+    pub fn direct(&self) -> bool {
+        matches!(self, Self::Call { .. } | Self::Reply { .. })
+    }
+}
+
 /// A command's outcome as it crosses replicas.
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(tag = "outcome", rename_all = "snake_case")]
 pub enum Outcome {
-    Ok { data: Value },
-    Daemon { error: ErrorBody },
+    Ok {
+        data: Value,
+    },
+    Daemon {
+        error: ErrorBody,
+    },
     Offline,
-    Timeout { ms: u64 },
+    Timeout {
+        ms: u64,
+    },
+    /// The replica asked does not hold the daemon's link (any more): ask the database who
+    /// does. Nothing was run.
+    Moved,
 }
 
 /// SQL condition, on a `daemon_links` row aliased `l`: its replica beat within the last 15 s
@@ -74,13 +93,22 @@ macro_rules! fresh {
 }
 pub(super) use fresh;
 
-/// Writes replica `id`'s heartbeat now.
-pub async fn beat(pool: &PgPool, id: &str) -> Result<(), sqlx::Error> {
+/// Writes replica `id`'s heartbeat now, with where other replicas reach it directly
+/// (`url`, if it has one) and the token they must show there.
+pub async fn beat(
+    pool: &PgPool,
+    id: &str,
+    url: Option<&str>,
+    token: &str,
+) -> Result<(), sqlx::Error> {
     sqlx::query(
-        "INSERT INTO replica_heartbeats (replica, seen) VALUES ($1, now())
-         ON CONFLICT (replica) DO UPDATE SET seen = now()",
+        "INSERT INTO replica_heartbeats (replica, seen, url, token) VALUES ($1, now(), $2, $3)
+         ON CONFLICT (replica) DO UPDATE SET seen = now(), url = excluded.url,
+             token = excluded.token",
     )
     .bind(id)
+    .bind(url)
+    .bind(token)
     .execute(pool)
     .await?;
     Ok(())

@@ -1,8 +1,10 @@
 //! What the replica suites share: more `ccrm-bot` replicas of a [`World`]'s PostgreSQL
-//! database ([`replica`], killed with -9 when dropped), a ccrmd linked to a list of bot
+//! database ([`replica`], [`replica_with`] with more environment; killed with -9 when
+//! dropped), a ccrmd linked to a list of bot
 //! URLs ([`daemon_to`], stopped when dropped), REST calls to a given replica
-//! ([`get_at`], [`post_at`]), a replica's `/metrics` gauges ([`gauge`]) and the chat
-//! leader as they report it ([`leads`], [`one_leader`]).
+//! ([`get_at`], [`post_at`]), a replica's `/metrics` gauges ([`gauge`]), its direct links to
+//! other replicas ([`direct_link_up`], [`direct_count`]) and the chat leader as they report
+//! it ([`leads`], [`one_leader`]).
 
 use std::net::SocketAddr;
 use std::process::Child;
@@ -26,7 +28,12 @@ impl Drop for Replica {
 
 /// Starts replica `name` (its own data directory) on port 0.
 pub fn replica(w: &World, name: &str) -> Replica {
-    let (child, addr) = w.spawn_bot("127.0.0.1:0".parse().expect("addr"), name);
+    replica_with(w, name, &[])
+}
+
+/// [`replica`] with `extra` environment variables.
+pub fn replica_with(w: &World, name: &str, extra: &[(&str, &str)]) -> Replica {
+    let (child, addr) = w.spawn_bot_with("127.0.0.1:0".parse().expect("addr"), name, extra);
     Replica {
         child: Some(child),
         addr,
@@ -132,4 +139,31 @@ pub async fn one_leader(w: &World, addrs: &[SocketAddr], within: Duration) -> So
     })
     .await;
     found.unwrap_or_else(|_| panic!("no replica of {addrs:?} took the lead within {within:?}"))
+}
+
+/// A replica's count of calls and replies sent over direct links.
+pub async fn direct_count(w: &World, addr: SocketAddr) -> f64 {
+    gauge(w, addr, "ccrm_replica_direct_total")
+        .await
+        .expect("ccrm_replica_direct_total")
+}
+
+/// Waits (bounded) until each replica of `addrs` (plain HTTP) reports a direct link up;
+/// returns the first one's count of direct messages then.
+pub async fn direct_link_up(w: &World, addrs: &[SocketAddr]) -> f64 {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let mut links = Vec::new();
+        for a in addrs {
+            links.push(gauge(w, *a, "ccrm_replica_links").await);
+        }
+        if links.iter().all(|l| *l >= Some(1.0)) {
+            return direct_count(w, addrs[0]).await;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no direct links at {addrs:?}: {links:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }

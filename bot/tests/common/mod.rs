@@ -185,6 +185,16 @@ impl World {
     /// Starts another `ccrm-bot` process on the same database (a replica when it is
     /// PostgreSQL) with its own data directory `<dir>/<name>`; returns it and its address.
     pub fn spawn_bot(&self, listen: SocketAddr, name: &str) -> (Child, SocketAddr) {
+        self.spawn_bot_with(listen, name, &[])
+    }
+
+    /// [`World::spawn_bot`] with `extra` environment variables on top.
+    pub fn spawn_bot_with(
+        &self,
+        listen: SocketAddr,
+        name: &str,
+        extra: &[(&str, &str)],
+    ) -> (Child, SocketAddr) {
         let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_ccrm-bot"));
         cmd.env("CCRM_BOT_LISTEN", listen.to_string())
             .env("CCRM_BOT_DATA_DIR", self.dir.path().join(name))
@@ -192,7 +202,8 @@ impl World {
             .env("CCRM_LOG", "info")
             .env("NO_COLOR", "1")
             .envs(self.db_url.iter().map(|u| ("CCRM_BOT_DATABASE_URL", u)))
-            .envs(self.bot_env.iter().map(|(k, v)| (k, v)));
+            .envs(self.bot_env.iter().map(|(k, v)| (k, v)))
+            .envs(extra.iter().copied());
         let (child, line) =
             spawn_until(cmd, "ccrm-bot listening", "bot", Some(self.bot_log.clone()))
                 .expect("ccrm-bot did not start");
