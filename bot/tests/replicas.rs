@@ -1,7 +1,9 @@
 //! Several `ccrm-bot` replicas on one throwaway PostgreSQL cluster, with real linked ccrmd
 //! and the real Claude Code CLI: a command for a daemon linked to another replica is
-//! routed there and answered, every replica's SSE shows every event once in row-id order,
-//! and an approval answered on two replicas at once has exactly one winner.
+//! routed there and answered (through PostgreSQL, then over a direct link between the
+//! replicas, and back through PostgreSQL when the link moved elsewhere meanwhile), every
+//! replica's SSE shows every event once in row-id order, and an approval answered on two
+//! replicas at once has exactly one winner.
 
 mod common;
 
@@ -11,7 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::cluster::{
-    direct_count, direct_link_up, gauge, get_at, post_at, replica, replica_with,
+    daemon_to, direct_count, direct_link_up, gauge, get_at, post_at, replica, replica_with,
 };
 use common::{WAIT, World};
 use futures::StreamExt;
@@ -405,4 +407,58 @@ async fn kill_9_of_the_replica_holding_the_link_mid_turn_moves_the_daemon_and_lo
     // The daemon's link is now A's.
     let (_, m) = get_at(&w, a.addr, "/api/daemons").await;
     assert_eq!(m["daemons"][0]["online"], true, "{m}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_sent_on_an_old_memory_of_the_holder_is_answered_moved_and_goes_the_database_way() {
+    // C (the World's bot) holds the daemon's link; A learns that with its first call and
+    // links to C directly.
+    let mut w = World::bot_only_on_postgres(&[]).await;
+    w.start_daemon();
+    w.wait_daemon_online().await;
+    let a = replica(&w, "bot-a");
+    let b = replica(&w, "bot-b");
+    wait_online(&w, a.addr, 1).await;
+    let sid = w.new_session(json!({"name": "moving"})).await;
+    let prompt = |text: &str| json!({"text": text});
+    let path = format!("/api/sessions/{sid}/prompt");
+    let (status, v) = post_at(&w, a.addr, &path, prompt("before the move")).await;
+    assert_eq!(status, 202, "{v}");
+    w.wait_stored(&sid, |e| e.to_string().contains("Echo: before the move"))
+        .await;
+    let before = direct_link_up(&w, &[a.addr, w.addr]).await;
+
+    // The daemon moves to B (killed, started again with only B's address) while C and
+    // A's link to it run on.
+    World::kill9(&mut w.daemon);
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let (_, v) = get_at(&w, a.addr, "/api/daemons").await;
+        if v["daemons"][0]["online"] == false {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "still online: {v}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let _moved = daemon_to(&w, &format!("ws://{}", b.addr));
+    wait_online(&w, a.addr, 1).await;
+
+    // A still remembers C: the call goes there over the link, C answers that it does not
+    // hold the link (nothing run), and A asks the database, which names B.
+    let (status, v) = post_at(
+        &w,
+        a.addr,
+        &format!("/api/sessions/{sid}/resume"),
+        json!({}),
+    )
+    .await;
+    assert_eq!(status, 200, "the resume reaches the daemon on B: {v}");
+    assert!(
+        direct_count(&w, a.addr).await > before,
+        "A tried C over the link first"
+    );
+    let (status, v) = post_at(&w, a.addr, &path, prompt("after the move")).await;
+    assert_eq!(status, 202, "{v}");
+    w.wait_stored(&sid, |e| e.to_string().contains("Echo: after the move"))
+        .await;
 }
