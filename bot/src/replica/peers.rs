@@ -158,6 +158,8 @@ impl Peers {
 
     fn up(&self, hub: Option<&Hub>, peer: &str, tx: mpsc::Sender<String>) -> u64 {
         let id = self.next.fetch_add(1, Ordering::Relaxed);
+        // Linked: a later drop may dial again at once (and the map keeps only failures).
+        lock(&self.tried).remove(peer);
         let old = lock(&self.links).insert(peer.to_owned(), Link { id, tx });
         if old.is_none()
             && let Some(hub) = hub
