@@ -50,65 +50,98 @@ pub async fn healthz(State(state): State<Arc<AppState>>) -> Response {
 pub async fn metrics(State(state): State<Arc<AppState>>) -> Result<Response, AppError> {
     let c = state.db.counts().await?;
     let m = &state.hub.metrics;
+    let load = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
     let mut out = String::new();
-    out.push_str("# HELP ccrm_daemons_connected Daemons with an open link.\n# TYPE ccrm_daemons_connected gauge\n");
-    out.push_str(&format!(
-        "ccrm_daemons_connected {}\n",
-        state.hub.online().len()
-    ));
-    out.push_str("# HELP ccrm_sessions Sessions by state.\n# TYPE ccrm_sessions gauge\n");
+    let daemons = state.hub.online().len();
+    metric(
+        &mut out,
+        "ccrm_daemons_connected",
+        "gauge",
+        "Daemons with an open link.",
+        daemons,
+    );
+    header(&mut out, "ccrm_sessions", "gauge", "Sessions by state.");
     for (s, n) in &c.sessions_by_state {
         out.push_str(&format!("ccrm_sessions{{state=\"{s}\"}} {n}\n"));
     }
-    out.push_str(
-        "# HELP ccrm_events_stored Events in the database.\n# TYPE ccrm_events_stored gauge\n",
+    for (name, kind, help, value) in [
+        (
+            "ccrm_events_stored",
+            "gauge",
+            "Events in the database.",
+            c.events,
+        ),
+        (
+            "ccrm_events_ingested_total",
+            "counter",
+            "Events committed since start.",
+            load(&m.events_ingested),
+        ),
+        (
+            "ccrm_events_duplicate_total",
+            "counter",
+            "Resent events ignored since start.",
+            load(&m.events_duplicate),
+        ),
+        (
+            "ccrm_ws_clients",
+            "gauge",
+            "Open SSE and dashboard clients.",
+            load(&m.ws_clients),
+        ),
+        (
+            "ccrm_rejected_requests_total",
+            "counter",
+            "Requests refused (auth, input, limits).",
+            load(&m.rejected),
+        ),
+        (
+            "ccrm_replica_streams",
+            "gauge",
+            "Streams (execution output) this replica runs on its daemon links for readers on other replicas.",
+            load(&m.replica_streams),
+        ),
+        (
+            "ccrm_replica_links",
+            "gauge",
+            "Direct links to other replicas that are up.",
+            load(&m.replica_links),
+        ),
+        (
+            "ccrm_replica_direct_total",
+            "counter",
+            "Calls and replies sent to other replicas over a direct link (the others go through PostgreSQL).",
+            load(&m.replica_direct),
+        ),
+        (
+            "ccrm_chat_leader",
+            "gauge",
+            "1 while this replica runs the chat adapters (the elected leader).",
+            load(&m.chat_leader),
+        ),
+    ] {
+        metric(&mut out, name, kind, help, value);
+    }
+    let pending = c.approvals_pending;
+    metric(
+        &mut out,
+        "ccrm_approvals_pending",
+        "gauge",
+        "Approvals waiting for an answer.",
+        pending,
     );
-    out.push_str(&format!("ccrm_events_stored {}\n", c.events));
-    out.push_str("# HELP ccrm_events_ingested_total Events committed since start.\n# TYPE ccrm_events_ingested_total counter\n");
-    out.push_str(&format!(
-        "ccrm_events_ingested_total {}\n",
-        m.events_ingested.load(Ordering::Relaxed)
-    ));
-    out.push_str("# HELP ccrm_events_duplicate_total Resent events ignored since start.\n# TYPE ccrm_events_duplicate_total counter\n");
-    out.push_str(&format!(
-        "ccrm_events_duplicate_total {}\n",
-        m.events_duplicate.load(Ordering::Relaxed)
-    ));
-    out.push_str(
-        "# HELP ccrm_ws_clients Open SSE and dashboard clients.\n# TYPE ccrm_ws_clients gauge\n",
-    );
-    out.push_str(&format!(
-        "ccrm_ws_clients {}\n",
-        m.ws_clients.load(Ordering::Relaxed)
-    ));
-    out.push_str("# HELP ccrm_rejected_requests_total Requests refused (auth, input, limits).\n# TYPE ccrm_rejected_requests_total counter\n");
-    out.push_str(&format!(
-        "ccrm_rejected_requests_total {}\n",
-        m.rejected.load(Ordering::Relaxed)
-    ));
-    out.push_str("# HELP ccrm_replica_streams Streams (execution output) this replica runs on its daemon links for readers on other replicas.\n# TYPE ccrm_replica_streams gauge\n");
-    out.push_str(&format!(
-        "ccrm_replica_streams {}\n",
-        m.replica_streams.load(Ordering::Relaxed)
-    ));
-    out.push_str("# HELP ccrm_replica_links Direct links to other replicas that are up.\n# TYPE ccrm_replica_links gauge\n");
-    out.push_str(&format!(
-        "ccrm_replica_links {}\n",
-        m.replica_links.load(Ordering::Relaxed)
-    ));
-    out.push_str("# HELP ccrm_replica_direct_total Calls and replies sent to other replicas over a direct link (the others go through PostgreSQL).\n# TYPE ccrm_replica_direct_total counter\n");
-    out.push_str(&format!(
-        "ccrm_replica_direct_total {}\n",
-        m.replica_direct.load(Ordering::Relaxed)
-    ));
-    out.push_str("# HELP ccrm_chat_leader 1 while this replica runs the chat adapters (the elected leader).\n# TYPE ccrm_chat_leader gauge\n");
-    out.push_str(&format!(
-        "ccrm_chat_leader {}\n",
-        m.chat_leader.load(Ordering::Relaxed)
-    ));
-    out.push_str("# HELP ccrm_approvals_pending Approvals waiting for an answer.\n# TYPE ccrm_approvals_pending gauge\n");
-    out.push_str(&format!("ccrm_approvals_pending {}\n", c.approvals_pending));
     Ok(([("content-type", "text/plain; version=0.0.4")], out).into_response())
+}
+
+/// Writes the `# HELP` and `# TYPE` lines of metric `name`.
+fn header(out: &mut String, name: &str, kind: &str, help: &str) {
+    out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} {kind}\n"));
+}
+
+/// Writes metric `name` with one unlabelled `value`, after its header.
+fn metric(out: &mut String, name: &str, kind: &str, help: &str, value: impl std::fmt::Display) {
+    header(out, name, kind, help);
+    out.push_str(&format!("{name} {value}\n"));
 }
 
 /// Fallback for unknown routes: JSON 404.
