@@ -45,9 +45,8 @@ pub async fn require_user(
         .get::<ConnectInfo<PeerAddr>>()
         .map(|c| c.0.0.ip());
     let client = peer.map(|p| client_addr(p, req.headers(), &state.cfg.trusted_proxies));
-    if let Some(wait) = client.and_then(|c| state.auth_guard.blocked_for(c)) {
-        state.hub.metrics.reject();
-        return guard::too_many(wait);
+    if let Some(refused) = guard::blocked(&state, client) {
+        return refused;
     }
     let token = bearer_token(req.headers()).map(str::to_owned);
     let user = match &token {

@@ -96,6 +96,14 @@ pub fn client_of(
     peer.map(|c| super::access::client_addr(c.0.0.ip(), headers, &state.cfg.trusted_proxies))
 }
 
+/// The 429 for `client` while too many failed token checks block it (counted as a
+/// refused request); `None` lets the request go on to its token check.
+pub fn blocked(state: &AppState, client: Option<IpAddr>) -> Option<Response> {
+    let wait = client.and_then(|c| state.auth_guard.blocked_for(c))?;
+    state.hub.metrics.reject();
+    Some(too_many(wait))
+}
+
 /// The 429 a blocked address gets: `Retry-After` in whole seconds (rounded up).
 pub fn too_many(wait: Duration) -> Response {
     let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
@@ -111,7 +119,8 @@ pub fn too_many(wait: Duration) -> Response {
     resp
 }
 
-/// Records a failed token check of `surface` (`rest`, `dashboard`, `daemon link`) from
+/// Records a failed token check of `surface` (`rest`, `dashboard`, `daemon link`, `replica
+/// link`) from
 /// `addr` at `target` (a path): audited, counted, and `Some(429)` when it blocked `addr`.
 pub async fn failed(
     state: &AppState,

@@ -31,9 +31,8 @@ pub async fn dashboard_ws(
     ws: WebSocketUpgrade,
 ) -> Response {
     let client = guard::client_of(&state, peer.as_ref().map(|p| &p.0), &headers);
-    if let Some(wait) = client.and_then(|c| state.auth_guard.blocked_for(c)) {
-        state.hub.metrics.reject();
-        return guard::too_many(wait);
+    if let Some(refused) = guard::blocked(&state, client) {
+        return refused;
     }
     let pre_auth = match crate::auth::bearer_token(&headers) {
         Some(token) => match state.db.verify_key(token, KeyKind::User).await {

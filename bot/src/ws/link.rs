@@ -49,9 +49,8 @@ pub async fn daemon_ws(
     ws: WebSocketUpgrade,
 ) -> Response {
     let client = guard::client_of(&state, peer.as_ref().map(|p| &p.0), &headers);
-    if let Some(wait) = client.and_then(|c| state.auth_guard.blocked_for(c)) {
-        state.hub.metrics.reject();
-        return guard::too_many(wait);
+    if let Some(refused) = guard::blocked(&state, client) {
+        return refused;
     }
     let key = crate::auth::daemon_key(&headers).unwrap_or_default();
     let row = match state.db.verify_key(key, KeyKind::Daemon).await {

@@ -29,15 +29,10 @@ pub async fn replica_ws(
         return crate::http::meta::not_found().await.into_response();
     };
     let client = guard::client_of(&state, peer.as_ref().map(|p| &p.0), &headers);
-    if let Some(wait) = client.and_then(|c| state.auth_guard.blocked_for(c)) {
-        state.hub.metrics.reject();
-        return guard::too_many(wait);
+    if let Some(refused) = guard::blocked(&state, client) {
+        return refused;
     }
-    let shown = headers
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .unwrap_or_default();
+    let shown = crate::auth::bearer_token(&headers).unwrap_or_default();
     if !me.token_matches(shown) {
         if let Some(blocked) = guard::failed(&state, client, "replica link", "/ws/replica").await {
             return blocked;
