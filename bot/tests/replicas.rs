@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use common::cluster::{
     daemon_to, direct_count, direct_link_up, gauge, get_at, post_at, replica, replica_with,
+    wait_online,
 };
 use common::{WAIT, World};
 use futures::StreamExt;
@@ -83,26 +84,6 @@ fn daemon_with(w: &World, dirs: Option<(String, String)>, bot_urls: &str) -> Chi
     let (child, _) = testkit::process::spawn_ready(cmd, "ccrmd ready", "ccrmd-2", WAIT, None)
         .expect("second ccrmd did not start");
     child
-}
-
-/// Waits (bounded) until replica `addr` lists `n` daemons online.
-async fn wait_online(w: &World, addr: SocketAddr, n: usize) -> Vec<Value> {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        let (_, v) = get_at(w, addr, "/api/daemons").await;
-        let online: Vec<Value> = v["daemons"]
-            .as_array()
-            .map(|a| a.iter().filter(|d| d["online"] == true).cloned().collect())
-            .unwrap_or_default();
-        if online.len() >= n {
-            return online;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{n} daemons never came online at {addr}: {v}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

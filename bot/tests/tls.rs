@@ -12,7 +12,9 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use common::cluster::{direct_count, direct_link_up, gauge, get_at, post_at, replica_with};
+use common::cluster::{
+    direct_count, direct_link_up, gauge, get_at, post_at, replica_with, wait_online,
+};
 use common::{WAIT, World, ccrmd_bin};
 use serde_json::{Value, json};
 
@@ -367,15 +369,8 @@ async fn replicas_link_directly_over_wss_when_they_trust_the_replica_ca() {
     ];
     let a = replica_with(&w, "bot-a", &trusting);
     let b = replica_with(&w, "bot-b", &plain);
-    let deadline = tokio::time::Instant::now() + WAIT;
-    let daemon = loop {
-        let (_, v) = get_at(&w, a.addr, "/api/daemons").await;
-        if v["daemons"][0]["online"] == true {
-            break v["daemons"][0]["id"].as_str().expect("id").to_owned();
-        }
-        assert!(tokio::time::Instant::now() < deadline, "never online: {v}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let online = wait_online(&w, a.addr, 1).await;
+    let daemon = online[0]["id"].as_str().expect("id").to_owned();
 
     // The session starts through A: a call routed to C through PostgreSQL, after which A
     // dials C's wss:// address; the prompt then goes over that link.

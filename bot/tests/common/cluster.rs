@@ -1,8 +1,8 @@
 //! What the replica suites share: more `ccrm-bot` replicas of a [`World`]'s PostgreSQL
 //! database ([`replica`], [`replica_with`] with more environment; killed with -9 when
-//! dropped), a ccrmd linked to a list of bot
-//! URLs ([`daemon_to`], stopped when dropped), REST calls to a given replica
-//! ([`get_at`], [`post_at`]), a replica's `/metrics` gauges ([`gauge`]), its direct links to
+//! dropped), a ccrmd linked to a list of bot URLs ([`daemon_to`], stopped when dropped),
+//! REST calls to a given replica ([`get_at`], [`post_at`]), the daemons a replica lists
+//! online ([`wait_online`]), a replica's `/metrics` gauges ([`gauge`]), its direct links to
 //! other replicas ([`direct_link_up`], [`direct_count`]) and the chat leader as they report
 //! it ([`leads`], [`one_leader`]).
 
@@ -163,6 +163,26 @@ pub async fn direct_link_up(w: &World, addrs: &[SocketAddr]) -> f64 {
         assert!(
             tokio::time::Instant::now() < deadline,
             "no direct links at {addrs:?}: {links:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Waits (bounded) until replica `addr` lists `n` daemons online.
+pub async fn wait_online(w: &World, addr: SocketAddr, n: usize) -> Vec<Value> {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let (_, v) = get_at(w, addr, "/api/daemons").await;
+        let online: Vec<Value> = v["daemons"]
+            .as_array()
+            .map(|a| a.iter().filter(|d| d["online"] == true).cloned().collect())
+            .unwrap_or_default();
+        if online.len() >= n {
+            return online;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{n} daemons never came online at {addr}: {v}"
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
