@@ -137,6 +137,9 @@ async fn run(
                 for (job, w) in jobs.into_iter().zip(written) {
                     finish(job, Ok(w), &live);
                 }
+                // The connection just answered: no check before the next group, which
+                // would put one more round trip to SQLite's thread in front of it.
+                continue;
             }
             // One job can spoil a group (a value SQLite refuses): commit each job alone,
             // so only that link hears of it and every other goes on.
@@ -160,7 +163,7 @@ async fn run(
                 }
             }
         }
-        // The connection may be what broke: start over on a fresh one.
+        // A commit failed, and the connection may be what broke: start over on a fresh one.
         while !writer.ping().await {
             match db.event_writer().await {
                 Ok(w) => writer = w,
