@@ -13,12 +13,12 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use axum::extract::connect_info::Connected;
 use axum::serve::IncomingStream;
 use rustls::ServerConfig;
+use rustls::pki_types::PrivateKeyDer;
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
@@ -70,13 +70,9 @@ impl Tls {
 }
 
 fn server_config(cert: &Path, key: &Path) -> anyhow::Result<Arc<ServerConfig>> {
-    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
-        .with_context(|| format!("tls_cert: cannot read {}", cert.display()))?
-        .collect::<Result<_, _>>()
-        .with_context(|| format!("tls_cert: {} is not a PEM certificate file", cert.display()))?;
-    if certs.is_empty() {
-        bail!("tls_cert: {} holds no PEM certificate", cert.display());
-    }
+    // Read as the clients read a CA file; both callers print the chain (`{:#}`), so the
+    // error still reads "tls_cert: cannot read ...".
+    let certs = common::tls::read_certs(cert).context("tls_cert")?;
     let key = PrivateKeyDer::from_pem_file(key).with_context(|| {
         format!(
             "tls_key: cannot read a PEM private key from {}",
@@ -244,5 +240,29 @@ pub struct PeerAddr(pub SocketAddr);
 impl Connected<IncomingStream<'_, Listener>> for PeerAddr {
     fn connect_info(stream: IncomingStream<'_, Listener>) -> Self {
         Self(*stream.remote_addr())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A start-up error names the setting and the file, whatever is wrong with it.
+    #[test]
+    fn a_bad_certificate_file_is_named_with_its_setting() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let key = dir.path().join("key.pem");
+        std::fs::write(&key, "not a key").expect("write");
+
+        let missing = dir.path().join("missing.pem");
+        let e = format!("{:#}", Tls::load(&missing, &key).err().expect("refused"));
+        assert!(e.starts_with("tls_cert: cannot read "), "{e}");
+        assert!(e.contains("missing.pem"), "{e}");
+
+        let garbage = dir.path().join("cert.pem");
+        std::fs::write(&garbage, "hello, not a certificate\n").expect("write");
+        let e = format!("{:#}", Tls::load(&garbage, &key).err().expect("refused"));
+        assert!(e.starts_with("tls_cert: "), "{e}");
+        assert!(e.contains("holds no PEM certificate"), "{e}");
     }
 }
