@@ -14,6 +14,7 @@
 //! - `props` (tests and fuzzing only): the properties of the parsers that face outside input,
 //!   checked by proptest in `cargo test` and by the cargo-fuzz targets in `fuzz/`.
 //! - `tls` (feature `tls`): the rustls client config for `wss://` with an optional private CA.
+//! - `logging` (feature `logging`): `tracing` to stderr, filtered by `CCRM_LOG`.
 //! - [`tomlfile`]: reading `ccrmd.toml` / `bot.toml` with errors that name file, line and key.
 
 pub mod attach;
@@ -24,6 +25,8 @@ pub mod event;
 pub mod ids;
 pub mod ipc;
 pub mod link;
+#[cfg(feature = "logging")]
+pub mod logging;
 #[cfg(any(test, fuzzing))]
 pub mod props;
 #[cfg(feature = "tls")]
