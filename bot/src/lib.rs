@@ -19,6 +19,7 @@
 //!   that [`serve`] accepts on.
 //! - [`attach`]: images and files sent with a prompt (scaled images, files saved in the
 //!   session's `.ccrm/inbox/` on its daemon).
+//! - [`linediff`]: the line diff of a file-editing tool call that chat and the dashboard show.
 //! - [`chat`]: the platform-neutral chat core; [`telegram`] and [`discord`]: its adapters,
 //!   started by [`serve`] when `CCRM_BOT_TELEGRAM_TOKEN` / `CCRM_BOT_DISCORD_TOKEN` is set.
 
@@ -35,6 +36,7 @@ pub mod http;
 pub mod hub;
 pub mod ingest;
 pub mod keys;
+pub mod linediff;
 pub mod openapi;
 pub mod replica;
 pub mod telegram;

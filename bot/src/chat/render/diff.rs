@@ -3,17 +3,12 @@
 //! an edit is the diff of its `old_string` → `new_string` (hunk headers carry no line
 //! numbers, which only the file would give) and a write is its whole new content, added.
 //!
-//! The diff is computed with the `similar` crate (line diff, 3 lines of context, a time cap
-//! so a huge input cannot stall the caller).
+//! The hunks come from [`crate::linediff`] (a line diff with a time cap, so a huge input
+//! cannot stall the caller), the same as the dashboard shows.
 
 use std::fmt::Write as _;
-use std::time::Duration;
 
 use serde_json::Value;
-use similar::{ChangeTag, TextDiff};
-
-/// Longest time one diff may take; past it `similar` settles for a coarser diff.
-const DIFF_TIMEOUT: Duration = Duration::from_millis(200);
 
 /// Lines of context around each change.
 const CONTEXT: usize = 3;
@@ -73,28 +68,18 @@ pub fn change(tool: &str, input: &Value) -> Option<Change> {
 
 /// Appends the hunks of `old` → `new` to `out`, each headed `@@<label> @@`.
 fn hunks(out: &mut String, old: &str, new: &str, label: &str) {
-    let diff = TextDiff::configure()
-        .timeout(DIFF_TIMEOUT)
-        .diff_lines(old, new);
-    let groups = diff.grouped_ops(CONTEXT);
-    if groups.is_empty() {
+    let hunks = crate::linediff::hunks(old, new, CONTEXT);
+    if hunks.is_empty() {
         let _ = writeln!(out, "@@{label} @@ (no change)");
         return;
     }
-    for group in groups {
+    for hunk in hunks {
         let _ = writeln!(out, "@@{label} @@");
-        for op in group {
-            for c in diff.iter_changes(&op) {
-                let sign = match c.tag() {
-                    ChangeTag::Delete => '-',
-                    ChangeTag::Insert => '+',
-                    ChangeTag::Equal => ' ',
-                };
-                out.push(sign);
-                out.push_str(c.value());
-                if c.missing_newline() {
-                    out.push('\n');
-                }
+        for line in hunk.lines {
+            out.push(line.mark());
+            out.push_str(line.text);
+            if !line.has_newline() {
+                out.push('\n');
             }
         }
     }

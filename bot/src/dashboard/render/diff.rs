@@ -1,9 +1,9 @@
 //! File edits as unified diffs: what an `Edit`, `MultiEdit` or `Write` tool call changes,
-//! computed with `similar` from the tool input alone (the bot never sees the files, so a
-//! `Write` shows its whole content as added and says so).
+//! computed by [`crate::linediff`] from the tool input alone (the bot never sees the files,
+//! so a `Write` shows its whole content as added and says so).
 
 use serde_json::Value;
-use similar::{ChangeTag, TextDiff};
+use similar::ChangeTag;
 
 /// Most diff lines shown for one tool call; the rest is counted.
 const MAX_LINES: usize = 400;
@@ -80,23 +80,20 @@ pub fn for_tool(name: &str, input: &Value) -> Option<DiffView> {
 
 /// Appends the unified diff of `old` → `new` (three lines of context) to `out`.
 fn hunks(out: &mut Vec<DiffLine>, old: &str, new: &str) {
-    let diff = TextDiff::from_lines(old, new);
-    for hunk in diff.unified_diff().context_radius(3).iter_hunks() {
+    for hunk in crate::linediff::hunks(old, new, 3) {
         out.push(DiffLine {
             class: "hunk",
-            text: hunk.header().to_string(),
+            text: hunk.header,
         });
-        for change in hunk.iter_changes() {
-            let (class, mark) = match change.tag() {
-                ChangeTag::Insert => ("add", '+'),
-                ChangeTag::Delete => ("del", '-'),
-                ChangeTag::Equal => ("ctx", ' '),
+        for line in hunk.lines {
+            let class = match line.tag {
+                ChangeTag::Insert => "add",
+                ChangeTag::Delete => "del",
+                ChangeTag::Equal => "ctx",
             };
-            let value = change.to_string_lossy();
-            let line = value.trim_end_matches(['\n', '\r']);
-            let mut text = String::with_capacity(line.len() + 1);
-            text.push(mark);
-            text.extend(line.chars().take(MAX_LINE_CHARS));
+            let mut text = String::with_capacity(line.content().len() + 1);
+            text.push(line.mark());
+            text.extend(line.content().chars().take(MAX_LINE_CHARS));
             out.push(DiffLine { class, text });
         }
     }
