@@ -4,15 +4,17 @@
 //! `similar` computes it, called at the level of its Myers algorithm with the same hooks
 //! its `TextDiff` uses (compaction, then replace detection), so the hunks are the ones
 //! `TextDiff::from_lines` gives. `TextDiff` itself picks its algorithm at run time and so
-//! links all six of `similar`'s into the binary; this module links one. A time cap keeps a
-//! huge input from stalling the caller: past it the diff settles for a coarser answer.
+//! links all six of `similar`'s into the binary; this module links one. Lines are cut by
+//! `similar`'s own tokenizer (after `\n`, `\r\n` or a lone `\r`, endings kept). A time
+//! cap keeps a huge input from stalling the caller: past it the diff settles for a coarser
+//! answer.
 
 use std::ops::Range;
 use std::time::{Duration, Instant};
 
 use similar::algorithms::{Capture, Compact, Replace, myers};
 use similar::udiff::UnifiedHunkHeader;
-use similar::{ChangeTag, DiffOp, group_diff_ops};
+use similar::{ChangeTag, DiffOp, DiffableStr, group_diff_ops};
 
 /// Longest time one diff may take.
 const TIMEOUT: Duration = Duration::from_millis(200);
@@ -60,8 +62,8 @@ pub struct Hunk<'a> {
 /// The hunks of `old` → `new`, each with `context` lines of context; none when the two are
 /// the same.
 pub fn hunks<'a>(old: &'a str, new: &'a str, context: usize) -> Vec<Hunk<'a>> {
-    let old_lines = lines(old);
-    let new_lines = lines(new);
+    let old_lines = old.tokenize_lines();
+    let new_lines = new.tokenize_lines();
     let (old_lines, new_lines) = (old_lines.as_slice(), new_lines.as_slice());
     let mut hook = Compact::new(Replace::new(Capture::new()), old_lines, new_lines);
     let deadline = Instant::now().checked_add(TIMEOUT);
@@ -109,32 +111,6 @@ fn changes<'a>(op: &DiffOp, old: &[&'a str], new: &[&'a str]) -> Vec<Line<'a>> {
             out
         }
     }
-}
-
-/// `text` cut into lines that keep their endings, as `similar` cuts them: after `\n`,
-/// `\r\n` or a lone `\r`.
-fn lines(text: &str) -> Vec<&str> {
-    let bytes = text.as_bytes();
-    let mut out = Vec::new();
-    let mut start = 0;
-    let mut i = 0;
-    while i < bytes.len() {
-        let end = match bytes[i] {
-            b'\r' if bytes.get(i + 1) == Some(&b'\n') => i + 2,
-            b'\r' | b'\n' => i + 1,
-            _ => {
-                i += 1;
-                continue;
-            }
-        };
-        out.push(&text[start..end]);
-        start = end;
-        i = end;
-    }
-    if start < text.len() {
-        out.push(&text[start..]);
-    }
-    out
 }
 
 #[cfg(test)]
@@ -197,6 +173,9 @@ mod tests {
             ('+', "y", false)
         );
         assert!(h[0].lines[0].has_newline());
-        assert_eq!(lines("a\r\nb\rc\n\nd"), ["a\r\n", "b\r", "c\n", "\n", "d"]);
+        assert_eq!(
+            "a\r\nb\rc\n\nd".tokenize_lines(),
+            ["a\r\n", "b\r", "c\n", "\n", "d"]
+        );
     }
 }
