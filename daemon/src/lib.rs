@@ -50,8 +50,3 @@ pub mod up;
 pub mod uplink;
 pub mod work;
 pub mod workspace;
-
-/// Sets up `tracing` to stderr, filtered by `CCRM_LOG` (default `info`).
-pub fn init_tracing() {
-    common::logging::init("ccrmd");
-}

@@ -120,8 +120,8 @@ pub fn too_many(wait: Duration) -> Response {
 }
 
 /// Records a failed token check of `surface` (`rest`, `dashboard`, `daemon link`, `replica
-/// link`) from
-/// `addr` at `target` (a path): audited, counted, and `Some(429)` when it blocked `addr`.
+/// link`) from `addr` at `target` (a path): audited, counted, and `Some(429)` when it
+/// blocked `addr`.
 pub async fn failed(
     state: &AppState,
     addr: Option<IpAddr>,

@@ -39,7 +39,7 @@ fn main() -> std::process::ExitCode {
         spawn::run_shim(&argv[2..]);
     }
     let args = Args::parse();
-    ccrm_daemon::init_tracing();
+    common::logging::init("ccrmd");
     let cfg = match Config::load(&Overrides {
         config_file: args.config,
         runtime_dir: args.runtime_dir,
