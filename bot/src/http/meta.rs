@@ -119,17 +119,15 @@ pub async fn metrics(State(state): State<Arc<AppState>>) -> Result<Response, App
             "1 while this replica runs the chat adapters (the elected leader).",
             load(&m.chat_leader),
         ),
+        (
+            "ccrm_approvals_pending",
+            "gauge",
+            "Approvals waiting for an answer.",
+            c.approvals_pending,
+        ),
     ] {
         metric(&mut out, name, kind, help, value);
     }
-    let pending = c.approvals_pending;
-    metric(
-        &mut out,
-        "ccrm_approvals_pending",
-        "gauge",
-        "Approvals waiting for an answer.",
-        pending,
-    );
     Ok(([("content-type", "text/plain; version=0.0.4")], out).into_response())
 }
 
