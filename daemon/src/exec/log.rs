@@ -125,13 +125,16 @@ impl ExecLog {
         true
     }
 
-    /// Items numbered above `after`, at most `max`.
-    fn after(&self, after: u64, max: usize) -> Vec<ExecItem> {
+    /// Items numbered above `after`, at most `max`, and whether the execution has ended
+    /// (read together, so an empty list of an ended one means its last item is at or
+    /// before `after`).
+    fn after(&self, after: u64, max: usize) -> (Vec<ExecItem>, bool) {
         let st = self.lock();
         let start = usize::try_from(after)
             .unwrap_or(usize::MAX)
             .min(st.items.len());
-        st.items[start..].iter().take(max).cloned().collect()
+        let items = st.items[start..].iter().take(max).cloned().collect();
+        (items, st.info.status.is_final())
     }
 
     /// Sends every item after `after` to `tx`, live, until the final one was sent or the
@@ -139,8 +142,12 @@ impl ExecLog {
     pub async fn follow(&self, mut after: u64, tx: &mpsc::Sender<ExecItem>) {
         let mut newest = self.newest.subscribe();
         loop {
-            let batch = self.after(after, 256);
+            let (batch, ended) = self.after(after, 256);
             let empty = batch.is_empty();
+            if empty && ended {
+                // Resumed after the last item: nothing more will come.
+                return;
+            }
             for item in batch {
                 after = item.n;
                 let last = item.update.is_final();
@@ -213,5 +220,27 @@ mod tests {
             (i.status, i.output.as_str(), i.items),
             (ExecStatus::Completed, "ab", 5)
         );
+    }
+
+    #[tokio::test]
+    async fn a_follower_after_the_last_item_of_an_ended_run_returns_at_once() {
+        let log = ExecLog::new(info());
+        log.push(ExecUpdate::Started);
+        log.push(ExecUpdate::Error {
+            code: "EXECUTION_CANCELLED".into(),
+            message: "cancelled".into(),
+        });
+        for after in [2, 3, u64::MAX] {
+            let (tx, mut rx) = mpsc::channel(4);
+            tokio::time::timeout(std::time::Duration::from_secs(5), log.follow(after, &tx))
+                .await
+                .unwrap_or_else(|_| panic!("a follower after {after} waited for nothing"));
+            drop(tx);
+            assert!(rx.recv().await.is_none(), "nothing after {after}");
+        }
+        // From before the end it still gets the last item.
+        let (tx, mut rx) = mpsc::channel(4);
+        log.follow(1, &tx).await;
+        assert_eq!(rx.recv().await.map(|i| i.n), Some(2));
     }
 }
