@@ -19,7 +19,7 @@ use utoipa::IntoParams;
 use super::resolve::resolve_session;
 use super::schema::{ErrorResponse, EventPage};
 use super::sessions::daemon_of;
-use super::sse::{ClientGuard, async_stream};
+use super::sse::{ClientGuard, async_stream, last_event_id};
 use super::{AppError, AppQuery};
 use crate::AppState;
 use crate::db::StoredEvent;
@@ -43,7 +43,7 @@ pub struct EventsQuery {
     params(("id" = String, Path, description = "the session: its id, a unique id prefix (4+ characters) or its name"), EventsQuery),
     responses(
         (status = 200, description = "one page of stored events, oldest first", body = EventPage),
-        (status = 400, description = "not a session id, or a query parameter of the wrong type", body = ErrorResponse),
+        (status = 400, description = "not a session id, a query parameter of the wrong type, or a `Last-Event-ID` that is not a whole number from 0", body = ErrorResponse),
         (status = 401, description = "missing or invalid bearer token", body = ErrorResponse),
         (status = 404, description = "no such session", body = ErrorResponse),
         (status = 422, description = "both `after` and `offset`", body = ErrorResponse),
@@ -122,12 +122,12 @@ fn sse_event(ev: &StoredEvent) -> SseEvent {
 #[utoipa::path(get, path = "/api/sessions/{id}/stream", summary = "Stored then live events as Server-Sent Events", tag = "sessions",
     params(
         ("id" = String, Path, description = "the session: its id, a unique id prefix (4+ characters) or its name"),
-        ("Last-Event-ID" = Option<i64>, Header, description = "resume after this row id"),
+        ("Last-Event-ID" = Option<u64>, Header, nullable = false, description = "resume after this row id"),
         StreamQuery,
     ),
     responses(
         (status = 200, description = "Server-Sent Events, never ending: the stored events after `Last-Event-ID` (or `after`), then live ones; each SSE `id` is the row id, `event` the kind, `data` a StoredEvent", content_type = "text/event-stream", body = String),
-        (status = 400, description = "not a session id, or a query parameter of the wrong type", body = ErrorResponse),
+        (status = 400, description = "not a session id, a query parameter of the wrong type, or a `Last-Event-ID` that is not a whole number from 0", body = ErrorResponse),
         (status = 401, description = "missing or invalid bearer token", body = ErrorResponse),
         (status = 404, description = "no such session", body = ErrorResponse),
     ))]
@@ -139,10 +139,11 @@ pub async fn session_stream(
 ) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>, AppError> {
     let id = resolve_session(&state, &id).await?;
     daemon_of(&state, &id).await?;
-    let after = headers
-        .get("last-event-id")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<i64>().ok())
+    let header = last_event_id(&headers)
+        .map_err(|m| AppError::new(StatusCode::BAD_REQUEST, "bad_request", m))?;
+    // At most i64::MAX, so the conversion keeps the number.
+    let after = header
+        .and_then(|n| i64::try_from(n).ok())
         .or(q.after)
         .unwrap_or(0);
     // Subscribe before reading the backlog so nothing falls between the two.
