@@ -12,7 +12,21 @@ use common::ids::DaemonId;
 use common::ipc::Command;
 
 use crate::hub::Hub;
-use crate::upload::BodyUpload;
+use crate::upload::{BodyUpload, UploadError};
+
+/// Why an attachment could not be given to a session.
+#[derive(Debug, thiserror::Error)]
+pub enum AttachError {
+    /// The image code failed on it.
+    #[error("scaling the image failed: {0}")]
+    Scale(String),
+    /// The daemon refused the file (its `ErrorBody` says why) or could not be reached.
+    #[error(transparent)]
+    Upload(#[from] UploadError),
+    /// The daemon's answer was not a `FileSaved`.
+    #[error("the daemon's answer was not understood: {0}")]
+    Answer(#[from] serde_json::Error),
+}
 
 /// What one attachment became.
 #[derive(Debug)]
@@ -55,18 +69,16 @@ pub async fn save_file(
     session: &str,
     name: &str,
     bytes: &[u8],
-) -> Result<FileSaved, String> {
+) -> Result<FileSaved, AttachError> {
     let cmd = Command::SessionFile(FileArgs {
         session: session.to_owned(),
         name: name.to_owned(),
         size: bytes.len() as u64,
     });
-    let mut up = BodyUpload::start(hub, daemon, cmd)
-        .await
-        .map_err(|e| e.to_string())?;
-    up.write(bytes).await.map_err(|e| e.to_string())?;
-    let v = up.finish().await.map_err(|e| e.to_string())?;
-    serde_json::from_value(v).map_err(|e| format!("the daemon's answer was not understood: {e}"))
+    let mut up = BodyUpload::start(hub, daemon, cmd).await?;
+    up.write(bytes).await?;
+    let v = up.finish().await?;
+    Ok(serde_json::from_value(v)?)
 }
 
 /// One attachment `name` with `bytes`, for `session` on `daemon`: an image the model can
@@ -78,14 +90,14 @@ pub async fn prepare(
     session: &str,
     name: &str,
     bytes: Vec<u8>,
-) -> Result<Part, String> {
+) -> Result<Part, AttachError> {
     if let Some(media) = image::sniff(&bytes) {
         let (bytes, prepared) = tokio::task::spawn_blocking(move || {
             let p = image::to_block(&bytes, media);
             (bytes, p)
         })
         .await
-        .map_err(|e| format!("scaling the image failed: {e}"))?;
+        .map_err(|e| AttachError::Scale(e.to_string()))?;
         match prepared {
             Ok(p) => {
                 if let Some((from, to)) = p.scaled {

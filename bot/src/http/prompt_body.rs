@@ -20,11 +20,14 @@ use axum::http::{StatusCode, header};
 use base64::Engine;
 use common::attach::{ImageBlock, MAX_PROMPT_IMAGES, MAX_PROMPT_IMAGES_BASE64};
 use common::ids::DaemonId;
+use common::ipc::ErrorBody;
 use serde::Deserialize;
 
-use super::AppError;
+use super::{AppError, daemon_error};
 use crate::AppState;
 use crate::attach::{self, Part, human_bytes};
+use crate::hub::HubError;
+use crate::upload::UploadError;
 
 /// Most files in one prompt.
 pub const MAX_FILES: usize = 10;
@@ -227,16 +230,27 @@ impl PromptInput {
             match attach::prepare(&state.hub, daemon, session, &f.name, f.bytes).await {
                 Ok(Part::Image(img)) => images.push(img),
                 Ok(Part::Saved(saved)) => lines.push(attach::file_line(&f.name, &saved)),
-                Err(e) => {
-                    return Err(AppError::new(
-                        StatusCode::BAD_GATEWAY,
-                        "file_not_saved",
-                        format!("{} could not be given to the session: {e}", f.name),
-                    ));
-                }
+                Err(e) => return Err(not_given(&f.name, e)),
             }
         }
         common::attach::check_images(&images).map_err(unprocessable)?;
         Ok((lines.join("\n"), images))
+    }
+}
+
+/// A file the session did not get: the daemon's refusal keeps its status (a session whose
+/// directory is gone is 409 `bad_state`), an unreachable daemon is 503/504, and anything
+/// else 502 `file_not_saved`; the message names the file either way.
+fn not_given(name: &str, e: attach::AttachError) -> AppError {
+    let why = format!("{name} could not be given to the session: {e}");
+    match e {
+        attach::AttachError::Upload(UploadError::Daemon(body)) => {
+            daemon_error(ErrorBody::new(body.code, why))
+        }
+        attach::AttachError::Upload(UploadError::Hub(HubError::Daemon(body))) => {
+            daemon_error(ErrorBody::new(body.code, why))
+        }
+        attach::AttachError::Upload(UploadError::Hub(hub)) => hub.into(),
+        _ => AppError::new(StatusCode::BAD_GATEWAY, "file_not_saved", why),
     }
 }

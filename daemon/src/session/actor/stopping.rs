@@ -101,6 +101,20 @@ impl Actor {
             )));
             return;
         }
+        if !self.rec.cwd.is_dir() {
+            // Deleted, or its workspace was: claude would fail with a bare ENOENT that reads
+            // like a missing binary. The session stays as it is.
+            let _ = reply.send(Err(ErrorBody::new(
+                ErrorCode::BadState,
+                format!(
+                    "session {}'s directory {} is gone, so it cannot run again; start a new \
+                     session in an existing directory",
+                    self.rec.id.short(),
+                    self.rec.cwd.display()
+                ),
+            )));
+            return;
+        }
         let resume = self.rec.has_transcript;
         match self.spawn_child(resume) {
             Ok(()) => self.ready_waiters.push(reply),
