@@ -213,9 +213,16 @@ pub async fn upload(
                     }
                 }
             }
-            _ => {
-                // Unknown fields are read and ignored (bounded like any text field).
-                let _ = text(field).await?;
+            other => {
+                // A misspelt field would otherwise be dropped without a word (an upload
+                // started already is cancelled when `form` is dropped).
+                return Err(bad(
+                    "BAD_REQUEST",
+                    format!(
+                        "unknown form field `{other}`; use `workspaceId`, `name`, \
+                         `description`, `processPolicy` and `zip`"
+                    ),
+                ));
             }
         }
     }
