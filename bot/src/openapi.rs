@@ -53,7 +53,13 @@ use crate::http::schema::{ErrorResponse, Interrupted};
         crate::http::executions::cancel,
         crate::telegram::webhook::receive,
     ),
-    components(schemas(crate::http::schema::ErrorCodeName)),
+    components(schemas(
+        crate::http::schema::ErrorCodeName,
+        crate::http::schema::ExecQueued,
+        crate::http::schema::ExecOutput,
+        crate::http::schema::ExecComplete,
+        crate::http::schema::ExecFailed,
+    )),
     modifiers(&Bearer),
     tags(
         (name = "sessions", description = "start, prompt, follow and control sessions"),
@@ -114,7 +120,59 @@ pub fn document() -> Value {
     doc.info.version = common::VERSION.to_owned();
     let mut doc = serde_json::to_value(&doc).unwrap_or(Value::Null);
     add_links(&mut doc);
+    add_sse_events(&mut doc);
     doc
+}
+
+/// The schema of one Server-Sent Event as an OpenAPI 3.1 reader takes a `text/event-stream`
+/// response's `schema` (schemathesis validates every event against it): `event` the name,
+/// `id` the position to resume after, and `data` JSON text of the named component.
+fn sse_event_schema(event: Value, data: &str) -> Value {
+    json!({
+        "type": "object",
+        "required": ["event", "data"],
+        "properties": {
+            "event": event,
+            "id": {"type": "string", "description": "resume after this one with `Last-Event-ID`"},
+            "data": {
+                "type": "string",
+                "contentMediaType": "application/json",
+                "contentSchema": {"$ref": format!("#/components/schemas/{data}")},
+            },
+        },
+    })
+}
+
+/// Replaces the plain-string schema of the three event streams with their events: an
+/// execution's `queued`, `output`, `complete` and `error`, each with its own `data`; a
+/// session's events named by their kind (the `kind` tags of `EventKind`), each a
+/// `StoredEvent`.
+fn add_sse_events(doc: &mut Value) {
+    let exec = json!({"oneOf": [
+        sse_event_schema(json!({"const": "queued"}), "ExecQueued"),
+        sse_event_schema(json!({"const": "output"}), "ExecOutput"),
+        sse_event_schema(json!({"const": "complete"}), "ExecComplete"),
+        sse_event_schema(json!({"const": "error"}), "ExecFailed"),
+    ]});
+    let kinds: Vec<Value> = doc["components"]["schemas"]["EventKind"]["oneOf"]
+        .as_array()
+        .map(|variants| {
+            variants
+                .iter()
+                .filter_map(|v| v["properties"]["kind"]["enum"].get(0).cloned())
+                .collect()
+        })
+        .unwrap_or_default();
+    let session = sse_event_schema(json!({"type": "string", "enum": kinds}), "StoredEvent");
+    let paths = &mut doc["paths"];
+    for (path, method, schema) in [
+        ("/api/execute", "post", &exec),
+        ("/api/executions/{id}/stream", "get", &exec),
+        ("/api/sessions/{id}/stream", "get", &session),
+    ] {
+        paths[path][method]["responses"]["200"]["content"]["text/event-stream"]["schema"] =
+            schema.clone();
+    }
 }
 
 /// OpenAPI links from the replies that name a session to the operations on it, so clients

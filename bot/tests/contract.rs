@@ -6,7 +6,9 @@
 //!   the fake Messages API, with a fixed seed and example budget, stateful links included
 //!   (start a session → prompt → events → stop), and must find nothing.
 //!
-//! `/api/sessions/{id}/stream` never ends and is left out; everything else is exercised.
+//! `/api/sessions/{id}/stream` never ends and is left out; everything else is exercised,
+//! the execution event streams through the documented examples (workspace `site`,
+//! execution `build-42`), which the test makes before schemathesis starts.
 
 mod common;
 
@@ -105,6 +107,45 @@ async fn served_document_is_the_checked_in_one_and_valid_openapi_3_1() {
     assert!(!ok, "a broken document passed:\n{out}");
 }
 
+/// Uploads the small test project as workspace `site` on `daemon`.
+async fn upload_site(w: &World, daemon: &str) {
+    let zip = reqwest::multipart::Part::bytes(testkit::zips::small_project())
+        .file_name("site.zip")
+        .mime_str("application/zip")
+        .expect("mime");
+    let form = reqwest::multipart::Form::new()
+        .text("workspaceId", "site")
+        .text("name", "Site")
+        .text("processPolicy", "overwrite")
+        .part("zip", zip);
+    let r = w
+        .http
+        .post(w.url(&format!("/api/daemons/{daemon}/workspaces")))
+        .bearer_auth(&w.user_token)
+        .multipart(form)
+        .send()
+        .await
+        .expect("upload");
+    assert_eq!(r.status(), 200, "{:?}", r.text().await);
+}
+
+/// Runs an execution and returns its whole event stream (bounded).
+async fn execute_to_end(w: &World, body: Value) -> String {
+    let r = w
+        .http
+        .post(w.url("/api/execute"))
+        .bearer_auth(&w.user_token)
+        .json(&body)
+        .send()
+        .await
+        .expect("execute");
+    assert_eq!(r.status(), 200);
+    tokio::time::timeout(Duration::from_secs(120), r.text())
+        .await
+        .expect("the execution did not end in time")
+        .expect("read the stream")
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn schemathesis_finds_nothing_against_the_live_stack() {
     // The per-address limit of failed token checks is off: schemathesis probes every route
@@ -122,6 +163,18 @@ async fn schemathesis_finds_nothing_against_the_live_stack() {
     assert_eq!(status, 202, "{v}");
     w.wait_stored(&sid, |e| e["event"]["kind"] == "turn_result")
         .await;
+    // And what the documented examples name: workspace `site` (the example body of
+    // `POST /api/execute` runs there) and a finished execution `build-42` (the example id of
+    // the execution routes), so the examples phase checks both event streams, every event
+    // against its schema, on each run rather than when the fuzzer happens on a real id.
+    let daemon = w.wait_daemon_online().await;
+    upload_site(&w, &daemon).await;
+    let finished = execute_to_end(
+        &w,
+        json!({"executionId": "build-42", "workspaceId": "site", "prompt": "hello"}),
+    )
+    .await;
+    assert!(finished.contains("event: complete"), "{finished}");
 
     let bin = tools();
     let report = w.dir.path().join("schemathesis.json");

@@ -362,6 +362,24 @@ async fn hostile_archives_are_refused_over_rest_and_nothing_is_written() {
         .text("processPolicy", "reuse");
     let r = post_form(&w, &daemon, nozip).await.expect("post");
     assert_eq!(r.status(), 400);
+    // A misspelt field after the zip: refused, naming it; the staged zip makes nothing.
+    let typo = Form::new()
+        .text("workspaceId", "typo")
+        .text("name", "n")
+        .text("processPolicy", "overwrite")
+        .part("zip", zip_part(testkit::zips::small_project()))
+        .text("descripton", "d");
+    let r = post_form(&w, &daemon, typo).await.expect("post");
+    let status = r.status().as_u16();
+    let v: Value = r.json().await.unwrap_or(Value::Null);
+    assert_error(status, &v, 400, "BAD_REQUEST");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("`descripton`"),
+        "{v}"
+    );
     // The daemon goes on serving.
     let (status, v) = upload(
         &w,
@@ -373,6 +391,14 @@ async fn hostile_archives_are_refused_over_rest_and_nothing_is_written() {
     )
     .await;
     assert_eq!(status, 200, "{v}");
+    let (_, list) = w.get(&format!("/api/daemons/{daemon}/workspaces")).await;
+    let ids: Vec<&str> = list["workspaces"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|ws| ws["id"].as_str())
+        .collect();
+    assert!(ids.contains(&"fine") && !ids.contains(&"typo"), "{list}");
 }
 
 /// A body of `len` bytes sent in 64 KiB pieces with no length announced.
@@ -542,6 +568,32 @@ async fn the_result_outlives_the_client_and_a_bot_restart() {
     let again = read_events(r, is_end).await;
     assert!(again.iter().all(|e| e.id.unwrap_or(0) > 3), "{again:#?}");
     assert_eq!(again.last().map(|e| e.name.as_str()), Some("complete"));
+    // After the last item (a client that saw `complete` and reconnects) the stream ends at
+    // once, empty, instead of waiting for an item that will never come.
+    let stream_after = |last: String| {
+        w.http
+            .get(w.url("/api/executions/gone-1/stream"))
+            .bearer_auth(&w.user_token)
+            .header("Last-Event-ID", last)
+            .send()
+    };
+    let last = again.last().and_then(|e| e.id).expect("complete has an id");
+    for after in [last, last + 1000] {
+        let r = stream_after(after.to_string()).await.expect("stream");
+        assert_eq!(r.status(), 200);
+        let body = tokio::time::timeout(WAIT, r.text())
+            .await
+            .unwrap_or_else(|_| panic!("the stream after {after} did not end"))
+            .expect("body");
+        assert!(!body.contains("data:"), "after {after}: {body}");
+    }
+    // A Last-Event-ID that is no event id is refused, not taken as "from the start".
+    for bad in ["9223372036854775808", "-1", "x"] {
+        let r = stream_after(bad.to_owned()).await.expect("stream");
+        assert_eq!(r.status(), 400, "{bad}");
+        let v: Value = r.json().await.unwrap_or(Value::Null);
+        assert_eq!(v["error"]["code"], "BAD_REQUEST", "{bad}: {v}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -703,6 +755,41 @@ async fn a_session_in_a_workspace_blocks_its_deletion_until_it_stops() {
         )
         .await;
     assert_error(status, &v, 404, "WORKSPACE_NOT_FOUND");
+
+    // The stopped session lost its directory: resuming it or giving it a file is the
+    // session's state (409, saying the directory is gone), not a daemon failure (5xx).
+    let (status, v) = w
+        .post(&format!("/api/sessions/{session}/resume"), json!({}))
+        .await;
+    assert_error(status, &v, 409, "bad_state");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("is gone")),
+        "{v}"
+    );
+    let form = Form::new().text("text", "read this").part(
+        "files[]",
+        Part::bytes(b"some notes".to_vec()).file_name("notes.txt"),
+    );
+    let r = w
+        .http
+        .post(w.url(&format!("/api/sessions/{session}/prompt")))
+        .bearer_auth(&w.user_token)
+        .multipart(form)
+        .send()
+        .await
+        .expect("prompt");
+    let status = r.status().as_u16();
+    let v: Value = r.json().await.unwrap_or(Value::Null);
+    assert_error(status, &v, 409, "bad_state");
+    let message = v["error"]["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("notes.txt") && message.contains("is gone"),
+        "{v}"
+    );
+    let (_, s) = w.get(&format!("/api/sessions/{session}")).await;
+    assert_eq!(s["session"]["info"]["state"], "stopped", "{s}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -36,7 +36,9 @@ use utoipa::ToSchema;
 
 use super::access::{User, audit};
 use super::daemons::{iso, resolve_daemon};
-use super::schema::{ErrorResponse, ExecSummary, Execution};
+use super::schema::{
+    ErrorResponse, ExecComplete, ExecFailed, ExecOutput, ExecQueued, ExecSummary, Execution,
+};
 use super::{AppError, daemon_error};
 use crate::AppState;
 use crate::db::{DbError, ExecutionRow};
@@ -320,44 +322,72 @@ async fn relay(
             "lost daemon {daemon}; the execution goes on there: GET /api/executions/{id} for its result"
         ),
     };
-    let data = json!({"code": "DAEMON_OFFLINE", "message": message, "executionId": id});
+    let data = ExecFailed {
+        code: common::workspace::exec_code::DAEMON_OFFLINE.to_owned(),
+        message,
+        timestamp: iso(common::event::now_ms()),
+        execution_id: id.to_owned(),
+    };
     let _ = tx
-        .send(SseEvent::default().event("error").data(data.to_string()))
+        .send(SseEvent::default().event("error").data(to_json(&data)))
         .await;
+}
+
+/// `data` as JSON text (our own types, which always serialize).
+fn to_json(data: &impl serde::Serialize) -> String {
+    serde_json::to_string(data).unwrap_or_default()
 }
 
 /// One item as an OCC event (`started` has none).
 fn sse_event(id: &str, item: &ExecItem) -> Option<SseEvent> {
-    let ts = iso(item.ts_ms);
+    let timestamp = iso(item.ts_ms);
+    let execution_id = id.to_owned();
     let (name, data) = match &item.update {
         ExecUpdate::Queued { position } => (
             "queued",
-            json!({"position": position, "timestamp": ts, "executionId": id}),
+            to_json(&ExecQueued {
+                position: *position,
+                timestamp,
+                execution_id,
+            }),
         ),
         ExecUpdate::Started => return None,
         ExecUpdate::Output { chunk } => (
             "output",
-            json!({"chunk": chunk, "timestamp": ts, "executionId": id}),
+            to_json(&ExecOutput {
+                chunk: chunk.clone(),
+                timestamp,
+                execution_id,
+            }),
         ),
         ExecUpdate::Complete { exit_code, result } => (
             "complete",
-            json!({
-                "exitCode": exit_code,
-                "timestamp": ts,
-                "result": {"cost_usd": result.cost_usd, "duration_ms": result.duration_ms, "turns": result.turns},
-                "executionId": id,
+            to_json(&ExecComplete {
+                exit_code: *exit_code,
+                result: ExecSummary {
+                    cost_usd: result.cost_usd,
+                    duration_ms: result.duration_ms,
+                    turns: result.turns,
+                },
+                timestamp,
+                execution_id,
             }),
         ),
         ExecUpdate::Error { code, message } => (
             "error",
-            json!({"code": code, "message": message, "timestamp": ts, "executionId": id}),
+            to_json(&ExecFailed {
+                code: code.clone(),
+                message: message.clone(),
+                timestamp,
+                execution_id,
+            }),
         ),
     };
     Some(
         SseEvent::default()
             .event(name)
             .id(item.n.to_string())
-            .data(data.to_string()),
+            .data(data),
     )
 }
 
@@ -399,7 +429,7 @@ fn execution_json(r: &ExecutionRow) -> Execution {
 /// `GET /api/executions/{id}`: the stored execution; one still running is refreshed from
 /// its daemon first, so the answer is never behind what a stream already showed.
 #[utoipa::path(get, path = "/api/executions/{id}", summary = "An execution's status and whole output", operation_id = "get_execution", tag = "executions",
-    params(("id" = String, Path, description = "the execution id")),
+    params(("id" = String, Path, description = "the execution id", example = "build-42")),
     responses(
         (status = 200, description = "the execution: status, exit code, whole output, result", body = Execution),
         (status = 401, description = "missing or invalid bearer token", body = ErrorResponse),
@@ -431,9 +461,10 @@ pub async fn get(
 /// `GET /api/executions/{id}/stream`: the events after `Last-Event-ID` (all without it),
 /// live until the last.
 #[utoipa::path(get, path = "/api/executions/{id}/stream", summary = "An execution's events again, live until the last", operation_id = "stream_execution", tag = "executions",
-    params(("id" = String, Path, description = "the execution id"), ("Last-Event-ID" = Option<u64>, Header, description = "resume after this item")),
+    params(("id" = String, Path, description = "the execution id", example = "build-42"), ("Last-Event-ID" = Option<u64>, Header, nullable = false, description = "resume after this item")),
     responses(
         (status = 200, description = "the execution's events after `Last-Event-ID`, live until the last (as from `POST /api/execute`)", content_type = "text/event-stream", body = String),
+        (status = 400, description = "a `Last-Event-ID` that is not a whole number from 0 (`BAD_REQUEST`)", body = ErrorResponse),
         (status = 401, description = "missing or invalid bearer token", body = ErrorResponse),
         (status = 404, description = "no such execution", body = ErrorResponse),
     ))]
@@ -443,10 +474,8 @@ pub async fn stream(
     headers: HeaderMap,
 ) -> Result<Response, AppError> {
     let r = row(&state, &id).await?;
-    let after = headers
-        .get("last-event-id")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok())
+    let after = super::sse::last_event_id(&headers)
+        .map_err(bad)?
         .unwrap_or(0);
     if r.status.is_final() && !crate::replica::online_somewhere(&state, &r.daemon_id).await {
         // Only the end is known here; the daemon has the items.
@@ -478,7 +507,7 @@ pub async fn stream(
 
 /// `POST /api/executions/{id}/cancel`.
 #[utoipa::path(post, path = "/api/executions/{id}/cancel", summary = "Cancel a queued or running execution", operation_id = "cancel_execution", tag = "executions",
-    params(("id" = String, Path, description = "the execution id")),
+    params(("id" = String, Path, description = "the execution id", example = "build-42")),
     responses(
         (status = 200, description = "cancelled (its child and tools are killed), or already finished", body = Execution),
         (status = 401, description = "missing or invalid bearer token", body = ErrorResponse),

@@ -409,6 +409,60 @@ pub struct Execution {
     pub finished: Option<String>,
 }
 
+/// `data` of an execution's `queued` event.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ExecQueued {
+    /// Place in the queue; 1 is next.
+    pub position: usize,
+    /// When (ISO 8601).
+    pub timestamp: String,
+    /// The execution.
+    pub execution_id: String,
+}
+
+/// `data` of an execution's `output` event.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ExecOutput {
+    /// A piece of the answer as it streams.
+    pub chunk: String,
+    /// When (ISO 8601).
+    pub timestamp: String,
+    /// The execution.
+    pub execution_id: String,
+}
+
+/// `data` of an execution's `complete` event (its last).
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ExecComplete {
+    /// Claude's exit code: 0, or 1 when the run ended in an error result.
+    pub exit_code: i32,
+    /// Cost, duration and turns.
+    pub result: ExecSummary,
+    /// When (ISO 8601).
+    pub timestamp: String,
+    /// The execution.
+    pub execution_id: String,
+}
+
+/// `data` of an execution's `error` event (its last, or the stream's when its daemon is
+/// lost: `DAEMON_OFFLINE`).
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ExecFailed {
+    /// OCC's code: `EXECUTION_TIMEOUT`, `EXECUTION_CANCELLED`, `EXECUTION_FAILED`, or
+    /// `DAEMON_OFFLINE`.
+    pub code: String,
+    /// What happened, for people.
+    pub message: String,
+    /// When (ISO 8601).
+    pub timestamp: String,
+    /// The execution.
+    pub execution_id: String,
+}
+
 /// The decisions a person can give over REST.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize, Serialize, ToSchema)]
 #[serde(rename_all = "snake_case")]

@@ -75,6 +75,52 @@ fn every_operation_has_typed_responses_and_errors() {
 }
 
 #[test]
+fn event_streams_document_each_event_with_its_data() {
+    let doc = super::document();
+    let schemas = &doc["components"]["schemas"];
+    let stream = |path: &str, method: &str| {
+        doc["paths"][path][method]["responses"]["200"]["content"]["text/event-stream"]["schema"]
+            .clone()
+    };
+    let exec = stream("/api/execute", "post");
+    assert_eq!(exec, stream("/api/executions/{id}/stream", "get"));
+    let names: Vec<&str> = exec["oneOf"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e["properties"]["event"]["const"].as_str())
+        .collect();
+    assert_eq!(names, ["queued", "output", "complete", "error"]);
+    let session = stream("/api/sessions/{id}/stream", "get");
+    let kinds = session["properties"]["event"]["enum"]
+        .as_array()
+        .map(Vec::len)
+        .unwrap_or(0);
+    let variants = schemas["EventKind"]["oneOf"]
+        .as_array()
+        .map(Vec::len)
+        .unwrap_or(0);
+    assert!(
+        kinds > 10 && kinds == variants,
+        "{kinds} kinds, {variants} variants"
+    );
+    for event in exec["oneOf"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .chain([&session])
+    {
+        let data = &event["properties"]["data"];
+        assert_eq!(data["contentMediaType"], "application/json");
+        let name = data["contentSchema"]["$ref"]
+            .as_str()
+            .and_then(|r| r.strip_prefix("#/components/schemas/"))
+            .unwrap_or_else(|| panic!("no contentSchema: {event}"));
+        assert!(schemas[name].is_object(), "{name} is not a component");
+    }
+}
+
+#[test]
 fn served_document_is_the_generated_one() {
     let served: Value = serde_json::from_str(super::DOCUMENT).unwrap_or(Value::Null);
     assert_eq!(
