@@ -43,7 +43,7 @@ pub struct EventsQuery {
     params(("id" = String, Path, description = "the session: its id, a unique id prefix (4+ characters) or its name"), EventsQuery),
     responses(
         (status = 200, description = "one page of stored events, oldest first", body = EventPage),
-        (status = 400, description = "not a session id, a query parameter of the wrong type, or a `Last-Event-ID` that is not a whole number from 0", body = ErrorResponse),
+        (status = 400, description = "not a session id, or a query parameter of the wrong type", body = ErrorResponse),
         (status = 401, description = "missing or invalid bearer token", body = ErrorResponse),
         (status = 404, description = "no such session", body = ErrorResponse),
         (status = 422, description = "both `after` and `offset`", body = ErrorResponse),

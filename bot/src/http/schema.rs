@@ -452,8 +452,8 @@ pub struct ExecComplete {
 #[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ExecFailed {
-    /// OCC's code: `EXECUTION_TIMEOUT`, `EXECUTION_CANCELLED`, `EXECUTION_FAILED`, or
-    /// `DAEMON_OFFLINE`.
+    /// OCC's code, such as `EXECUTION_TIMEOUT`, `EXECUTION_CANCELLED`, `EXECUTION_FAILED`
+    /// or `DAEMON_OFFLINE`.
     pub code: String,
     /// What happened, for people.
     pub message: String,
