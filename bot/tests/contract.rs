@@ -7,8 +7,9 @@
 //!   (start a session → prompt → events → stop), and must find nothing.
 //!
 //! `/api/sessions/{id}/stream` never ends and is left out; everything else is exercised,
-//! the execution event streams through the documented examples (workspace `site`,
-//! execution `build-42`), which the test makes before schemathesis starts.
+//! with real things to find that the test makes before schemathesis starts: a pending
+//! approval for `decide`, and what the documented examples name (workspace `site`,
+//! execution `build-42`) for the execution event streams.
 
 mod common;
 
@@ -163,6 +164,25 @@ async fn schemathesis_finds_nothing_against_the_live_stack() {
     assert_eq!(status, 202, "{v}");
     w.wait_stored(&sid, |e| e["event"]["kind"] == "turn_result")
         .await;
+    // A pending approval, so `decide` meets a real id (through the links from
+    // `GET /api/approvals` and `GET /api/sessions/{id}`), not only unknown ones.
+    let asking = w.new_session(json!({"name": "contract-approval"})).await;
+    let target = w.work.join("contract.txt");
+    let (status, v) = w
+        .post(
+            &format!("/api/sessions/{asking}/prompt"),
+            json!({"text": format!("WRITE:{} approved", target.display())}),
+        )
+        .await;
+    assert_eq!(status, 202, "{v}");
+    w.wait_stored(&asking, |e| e["event"]["kind"] == "permission_request")
+        .await;
+    let (_, pending) = w.get("/api/approvals").await;
+    assert_eq!(
+        pending["approvals"].as_array().map(Vec::len),
+        Some(1),
+        "{pending}"
+    );
     // And what the documented examples name: workspace `site` (the example body of
     // `POST /api/execute` runs there) and a finished execution `build-42` (the example id of
     // the execution routes), so the examples phase checks both event streams, every event
