@@ -351,3 +351,48 @@ async fn kill_then_resume_keeps_the_conversation() {
     )
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_whose_directory_is_gone_cannot_resume_or_attach_and_says_so() {
+    let env = Env::start().await;
+    let dir = env.work.join("doomed");
+    std::fs::create_dir(&dir).expect("mkdir");
+    let s = env
+        .start_session(::common::ipc::StartArgs {
+            cwd: dir.clone(),
+            ..Default::default()
+        })
+        .await;
+    let id = s.id.to_string();
+    let r = SessionRef {
+        session: id.clone(),
+    };
+    env.call(Command::SessionStop(r.clone()))
+        .await
+        .expect("stop");
+    std::fs::remove_dir_all(&dir).expect("rm");
+
+    // Over the socket: the session's state, not a spawn failure (ENOENT reads like a
+    // missing claude), and not a TUI started by tmux in some other directory.
+    match env.call(Command::SessionResume(r)).await {
+        Err(ccrm_daemon::client::ClientError::Daemon(e)) => {
+            assert_eq!(e.code, ::common::ipc::ErrorCode::BadState, "{e:?}");
+            assert!(e.message.contains("is gone"), "{e:?}");
+        }
+        other => panic!("resume of a session without its directory: {other:?}"),
+    }
+    let short = s.id.short();
+    for args in [
+        vec!["resume", short.as_str()],
+        vec!["attach", short.as_str(), "--no-attach"],
+    ] {
+        let out = env.ccrm(&args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "ccrm {args:?} succeeded");
+        assert!(
+            err.contains("is gone") && err.contains("doomed"),
+            "ccrm {args:?}: {err}"
+        );
+    }
+    assert_eq!(env.info(&id).await.state, SessionState::Stopped);
+}

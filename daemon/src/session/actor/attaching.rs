@@ -32,6 +32,11 @@ impl Actor {
             let _ = reply.send(Err(attach::tmux_missing()));
             return;
         }
+        if let Some(gone) = self.cwd_gone() {
+            // tmux would start the TUI in its own directory instead, without a word.
+            let _ = reply.send(Err(gone));
+            return;
+        }
         if now && self.queue.is_running() {
             self.interrupt(&format!(
                 "{} (ccrm attach --now)",

@@ -96,6 +96,23 @@ impl Actor {
         })
     }
 
+    /// The refusal for a session whose directory no longer exists (deleted, or its
+    /// workspace was), which nothing can run in again; `None` while it exists. The session
+    /// stays as it is.
+    pub(super) fn cwd_gone(&self) -> Option<ErrorBody> {
+        (!self.rec.cwd.is_dir()).then(|| {
+            ErrorBody::new(
+                ErrorCode::BadState,
+                format!(
+                    "session {}'s directory {} is gone, so it cannot run again; start a new \
+                     session in an existing directory",
+                    self.rec.id.short(),
+                    self.rec.cwd.display()
+                ),
+            )
+        })
+    }
+
     /// Takes a session loaded from disk as stopped until it is resumed.
     pub(super) fn load_stored(&mut self) {
         if self.state.is_live() {

@@ -101,18 +101,9 @@ impl Actor {
             )));
             return;
         }
-        if !self.rec.cwd.is_dir() {
-            // Deleted, or its workspace was: claude would fail with a bare ENOENT that reads
-            // like a missing binary. The session stays as it is.
-            let _ = reply.send(Err(ErrorBody::new(
-                ErrorCode::BadState,
-                format!(
-                    "session {}'s directory {} is gone, so it cannot run again; start a new \
-                     session in an existing directory",
-                    self.rec.id.short(),
-                    self.rec.cwd.display()
-                ),
-            )));
+        if let Some(gone) = self.cwd_gone() {
+            // claude would fail with a bare ENOENT that reads like a missing binary.
+            let _ = reply.send(Err(gone));
             return;
         }
         let resume = self.rec.has_transcript;
