@@ -364,11 +364,7 @@ fn sse_event(id: &str, item: &ExecItem) -> Option<SseEvent> {
             "complete",
             to_json(&ExecComplete {
                 exit_code: *exit_code,
-                result: ExecSummary {
-                    cost_usd: result.cost_usd,
-                    duration_ms: result.duration_ms,
-                    turns: result.turns,
-                },
+                result: result.into(),
                 timestamp,
                 execution_id,
             }),
@@ -415,11 +411,7 @@ fn execution_json(r: &ExecutionRow) -> Execution {
         exit_code: r.exit_code,
         output: r.output.clone(),
         error: r.error.clone(),
-        result: r.result.as_ref().map(|x| ExecSummary {
-            cost_usd: x.cost_usd,
-            duration_ms: x.duration_ms,
-            turns: x.turns,
-        }),
+        result: r.result.as_ref().map(ExecSummary::from),
         created: iso(r.created_ms),
         started: r.started_ms.map(iso),
         finished: r.finished_ms.map(iso),

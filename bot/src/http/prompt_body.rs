@@ -244,12 +244,9 @@ impl PromptInput {
 fn not_given(name: &str, e: attach::AttachError) -> AppError {
     let why = format!("{name} could not be given to the session: {e}");
     match e {
-        attach::AttachError::Upload(UploadError::Daemon(body)) => {
-            daemon_error(ErrorBody::new(body.code, why))
-        }
-        attach::AttachError::Upload(UploadError::Hub(HubError::Daemon(body))) => {
-            daemon_error(ErrorBody::new(body.code, why))
-        }
+        attach::AttachError::Upload(
+            UploadError::Daemon(body) | UploadError::Hub(HubError::Daemon(body)),
+        ) => daemon_error(ErrorBody::new(body.code, why)),
         attach::AttachError::Upload(UploadError::Hub(hub)) => hub.into(),
         _ => AppError::new(StatusCode::BAD_GATEWAY, "file_not_saved", why),
     }

@@ -377,6 +377,16 @@ pub struct ExecSummary {
     pub turns: Option<u64>,
 }
 
+impl From<&common::workspace::ExecResult> for ExecSummary {
+    fn from(r: &common::workspace::ExecResult) -> Self {
+        Self {
+            cost_usd: r.cost_usd,
+            duration_ms: r.duration_ms,
+            turns: r.turns,
+        }
+    }
+}
+
 /// `GET /api/executions/{id}` and the reply of its cancel.
 #[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
