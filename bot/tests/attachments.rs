@@ -422,21 +422,6 @@ async fn discord_image_attachments_scaled_images_and_voice() {
 
 // ---- REST --------------------------------------------------------------------------
 
-/// Posts multipart `form` to `path` as the test user.
-async fn post_multipart(
-    w: &World,
-    path: &str,
-    form: reqwest::multipart::Form,
-) -> reqwest::Response {
-    w.http
-        .post(w.url(path))
-        .bearer_auth(&w.user_token)
-        .multipart(form)
-        .send()
-        .await
-        .expect("POST")
-}
-
 /// The body of refusal `r`, which must have status `want`, and its error message.
 async fn refusal(r: reqwest::Response, want: u16) -> (Value, String) {
     assert_eq!(r.status().as_u16(), want);
@@ -477,7 +462,7 @@ async fn rest_prompt_takes_json_images_and_multipart_files() {
             "files[]",
             reqwest::multipart::Part::bytes(notes.clone()).file_name("notes.txt"),
         );
-    let r = post_multipart(&w, &prompt, form).await;
+    let r = w.post_multipart(&prompt, form).await.expect("POST");
     assert_eq!(r.status().as_u16(), 202, "{:?}", r.text().await);
     let saved = inbox(&w.work);
     assert_eq!(saved.len(), 1, "{saved:?}");
@@ -494,7 +479,7 @@ async fn rest_prompt_takes_json_images_and_multipart_files() {
         "files[]",
         reqwest::multipart::Part::bytes(vec![1u8; 20_000]).file_name("big.bin"),
     );
-    let r = post_multipart(&w, &prompt, form).await;
+    let r = w.post_multipart(&prompt, form).await.expect("POST");
     let (v, msg) = refusal(r, 413).await;
     assert!(
         msg.contains("16 KB") && msg.contains("chat_max_file_bytes"),
@@ -506,7 +491,7 @@ async fn rest_prompt_takes_json_images_and_multipart_files() {
     let form = reqwest::multipart::Form::new()
         .text("text", "x")
         .text("files[]", "{}");
-    let r = post_multipart(&w, &prompt, form).await;
+    let r = w.post_multipart(&prompt, form).await.expect("POST");
     let (v, msg) = refusal(r, 400).await;
     assert!(msg.contains("no file name"), "{v}");
     assert_eq!(inbox(&w.work).len(), 1);

@@ -108,38 +108,9 @@ async fn served_document_is_the_checked_in_one_and_valid_openapi_3_1() {
     assert!(!ok, "a broken document passed:\n{out}");
 }
 
-/// Uploads the small test project as workspace `site` on `daemon`.
-async fn upload_site(w: &World, daemon: &str) {
-    let zip = reqwest::multipart::Part::bytes(testkit::zips::small_project())
-        .file_name("site.zip")
-        .mime_str("application/zip")
-        .expect("mime");
-    let form = reqwest::multipart::Form::new()
-        .text("workspaceId", "site")
-        .text("name", "Site")
-        .text("processPolicy", "overwrite")
-        .part("zip", zip);
-    let r = w
-        .http
-        .post(w.url(&format!("/api/daemons/{daemon}/workspaces")))
-        .bearer_auth(&w.user_token)
-        .multipart(form)
-        .send()
-        .await
-        .expect("upload");
-    assert_eq!(r.status(), 200, "{:?}", r.text().await);
-}
-
 /// Runs an execution and returns its whole event stream (bounded).
 async fn execute_to_end(w: &World, body: Value) -> String {
-    let r = w
-        .http
-        .post(w.url("/api/execute"))
-        .bearer_auth(&w.user_token)
-        .json(&body)
-        .send()
-        .await
-        .expect("execute");
+    let r = w.post_response("/api/execute", body).await;
     assert_eq!(r.status(), 200);
     tokio::time::timeout(Duration::from_secs(120), r.text())
         .await
@@ -188,7 +159,16 @@ async fn schemathesis_finds_nothing_against_the_live_stack() {
     // the execution routes), so the examples phase checks both event streams, every event
     // against its schema, on each run rather than when the fuzzer happens on a real id.
     let daemon = w.wait_daemon_online().await;
-    upload_site(&w, &daemon).await;
+    let (status, v) = w
+        .upload_workspace(
+            &daemon,
+            "site",
+            "overwrite",
+            testkit::zips::small_project(),
+            false,
+        )
+        .await;
+    assert_eq!(status, 200, "{v}");
     let finished = execute_to_end(
         &w,
         json!({"executionId": "build-42", "workspaceId": "site", "prompt": "hello"}),

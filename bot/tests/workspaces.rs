@@ -10,7 +10,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use common::{WAIT, World, ccrmd_bin};
+use common::{WAIT, World, ccrmd_bin, zip_part};
 use futures::StreamExt;
 use reqwest::multipart::{Form, Part};
 use serde_json::{Value, json};
@@ -33,53 +33,15 @@ async fn world_with(daemon_env: &[(&str, &str)], bot_env: &[(&str, &str)]) -> (W
     (w, id)
 }
 
-fn zip_part(bytes: Vec<u8>) -> Part {
-    Part::bytes(bytes)
-        .file_name("workspace.zip")
-        .mime_str("application/zip")
-        .expect("mime")
-}
-
-/// Uploads `zip` as workspace `id`; `zip_first` puts the file before the other fields.
-async fn upload(
-    w: &World,
-    daemon: &str,
-    id: &str,
-    policy: &str,
-    zip: Vec<u8>,
-    zip_first: bool,
-) -> (u16, Value) {
-    let mut form = Form::new();
-    if zip_first {
-        form = form.part("zip", zip_part(zip.clone()));
-    }
-    form = form
-        .text("workspaceId", id.to_owned())
-        .text("name", format!("Workspace {id}"))
-        .text("description", "made by a test")
-        .text("processPolicy", policy.to_owned());
-    if !zip_first {
-        form = form.part("zip", zip_part(zip));
-    }
-    let r = post_form(w, daemon, form).await.expect("upload");
-    let status = r.status().as_u16();
-    (status, r.json().await.unwrap_or(Value::Null))
-}
-
 /// Posts `form` to `daemon`'s workspaces (the upload route) as the test user.
 async fn post_form(w: &World, daemon: &str, form: Form) -> reqwest::Result<reqwest::Response> {
-    w.http
-        .post(w.url(&format!("/api/daemons/{daemon}/workspaces")))
-        .bearer_auth(&w.user_token)
-        .multipart(form)
-        .send()
+    w.post_multipart(&format!("/api/daemons/{daemon}/workspaces"), form)
         .await
 }
 
 /// Uploads the small project as workspace `id` (`overwrite`, the fields first).
 async fn upload_small(w: &World, daemon: &str, id: &str) -> (u16, Value) {
-    upload(
-        w,
+    w.upload_workspace(
         daemon,
         id,
         "overwrite",
@@ -169,13 +131,7 @@ fn is_end(e: &Ev) -> bool {
 }
 
 async fn execute(w: &World, body: Value) -> reqwest::Response {
-    w.http
-        .post(w.url("/api/execute"))
-        .bearer_auth(&w.user_token)
-        .json(&body)
-        .send()
-        .await
-        .expect("execute")
+    w.post_response("/api/execute", body).await
 }
 
 fn files(dir: &Path) -> Vec<String> {
@@ -194,15 +150,15 @@ fn files(dir: &Path) -> Vec<String> {
 async fn upload_then_execute_streams_output_then_complete_and_policies_apply() {
     let (w, daemon) = world_with(&[], &[]).await;
     // The file first, the fields after it: the form is checked at the end.
-    let (status, v) = upload(
-        &w,
-        &daemon,
-        "site",
-        "overwrite",
-        testkit::zips::small_project(),
-        true,
-    )
-    .await;
+    let (status, v) = w
+        .upload_workspace(
+            &daemon,
+            "site",
+            "overwrite",
+            testkit::zips::small_project(),
+            true,
+        )
+        .await;
     assert_eq!(status, 200, "{v}");
     assert_eq!(v["status"], "success");
     assert_eq!(v["workspaceId"], "site");
@@ -270,12 +226,16 @@ async fn upload_then_execute_streams_output_then_complete_and_policies_apply() {
     let other = testkit::zips::RawZip::new()
         .with(testkit::zips::Entry::file("fresh.txt", "new"))
         .build();
-    let (status, v) = upload(&w, &daemon, "site", "reuse", other.clone(), false).await;
+    let (status, v) = w
+        .upload_workspace(&daemon, "site", "reuse", other.clone(), false)
+        .await;
     assert_eq!(status, 200, "{v}");
     assert_eq!(v["reused"], true);
     assert!(path.join("notes.txt").exists() && !path.join("fresh.txt").exists());
     // `overwrite` replaces it.
-    let (status, v) = upload(&w, &daemon, "site", "overwrite", other, false).await;
+    let (status, v) = w
+        .upload_workspace(&daemon, "site", "overwrite", other, false)
+        .await;
     assert_eq!(status, 200, "{v}");
     assert_eq!(v["reused"], false);
     assert_eq!(files(&path), ["fresh.txt"]);
@@ -329,7 +289,9 @@ async fn hostile_archives_are_refused_over_rest_and_nothing_is_written() {
         .enumerate()
     {
         let id = format!("evil-{i}");
-        let (status, v) = upload(&w, &daemon, &id, "overwrite", h.zip, i % 2 == 0).await;
+        let (status, v) = w
+            .upload_workspace(&daemon, &id, "overwrite", h.zip, i % 2 == 0)
+            .await;
         // A hostile archive is a well-formed upload the daemon refuses: 422 (the contract
         // keeps 400 for requests that do not match the OpenAPI document).
         let want = if h.code == "ZIP_TOO_LARGE" { 413 } else { 422 };
@@ -346,15 +308,15 @@ async fn hostile_archives_are_refused_over_rest_and_nothing_is_written() {
     // Bad forms get their codes too.
     let (status, v) = upload_small(&w, &daemon, "../up").await;
     assert_error(status, &v, 400, "BAD_WORKSPACE_ID");
-    let (status, v) = upload(
-        &w,
-        &daemon,
-        "ok",
-        "sometimes",
-        testkit::zips::small_project(),
-        false,
-    )
-    .await;
+    let (status, v) = w
+        .upload_workspace(
+            &daemon,
+            "ok",
+            "sometimes",
+            testkit::zips::small_project(),
+            false,
+        )
+        .await;
     assert_error(status, &v, 400, "BAD_REQUEST");
     let nozip = Form::new()
         .text("workspaceId", "nozip")
@@ -381,15 +343,15 @@ async fn hostile_archives_are_refused_over_rest_and_nothing_is_written() {
         "{v}"
     );
     // The daemon goes on serving.
-    let (status, v) = upload(
-        &w,
-        &daemon,
-        "fine",
-        "overwrite",
-        testkit::zips::small_project(),
-        true,
-    )
-    .await;
+    let (status, v) = w
+        .upload_workspace(
+            &daemon,
+            "fine",
+            "overwrite",
+            testkit::zips::small_project(),
+            true,
+        )
+        .await;
     assert_eq!(status, 200, "{v}");
     let (_, list) = w.get(&format!("/api/daemons/{daemon}/workspaces")).await;
     let ids: Vec<&str> = list["workspaces"]
@@ -773,11 +735,7 @@ async fn a_session_in_a_workspace_blocks_its_deletion_until_it_stops() {
         Part::bytes(b"some notes".to_vec()).file_name("notes.txt"),
     );
     let r = w
-        .http
-        .post(w.url(&format!("/api/sessions/{session}/prompt")))
-        .bearer_auth(&w.user_token)
-        .multipart(form)
-        .send()
+        .post_multipart(&format!("/api/sessions/{session}/prompt"), form)
         .await
         .expect("prompt");
     let status = r.status().as_u16();

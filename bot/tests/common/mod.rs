@@ -290,16 +290,67 @@ impl World {
     }
 
     pub async fn post(&self, path: &str, body: Value) -> (u16, Value) {
-        let r = self
-            .http
+        let r = self.post_response(path, body).await;
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    /// `POST` of JSON `body` to `path` as the test user; the response unread (an SSE
+    /// stream, say).
+    pub async fn post_response(&self, path: &str, body: Value) -> reqwest::Response {
+        self.http
             .post(self.url(path))
             .bearer_auth(&self.user_token)
             .json(&body)
             .send()
             .await
-            .expect("POST");
+            .expect("POST")
+    }
+
+    /// Uploads `zip` as workspace `id` on `daemon` with `processPolicy` `policy`; `zip_first`
+    /// puts the file before the other fields. The status and the JSON body.
+    pub async fn upload_workspace(
+        &self,
+        daemon: &str,
+        id: &str,
+        policy: &str,
+        zip: Vec<u8>,
+        zip_first: bool,
+    ) -> (u16, Value) {
+        use reqwest::multipart::Form;
+        let mut form = Form::new();
+        if zip_first {
+            form = form.part("zip", zip_part(zip.clone()));
+        }
+        form = form
+            .text("workspaceId", id.to_owned())
+            .text("name", format!("Workspace {id}"))
+            .text("description", "made by a test")
+            .text("processPolicy", policy.to_owned());
+        if !zip_first {
+            form = form.part("zip", zip_part(zip));
+        }
+        let r = self
+            .post_multipart(&format!("/api/daemons/{daemon}/workspaces"), form)
+            .await
+            .expect("upload");
         let status = r.status().as_u16();
         (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    /// `POST` of multipart `form` to `path` as the test user; the response unread, or the
+    /// send's error (a test of an upload the bot cuts short expects one).
+    pub async fn post_multipart(
+        &self,
+        path: &str,
+        form: reqwest::multipart::Form,
+    ) -> reqwest::Result<reqwest::Response> {
+        self.http
+            .post(self.url(path))
+            .bearer_auth(&self.user_token)
+            .multipart(form)
+            .send()
+            .await
     }
 
     /// Waits (bounded) until the daemon shows online.
@@ -540,4 +591,12 @@ pub fn secret_hits(file: &Path, text: &str, secrets: &[String]) -> Vec<String> {
         }
     }
     out
+}
+
+/// A zip file part named `workspace.zip`, as a workspace upload sends it.
+pub fn zip_part(bytes: Vec<u8>) -> reqwest::multipart::Part {
+    reqwest::multipart::Part::bytes(bytes)
+        .file_name("workspace.zip")
+        .mime_str("application/zip")
+        .expect("mime")
 }
