@@ -64,6 +64,8 @@ async fn run(
                         break;
                     }
                 }
+                // The pool closed under the read: the server is shutting down.
+                Err(_) if db.pg_pool().is_none_or(|p| p.is_closed()) => return,
                 Err(e) => {
                     warn!(error = %e, "reading new events failed; retrying");
                     break;
