@@ -248,17 +248,20 @@ impl Actor {
         if self.state == state && self.reason == reason {
             return;
         }
-        self.state = state;
+        let from = std::mem::replace(&mut self.state, state);
         self.reason = reason.clone();
         self.log.push(EventKind::State { state, reason }, None);
         self.publish();
-        if matches!(
-            state,
-            SessionState::Stopped
-                | SessionState::Failed
-                | SessionState::Idle
-                | SessionState::Starting
-        ) {
+        // The record is saved when a child is ready (a new session's first record, and what
+        // a respawn changed) and when it ends, but not when a turn ends: a live state on
+        // disk is read back as stopped ("the daemon restarted") anyway, and that save put an
+        // fsync on ccrmd's only thread in front of every turn's result.
+        let save = match state {
+            SessionState::Stopped | SessionState::Failed | SessionState::Starting => true,
+            SessionState::Idle => from == SessionState::Starting,
+            _ => false,
+        };
+        if save {
             self.save();
         }
     }
