@@ -327,7 +327,7 @@ impl Db {
     }
 
     /// Whether [`Db::close`] ran.
-    fn is_closed(&self) -> bool {
+    pub(crate) fn is_closed(&self) -> bool {
         match &self.pool {
             Pool::Sqlite(p, _) => p.is_closed(),
             Pool::Postgres(p) => p.is_closed(),

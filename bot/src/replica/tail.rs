@@ -43,13 +43,13 @@ async fn run(
         // Wait for a notification or the poll tick; errors (a reconnect) fall through to a
         // read, which is what a missed notification needs anyway.
         if let Ok(Err(e)) = tokio::time::timeout(POLL_EVERY, listener.try_recv()).await {
-            if db.pg_pool().is_none_or(|p| p.is_closed()) {
+            if db.is_closed() {
                 return;
             }
             warn!(error = %e, "event notifications failed; polling");
             tokio::time::sleep(POLL_EVERY).await;
         }
-        if db.pg_pool().is_none_or(|p| p.is_closed()) {
+        if db.is_closed() {
             return;
         }
         loop {
@@ -65,7 +65,7 @@ async fn run(
                     }
                 }
                 // The pool closed under the read: the server is shutting down.
-                Err(_) if db.pg_pool().is_none_or(|p| p.is_closed()) => return,
+                Err(_) if db.is_closed() => return,
                 Err(e) => {
                     warn!(error = %e, "reading new events failed; retrying");
                     break;
