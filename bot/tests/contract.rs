@@ -159,15 +159,7 @@ async fn schemathesis_finds_nothing_against_the_live_stack() {
     // the execution routes), so the examples phase checks both event streams, every event
     // against its schema, on each run rather than when the fuzzer happens on a real id.
     let daemon = w.wait_daemon_online().await;
-    let (status, v) = w
-        .upload_workspace(
-            &daemon,
-            "site",
-            "overwrite",
-            testkit::zips::small_project(),
-            false,
-        )
-        .await;
+    let (status, v) = w.upload_small(&daemon, "site").await;
     assert_eq!(status, 200, "{v}");
     let finished = execute_to_end(
         &w,

@@ -39,21 +39,9 @@ async fn post_form(w: &World, daemon: &str, form: Form) -> reqwest::Result<reqwe
         .await
 }
 
-/// Uploads the small project as workspace `id` (`overwrite`, the fields first).
-async fn upload_small(w: &World, daemon: &str, id: &str) -> (u16, Value) {
-    w.upload_workspace(
-        daemon,
-        id,
-        "overwrite",
-        testkit::zips::small_project(),
-        false,
-    )
-    .await
-}
-
-/// [`upload_small`], which must succeed.
+/// [`World::upload_small`], which must succeed.
 async fn upload_ok(w: &World, daemon: &str, id: &str) {
-    let (status, v) = upload_small(w, daemon, id).await;
+    let (status, v) = w.upload_small(daemon, id).await;
     assert_eq!(status, 200, "{v}");
 }
 
@@ -306,7 +294,7 @@ async fn hostile_archives_are_refused_over_rest_and_nothing_is_written() {
     }
     assert!(files(&outside).is_empty());
     // Bad forms get their codes too.
-    let (status, v) = upload_small(&w, &daemon, "../up").await;
+    let (status, v) = w.upload_small(&daemon, "../up").await;
     assert_error(status, &v, 400, "BAD_WORKSPACE_ID");
     let (status, v) = w
         .upload_workspace(
@@ -771,7 +759,7 @@ async fn cancel_over_rest_ends_the_stream_and_frees_the_workspace() {
     assert_eq!(r.status(), 409);
     let body: Value = r.json().await.expect("json");
     assert_eq!(body["error"]["code"], "WORKSPACE_IN_USE", "{body}");
-    let (status, v) = upload_small(&w, &daemon, "busy").await;
+    let (status, v) = w.upload_small(&daemon, "busy").await;
     assert_error(status, &v, 409, "WORKSPACE_IN_USE");
 
     // Cancel: the answer is the stored execution, already final.

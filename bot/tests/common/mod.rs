@@ -338,6 +338,19 @@ impl World {
         (status, r.json().await.unwrap_or(Value::Null))
     }
 
+    /// Uploads the small test project as workspace `id` on `daemon` (`overwrite`, the
+    /// fields first). The status and the JSON body.
+    pub async fn upload_small(&self, daemon: &str, id: &str) -> (u16, Value) {
+        self.upload_workspace(
+            daemon,
+            id,
+            "overwrite",
+            testkit::zips::small_project(),
+            false,
+        )
+        .await
+    }
+
     /// `POST` of multipart `form` to `path` as the test user; the response unread, or the
     /// send's error (a test of an upload the bot cuts short expects one).
     pub async fn post_multipart(
