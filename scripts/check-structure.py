@@ -4,13 +4,18 @@
 - every Rust source file opens with a `//!` module doc;
 - no source file outside `testkit/`, `tests/` and `benches/` is over 800 lines;
 - no module cycles inside a crate: the graph of `crate::a::b` references between the
-  modules of one crate (comments and doc text ignored) has no cycle.
+  modules of one crate (comments and doc text ignored) has no cycle;
+- a `[profile.<p>.package.<member>]` override of a workspace member that has binaries
+  repeats the profile's `strip`: cargo does not carry `strip` into such an override, so the
+  binary would ship with its symbol table (the bot did, 3.9 MB of it, from 92a2421 to the
+  fix).
 
 Exit code 1 and one line per finding when a rule is broken. Run by scripts/test.sh.
 """
 import os
 import re
 import sys
+import tomllib
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MAX_LINES = 800
@@ -149,9 +154,33 @@ def check_files(findings):
                     findings.append(f"{rel}: {lines} lines (over {MAX_LINES})")
 
 
+def has_binaries(member):
+    base = os.path.join(ROOT, member)
+    with open(os.path.join(base, "Cargo.toml"), "rb") as f:
+        manifest = tomllib.load(f)
+    bins = manifest.get("bin") or os.path.exists(os.path.join(base, "src", "main.rs"))
+    return manifest["package"]["name"], bool(bins or os.path.isdir(os.path.join(base, "src", "bin")))
+
+
+def check_profiles(findings):
+    with open(os.path.join(ROOT, "Cargo.toml"), "rb") as f:
+        root = tomllib.load(f)
+    with_bins = {name for name, bins in map(has_binaries, root["workspace"]["members"]) if bins}
+    for pname, profile in root.get("profile", {}).items():
+        if "strip" not in profile:
+            continue
+        for pkg, override in profile.get("package", {}).items():
+            if pkg in with_bins and override.get("strip") != profile["strip"]:
+                findings.append(
+                    f"Cargo.toml: [profile.{pname}.package.{pkg}] must repeat "
+                    f"strip = {str(profile['strip']).lower()} (cargo does not inherit it there)"
+                )
+
+
 def main():
     findings = []
     check_files(findings)
+    check_profiles(findings)
     for crate in CRATES:
         check_crate(crate, findings)
     for f in findings:
