@@ -154,18 +154,25 @@ def check_files(findings):
                     findings.append(f"{rel}: {lines} lines (over {MAX_LINES})")
 
 
-def has_binaries(member):
-    base = os.path.join(ROOT, member)
-    with open(os.path.join(base, "Cargo.toml"), "rb") as f:
-        manifest = tomllib.load(f)
-    bins = manifest.get("bin") or os.path.exists(os.path.join(base, "src", "main.rs"))
-    return manifest["package"]["name"], bool(bins or os.path.isdir(os.path.join(base, "src", "bin")))
+def packages_with_binaries(members):
+    """The package names of the workspace `members` that build a binary."""
+    names = set()
+    for member in members:
+        base = os.path.join(ROOT, member)
+        with open(os.path.join(base, "Cargo.toml"), "rb") as f:
+            manifest = tomllib.load(f)
+        src = os.path.join(base, "src")
+        declared = bool(manifest.get("bin"))
+        found = os.path.exists(os.path.join(src, "main.rs")) or os.path.isdir(os.path.join(src, "bin"))
+        if declared or found:
+            names.add(manifest["package"]["name"])
+    return names
 
 
 def check_profiles(findings):
     with open(os.path.join(ROOT, "Cargo.toml"), "rb") as f:
         root = tomllib.load(f)
-    with_bins = {name for name, bins in map(has_binaries, root["workspace"]["members"]) if bins}
+    with_bins = packages_with_binaries(root["workspace"]["members"])
     for pname, profile in root.get("profile", {}).items():
         if "strip" not in profile:
             continue
