@@ -5,10 +5,9 @@
 //! SQLite connection of its own (no pool round trip, never waiting for a pooled writer) and
 //! commits a whole group of [`Write`]s, from any number of daemons, in one transaction
 //! (group commit). The common group, events only and none of them a state change or an
-//! approval, goes to SQLite as a single multi-statement `BEGIN IMMEDIATE; INSERT ...
-//! RETURNING; COMMIT`: one hop to SQLite's thread instead of one per statement. Any other
-//! group runs statement by statement in a transaction, applying each newly stored event to
-//! the derived tables through the helpers `sessions.rs` and `approvals.rs` export for an
+//! approval, is committed on SQLite by [`super::inline`], on the ingest task's own thread
+//! with no hop to sqlx's worker thread. Any other group runs statement by statement in a
+//! transaction, applying each newly stored event to the derived tables through the helpers `sessions.rs` and `approvals.rs` export for an
 //! open transaction ([`record_state`], [`insert_pending`], [`decide`],
 //! [`upsert_session_tx`]); they never call back here, so the dependency goes one way.
 //! [`Db::insert_events`] is the same for one daemon's batch on a pooled connection.
@@ -19,13 +18,8 @@
 //! committed, and publishes the stored events only then, so whatever a subscriber saw is
 //! durable.
 
-use std::collections::HashMap;
-use std::fmt::Write as _;
-use std::sync::LazyLock;
-
 use common::event::{Event, EventKind};
 use common::ids::DaemonId;
-use common::ipc::SessionInfo;
 use common::link::LinkEvent;
 use sqlx::postgres::PgConnection;
 use sqlx::sqlite::SqliteConnection;
@@ -33,6 +27,8 @@ use sqlx::{Connection, Row};
 
 use super::approvals::{Decided, Pending, decide, insert_pending};
 use super::backend::{Conn, Dialect, Pool, on_conn};
+use super::inline::Inline;
+use super::rows::{Bind, Write, Written, chunk_sql, event_binds};
 use super::sessions::{record_state, upsert_session_tx};
 use super::{Db, DbError, DbResult, StoredEvent, int};
 
@@ -40,61 +36,6 @@ use super::{Db, DbError, DbResult, StoredEvent, int};
 /// before its first insert: row ids then commit in increasing order across replicas, so a
 /// reader that has seen id `n` will never later find a row below `n` ("ccrm" in ASCII).
 pub const PG_EVENTS_LOCK: i64 = 0x6363_726d;
-
-/// Single-row event insert; dedup on `(daemon_id, seq)`.
-const INSERT_EVENT_ONE: &str =
-    "INSERT INTO events (daemon_id, seq, session_id, session_seq, ts_ms, kind, data)
-     VALUES (?, ?, ?, ?, ?, ?, ?)
-     ON CONFLICT (daemon_id, seq) DO NOTHING RETURNING daemon_id, seq, id";
-
-/// Multi-row event inserts, largest first, with their row counts (64 rows bind 448
-/// parameters, well under SQLite's limit).
-static INSERT_EVENTS: LazyLock<[(String, usize); 3]> =
-    LazyLock::new(|| [64, 16, 4].map(|n| (insert_events_sql(n), n)));
-
-fn insert_events_sql(rows: usize) -> String {
-    let values = vec!["(?, ?, ?, ?, ?, ?, ?)"; rows].join(", ");
-    format!(
-        "INSERT INTO events (daemon_id, seq, session_id, session_seq, ts_ms, kind, data)
-         VALUES {values}
-         ON CONFLICT (daemon_id, seq) DO NOTHING RETURNING daemon_id, seq, id"
-    )
-}
-
-/// The same multi-row inserts for PostgreSQL (numbered `$N` parameters), with a single
-/// row last.
-static PG_INSERT_EVENTS: LazyLock<[(String, usize); 4]> =
-    LazyLock::new(|| [64, 16, 4, 1].map(|n| (pg_insert_events_sql(n), n)));
-
-fn pg_insert_events_sql(rows: usize) -> String {
-    let values: Vec<String> = (0..rows)
-        .map(|r| {
-            let cols: Vec<String> = (1..=7).map(|c| format!("${}", r * 7 + c)).collect();
-            format!("({})", cols.join(", "))
-        })
-        .collect();
-    format!(
-        "INSERT INTO events (daemon_id, seq, session_id, session_seq, ts_ms, kind, data)
-         VALUES {}
-         ON CONFLICT (daemon_id, seq) DO NOTHING RETURNING daemon_id, seq, id",
-        values.join(", ")
-    )
-}
-
-/// The statement for the first `rest.len()` events: the largest fixed size that fits, so
-/// every size stays a cached prepared statement. Returns it and its row count.
-fn chunk_sql(dialect: Dialect, rest: usize) -> (&'static str, usize) {
-    if dialect == Dialect::Postgres {
-        return PG_INSERT_EVENTS
-            .iter()
-            .find(|(_, n)| *n <= rest)
-            .map_or(("", 0), |(sql, n)| (sql.as_str(), *n));
-    }
-    INSERT_EVENTS
-        .iter()
-        .find(|(_, n)| *n <= rest)
-        .map_or((INSERT_EVENT_ONE, 1), |(sql, n)| (sql.as_str(), *n))
-}
 
 /// Wakes every replica's event tailer when the open PostgreSQL transaction commits
 /// (`crate::replica`; notifications are delivered at commit, never for a rollback).
@@ -114,31 +55,6 @@ async fn pg_lock_events(conn: &mut PgConnection) -> DbResult<()> {
     Ok(())
 }
 
-/// Groups of at most this many events keep their one-trip script in the statement cache.
-const CACHED_SCRIPT_EVENTS: usize = 16;
-
-/// One thing a daemon link asks the store to do.
-#[derive(Clone, Copy, Debug)]
-pub enum Write<'a> {
-    /// Store these link events (ascending seq).
-    Events(&'a [LinkEvent]),
-    /// The daemon's new picture of one session ([`Db::upsert_session`]).
-    Session(&'a SessionInfo, u64),
-    /// The daemon was heard from at this time ([`Db::touch_daemon`]).
-    Touch(u64),
-}
-
-/// What one [`Write`] did.
-#[derive(Debug)]
-pub enum Written {
-    /// The events that were new, in order, with their row ids.
-    Events(Vec<StoredEvent>),
-    /// Done.
-    Done,
-    /// Refused without failing the group (a session of another daemon).
-    Refused(String),
-}
-
 /// Whether storing `ev` also changes a derived table.
 fn derives(ev: &Event) -> bool {
     matches!(
@@ -153,9 +69,13 @@ fn derives(ev: &Event) -> bool {
 
 /// The ingest connection; see the module docs.
 pub enum EventWriter {
-    /// SQLite: the one-trip script for the common group, each group in its turn to write
-    /// ([`Db::write_turn`]).
-    Sqlite(SqliteConnection, std::sync::Arc<tokio::sync::Mutex<()>>),
+    /// SQLite: the common group inline ([`Inline`]), any other on sqlx, each group in its
+    /// turn to write ([`Db::write_turn`]).
+    Sqlite(
+        SqliteConnection,
+        Inline,
+        std::sync::Arc<tokio::sync::Mutex<()>>,
+    ),
     /// PostgreSQL: every group statement by statement under [`PG_EVENTS_LOCK`].
     Postgres(PgConnection),
 }
@@ -179,6 +99,7 @@ impl Db {
                     .pragma("mmap_size", "0");
                 EventWriter::Sqlite(
                     sqlx::ConnectOptions::connect(&options).await?,
+                    Inline::open(options.get_filename())?,
                     self.write_turn.clone(),
                 )
             }
@@ -233,7 +154,7 @@ impl EventWriter {
     /// open a new one).
     pub async fn ping(&mut self) -> bool {
         match self {
-            Self::Sqlite(c, _) => c.ping().await.is_ok(),
+            Self::Sqlite(c, inline, _) => c.ping().await.is_ok() && inline.ping(),
             Self::Postgres(c) => c.ping().await.is_ok(),
         }
     }
@@ -242,7 +163,7 @@ impl EventWriter {
     /// each did, in the same order. An error means nothing of the group was stored.
     #[tracing::instrument(skip_all, fields(n = writes.len()))]
     pub async fn commit(&mut self, writes: &[(&DaemonId, Write<'_>)]) -> DbResult<Vec<Written>> {
-        let (conn, turn) = match self {
+        let (conn, inline, turn) = match self {
             Self::Postgres(conn) => {
                 let mut tx = conn.begin().await?;
                 pg_lock_events(&mut tx).await?;
@@ -251,7 +172,7 @@ impl EventWriter {
                 tx.commit().await?;
                 return Ok(out);
             }
-            Self::Sqlite(conn, turn) => (conn, turn),
+            Self::Sqlite(conn, inline, turn) => (conn, inline, turn),
         };
         let _turn = turn.lock().await;
         let simple = writes.iter().all(|(_, w)| match w {
@@ -260,12 +181,7 @@ impl EventWriter {
             Write::Session(..) => false,
         });
         if simple {
-            let done = commit_one_trip(conn, writes).await;
-            if done.is_err() {
-                // The group failed part-way: end the transaction the script opened.
-                let _ = sqlx::raw_sql("ROLLBACK").execute(&mut *conn).await;
-            }
-            return done;
+            return inline.commit(writes);
         }
         let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
         let out = commit_in(&mut Conn::from(&mut *tx), writes).await?;
@@ -292,162 +208,6 @@ async fn commit_in(
                 Written::Done
             }
         });
-    }
-    Ok(out)
-}
-
-/// The common group (events with no derived changes, touches) as one script: `BEGIN
-/// IMMEDIATE`, the inserts and updates, `COMMIT`, sent to SQLite in one go.
-async fn commit_one_trip(
-    conn: &mut SqliteConnection,
-    writes: &[(&DaemonId, Write<'_>)],
-) -> DbResult<Vec<Written>> {
-    let mut sql = String::from("BEGIN IMMEDIATE;\n");
-    let mut args = sqlx::sqlite::SqliteArguments::default();
-    let add = |args: &mut sqlx::sqlite::SqliteArguments, v: Bind| -> DbResult<()> {
-        let r = match v {
-            Bind::Text(s) => sqlx::Arguments::add(args, s),
-            Bind::Int(i) => sqlx::Arguments::add(args, i),
-        };
-        r.map_err(|e| DbError::other(format!("cannot bind a value: {e}")))
-    };
-    // Every event of the group, in order, in as few multi-row INSERTs as fit (rows of
-    // different daemons share a statement: each row binds its own daemon).
-    let rows: Vec<(&DaemonId, &LinkEvent)> = writes
-        .iter()
-        .filter_map(|(d, w)| match w {
-            Write::Events(events) => Some(events.iter().map(move |e| (*d, e))),
-            _ => None,
-        })
-        .flatten()
-        .collect();
-    let mut rest: &[(&DaemonId, &LinkEvent)] = &rows;
-    while !rest.is_empty() {
-        let (stmt, n) = chunk_sql(Dialect::Sqlite, rest.len());
-        let (chunk, tail) = rest.split_at(n);
-        rest = tail;
-        let _ = writeln!(sql, "{stmt};");
-        for (daemon, link) in chunk {
-            for v in event_binds(daemon, link)? {
-                add(&mut args, v)?;
-            }
-        }
-    }
-    for (daemon, write) in writes {
-        match write {
-            Write::Events(_) => {}
-            Write::Touch(now) => {
-                sql.push_str("UPDATE daemons SET last_seen_ms = ? WHERE id = ?;\n");
-                add(&mut args, Bind::Int(int(*now)?))?;
-                add(&mut args, Bind::Text(daemon.0.clone()))?;
-            }
-            Write::Session(..) => {
-                return Err(DbError::other("a session update needs a full transaction"));
-            }
-        }
-    }
-    sql.push_str("COMMIT;");
-    // The script's text depends only on how many events and touches the group has. Small
-    // groups (a live turn's frames) stay prepared in the statement cache; big ones are
-    // prepared for the occasion, so the cache never holds hundreds of big scripts.
-    let persistent = rows.len() <= CACHED_SCRIPT_EVENTS;
-    let rows = sqlx::query_with(sqlx::AssertSqlSafe(sql), args)
-        .persistent(persistent)
-        .fetch_all(&mut *conn)
-        .await?;
-    let mut returned: Vec<Returned> = Vec::with_capacity(rows.len());
-    for r in &rows {
-        returned.push(Returned {
-            daemon: r.try_get("daemon_id")?,
-            seq: r.try_get("seq")?,
-            id: r.try_get("id")?,
-        });
-    }
-    match_rows(writes, returned)
-}
-
-/// One row a one-trip script's `RETURNING` gave back.
-struct Returned {
-    daemon: String,
-    seq: i64,
-    id: i64,
-}
-
-/// One bound value of the one-trip script.
-enum Bind {
-    Text(String),
-    Int(i64),
-}
-
-/// The seven values of one event row, in the order of the INSERT's columns.
-fn event_binds(daemon: &DaemonId, link: &LinkEvent) -> DbResult<[Bind; 7]> {
-    let ev = &link.event;
-    let data = serde_json::to_string(ev)
-        .map_err(|e| DbError::other(format!("cannot encode event: {e}")))?;
-    Ok([
-        Bind::Text(daemon.0.clone()),
-        Bind::Int(int(link.seq)?),
-        Bind::Text(ev.session_id.to_string()),
-        Bind::Int(int(ev.seq)?),
-        Bind::Int(int(ev.ts_ms)?),
-        Bind::Text(ev.kind.name().to_owned()),
-        Bind::Text(data),
-    ])
-}
-
-/// Matches the rows a one-trip script returned to the events of `writes`.
-///
-/// `RETURNING` lists only the rows inserted, in no promised order; row ids grow in
-/// insertion order, which is the order of the writes and of their events. So, in id order,
-/// the rows of a write are the next ones of its daemon whose seq is one of
-/// its events' (an event that was new was inserted by the first write that carried it).
-fn match_rows(
-    writes: &[(&DaemonId, Write<'_>)],
-    mut rows: Vec<Returned>,
-) -> DbResult<Vec<Written>> {
-    rows.sort_by_key(|r| r.id);
-    let mut next = 0;
-    let mut out = Vec::with_capacity(writes.len());
-    for (daemon, write) in writes {
-        let Write::Events(events) = write else {
-            out.push(Written::Done);
-            continue;
-        };
-        let mut index: HashMap<i64, (usize, bool)> = HashMap::with_capacity(events.len());
-        for (i, e) in events.iter().enumerate() {
-            index.insert(int(e.seq)?, (i, false));
-        }
-        let mut found: Vec<(usize, i64)> = Vec::new();
-        while let Some(row) = rows.get(next) {
-            if row.daemon != daemon.0 {
-                break;
-            }
-            match index.get_mut(&row.seq) {
-                Some((i, taken)) if !*taken => {
-                    *taken = true;
-                    found.push((*i, row.id));
-                    next += 1;
-                }
-                _ => break,
-            }
-        }
-        found.sort_by_key(|(i, _)| *i);
-        out.push(Written::Events(
-            found
-                .into_iter()
-                .map(|(i, id)| StoredEvent {
-                    id,
-                    daemon_id: (*daemon).clone(),
-                    seq: events[i].seq,
-                    event: events[i].event.clone(),
-                })
-                .collect(),
-        ));
-    }
-    if next != rows.len() {
-        return Err(DbError::other(
-            "the store returned rows that match no event",
-        ));
     }
     Ok(out)
 }
