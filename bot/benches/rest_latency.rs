@@ -14,6 +14,12 @@
 //! shows whether extra time is spent getting the prompt to claude or getting the delta
 //! back. Nothing extra listens during the run (a ccrmd follower would add load).
 //!
+//! Two claude processes can differ in speed by a few percent for their whole life (one
+//! answers every turn 1-2 ms sooner), which is more than the relay's cost; so the turns are
+//! spread over segments (`BENCH_SEGMENTS`, default 4), each with a fresh session and a
+//! fresh direct child, and the figures pool them. `BENCH_AA=1` replaces the relay with a
+//! second direct child: the ratio it prints is the noise floor of two processes.
+//!
 //! Run with `cargo build --release -p ccrm-daemon && cargo bench -p ccrm-bot --bench
 //! rest_latency` (env `BENCH_TURNS`, default 200).
 
@@ -96,85 +102,32 @@ async fn run() -> anyhow::Result<()> {
     linked(&state.hub, WAIT).await?;
     let http = reqwest::Client::builder().timeout(WAIT).build()?;
     let base = format!("http://{addr}");
-    let r = http
-        .post(format!("{base}/api/sessions"))
-        .bearer_auth(&token)
-        .json(&json!({"cwd": work}))
-        .send()
-        .await?;
-    ensure!(r.status() == 201, "session start: {}", r.status());
-    let v: Value = r.json().await?;
-    let sid = v["session"]["id"]
-        .as_str()
-        .context("session id")?
-        .to_owned();
-
-    let resp = http
-        .get(format!("{base}/api/sessions/{sid}/stream"))
-        .timeout(Duration::from_secs(24 * 3600))
-        .bearer_auth(&token)
-        .send()
-        .await?;
-    ensure!(resp.status() == 200, "SSE: {}", resp.status());
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-    let follower = tokio::spawn(follow_sse(resp, tx));
-    let mut direct = testkit::DirectClaude::start(&claude, &env, &work).await?;
-
+    // The relay's cost is small next to how much two claude processes can differ in speed
+    // (one may run every turn 1-2 ms faster than the other for the whole run), so the turns
+    // are spread over segments, each with a fresh session and a fresh direct child, and
+    // the figures pool every segment's turns.
+    let segments: usize = std::env::var("BENCH_SEGMENTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(4)
+        .clamp(1, turns);
+    // Calibration: with BENCH_AA set, the "relay" side is a second direct child, which
+    // shows how far apart two claude processes are with no relay at all.
+    let aa = std::env::var_os("BENCH_AA").is_some();
     let mut via_direct = Vec::new();
     let mut via_rest = Vec::new();
-    let prompt_url = format!("{base}/api/sessions/{sid}/prompt");
-    for i in 0..turns + WARMUP {
-        // Alternate which side goes first so neither always runs right after the other.
-        let direct_text = format!("bench turn {i} direct");
-        let mut d = None;
-        if i % 2 == 0 {
-            d = Some(direct.turn(&direct_text).await?);
-        }
-        let text = format!("bench turn {i} via rest");
-        let sent = SystemTime::now();
-        let t0 = Instant::now();
-        let r = http
-            .post(&prompt_url)
-            .bearer_auth(&token)
-            .json(&json!({"text": text}))
-            .send()
-            .await?;
-        ensure!(r.status() == 202, "prompt: {}", r.status());
-        let accepted = t0.elapsed();
-        let mut first = None;
-        loop {
-            let (mark, at) = tokio::time::timeout(WAIT, rx.recv())
-                .await
-                .context("no SSE event")?
-                .context("SSE ended")?;
-            match mark {
-                Mark::Result => break,
-                Mark::Text => {
-                    first.get_or_insert(at - t0);
-                }
-                Mark::Prompt => {}
-            }
-        }
-        if i % 2 == 1 {
-            d = Some(direct.turn(&direct_text).await?);
-        }
-        if i >= WARMUP {
-            let (first_direct, sent_direct) = d.context("no direct turn")?;
-            via_direct.push(Sample {
-                first: first_direct,
-                sent: sent_direct,
-                text: direct_text,
-                accepted: None,
-            });
-            via_rest.push(Sample {
-                first: first.context("no delta in a REST turn")?,
-                sent,
-                text,
-                accepted: Some(accepted),
-            });
-        }
+    let mut per_segment = Vec::new();
+    for seg in 0..segments {
+        let n = turns / segments + usize::from(seg < turns % segments);
+        let (d, r) = segment(&http, &base, &token, &work, &claude, &env, seg, n, aa).await?;
+        let mut df: Vec<Duration> = d.iter().map(|s| s.first).collect();
+        let mut rf: Vec<Duration> = r.iter().map(|s| s.first).collect();
+        df.sort();
+        rf.sort();
+        per_segment.push(ms(pct(&rf, 0.5)) / ms(pct(&df, 0.5)));
+        via_direct.extend(d);
+        via_rest.extend(r);
     }
-    follower.abort();
 
     // When the fake API got each turn's request splits a figure in two: the way in
     // (prompt → claude → API) and the way out (API → first delta seen).
@@ -205,8 +158,13 @@ async fn run() -> anyhow::Result<()> {
     let mut accepted: Vec<Duration> = via_rest.iter().filter_map(|s| s.accepted).collect();
     accepted.sort();
 
+    let relay = if aa {
+        "second claude direct (A/A)"
+    } else {
+        "REST → bot → ccrmd → SSE"
+    };
     println!(
-        "REST latency: POST prompt → first assistant event on SSE, {turns} warm turns each, same fake API"
+        "REST latency: POST prompt → first assistant event on SSE, {turns} warm turns each in {segments} segments (fresh claude children each), same fake API"
     );
     println!(
         "  {:<28} {:>9} {:>9} {:>9} {:>9}",
@@ -214,7 +172,7 @@ async fn run() -> anyhow::Result<()> {
     );
     for (name, v) in [
         ("claude direct (baseline)", &direct_first),
-        ("REST → bot → ccrmd → SSE", &rest_first),
+        (relay, &rest_first),
     ] {
         println!(
             "  {:<28} {:>9.2} {:>9.2} {:>9.2} {:>9.2}",
@@ -236,6 +194,8 @@ async fn run() -> anyhow::Result<()> {
         "  REST 202 answered after {:.2} ms (p50)",
         ms(pct(&accepted, 0.5))
     );
+    let shown: Vec<String> = per_segment.iter().map(|r| format!("{r:.3}")).collect();
+    println!("  p50 ratio per segment: {}×", shown.join(" / "));
     let r50 = ms(pct(&rest_first, 0.5)) / ms(pct(&direct_first, 0.5));
     let r99 = ms(pct(&rest_first, 0.99)) / ms(pct(&direct_first, 0.99));
     println!(
@@ -244,12 +204,131 @@ async fn run() -> anyhow::Result<()> {
         if r99 <= 1.2 { "met" } else { "NOT met" }
     );
 
-    drop(direct);
     drop(daemon);
     let _ = stop.send(());
     let _ = tokio::time::timeout(WAIT, server).await;
     state.db.close().await;
     Ok(())
+}
+
+/// One segment: a fresh session (or, with `aa`, a second direct child) and a fresh direct
+/// child, `turns` measured turns after a warm-up, alternating which side goes first.
+#[allow(clippy::too_many_arguments)]
+async fn segment(
+    http: &reqwest::Client,
+    base: &str,
+    token: &str,
+    work: &std::path::Path,
+    claude: &std::path::Path,
+    env: &[(String, String)],
+    seg: usize,
+    turns: usize,
+    aa: bool,
+) -> anyhow::Result<(Vec<Sample>, Vec<Sample>)> {
+    let r = http
+        .post(format!("{base}/api/sessions"))
+        .bearer_auth(token)
+        .json(&json!({"cwd": work}))
+        .send()
+        .await?;
+    ensure!(r.status() == 201, "session start: {}", r.status());
+    let v: Value = r.json().await?;
+    let sid = v["session"]["id"]
+        .as_str()
+        .context("session id")?
+        .to_owned();
+    let resp = http
+        .get(format!("{base}/api/sessions/{sid}/stream"))
+        .timeout(Duration::from_secs(24 * 3600))
+        .bearer_auth(token)
+        .send()
+        .await?;
+    ensure!(resp.status() == 200, "SSE: {}", resp.status());
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let follower = tokio::spawn(follow_sse(resp, tx));
+    let mut direct = testkit::DirectClaude::start(claude, env, work).await?;
+    let mut other = if aa {
+        Some(testkit::DirectClaude::start(claude, env, work).await?)
+    } else {
+        None
+    };
+
+    let mut via_direct = Vec::new();
+    let mut via_rest = Vec::new();
+    let prompt_url = format!("{base}/api/sessions/{sid}/prompt");
+    for i in 0..turns + WARMUP {
+        // Alternate which side goes first so neither always runs right after the other.
+        let direct_text = format!("bench turn {seg}.{i} direct");
+        let mut d = None;
+        if i % 2 == 0 {
+            d = Some(direct.turn(&direct_text).await?);
+        }
+        let text = format!("bench turn {seg}.{i} via rest");
+        let (first, sent, accepted) = match other.as_mut() {
+            Some(other) => {
+                let (first, sent) = other.turn(&text).await?;
+                (first, sent, None)
+            }
+            None => {
+                let sent = SystemTime::now();
+                let t0 = Instant::now();
+                let r = http
+                    .post(&prompt_url)
+                    .bearer_auth(token)
+                    .json(&json!({"text": text}))
+                    .send()
+                    .await?;
+                ensure!(r.status() == 202, "prompt: {}", r.status());
+                let accepted = t0.elapsed();
+                let mut first = None;
+                loop {
+                    let (mark, at) = tokio::time::timeout(WAIT, rx.recv())
+                        .await
+                        .context("no SSE event")?
+                        .context("SSE ended")?;
+                    match mark {
+                        Mark::Result => break,
+                        Mark::Text => {
+                            first.get_or_insert(at - t0);
+                        }
+                        Mark::Prompt => {}
+                    }
+                }
+                (
+                    first.context("no delta in a REST turn")?,
+                    sent,
+                    Some(accepted),
+                )
+            }
+        };
+        if i % 2 == 1 {
+            d = Some(direct.turn(&direct_text).await?);
+        }
+        if i >= WARMUP {
+            let (first_direct, sent_direct) = d.context("no direct turn")?;
+            via_direct.push(Sample {
+                first: first_direct,
+                sent: sent_direct,
+                text: direct_text,
+                accepted: None,
+            });
+            via_rest.push(Sample {
+                first,
+                sent,
+                text,
+                accepted,
+            });
+        }
+    }
+    follower.abort();
+    // End the session's claude child before the next segment starts one.
+    let r = http
+        .post(format!("{base}/api/sessions/{sid}/stop"))
+        .bearer_auth(token)
+        .send()
+        .await?;
+    ensure!(r.status().is_success(), "session stop: {}", r.status());
+    Ok((via_direct, via_rest))
 }
 
 fn main() -> anyhow::Result<()> {
