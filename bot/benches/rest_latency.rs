@@ -32,9 +32,9 @@ use anyhow::{Context, ensure};
 use ccrm_bot::AppState;
 use ccrm_bot::auth::KeyKind;
 use ccrm_bot::config::BotConfig;
-use serde_json::{Value, json};
-use support::ccrmd::{Mark, ccrmd_bin, follow_sse, linked, start_daemon};
-use support::{ms, pct};
+use serde_json::json;
+use support::ccrmd::{Mark, ccrmd_bin, follow_sse, linked, start_daemon, start_session};
+use support::{asked_for, env_num, ms, pct};
 use testkit::{ClaudeHome, TEST_API_KEY, claude_bin, claude_env};
 
 /// Bound for every wait.
@@ -54,11 +54,7 @@ struct Sample {
 }
 
 async fn run() -> anyhow::Result<()> {
-    let turns: usize = std::env::var("BENCH_TURNS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(200);
-    ensure!(turns > 0, "BENCH_TURNS must be positive");
+    let turns = usize::try_from(env_num("BENCH_TURNS", 200)?)?;
     let ccrmd = ccrmd_bin()?;
     // The API on its own thread and runtime (see `api_apart`).
     let apart = support::api_apart()?;
@@ -106,11 +102,7 @@ async fn run() -> anyhow::Result<()> {
     // (one may run every turn 1-2 ms faster than the other for the whole run), so the turns
     // are spread over segments, each with a fresh session and a fresh direct child, and
     // the figures pool every segment's turns.
-    let segments: usize = std::env::var("BENCH_SEGMENTS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(4)
-        .clamp(1, turns);
+    let segments = usize::try_from(env_num("BENCH_SEGMENTS", 4)?)?.min(turns);
     // Calibration: with BENCH_AA set, the "relay" side is a second direct child, which
     // shows how far apart two claude processes are with no relay at all.
     let aa = std::env::var_os("BENCH_AA").is_some();
@@ -225,18 +217,7 @@ async fn segment(
     turns: usize,
     aa: bool,
 ) -> anyhow::Result<(Vec<Sample>, Vec<Sample>)> {
-    let r = http
-        .post(format!("{base}/api/sessions"))
-        .bearer_auth(token)
-        .json(&json!({"cwd": work}))
-        .send()
-        .await?;
-    ensure!(r.status() == 201, "session start: {}", r.status());
-    let v: Value = r.json().await?;
-    let sid = v["session"]["id"]
-        .as_str()
-        .context("session id")?
-        .to_owned();
+    let sid = start_session(http, base, token, work).await?;
     let resp = http
         .get(format!("{base}/api/sessions/{sid}/stream"))
         .timeout(Duration::from_secs(24 * 3600))
@@ -334,7 +315,7 @@ async fn segment(
 fn main() -> anyhow::Result<()> {
     // `cargo bench` passes `--bench`; `cargo test --benches` passes nothing and wants a
     // quick check, not a minute of turns.
-    if !std::env::args().any(|a| a == "--bench") && std::env::var_os("BENCH_TURNS").is_none() {
+    if !asked_for("BENCH_TURNS") {
         println!("rest_latency: run with `cargo bench -p ccrm-bot --bench rest_latency`");
         return Ok(());
     }

@@ -12,13 +12,13 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, ensure};
 use ccrm_bot::auth::KeyKind;
-use serde_json::{Value, json};
+use serde_json::json;
 use testkit::{ClaudeHome, FakeApi, PgCluster, TEST_API_KEY, claude_bin, claude_env};
 use tokio::sync::mpsc::UnboundedReceiver;
 
 use crate::Replica;
 use crate::support::WAIT;
-use crate::support::ccrmd::{Mark, ccrmd_bin, follow_sse, linked, start_daemon};
+use crate::support::ccrmd::{Mark, ccrmd_bin, follow_sse, linked, start_daemon, start_session};
 
 /// Turns per side not counted (the first turns warm claude and the connections up).
 const WARMUP: usize = 3;
@@ -93,18 +93,7 @@ pub async fn run(pg: &PgCluster, dir: &Path, turns: usize) -> anyhow::Result<(Si
     linked(&b.state.hub, WAIT).await?;
 
     let http = reqwest::Client::builder().timeout(WAIT).build()?;
-    let r = http
-        .post(format!("http://{}/api/sessions", b.addr))
-        .bearer_auth(&token)
-        .json(&json!({"cwd": work}))
-        .send()
-        .await?;
-    ensure!(r.status() == 201, "session start: {}", r.status());
-    let v: Value = r.json().await?;
-    let sid = v["session"]["id"]
-        .as_str()
-        .context("session id")?
-        .to_owned();
+    let sid = start_session(&http, &format!("http://{}", b.addr), &token, &work).await?;
 
     // Both replicas' SSE streams see every turn; index 0 is B's, 1 is A's.
     let mut streams = Vec::new();

@@ -1,15 +1,15 @@
 //! The real `ccrmd` for the benches that run whole turns (`rest_latency`, `replicas`,
 //! `workspace`, `chat_latency`): its release binary found beside this bench's `ccrm-bot`,
 //! started linked to a bot and stopped with SIGTERM when dropped, a wait until the bot has
-//! it linked, and a follower of a session's SSE stream that reports each prompt event,
-//! each turn's first text delta and its result.
+//! it linked, a session started over REST, and a follower of a session's SSE stream that
+//! reports each prompt event, each turn's first text delta and its result.
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, bail};
+use anyhow::{Context, bail, ensure};
 use futures::StreamExt;
 
 /// The real ccrmd, stopped with SIGTERM when dropped.
@@ -140,4 +140,26 @@ pub async fn follow_sse(
         }
     }
     Ok(())
+}
+
+/// Starts a session in `cwd` through the bot's REST API at `base` (`http://host:port`) and
+/// returns its id.
+pub async fn start_session(
+    http: &reqwest::Client,
+    base: &str,
+    token: &str,
+    cwd: &Path,
+) -> anyhow::Result<String> {
+    let r = http
+        .post(format!("{base}/api/sessions"))
+        .bearer_auth(token)
+        .json(&serde_json::json!({ "cwd": cwd }))
+        .send()
+        .await?;
+    ensure!(r.status() == 201, "session start: {}", r.status());
+    let v: serde_json::Value = r.json().await?;
+    Ok(v["session"]["id"]
+        .as_str()
+        .context("session id")?
+        .to_owned())
 }
