@@ -1,7 +1,8 @@
 //! TLS end to end with a certificate made here (rcgen): a real `ccrm-bot` serving HTTPS and
 //! WSS, a real `ccrmd` that links over `wss://` trusting the test CA (`bot_ca_file`) and
 //! runs a turn through the real Claude Code CLI, REST over `https://`; a daemon without the
-//! CA refusing the bot with a clear reason; plain `ws://` to another host refused before
+//! CA refusing the bot with a clear reason; `ccrm doctor`'s HTTPS probe of the bot (which
+//! ccrmd runs for it) trusting the CA or explaining why not; plain `ws://` to another host refused before
 //! any connection; the certificate reloaded on SIGHUP; `X-Forwarded-For` believed only
 //! from a trusted proxy in the audit log; and replicas on PostgreSQL linking to each other
 //! directly over `wss://` when they trust the CA (`replica_ca_file`), through PostgreSQL
@@ -15,7 +16,7 @@ use std::time::Duration;
 use common::cluster::{
     direct_count, direct_link_up, gauge, get_at, post_at, replica_with, wait_online,
 };
-use common::{WAIT, World, ccrmd_bin};
+use common::{WAIT, World, ccrm_bin, ccrmd_bin};
 use serde_json::{Value, json};
 
 /// A CA and a server certificate for `localhost` / `127.0.0.1` signed by it, as PEM files.
@@ -82,6 +83,32 @@ fn spawn_daemon(w: &mut World, url: &str, extra: &[(&str, String)]) -> Result<()
     Ok(())
 }
 
+/// `ccrm --json doctor` with the daemon's settings and `extra`: its `bot` finding (the
+/// direct probe of the bot, which ccrmd runs for `ccrm` with the same TLS settings).
+fn doctor_bot(w: &World, url: &str, extra: &[(&str, String)]) -> Value {
+    let out = std::process::Command::new(ccrm_bin())
+        .args(["--json", "doctor"])
+        .envs(w.daemon_env())
+        .env("CCRM_BOT_URL", url)
+        .env("CCRM_BOT_API_KEY", "ccrm_daemon_unused")
+        .envs(extra.iter().map(|(k, v)| (*k, v.as_str())))
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("ccrm doctor");
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+    report["findings"]
+        .as_array()
+        .and_then(|f| f.iter().find(|f| f["check"] == "bot"))
+        .cloned()
+        .unwrap_or_else(|| {
+            panic!(
+                "no bot finding: {}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            )
+        })
+}
+
 async fn get(client: &reqwest012::Client, w: &World, url: &str) -> (u16, Value) {
     let r = client
         .get(url)
@@ -121,12 +148,19 @@ async fn a_daemon_with_the_ca_links_over_wss_and_rest_works_over_https() {
     .await;
     assert_eq!(status, 200, "the IP address is in the certificate too");
 
-    spawn_daemon(
-        &mut w,
-        &format!("wss://localhost:{port}"),
-        &[("CCRM_BOT_CA_FILE", pki.ca.display().to_string())],
-    )
-    .expect("ccrmd starts");
+    // `ccrm doctor` reaches the bot over HTTPS trusting the CA.
+    let ca = [("CCRM_BOT_CA_FILE", pki.ca.display().to_string())];
+    let bot = doctor_bot(&w, &format!("wss://localhost:{port}"), &ca);
+    assert_eq!(bot["status"], "ok", "{bot}");
+    assert!(
+        bot["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains(&format!("https://localhost:{port}"))
+                && d.contains("TLS, certificate signed by the CA")),
+        "{bot}"
+    );
+
+    spawn_daemon(&mut w, &format!("wss://localhost:{port}"), &ca).expect("ccrmd starts");
     let deadline = tokio::time::Instant::now() + WAIT;
     loop {
         let (_, v) = get(&client, &w, &format!("{base}/api/daemons")).await;
@@ -212,6 +246,21 @@ async fn without_the_ca_the_daemon_refuses_the_bot_and_says_why() {
     assert!(
         why.contains("not trusted") && why.contains("unknown CA") && why.contains("bot_ca_file"),
         "{why}"
+    );
+    // `ccrm doctor` says the same, with the fix.
+    let bot = doctor_bot(&w, &format!("wss://localhost:{port}"), &[]);
+    assert_eq!(bot["status"], "fail", "{bot}");
+    assert!(
+        bot["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("unknown CA")),
+        "{bot}"
+    );
+    assert!(
+        bot["fix"]
+            .as_str()
+            .is_some_and(|f| f.contains("bot_ca_file")),
+        "{bot}"
     );
     assert_eq!(w.daemon_status().await["uplink"]["connected"], false);
     let (_, v) = get(

@@ -21,8 +21,8 @@
 //! - [`work`]: the workspace and execution commands; [`workspace`]: workspaces from a zip
 //!   (store, guarded unpacker, upload receiver); [`exec`]: one-shot executions (worker
 //!   pool, FIFO queue, timeouts).
-//!   [`uplink::LinkTarget`]. [`tls`]: its `wss://` client config (`bot_ca_file`).
-//! - [`up`]: `ccrm up`, a bot and a daemon wired together (optionally a demo model).
+//! - [`tls`]: the uplink's `wss://` client config (`bot_ca_file`); [`probe`]: the TLS checks
+//!   `ccrm` has ccrmd run (doctor's probe of the bot, install's CA check).
 //! - [`service`]: ccrmd as a systemd user unit / launchd agent (`ccrm daemon install`).
 //! - [`doctor`]: the checks of `ccrm doctor`.
 //! - [`client`] and [`cli`]: the `ccrm` command line (`cli/` has one file per command group).
@@ -39,6 +39,7 @@ pub mod fsutil;
 pub mod inbox;
 pub mod ipc;
 pub mod lifecycle;
+pub mod probe;
 pub mod service;
 pub mod session;
 pub mod spawn;

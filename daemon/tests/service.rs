@@ -213,6 +213,24 @@ fn install_refuses_clear_text_keys_and_incomplete_flags() {
         &[&ws[..], &["--api-key-file", wide.to_str().expect("utf8")]].concat(),
         "chmod 600",
     );
+    // A CA file that holds no certificate (ccrmd checks it for ccrm, as its uplink would
+    // load it).
+    let not_ca = h.path("not-a-ca.pem");
+    std::fs::write(&not_ca, "not a certificate\n").expect("write");
+    refused(
+        &[
+            "daemon",
+            "install",
+            "--dry-run",
+            "--bot-url",
+            "wss://bot.example.com",
+            "--api-key-file",
+            key,
+            "--bot-ca-file",
+            not_ca.to_str().expect("utf8"),
+        ],
+        "holds no PEM certificate",
+    );
     // Allowed when asked for explicitly, and loopback is always fine.
     let out = h.ccrm(&[&ws[..], &["--api-key-file", key, "--allow-insecure-bot"]].concat());
     assert!(out.status.success(), "{:?}", text(&out));

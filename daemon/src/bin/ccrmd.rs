@@ -1,6 +1,7 @@
 //! `ccrmd`: the per-machine daemon that owns Claude Code sessions. Thin: flags, tracing,
 //! config, then [`ccrm_daemon::lifecycle::run`]. Also the exec shim for children
-//! ([`ccrm_daemon::spawn::SHIM_ARG`]).
+//! ([`ccrm_daemon::spawn::SHIM_ARG`]) and the TLS checks `ccrm` has it run
+//! ([`ccrm_daemon::probe`]).
 
 use std::path::PathBuf;
 
@@ -37,6 +38,9 @@ fn main() -> std::process::ExitCode {
     let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
     if argv.get(1).is_some_and(|a| a == spawn::SHIM_ARG) {
         spawn::run_shim(&argv[2..]);
+    }
+    if let Some(code) = ccrm_daemon::probe::serve(&argv) {
+        return code;
     }
     let args = Args::parse();
     common::logging::init("ccrmd");

@@ -135,7 +135,7 @@ fn spec(cli: &Cli, args: &InstallArgs) -> anyhow::Result<Spec> {
     if let Some(ca) = &args.bot_ca_file {
         cfg.bot_ca_file = Some(ca.clone());
         env.push(("CCRM_BOT_CA_FILE".into(), absolute(ca)?));
-        crate::tls::client_config(Some(ca))?;
+        crate::probe::check_ca(&program, ca)?;
     }
     if args.allow_insecure_bot {
         cfg.allow_insecure_bot = true;

@@ -1,19 +1,17 @@
 //! The checks that connect: the daemon on its socket, its link to the bot, and a direct
-//! probe of the bot (`GET /healthz` over HTTP or HTTPS with the daemon's TLS settings),
-//! whose `Date` header gives the clock skew.
+//! probe of the bot (`GET /healthz` over HTTP or HTTPS with the daemon's TLS settings, run
+//! by ccrmd: [`crate::probe`]), whose `Date` header gives the clock skew.
 
 use std::path::Path;
 use std::time::{Duration, SystemTime};
 
-use anyhow::{Context, bail};
 use common::ipc::{Command, DaemonStatus, NoArgs};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use super::{Finding, Status};
 use crate::client::{Client, ClientError};
 use crate::config::Config;
 
-/// How long each network step may take.
+/// How long the daemon may take to answer.
 const STEP: Duration = Duration::from_secs(10);
 /// More unacknowledged events than this means the bot is falling behind (or the link is
 /// down for a while).
@@ -47,13 +45,14 @@ pub(super) async fn checks(cfg: Option<&Config>, socket: Option<&Path>) -> Vec<F
     };
     out.push(bot_link(&url, status.as_ref()));
     let ca = cfg.and_then(|c| c.bot_ca_file.clone());
-    match probe(&url, ca.as_deref()).await {
+    match crate::probe::probe_bot(&url, ca.as_deref()).await {
         Ok(p) => {
             out.push(Finding::ok(
                 "bot",
                 format!("{} answers /healthz ({})", p.base, p.tls_note),
             ));
-            out.push(clock(p.date));
+            let date = p.date.and_then(|d| httpdate::parse_http_date(&d).ok());
+            out.push(clock(date));
         }
         Err(e) => {
             let text = format!("{e:#}");
@@ -233,100 +232,6 @@ fn clock(date: Option<SystemTime>) -> Finding {
             format!("within {SKEW_WARN_SECS} s of the bot ({skew:+} s)"),
         )
     }
-}
-
-struct Probe {
-    base: String,
-    tls_note: String,
-    date: Option<SystemTime>,
-}
-
-/// `GET /healthz` on the bot of `url` (`ws(s)://host[:port][/...]`).
-async fn probe(url: &str, ca: Option<&Path>) -> anyhow::Result<Probe> {
-    let tls = url.starts_with("wss://");
-    let host = crate::config::ws_host(url).context("bot_url has no host")?;
-    let rest = url.split_once("://").map_or("", |(_, r)| r);
-    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
-    let port = authority
-        .rsplit_once(':')
-        .filter(|(h, _)| !h.ends_with(':') && !authority.ends_with(']'))
-        .and_then(|(_, p)| p.parse::<u16>().ok())
-        .unwrap_or(if tls { 443 } else { 80 });
-    let base = format!("{}://{authority}", if tls { "https" } else { "http" });
-    let tcp = tokio::time::timeout(STEP, tokio::net::TcpStream::connect((host.as_str(), port)))
-        .await
-        .with_context(|| format!("{base}: connecting timed out"))?
-        .with_context(|| format!("{base}: cannot connect"))?;
-    let request =
-        format!("GET /healthz HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\n\r\n");
-    let (head, tls_note) = if tls {
-        let config = crate::tls::client_config(ca)?;
-        let name = rustls::pki_types::ServerName::try_from(host.clone())
-            .with_context(|| format!("{host} is not a valid TLS server name"))?;
-        let stream = tokio::time::timeout(
-            STEP,
-            tokio_rustls::TlsConnector::from(config).connect(name, tcp),
-        )
-        .await
-        .with_context(|| format!("{base}: TLS handshake timed out"))?
-        .map_err(|e| match crate::tls::explain(&e) {
-            Some(why) => anyhow::anyhow!("{base}: {why}"),
-            None => anyhow::Error::from(e).context(format!("{base}: TLS handshake failed")),
-        })?;
-        let note = match ca {
-            Some(ca) => format!("TLS, certificate signed by the CA in {}", ca.display()),
-            None => "TLS, publicly trusted certificate".to_owned(),
-        };
-        (exchange(stream, &request).await?, note)
-    } else {
-        (exchange(tcp, &request).await?, "plain, no TLS".to_owned())
-    };
-    let status_line = head.lines().next().unwrap_or("");
-    if !status_line.contains(" 200") {
-        bail!("{base}/healthz answered `{status_line}` (is this a ccrm-bot?)");
-    }
-    let date = head
-        .lines()
-        .find_map(|l| {
-            let (k, v) = l.split_once(':')?;
-            k.trim()
-                .eq_ignore_ascii_case("date")
-                .then(|| v.trim().to_owned())
-        })
-        .and_then(|d| httpdate::parse_http_date(&d).ok());
-    Ok(Probe {
-        base,
-        tls_note,
-        date,
-    })
-}
-
-/// Sends `request` and reads the response head (at most 16 KiB).
-async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
-    mut s: S,
-    request: &str,
-) -> anyhow::Result<String> {
-    tokio::time::timeout(STEP, s.write_all(request.as_bytes()))
-        .await
-        .context("sending the request timed out")??;
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 4096];
-    loop {
-        let n = tokio::time::timeout(STEP, s.read(&mut chunk))
-            .await
-            .context("the bot did not answer in 10 s")??;
-        if n == 0 {
-            break;
-        }
-        buf.extend_from_slice(&chunk[..n]);
-        if buf.windows(4).any(|w| w == b"\r\n\r\n") || buf.len() > 16 * 1024 {
-            break;
-        }
-    }
-    if buf.is_empty() {
-        bail!("the bot closed the connection without an answer");
-    }
-    Ok(String::from_utf8_lossy(&buf).into_owned())
 }
 
 #[cfg(test)]
