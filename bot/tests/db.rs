@@ -993,4 +993,61 @@ async fn group_commits_store_each_event_once_and_report_it_exactly() {
             .expect("approvals");
     assert_eq!(pending.len(), 1);
     assert_eq!(f.db.get_session(&s2).await.expect("s2").daemon_id, d2);
+
+    // A turn's groups without an approval (committed inline on SQLite): new state events
+    // set the session's state, a state event of a session never described makes its
+    // placeholder row, a session update is stored in its turn and another daemon's is
+    // refused without failing the group, and a resent state event changes nothing.
+    let fresh = SessionId::new();
+    let state = |seq, session, state, reason: Option<&str>| {
+        event(
+            seq,
+            session,
+            seq,
+            EventKind::State {
+                state,
+                reason: reason.map(str::to_owned),
+            },
+        )
+    };
+    let turn = vec![
+        text(9, s1, 9),
+        state(10, s1, SessionState::Idle, None),
+        state(11, fresh, SessionState::Failed, Some("child exited 1")),
+    ];
+    let described = info(s1, SessionState::Idle);
+    let out = w
+        .commit(&[
+            (&d1, Write::Events(&turn)),
+            (&d1, Write::Session(&described, 95_000)),
+            (&d1, Write::Session(&theirs, 95_000)),
+            (&d1, Write::Events(&turn[1..2])),
+            (&d1, Write::Touch(96_000)),
+        ])
+        .await
+        .expect("group without approvals");
+    assert_eq!(stored(&out[0]).len(), 3);
+    assert!(matches!(out[1], Written::Done));
+    assert!(matches!(&out[2], Written::Refused(why) if why.contains("another daemon")));
+    assert!(stored(&out[3]).is_empty(), "a resend is a duplicate");
+    assert!(matches!(out[4], Written::Done));
+    let got = f.db.get_session(&s1).await.expect("s1");
+    assert_eq!(got.info.state, SessionState::Idle);
+    assert_eq!(got.updated_ms, 95_000, "the session update came last");
+    let placeholder = f.db.get_session(&fresh).await.expect("placeholder");
+    assert_eq!(placeholder.daemon_id, d1);
+    assert_eq!(placeholder.info.state, SessionState::Failed);
+    assert_eq!(placeholder.info.reason.as_deref(), Some("child exited 1"));
+    assert_eq!(f.db.get_session(&s2).await.expect("s2").daemon_id, d2);
+    // The state event of another daemon's session leaves that session alone.
+    let other = vec![state(12, s2, SessionState::Failed, Some("not yours"))];
+    let out = w
+        .commit(&[(&d1, Write::Events(&other))])
+        .await
+        .expect("stored as history");
+    assert_eq!(stored(&out[0]).len(), 1);
+    assert_eq!(
+        f.db.get_session(&s2).await.expect("s2").info.state,
+        SessionState::Idle
+    );
 }

@@ -4,10 +4,12 @@
 //! [`EventWriter`] is what the bot's ingest task ([`crate::ingest`]) drives: it owns one
 //! SQLite connection of its own (no pool round trip, never waiting for a pooled writer) and
 //! commits a whole group of [`Write`]s, from any number of daemons, in one transaction
-//! (group commit). The common group, events only and none of them a state change or an
-//! approval, is committed on SQLite by [`super::inline`], on the ingest task's own thread
-//! with no hop to sqlx's worker thread. Any other group runs statement by statement in a
-//! transaction, applying each newly stored event to the derived tables through the helpers `sessions.rs` and `approvals.rs` export for an
+//! (group commit). On SQLite a group with no approval in it (plain events, state changes,
+//! session updates, "last heard" marks: every group of a turn without a tool to approve) is
+//! committed by [`super::inline`], on the ingest task's own thread with no hop to sqlx's
+//! worker thread. Any other group, and every group on PostgreSQL, runs statement by
+//! statement in a transaction, applying each newly stored event to the derived tables
+//! through the helpers `sessions.rs` and `approvals.rs` export for an
 //! open transaction ([`record_state`], [`insert_pending`], [`decide`],
 //! [`upsert_session_tx`]); they never call back here, so the dependency goes one way.
 //! [`Db::insert_events`] is the same for one daemon's batch on a pooled connection.
@@ -28,7 +30,7 @@ use sqlx::{Connection, Row};
 use super::approvals::{Decided, Pending, decide, insert_pending};
 use super::backend::{Conn, Dialect, Pool, on_conn};
 use super::inline::Inline;
-use super::rows::{Bind, Write, Written, chunk_sql, event_binds};
+use super::rows::{Bind, Write, Written, chunk_sql, event_binds, touches_approvals};
 use super::sessions::{record_state, upsert_session_tx};
 use super::{Db, DbError, DbResult, StoredEvent, int};
 
@@ -53,18 +55,6 @@ async fn pg_lock_events(conn: &mut PgConnection) -> DbResult<()> {
         .execute(conn)
         .await?;
     Ok(())
-}
-
-/// Whether storing `ev` also changes a derived table.
-fn derives(ev: &Event) -> bool {
-    matches!(
-        ev.kind,
-        EventKind::State { .. }
-            | EventKind::PermissionRequest { .. }
-            | EventKind::Question { .. }
-            | EventKind::PermissionDecision { .. }
-            | EventKind::Answer { .. }
-    )
 }
 
 /// The ingest connection; see the module docs.
@@ -175,12 +165,11 @@ impl EventWriter {
             Self::Sqlite(conn, inline, turn) => (conn, inline, turn),
         };
         let _turn = turn.lock().await;
-        let simple = writes.iter().all(|(_, w)| match w {
-            Write::Events(events) => !events.iter().any(|e| derives(&e.event)),
-            Write::Touch(_) => true,
-            Write::Session(..) => false,
+        let inline_ok = writes.iter().all(|(_, w)| match w {
+            Write::Events(events) => !events.iter().any(|e| touches_approvals(&e.event)),
+            Write::Touch(_) | Write::Session(..) => true,
         });
-        if simple {
+        if inline_ok {
             return inline.commit(writes);
         }
         let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;

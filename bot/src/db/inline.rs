@@ -1,13 +1,18 @@
-//! The ingest's common group on SQLite, committed inline: the writer's own rusqlite
-//! connection runs `BEGIN IMMEDIATE`, the multi-row `INSERT ... RETURNING`s, the "last
-//! heard" updates and `COMMIT` on the ingest task's thread, with no hop to another thread.
+//! The ingest's groups on SQLite, committed inline: the writer's own rusqlite connection
+//! runs `BEGIN IMMEDIATE`, the multi-row `INSERT ... RETURNING`s, the `sessions` rows that
+//! the new state events and the session updates change, the "last heard" updates and
+//! `COMMIT` on the ingest task's thread, with no hop to another thread.
 //!
 //! Through sqlx every statement batch is a round trip to the connection's worker thread: a
 //! live turn's one-event group took about 250 µs at the median (p90 0.9 ms) from the
 //! ingest task's view, in the `rest_latency` bench, for SQLite work that takes about
-//! 30 µs, and each event waits for its commit before any surface sees it. Groups that
-//! change derived tables (states, approvals, session updates) stay on sqlx
-//! ([`super::ingest`]), as do PostgreSQL and every other query.
+//! 30 µs, and each event waits for its commit before any surface sees it. A turn's first
+//! group (the prompt, the turn's start, the state `active` and the session update) took
+//! five of those round trips, each waking sqlx's thread while claude works on the prompt.
+//! Groups with an approval in them ([`super::rows::touches_approvals`]) stay on sqlx
+//! ([`super::ingest`]), as do PostgreSQL and every other query. The `sessions` statements
+//! are the very ones the sqlx path runs ([`super::sessions::RECORD_STATE`],
+//! [`super::sessions::UPSERT_SESSION`]).
 //!
 //! Small groups run right on the task; a big one (a daemon's backlog after a reconnect)
 //! runs in [`tokio::task::block_in_place`] on a multi-threaded runtime, so the worker's other
@@ -18,11 +23,16 @@
 
 use std::path::Path;
 
+use common::event::EventKind;
 use common::ids::DaemonId;
+use common::ipc::SessionInfo;
 use common::link::LinkEvent;
 use rusqlite::types::Value;
 
-use super::rows::{Bind, Returned, Write, Written, chunk_sql, event_binds, match_rows};
+use super::rows::{
+    Bind, Returned, Write, Written, chunk_sql, event_binds, match_rows, touches_approvals,
+};
+use super::sessions::{RECORD_STATE, UPSERT_SESSION, refused, session_json, state_stub};
 use super::{DbError, DbResult, int};
 use crate::db::backend::Dialect;
 
@@ -73,8 +83,8 @@ impl Inline {
         self.0.execute_batch("SELECT 1").is_ok()
     }
 
-    /// Commits the common group (events that change no derived table, and touches) in one
-    /// transaction; an error means nothing of it was stored.
+    /// Commits a group without approvals in one transaction and returns what each write
+    /// did; an error means nothing of it was stored.
     pub fn commit(&mut self, writes: &[(&DaemonId, Write<'_>)]) -> DbResult<Vec<Written>> {
         let events: usize = writes
             .iter()
@@ -95,8 +105,8 @@ impl Inline {
     fn commit_now(&mut self, writes: &[(&DaemonId, Write<'_>)]) -> DbResult<Vec<Written>> {
         self.0.execute_batch("BEGIN IMMEDIATE").map_err(err)?;
         match self.apply(writes) {
-            Ok(rows) => match self.0.execute_batch("COMMIT") {
-                Ok(()) => match_rows(writes, rows),
+            Ok(written) => match self.0.execute_batch("COMMIT") {
+                Ok(()) => Ok(written),
                 Err(e) => {
                     let _ = self.0.execute_batch("ROLLBACK");
                     Err(err(e))
@@ -110,8 +120,11 @@ impl Inline {
     }
 
     /// The inserts (in as few multi-row statements as fit, rows of different daemons
-    /// sharing one) and the touches, inside the open transaction.
-    fn apply(&mut self, writes: &[(&DaemonId, Write<'_>)]) -> DbResult<Vec<Returned>> {
+    /// sharing one), then, write by write, the `sessions` rows of the new state events and
+    /// of the session updates, and the touches, inside the open transaction. (Inserting
+    /// every event first changes nothing: the inserts touch only `events`, the rest only
+    /// `sessions` and `daemons`, each in the order of the writes.)
+    fn apply(&mut self, writes: &[(&DaemonId, Write<'_>)]) -> DbResult<Vec<Written>> {
         let rows: Vec<(&DaemonId, &LinkEvent)> = writes
             .iter()
             .filter_map(|(d, w)| match w {
@@ -120,6 +133,11 @@ impl Inline {
             })
             .flatten()
             .collect();
+        if rows.iter().any(|(_, l)| touches_approvals(&l.event)) {
+            return Err(DbError::other(
+                "a group with an approval is committed on sqlx",
+            ));
+        }
         let mut returned = Vec::with_capacity(rows.len());
         let mut rest: &[(&DaemonId, &LinkEvent)] = &rows;
         while !rest.is_empty() {
@@ -142,22 +160,69 @@ impl Inline {
                 });
             }
         }
-        for (daemon, write) in writes {
-            match write {
-                Write::Events(_) => {}
-                Write::Touch(now) => {
+        let mut written = match_rows(writes, returned)?;
+        for ((daemon, write), done) in writes.iter().zip(written.iter_mut()) {
+            match (write, &*done) {
+                (Write::Events(_), Written::Events(stored)) => {
+                    for ev in stored.iter().map(|s| &s.event) {
+                        if let EventKind::State { state, reason } = &ev.kind {
+                            self.0
+                                .prepare_cached(RECORD_STATE)
+                                .map_err(err)?
+                                .execute(rusqlite::params![
+                                    ev.session_id.to_string(),
+                                    daemon.0,
+                                    state.as_str(),
+                                    reason.as_deref(),
+                                    int(ev.ts_ms)?,
+                                    state_stub(&ev.session_id, *state, reason.as_deref(), ev.ts_ms),
+                                ])
+                                .map_err(err)?;
+                        }
+                    }
+                }
+                (Write::Session(info, now), _) => {
+                    if self.upsert_session(daemon, info, *now)? == 0 {
+                        *done = Written::Refused(refused(info).to_string());
+                    }
+                }
+                (Write::Touch(now), _) => {
                     self.0
                         .prepare_cached("UPDATE daemons SET last_seen_ms = ?1 WHERE id = ?2")
                         .map_err(err)?
                         .execute(rusqlite::params![int(*now)?, daemon.0])
                         .map_err(err)?;
                 }
-                Write::Session(..) => {
-                    return Err(DbError::other("a session update needs a full transaction"));
-                }
+                (Write::Events(_), _) => {}
             }
         }
-        Ok(returned)
+        Ok(written)
+    }
+
+    /// [`UPSERT_SESSION`]: the rows it changed (none when the session is another daemon's).
+    fn upsert_session(
+        &mut self,
+        daemon: &DaemonId,
+        info: &SessionInfo,
+        now_ms: u64,
+    ) -> DbResult<usize> {
+        self.0
+            .prepare_cached(UPSERT_SESSION)
+            .map_err(err)?
+            .execute(rusqlite::params![
+                info.id.to_string(),
+                daemon.0,
+                info.name.as_deref(),
+                info.cwd.to_string_lossy().into_owned(),
+                info.model.as_deref(),
+                info.permission_mode.as_str(),
+                info.state.as_str(),
+                info.reason.as_deref(),
+                int(info.created_ms)?,
+                int(now_ms)?,
+                session_json(info)?,
+            ])
+            .map_err(err)
     }
 }
 

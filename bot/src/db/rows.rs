@@ -7,6 +7,7 @@
 use std::collections::HashMap;
 use std::sync::LazyLock;
 
+use common::event::{Event, EventKind};
 use common::ids::DaemonId;
 use common::ipc::SessionInfo;
 use common::link::LinkEvent;
@@ -67,6 +68,19 @@ pub(super) fn chunk_sql(dialect: Dialect, rest: usize) -> (&'static str, usize) 
         .iter()
         .find(|(_, n)| *n <= rest)
         .map_or((INSERT_EVENT_ONE, 1), |(sql, n)| (sql.as_str(), *n))
+}
+
+/// Whether storing `ev` also changes the `approvals` table (a request, or how one ended).
+/// A group with such an event is committed on sqlx (`ingest.rs`); any other group, state
+/// changes and session updates included, inline (`inline.rs`).
+pub(super) fn touches_approvals(ev: &Event) -> bool {
+    matches!(
+        ev.kind,
+        EventKind::PermissionRequest { .. }
+            | EventKind::Question { .. }
+            | EventKind::PermissionDecision { .. }
+            | EventKind::Answer { .. }
+    )
 }
 
 /// One thing a daemon link asks the store to do.

@@ -139,8 +139,7 @@ pub(super) async fn upsert_session_tx(
     info: &SessionInfo,
     now_ms: u64,
 ) -> DbResult<Result<(), String>> {
-    let json = serde_json::to_string(info)
-        .map_err(|e| DbError::other(format!("cannot encode session: {e}")))?;
+    let json = session_json(info)?;
     let done = on_conn!(conn, |c| {
         sqlx::query(UPSERT_SESSION)
             .bind(info.id.to_string())
@@ -165,13 +164,21 @@ pub(super) async fn upsert_session_tx(
     })
 }
 
-fn refused(info: &SessionInfo) -> DbError {
+/// A session update as stored in `info`.
+pub(super) fn session_json(info: &SessionInfo) -> DbResult<String> {
+    serde_json::to_string(info).map_err(|e| DbError::other(format!("cannot encode session: {e}")))
+}
+
+/// Why a session update was refused.
+pub(super) fn refused(info: &SessionInfo) -> DbError {
     DbError::other(format!("session {} belongs to another daemon", info.id))
 }
 
-/// The statement behind [`Db::upsert_session`]: replaces the row unless the session
-/// belongs to another daemon.
-const UPSERT_SESSION: &str = "INSERT INTO sessions (id, daemon_id, name, cwd, model,
+/// The statement behind [`Db::upsert_session`] (also run by the inline ingest,
+/// `inline.rs`): replaces the row unless the session belongs to another daemon. `$1` id,
+/// `$2` daemon, `$3` name, `$4` cwd, `$5` model, `$6` permission mode, `$7` state, `$8`
+/// reason, `$9` created, `$10` updated, `$11` info.
+pub(super) const UPSERT_SESSION: &str = "INSERT INTO sessions (id, daemon_id, name, cwd, model,
         permission_mode, state, reason, created_ms, updated_ms, info)
      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
      ON CONFLICT (id) DO UPDATE SET
@@ -192,9 +199,40 @@ pub(super) async fn record_state(
     reason: Option<&str>,
     ts_ms: u64,
 ) -> DbResult<()> {
-    // The placeholder `info` carries only what the event tells us; the daemon's next
-    // session update replaces it.
-    let stub = serde_json::json!({
+    on_conn!(conn, |c| {
+        sqlx::query(RECORD_STATE)
+            .bind(session.to_string())
+            .bind(daemon.0.as_str())
+            .bind(state.as_str())
+            .bind(reason)
+            .bind(int(ts_ms)?)
+            .bind(state_stub(session, state, reason, ts_ms))
+            .execute(&mut **c)
+            .await?;
+    });
+    Ok(())
+}
+
+/// The statement of [`record_state`], also run by the inline ingest (`inline.rs`):
+/// `$1` session, `$2` daemon, `$3` state, `$4` reason, `$5` time, `$6` placeholder info.
+pub(super) const RECORD_STATE: &str =
+    "INSERT INTO sessions (id, daemon_id, cwd, permission_mode, state, reason,
+                           created_ms, updated_ms, info)
+     VALUES ($1, $2, '', 'default', $3, $4, $5, $5, $6)
+     ON CONFLICT (id) DO UPDATE SET
+        state = excluded.state, reason = excluded.reason,
+        updated_ms = excluded.updated_ms
+     WHERE sessions.daemon_id = excluded.daemon_id";
+
+/// The placeholder `info` of a session only a state event told of: it carries only what
+/// the event tells; the daemon's next session update replaces it.
+pub(super) fn state_stub(
+    session: &SessionId,
+    state: SessionState,
+    reason: Option<&str>,
+    ts_ms: u64,
+) -> String {
+    serde_json::json!({
         "id": session,
         "cwd": "",
         "permission_mode": "default",
@@ -202,27 +240,8 @@ pub(super) async fn record_state(
         "reason": reason,
         "created_ms": ts_ms,
         "last_event_ms": ts_ms,
-    });
-    on_conn!(conn, |c| {
-        sqlx::query(
-            "INSERT INTO sessions (id, daemon_id, cwd, permission_mode, state, reason,
-                                   created_ms, updated_ms, info)
-             VALUES ($1, $2, '', 'default', $3, $4, $5, $5, $6)
-             ON CONFLICT (id) DO UPDATE SET
-                state = excluded.state, reason = excluded.reason,
-                updated_ms = excluded.updated_ms
-             WHERE sessions.daemon_id = excluded.daemon_id",
-        )
-        .bind(session.to_string())
-        .bind(daemon.0.as_str())
-        .bind(state.as_str())
-        .bind(reason)
-        .bind(int(ts_ms)?)
-        .bind(stub.to_string())
-        .execute(&mut **c)
-        .await?;
-    });
-    Ok(())
+    })
+    .to_string()
 }
 
 /// Decodes one row of `sessions`: the stored [`SessionInfo`] with the row's `state` and
