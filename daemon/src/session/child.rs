@@ -2,8 +2,9 @@
 //! writing lines and control requests to it, and what is left when it exits ([`Exit`]).
 //!
 //! Three helper tasks per child (the helix `transport.rs` layout): a stdout reader that
-//! also reaps the child ([`FromChild`] lines, then its exit status), a stdin writer fed by a
-//! bounded channel, and a stderr reader that logs and keeps a tail for failure reasons. The
+//! also reaps the child ([`FromChild`] lines, then its exit status), a stdin writer for the
+//! lines the pipe could not take at once ([`super::stdin`]), and a stderr reader that logs
+//! and keeps a tail for failure reasons. The
 //! actor ([`super::actor`]) reads [`Child::recv`] in its event loop and decides what a line
 //! means with [`super::output`]. [`claude_args`] are the session arguments the child and
 //! the TUI ([`super::handover`]) share.
@@ -18,11 +19,11 @@ use common::codec::{LineError, LineReader};
 use common::event::EventKind;
 use nix::sys::signal::Signal;
 use serde_json::{Value, json};
-use tokio::io::AsyncWriteExt;
 use tokio::sync::mpsc;
 use tracing::{Instrument, info, warn};
 
 use super::Ctx;
+use super::stdin::Stdin;
 use crate::eventlog::EventLog;
 use crate::spawn::{self, ChildSpec};
 use crate::store::SessionRecord;
@@ -64,7 +65,7 @@ pub(super) fn claude_args(rec: &SessionRecord, resume: bool, extra: &[String]) -
 struct Running {
     pid: u32,
     rx: mpsc::Receiver<FromChild>,
-    stdin: Option<mpsc::Sender<String>>,
+    stdin: Option<Stdin>,
     stderr_tail: Arc<Mutex<VecDeque<String>>>,
     /// Its `CCRM_OWNER` marker, to sweep the tools it leaves behind.
     owner: String,
@@ -166,15 +167,15 @@ impl Child {
 
         let (line_tx, line_rx) = mpsc::channel(256);
         tokio::spawn(read_child(child, stdout, line_tx).in_current_span());
-        let (stdin_tx, stdin_rx) = mpsc::channel::<String>(64);
-        tokio::spawn(write_child(stdin, stdin_rx).in_current_span());
+        let stdin =
+            anyhow::Context::context(Stdin::start(stdin), "cannot take over claude's stdin")?;
         let tail = Arc::new(Mutex::new(VecDeque::new()));
         tokio::spawn(read_stderr(stderr, tail.clone()).in_current_span());
 
         self.running = Some(Running {
             pid,
             rx: line_rx,
-            stdin: Some(stdin_tx),
+            stdin: Some(stdin),
             stderr_tail: tail,
             owner,
         });
@@ -210,14 +211,13 @@ impl Child {
         id
     }
 
-    /// Writes one line to the child's stdin (dropped, with an error event, when the child
-    /// does not read its input or has no stdin any more).
+    /// Writes one line to the child's stdin, at once if the pipe takes it (dropped, with an
+    /// error event, when the child does not read its input or has no stdin any more).
     pub(super) fn send(&self, line: Value) {
         let Some(r) = &self.running else { return };
         let Some(stdin) = &r.stdin else { return };
-        let text = line.to_string();
-        if let Err(e) = stdin.try_send(text) {
-            // The writer is 64 lines behind or gone: the child is not reading its stdin.
+        if let Err(e) = stdin.send(line.to_string()) {
+            // 64 lines wait already, or the pipe is closed: the child is not reading.
             warn!(error = %e, "cannot write to claude's stdin");
             self.log.push(
                 EventKind::Error {
@@ -340,16 +340,6 @@ async fn read_child(
         None => child.wait().await.ok(),
     };
     let _ = tx.send(FromChild::Exited(status)).await;
-}
-
-async fn write_child(mut stdin: tokio::process::ChildStdin, mut rx: mpsc::Receiver<String>) {
-    while let Some(mut line) = rx.recv().await {
-        line.push('\n');
-        if stdin.write_all(line.as_bytes()).await.is_err() || stdin.flush().await.is_err() {
-            break;
-        }
-    }
-    // Dropping stdin closes it: EOF tells the CLI to finish and exit.
 }
 
 async fn read_stderr(stderr: tokio::process::ChildStderr, tail: Arc<Mutex<VecDeque<String>>>) {

@@ -4,8 +4,8 @@
 //! reads the shared snapshot ([`SessionInfo`](common::ipc::SessionInfo), pending approvals)
 //! and the [`EventLog`](crate::eventlog::EventLog) without waiting for the actor. The actor
 //! alone writes to the child and reacts to what it prints. Helper tasks per child: a stdout
-//! reader (which also reaps the child), a stdin writer fed by a bounded channel, and a
-//! stderr reader that logs and keeps a tail for failure reasons (the helix `transport.rs`
+//! reader (which also reaps the child), a stdin writer for the lines the pipe could not take
+//! at once, and a stderr reader that logs and keeps a tail for failure reasons (the helix `transport.rs`
 //! layout).
 //!
 //! Turns are strictly one at a time: prompts wait in our own FIFO queue and the next one is
@@ -27,6 +27,8 @@
 //! with state of its own is a small struct the actor owns and delegates to, and none of
 //! them knows the actor:
 //! - `child`: the running claude process, its stdio tasks, control requests and its exit.
+//! - `stdin`: the child's stdin: a line written at once from the actor when nothing waits
+//!   before it, else queued for the writer task, in order either way.
 //! - `output`: what a line of the child's stdout means (events, results, control messages).
 //! - `queue`: the FIFO prompt queue and the turn in progress.
 //! - `approvals`: pending approvals and questions, who decided what, the session rules and
@@ -51,6 +53,7 @@ mod handle;
 mod handover;
 mod output;
 mod queue;
+mod stdin;
 
 pub use cmd::Cmd;
 pub use handle::{Launch, SessionHandle, by_of, start};
