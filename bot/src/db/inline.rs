@@ -25,7 +25,6 @@ use std::path::Path;
 
 use common::event::EventKind;
 use common::ids::DaemonId;
-use common::ipc::SessionInfo;
 use common::link::LinkEvent;
 use rusqlite::types::Value;
 
@@ -166,32 +165,47 @@ impl Inline {
                 (Write::Events(_), Written::Events(stored)) => {
                     for ev in stored.iter().map(|s| &s.event) {
                         if let EventKind::State { state, reason } = &ev.kind {
-                            self.0
-                                .prepare_cached(RECORD_STATE)
-                                .map_err(err)?
-                                .execute(rusqlite::params![
+                            self.exec(
+                                RECORD_STATE,
+                                rusqlite::params![
                                     ev.session_id.to_string(),
                                     daemon.0,
                                     state.as_str(),
                                     reason.as_deref(),
                                     int(ev.ts_ms)?,
                                     state_stub(&ev.session_id, *state, reason.as_deref(), ev.ts_ms),
-                                ])
-                                .map_err(err)?;
+                                ],
+                            )?;
                         }
                     }
                 }
                 (Write::Session(info, now), _) => {
-                    if self.upsert_session(daemon, info, *now)? == 0 {
+                    let changed = self.exec(
+                        UPSERT_SESSION,
+                        rusqlite::params![
+                            info.id.to_string(),
+                            daemon.0,
+                            info.name.as_deref(),
+                            info.cwd.to_string_lossy().into_owned(),
+                            info.model.as_deref(),
+                            info.permission_mode.as_str(),
+                            info.state.as_str(),
+                            info.reason.as_deref(),
+                            int(info.created_ms)?,
+                            int(*now)?,
+                            session_json(info)?,
+                        ],
+                    )?;
+                    // None changed: the session is another daemon's.
+                    if changed == 0 {
                         *done = Written::Refused(refused(info).to_string());
                     }
                 }
                 (Write::Touch(now), _) => {
-                    self.0
-                        .prepare_cached("UPDATE daemons SET last_seen_ms = ?1 WHERE id = ?2")
-                        .map_err(err)?
-                        .execute(rusqlite::params![int(*now)?, daemon.0])
-                        .map_err(err)?;
+                    self.exec(
+                        "UPDATE daemons SET last_seen_ms = ?1 WHERE id = ?2",
+                        rusqlite::params![int(*now)?, daemon.0],
+                    )?;
                 }
                 (Write::Events(_), _) => {}
             }
@@ -199,29 +213,14 @@ impl Inline {
         Ok(written)
     }
 
-    /// [`UPSERT_SESSION`]: the rows it changed (none when the session is another daemon's).
-    fn upsert_session(
-        &mut self,
-        daemon: &DaemonId,
-        info: &SessionInfo,
-        now_ms: u64,
-    ) -> DbResult<usize> {
+    /// Runs the cached statement `sql` with `params` (bound by position: the `$N` of the
+    /// statements shared with sqlx, which binds by number, appear in order, as the test
+    /// below checks); the rows it changed.
+    fn exec(&self, sql: &str, params: impl rusqlite::Params) -> DbResult<usize> {
         self.0
-            .prepare_cached(UPSERT_SESSION)
+            .prepare_cached(sql)
             .map_err(err)?
-            .execute(rusqlite::params![
-                info.id.to_string(),
-                daemon.0,
-                info.name.as_deref(),
-                info.cwd.to_string_lossy().into_owned(),
-                info.model.as_deref(),
-                info.permission_mode.as_str(),
-                info.state.as_str(),
-                info.reason.as_deref(),
-                int(info.created_ms)?,
-                int(now_ms)?,
-                session_json(info)?,
-            ])
+            .execute(params)
             .map_err(err)
     }
 }
@@ -237,12 +236,18 @@ fn value(b: Bind) -> Value {
 mod tests {
     use super::*;
 
-    #[tokio::test]
-    async fn the_connection_has_the_pools_settings() {
+    /// A migrated database (the pool's) and the inline connection on it.
+    async fn migrated() -> (tempfile::TempDir, crate::db::Db, Inline) {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("bot.db");
         let db = crate::db::Db::open(&path).await.expect("open");
         let inline = Inline::open(&path).expect("inline");
+        (dir, db, inline)
+    }
+
+    #[tokio::test]
+    async fn the_connection_has_the_pools_settings() {
+        let (_dir, db, inline) = migrated().await;
         let pragma = |name: &str| -> String {
             inline
                 .0
@@ -273,6 +278,27 @@ mod tests {
             super::super::JOURNAL_SIZE_LIMIT
         );
         assert!(inline.ping());
+        db.close().await;
+    }
+
+    /// rusqlite binds by position, sqlx by the number of each `$N`: the statements both run
+    /// must number their parameters in the order they first appear, or the two would bind
+    /// different values to the same place.
+    #[tokio::test]
+    async fn shared_statements_number_their_parameters_in_order() {
+        let (_dir, db, inline) = migrated().await;
+        for sql in [RECORD_STATE, UPSERT_SESSION] {
+            let stmt = inline.0.prepare(sql).expect("prepare");
+            let n = stmt.parameter_count();
+            assert!(n > 0, "{sql}");
+            for i in 1..=n {
+                assert_eq!(
+                    stmt.parameter_name(i),
+                    Some(format!("${i}").as_str()),
+                    "{sql}"
+                );
+            }
+        }
         db.close().await;
     }
 }
