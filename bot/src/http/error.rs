@@ -106,6 +106,22 @@ impl From<HubError> for AppError {
     }
 }
 
+/// A hub error on OCC's endpoints (workspaces, executions): a daemon that is offline gets
+/// `offline` (the endpoint's 503 `DAEMON_OFFLINE`), and so does one whose link dropped before
+/// it answered (the hub fails what was in flight with `ShuttingDown`) or that is stopping,
+/// which their documented responses list as `DAEMON_OFFLINE` too; the rest as for any route.
+pub fn occ_hub_error(e: HubError, offline: impl FnOnce() -> AppError) -> AppError {
+    match e {
+        HubError::Offline(_) => offline(),
+        HubError::Daemon(body) if body.code == ErrorCode::ShuttingDown => AppError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "DAEMON_OFFLINE",
+            body.message,
+        ),
+        other => other.into(),
+    }
+}
+
 /// Maps a daemon error to an HTTP status, keeping its code and message.
 pub fn daemon_error(body: ErrorBody) -> AppError {
     let (status, code) = match body.code {
@@ -189,5 +205,44 @@ impl<S: Send + Sync, T: serde::de::DeserializeOwned> FromRequestParts<S> for App
                 e.body_text(),
             )),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use common::ids::DaemonId;
+
+    /// On OCC's endpoints a request in flight when the daemon's link drops (or while it
+    /// stops) is the documented `DAEMON_OFFLINE`, not the daemon's own `shutting_down`; an
+    /// offline daemon gets the endpoint's own answer; the rest map as on any route.
+    #[test]
+    fn a_daemon_gone_mid_request_is_daemon_offline_on_occ_routes() {
+        let d = DaemonId("d1".into());
+        let offline = || AppError::new(StatusCode::SERVICE_UNAVAILABLE, "DAEMON_OFFLINE", "off");
+        let e = occ_hub_error(
+            HubError::Daemon(ErrorBody::new(
+                ErrorCode::ShuttingDown,
+                "daemon d1 disconnected before answering",
+            )),
+            offline,
+        );
+        assert_eq!(
+            (e.status(), e.code()),
+            (StatusCode::SERVICE_UNAVAILABLE, "DAEMON_OFFLINE")
+        );
+        let e = occ_hub_error(HubError::Offline(d), offline);
+        assert_eq!(e.code(), "DAEMON_OFFLINE");
+        let e = occ_hub_error(
+            HubError::Daemon(ErrorBody::new(ErrorCode::NotFound, "no such execution")),
+            offline,
+        );
+        assert_eq!((e.status(), e.code()), (StatusCode::NOT_FOUND, "not_found"));
+        // Elsewhere the daemon's code is kept.
+        let e = AppError::from(HubError::Daemon(ErrorBody::new(
+            ErrorCode::ShuttingDown,
+            "stopping",
+        )));
+        assert_eq!(e.code(), "shutting_down");
     }
 }

@@ -26,7 +26,7 @@ use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use common::event::{Origin, Surface};
 use common::ids::DaemonId;
-use common::ipc::{Command, ErrorCode};
+use common::ipc::Command;
 use common::link::FEATURE_WORKSPACES;
 use common::workspace::{ExecArgs, ExecInfo, ExecItem, ExecRef, ExecUpdate, valid_id};
 use serde::Deserialize;
@@ -34,12 +34,13 @@ use serde_json::json;
 use tokio::sync::mpsc;
 use utoipa::ToSchema;
 
+use super::AppError;
 use super::access::{User, audit};
 use super::daemons::{iso, resolve_daemon};
+use super::error::occ_hub_error;
 use super::schema::{
     ErrorResponse, ExecComplete, ExecFailed, ExecOutput, ExecQueued, ExecSummary, Execution,
 };
-use super::{AppError, daemon_error};
 use crate::AppState;
 use crate::db::{DbError, ExecutionRow};
 use crate::executions::{Lost, follow, last_item};
@@ -65,21 +66,7 @@ fn offline(d: &DaemonId) -> AppError {
 }
 
 fn hub_error(d: &DaemonId, e: HubError) -> AppError {
-    match e {
-        HubError::Offline(_) => offline(d),
-        HubError::Daemon(body) if body.code == ErrorCode::NotFound => {
-            AppError::new(StatusCode::NOT_FOUND, "not_found", body.message)
-        }
-        // Its link dropped before it answered (the hub fails what was in flight), or it is
-        // stopping: to OCC's clients that is the documented 503 `DAEMON_OFFLINE`.
-        HubError::Daemon(body) if body.code == ErrorCode::ShuttingDown => AppError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "DAEMON_OFFLINE",
-            body.message,
-        ),
-        HubError::Daemon(body) => daemon_error(body),
-        other => other.into(),
-    }
+    occ_hub_error(e, || offline(d))
 }
 
 /// Body of `POST /api/execute` (OCC's field names).
@@ -549,35 +536,4 @@ pub async fn cancel(
         }
     }
     Ok(Json(execution_json(&row(&state, &id).await?)))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use common::ipc::ErrorBody;
-
-    /// A request in flight when the daemon's link drops (or while it stops) is answered
-    /// with the documented `DAEMON_OFFLINE`, not the daemon's own `shutting_down`.
-    #[test]
-    fn a_daemon_gone_mid_request_is_daemon_offline() {
-        let d = DaemonId("d1".into());
-        let e = hub_error(
-            &d,
-            HubError::Daemon(ErrorBody::new(
-                ErrorCode::ShuttingDown,
-                "daemon d1 disconnected before answering",
-            )),
-        );
-        assert_eq!(
-            (e.status(), e.code()),
-            (StatusCode::SERVICE_UNAVAILABLE, "DAEMON_OFFLINE")
-        );
-        let e = hub_error(&d, HubError::Offline(d.clone()));
-        assert_eq!(e.code(), "DAEMON_OFFLINE");
-        let e = hub_error(
-            &d,
-            HubError::Daemon(ErrorBody::new(ErrorCode::NotFound, "no such execution")),
-        );
-        assert_eq!(e.status(), StatusCode::NOT_FOUND);
-    }
 }

@@ -28,6 +28,7 @@ use serde_json::json;
 
 use super::access::{User, audit};
 use super::daemons::{iso, resolve_daemon};
+use super::error::occ_hub_error;
 use super::schema::{
     ErrorResponse, Success, Workspace, WorkspaceDeleted, WorkspaceForm, WorkspaceList,
     WorkspaceUploaded,
@@ -65,10 +66,7 @@ fn too_large(cap: u64) -> AppError {
 }
 
 fn hub_error(d: &DaemonId, e: HubError) -> AppError {
-    match e {
-        HubError::Offline(_) => offline(d),
-        other => other.into(),
-    }
+    occ_hub_error(e, || offline(d))
 }
 
 fn upload_error(d: &DaemonId, e: UploadError) -> AppError {
